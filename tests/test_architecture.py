@@ -1,0 +1,55 @@
+"""Architecture rules: the engine never imports Qt, and the tests cannot reach the network."""
+
+from __future__ import annotations
+
+import ast
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[1] / "desktop_tl" / "core"
+FORBIDDEN = ("PySide6", "pyqtgraph", "desktop_tl.gui", "shiboken6")
+
+
+def _imported_names(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_source_never_imports_qt():
+    offenders = {}
+    for path in CORE.rglob("*.py"):
+        bad = {n for n in _imported_names(path.read_text()) if n.split(".")[0] in FORBIDDEN or n.startswith("desktop_tl.gui")}
+        if bad:
+            offenders[path.name] = bad
+    assert not offenders, offenders
+
+
+def test_importing_every_core_module_loads_no_qt():
+    modules = [f"desktop_tl.core.{p.stem}" for p in CORE.glob("*.py") if p.stem != "__init__"]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_linter_contracts_hold():
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(["lint-imports"], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_network_is_blocked_in_tests():
+    with pytest.raises(RuntimeError, match="network"):
+        socket.create_connection(("127.0.0.1", 9))
