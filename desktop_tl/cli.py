@@ -1,13 +1,336 @@
-"""The headless face of desktop_tl: `desktop-tl COMMAND ...`."""
+"""The headless face of desktop_tl: `desktop-tl COMMAND ...` drives the same engine as the window."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from desktop_tl.core.errors import UserError
+
+EXIT_USAGE = 2
+DEFAULT_DEMO_OUT = Path("runs") / "demo"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `desktop-tl` command; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="desktop-tl")
-    parser.parse_args(argv)
+def _print_error(exc: UserError) -> None:
+    print(f"desktop-tl: error: {exc.what}", file=sys.stderr)
+    if exc.hint:
+        print(f"  What to do: {exc.hint}", file=sys.stderr)
+
+
+# -- models, import-check ----------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from desktop_tl.core.catalog import format_models_table, list_models
+
+    entries = list_models(args.search or "", include_all=args.all or bool(args.search))
+    if args.json:
+        print(json.dumps([asdict(e) for e in entries], indent=2))
+    else:
+        print(format_models_table(entries))
     return 0
+
+
+def cmd_import_check(args: argparse.Namespace) -> int:
+    from desktop_tl.core.config import SplitConfig
+    from desktop_tl.core.dataset import format_report, import_dataset
+
+    split = SplitConfig(args.val_fraction, args.test_fraction, args.seed)
+    split.validate()
+    index = import_dataset(Path(args.data), split, progress=_progress_printer("Checking images") if not args.json else None)
+    print(json.dumps(index.to_report(), indent=2) if args.json else format_report(index))
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------------------
+def _train_config(args: argparse.Namespace):
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+
+    defaults = TrainConfig()
+    config = TrainConfig(
+        model=args.model or defaults.model,
+        weights=args.weights or ("bundled" if (args.model or defaults.model) == defaults.model else "hf"),
+        freeze=args.freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        image_size=args.image_size, augment=args.augment, device=args.device, seed=args.seed,
+        label_smoothing=args.label_smoothing, class_weighted=args.class_weighted,
+        early_stopping_patience=args.early_stopping, layer_decay=args.layer_decay, num_workers=args.workers)
+    return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
+
+
+def run_training(run_dir: Path, quiet: bool = False) -> int:
+    """Drive `train_run` with a console progress line; Ctrl+C stops after the current batch."""
+    from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
+    from desktop_tl.core.train import RunControl, train_run
+
+    control = RunControl()
+    events = train_run(run_dir, control)
+    status = 0
+    tty = sys.stdout.isatty()
+    last_line = 0.0
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            control.stop()
+            print("\nStopping after the current batch; the last saved epoch is kept (resume with --resume).")
+            continue
+        if isinstance(event, RunStarted):
+            where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
+            print(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
+                  f"{event.total_epochs} epochs, {where}; {event.trainable_params:,} of {event.total_params:,} "
+                  f"parameters train.")
+        elif isinstance(event, BatchProgress):
+            now = time.monotonic()
+            if quiet or (not tty and now - last_line < 5 and event.batch != event.batches):
+                continue
+            last_line = now
+            line = (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} "
+                    f"loss {event.loss:.3f} acc {event.accuracy:.1%} {event.images_per_sec:.1f} img/s "
+                    f"ETA {_duration(event.eta_seconds)}")
+            print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", flush=True)
+        elif isinstance(event, EpochEnd):
+            mark = " (best so far)" if event.is_best else ""
+            print(("\n" if tty and not quiet else "") +
+                  f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} acc "
+                  f"{event.train_accuracy:.1%} | val loss {event.val_loss:.3f} acc {event.val_accuracy:.1%} "
+                  f"| {event.seconds:.1f}s{mark}")
+        elif isinstance(event, CheckpointSaved):
+            pass
+        elif isinstance(event, Message):
+            print(f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}")
+        elif isinstance(event, Finished):
+            if event.stopped_by_user:
+                print(f"Stopped by the user after {event.epochs_done} complete epoch(s). "
+                      f"Continue with: desktop-tl train ... --out {run_dir} --resume")
+                status = 130
+            elif event.metrics is None:
+                print(f"The run in {run_dir} has already finished ({event.epochs_done} epochs); nothing to do.")
+            else:
+                print(format_metrics(event.metrics))
+                print(f"Saved in {run_dir}: best.safetensors (epoch {event.best_epoch}), last.safetensors, "
+                      "metrics.json")
+        elif isinstance(event, Failed):
+            _print_error(UserError(event.what, event.hint))
+            status = EXIT_USAGE
+    return status
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from desktop_tl.core.runs import RUN_FILE, create_run, open_run
+
+    run_dir = Path(args.out)
+    if (run_dir / RUN_FILE).is_file():
+        info = open_run(run_dir)
+        if not args.resume and (info.has_checkpoint or info.finished):
+            raise UserError(f"{run_dir} already holds a run.",
+                            "Add --resume to continue it, or choose another --out folder.")
+        if args.resume and info.finished:
+            print(f"The run in {run_dir} has already finished ({info.config.epochs} epochs); nothing to do.")
+            return 0
+    if not (run_dir / RUN_FILE).is_file() or not args.resume:
+        config, split = _train_config(args)
+        create_run(run_dir, Path(args.data), config, split, progress=_progress_printer("Importing"))
+    return run_training(run_dir)
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics table printed at the end of a run and by `evaluate`."""
+    lines = []
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        if not m.get("images"):
+            lines.append(f"{split}: no images")
+            continue
+        low, high = m["accuracy_95ci"]
+        auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
+        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%}), "
+                     f"balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
+    test = metrics.get("test") or {}
+    if test.get("images"):
+        lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
+        for name, v in test["per_class"].items():
+            recall = "n/a" if v["recall"] is None else f"{v['recall']:.2f}"
+            f1 = "n/a" if v["f1"] is None else f"{v['f1']:.2f}"
+            lines.append(f"{name[:23]:<24}{v['precision']:>10.2f}{recall:>10}{f1:>8}{v['support']:>9}")
+    for note in metrics.get("cautions", []):
+        lines.append(f"Caution: {note}")
+    return "\n".join(lines)
+
+
+# -- evaluate, export, predict, demo -------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from desktop_tl.core.evaluation_run import evaluate_run
+
+    metrics = evaluate_run(Path(args.run), data_root=Path(args.data) if args.data else None, which=args.checkpoint)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
+
+    result = export_onnx(Path(args.run), Path(args.out) if args.out else None, which=args.checkpoint,
+                         data_root=Path(args.data) if args.data else None)
+    print(_export_summary(Path(args.run), result, PARITY_TOLERANCE))
+    return 0 if result.parity_ok else 1
+
+
+def _export_summary(run_dir: Path, result, tolerance: float) -> str:
+    where = run_dir / result.onnx_file if not Path(result.onnx_file).is_absolute() and "/" not in result.onnx_file else Path(result.onnx_file)
+    diffs = ", ".join(f"{k.replace('_', ' ')}: {v:.2e}" for k, v in result.parity_max_abs_diff.items())
+    verdict = "OK" if result.parity_ok else f"FAILED (tolerance {tolerance:g})"
+    return (f"Exported {where} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}).\n"
+            f"Parity with PyTorch on real images, largest probability difference: {diffs} -> {verdict}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from desktop_tl.core.predict import OnnxClassifier, collect_inputs, write_predictions_csv
+
+    classifier = OnnxClassifier(Path(args.model))
+    predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths])))
+    for p in predictions:
+        if p.error:
+            print(f"{p.path}\tskipped: {p.error}")
+        else:
+            print(f"{p.path}\t{p.label}\t{p.probability:.3f}")
+    if args.csv:
+        write_predictions_csv(Path(args.csv), predictions, classifier.classes)
+        print(f"Wrote {len(predictions)} rows to {args.csv}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
+    from desktop_tl.core.paths import resource_path
+    from desktop_tl.core.runs import create_run
+
+    run_dir = Path(args.out)
+    data = resource_path("demo", "images")
+    started = time.perf_counter()
+    print(f"Demo: fine-tuning the bundled EfficientNet-Lite0 on the demo images in {data}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} is not empty.", "Remove it or pass --out with a new folder.")
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=2e-3, augment="light")
+    create_run(run_dir, data, config, SplitConfig(seed=0), progress=_progress_printer("Importing"))
+    status = run_training(run_dir)
+    if status:
+        return status
+    result = export_onnx(run_dir)
+    print(_export_summary(run_dir, result, PARITY_TOLERANCE))
+    print(f"Done in {time.perf_counter() - started:.0f}s. Everything is in {run_dir.resolve()}:\n"
+          f"  metrics.json (validation and test figures), model.onnx (for `desktop-tl predict`), "
+          f"best.safetensors / last.safetensors (checkpoints)")
+    print(f"Try it: desktop-tl predict {run_dir / 'model.onnx'} {data}")
+    return 0 if result.parity_ok else 1
+
+
+# -- plumbing ----------------------------------------------------------------------------------------
+def _progress_printer(label: str) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            print(f"{label}: {done}/{total} files", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="desktop-tl", description="Offline transfer learning for image folders.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the model catalog with offline weight availability")
+    p.add_argument("--search", help="search every timm architecture by name (wildcards allowed)")
+    p.add_argument("--all", action="store_true", help="list every timm architecture, not just the shortlist")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_models)
+
+    def split_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--val-fraction", type=float, default=0.15, help="share of each class for validation")
+        p.add_argument("--test-fraction", type=float, default=0.15, help="share of each class for the test split")
+        p.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
+
+    p = sub.add_parser("import-check", help="check a dataset: classes, splits, skipped files, duplicates")
+    p.add_argument("data", help="folder with one subfolder per class, or a CSV/TSV of path,label[,group]")
+    split_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(func=cmd_import_check)
+
+    p = sub.add_parser("train", help="fine-tune a pretrained model on a dataset")
+    p.add_argument("data", help="dataset folder or CSV (ignored with --resume on an existing run)")
+    p.add_argument("--out", required=True, help="run folder for checkpoints, metrics and exports")
+    p.add_argument("--model", help="architecture (default efficientnet_lite0; see `desktop-tl models`)")
+    p.add_argument("--weights", help="bundled | hf | hf:REPO | imported:ID | PATH | none")
+    p.add_argument("--freeze", default="head", help="head (classifier only) | last:N | all (full fine-tune)")
+    p.add_argument("--epochs", type=int, default=8, help="planned total number of epochs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--image-size", type=int, help="override the model's input size")
+    p.add_argument("--augment", default="light", choices=["none", "light", "strong"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--class-weighted", action="store_true", help="weight the loss against class imbalance")
+    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss (0: off)")
+    p.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise LR decay for unfrozen blocks (e.g. 0.7)")
+    p.add_argument("--workers", type=int, default=-1, help="data-loading processes (-1: from the cores)")
+    split_args(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out to its planned total")
+    p.set_defaults(func=cmd_train)
+
+    for name, helptext in (("evaluate", "evaluate a run's best checkpoint on its validation and test splits"),
+                           ("export", "export a run's best checkpoint to ONNX and check parity")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run", help="run folder")
+        p.add_argument("--data", help="where the run's dataset lives now, if it moved")
+        p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+        if name == "evaluate":
+            p.add_argument("--json", action="store_true", help="print metrics as JSON")
+            p.set_defaults(func=cmd_evaluate)
+        else:
+            p.add_argument("--out", help="ONNX file to write (default RUN/model.onnx)")
+            p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported ONNX model (no PyTorch needed)")
+    p.add_argument("model", help="the .onnx file from `desktop-tl export`")
+    p.add_argument("paths", nargs="+", help="images, DICOM files or folders (searched recursively)")
+    p.add_argument("--csv", help="also write path,label,probability and per-class columns to this CSV")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="fine-tune the bundled model on the shipped demo images and export it")
+    p.add_argument("--out", default=str(DEFAULT_DEMO_OUT), help=f"run folder (default {DEFAULT_DEMO_OUT})")
+    p.add_argument("--epochs", type=int, default=4)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `desktop-tl` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except UserError as exc:
+        _print_error(exc)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130

@@ -1,0 +1,133 @@
+"""Evaluation figures and plain-language cautions, computed with numpy alone."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with tied ranks); None when a side is empty."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy measured on `total` images."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str],
+                    paths: Sequence[str] = (), max_misclassified: int = 200) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro F1, per-class figures, confusion matrix, ROC AUC, mistakes.
+
+    `paths` (relative to the dataset root) label the misclassified images.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(y_true), len(classes))
+    num_classes = len(classes)
+    y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    per_class: dict[str, dict[str, Any]] = {}
+    recalls, f1s = [], []
+    for k, name in enumerate(classes):
+        tp = int(matrix[k, k])
+        support = int(matrix[k].sum())
+        predicted = int(matrix[:, k].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else None
+        f1 = (2 * precision * recall / (precision + recall)) if recall and precision + recall > 0 else 0.0
+        auc = roc_auc(probs[:, k], y_true == k) if len(y_true) else None
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1 if support else None,
+                           "support": support, "roc_auc": auc}
+        if support:
+            recalls.append(recall)
+            f1s.append(f1)
+    aucs = [v["roc_auc"] for v in per_class.values() if v["roc_auc"] is not None]
+    correct = int(np.trace(matrix))
+    total = int(len(y_true))
+    low, high = wilson_interval(correct, total)
+    mistakes = []
+    for i in np.flatnonzero(y_pred != y_true)[:max_misclassified]:
+        mistakes.append({
+            "path": paths[i] if i < len(paths) else str(i),
+            "true": classes[y_true[i]], "predicted": classes[y_pred[i]],
+            "probability": float(probs[i, y_pred[i]]),
+            "probabilities": {c: float(probs[i, k]) for k, c in enumerate(classes)},
+        })
+    return {
+        "images": total,
+        "accuracy": correct / total if total else None,
+        "accuracy_95ci": [low, high] if total else None,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
+        "roc_auc_ovr": float(np.mean(aucs)) if aucs else None,
+        "confusion_matrix": matrix.tolist(),
+        "per_class": per_class,
+        "misclassified": mistakes,
+    }
+
+
+def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],
+             test_metrics: dict[str, Any] | None) -> list[str]:
+    """Plain-language warnings: overfitting, class imbalance, too few test images."""
+    notes = []
+    if history:
+        last = history[-1]
+        gap = last["train_accuracy"] - last["val_accuracy"]
+        if gap > 0.15:
+            notes.append(f"Possible overfitting: training accuracy ({last['train_accuracy']:.0%}) is far above "
+                         f"validation accuracy ({last['val_accuracy']:.0%}). Try more images, stronger "
+                         "augmentation, or freezing more layers.")
+        val_losses = [h["val_loss"] for h in history]
+        train_losses = [h["train_loss"] for h in history]
+        if len(history) >= 3 and val_losses[-1] > min(val_losses) * 1.1 and train_losses[-1] < train_losses[-3]:
+            notes.append("Validation loss rose while training loss kept falling: the model started to memorise "
+                         "the training images. The best checkpoint (lowest validation loss) is used for "
+                         "evaluation and export.")
+    counts = [n for n in train_counts.values() if n > 0]
+    if counts and max(counts) > 3 * min(counts):
+        big = max(train_counts, key=train_counts.get)
+        small = min((c for c in train_counts if train_counts[c] > 0), key=train_counts.get)
+        notes.append(f"Class imbalance: {big!r} has {train_counts[big]} training images, {small!r} only "
+                     f"{train_counts[small]}. Accuracy can look good while {small!r} is missed: read balanced "
+                     "accuracy and per-class recall, or train with class-weighted loss.")
+    if test_metrics and test_metrics.get("images"):
+        low, high = test_metrics["accuracy_95ci"]
+        n = test_metrics["images"]
+        if high - low > 0.1:
+            notes.append(f"The test score rests on only {n} images: the true accuracy is plausibly anywhere "
+                         f"between {low:.0%} and {high:.0%} (95% interval). Add test images for a firmer figure.")
+        thin = [c for c, v in test_metrics["per_class"].items() if v["support"] < 5]
+        if thin:
+            notes.append(f"Too few test images for a trustworthy per-class score: {', '.join(thin)} "
+                         "(fewer than 5 each).")
+    return notes

@@ -1,0 +1,68 @@
+"""Evaluate a model on a run's splits (PyTorch side); shared by the training loop and `evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from desktop_tl.core.data import ImageDataset, make_loader
+from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.evaluate import cautions, compute_metrics
+from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.transforms import eval_transform
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int = 32,
+                    num_workers: int = -1, amp_dtype: torch.dtype | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Probabilities, labels and item indices for every readable image of `dataset`."""
+    model.eval()
+    probs, labels, items = [], [], []
+    for images, batch_labels, batch_items, _ in make_loader(dataset, batch_size, False, 0, num_workers):
+        if len(batch_labels) == 0:
+            continue
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(images.to(device)).float()
+        probs.append(torch.softmax(logits, 1).cpu().numpy())
+        labels.append(batch_labels.numpy())
+        items.extend(batch_items.tolist())
+    if not probs:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64), []
+    return np.concatenate(probs), np.concatenate(labels), items
+
+
+def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, classes: list[str],
+                    device: torch.device, batch_size: int = 32, num_workers: int = -1,
+                    amp_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """Metrics of the validation and test splits, keyed "val" and "test"."""
+    result = {}
+    for split in ("val", "test"):
+        dataset = ImageDataset(index, index.split(split), eval_transform(prep))
+        probs, labels, items = predict_dataset(model, dataset, device, batch_size, num_workers, amp_dtype)
+        result[split] = compute_metrics(labels, probs.reshape(len(labels), len(classes)), classes,
+                                        [dataset.samples[i].path for i in items])
+    return result
+
+
+def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "best") -> dict[str, Any]:
+    """Metrics of a run's checkpoint (best by default) on its validation and test splits.
+
+    `data_root` says where the dataset lives now if it moved. metrics.json is not changed.
+    """
+    from desktop_tl.core.export import model_from_checkpoint
+    from desktop_tl.core.runs import load_index
+
+    model, meta = model_from_checkpoint(run_dir, which)
+    index = load_index(run_dir, data_root)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    metrics: dict[str, Any] = {"classes": meta["classes"], "checkpoint": which, "epoch": meta["epoch"]}
+    metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu")))
+    counts = index.counts()
+    metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
+                                   metrics["test"])
+    return metrics

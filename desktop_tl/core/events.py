@@ -1,0 +1,91 @@
+"""Plain event dataclasses yielded by the training loop and consumed by the CLI and the window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run (new or resumed) is about to train."""
+
+    total_epochs: int
+    start_epoch: int
+    train_images: int
+    val_images: int
+    device: str
+    trainable_params: int
+    total_params: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """One training batch finished."""
+
+    epoch: int            # 1-based
+    epochs: int
+    batch: int            # 1-based
+    batches: int
+    loss: float           # running mean over the epoch so far
+    accuracy: float       # running training accuracy over the epoch so far
+    lr: float
+    images_per_sec: float
+    eta_seconds: float    # for the whole run
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """Training and validation figures for one epoch (validation only, never test)."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    """A checkpoint was written atomically."""
+
+    epoch: int
+    name: str             # file name inside the run folder
+    best: bool
+
+
+@dataclass(frozen=True)
+class Message:
+    """A note for the user during training (a warning, a recovery)."""
+
+    level: str            # "info" | "warning"
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run ended: completed, stopped early, or stopped by the user."""
+
+    epochs_done: int
+    total_epochs: int
+    completed: bool       # all planned epochs ran, or early stopping ended the run
+    stopped_by_user: bool
+    best_epoch: int
+    best_val_loss: float
+    metrics: dict[str, Any] | None = field(default=None)   # metrics.json content once the test split was evaluated
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The run could not go on; `what` and `hint` are for the user."""
+
+    what: str
+    hint: str = ""
+
+
+TrainEvent = RunStarted | BatchProgress | EpochEnd | CheckpointSaved | Message | Finished | Failed

@@ -1,0 +1,144 @@
+"""ONNX export of a run's checkpoint, with metadata and a PyTorch-vs-onnxruntime parity check."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from desktop_tl.core import checkpoint
+from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json
+from desktop_tl.core.catalog import create_model
+from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.imageio import ImageLoadError, load_image
+from desktop_tl.core.preprocess import Preprocessing, preprocess
+from desktop_tl.core.runs import load_index
+
+OPSET = 18
+EXPORT_FILE = "export.json"
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the model went and how closely onnxruntime matches PyTorch."""
+
+    onnx_file: str                 # file name, or the path the user chose
+    size_bytes: int
+    opset: int
+    parity_max_abs_diff: dict[str, float]   # {"batch_1": ..., "batch_7": ...}
+    parity_ok: bool
+    metadata: dict[str, str]
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(images), dim=1)
+
+
+def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
+    """The trained model (eval mode, CPU) and its checkpoint metadata."""
+    name = checkpoint.BEST if which == "best" else checkpoint.LAST
+    ckpt = checkpoint.load_checkpoint(Path(run_dir) / name)
+    meta = ckpt.meta
+    model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
+    model.load_state_dict(ckpt.model)
+    return model.eval(), meta
+
+
+def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """metadata_props of an exported model: preprocessing, classes, provenance; never paths."""
+    prep = meta["preprocessing"]
+    history = meta.get("history") or []
+    best = next((h for h in history if h["epoch"] == meta.get("best_epoch")), None)
+    summary = {"epochs": meta.get("epoch"), "best_epoch": meta.get("best_epoch"),
+               "freeze": meta["config"]["freeze"], "augment": meta["config"]["augment"],
+               "val_accuracy": best["val_accuracy"] if best else None}
+    return {
+        "classes": json.dumps(meta["classes"]),
+        "mean": json.dumps(prep["mean"]),
+        "std": json.dumps(prep["std"]),
+        "input_size": json.dumps(prep["input_size"]),
+        "interpolation": prep["interpolation"],
+        "crop_pct": json.dumps(prep["crop_pct"]),
+        "arch": meta["arch"],
+        "weights": meta["weights"]["id"] if isinstance(meta.get("weights"), dict) else str(meta.get("weights")),
+        "training": json.dumps(summary),
+        "producer": "desktop_tl",
+    }
+
+
+def parity_images(index: DatasetIndex | None, prep: Preprocessing, count: int = 7) -> np.ndarray:
+    """`count` real preprocessed images from validation (then train); repeats when there are fewer."""
+    arrays: list[np.ndarray] = []
+    if index is not None:
+        for sample in index.split("val") + index.split("train"):
+            if len(arrays) == count:
+                break
+            try:
+                arrays.append(preprocess(load_image(index.abs_path(sample)), prep))
+            except (ImageLoadError, OSError):
+                continue
+    if not arrays:
+        raise UserError("No image of the run's dataset could be read for the parity check.",
+                        "Make sure the dataset folder is still next to the run, or pass --data.")
+    while len(arrays) < count:
+        arrays.append(arrays[len(arrays) % len(arrays)])
+    return np.stack(arrays).astype(np.float32)
+
+
+def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
+                data_root: Path | None = None) -> ExportResult:
+    """Export the run's model to one self-contained ONNX file and check parity on real images."""
+    import onnx
+    import onnxruntime as ort
+
+    run_dir = Path(run_dir)
+    model, meta = model_from_checkpoint(run_dir, which)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    wrapped = _WithSoftmax(model).eval()
+    height, width = prep.input_size
+    example = torch.zeros(2, 3, height, width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(wrapped, (example,), input_names=["input"], output_names=["probabilities"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                                    opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
+    proto = program.model_proto
+    for key, value in onnx_metadata(meta).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "desktop_tl"
+    payload = proto.SerializeToString()
+    onnx.checker.check_model(onnx.load_model_from_string(payload))
+    target = Path(out) if out else run_dir / "model.onnx"
+    atomic_write_bytes(target, payload)
+
+    try:
+        index = load_index(run_dir, data_root)
+    except UserError:
+        index = None
+    images = parity_images(index, prep)
+    session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
+    diffs = {}
+    with torch.no_grad():
+        for batch in (1, 7):
+            reference = wrapped(torch.from_numpy(images[:batch])).numpy()
+            got = session.run(None, {"input": images[:batch]})[0]
+            diffs[f"batch_{batch}"] = float(np.abs(reference - got).max())
+    result = ExportResult(target.name if target.parent == run_dir else str(target), len(payload), OPSET, diffs,
+                          all(d <= PARITY_TOLERANCE for d in diffs.values()), onnx_metadata(meta))
+    atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))
+    return result

@@ -1,0 +1,135 @@
+"""Classify images with an exported ONNX model, using only onnxruntime, numpy, Pillow and pydicom.
+
+This module must work on a machine where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
+from desktop_tl.core.preprocess import Preprocessing, preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result; `error` is set (and the rest empty) when it could not be read."""
+
+    path: str
+    label: str | None
+    probability: float | None
+    probabilities: dict[str, float]
+    error: str | None = None
+
+
+class OnnxClassifier:
+    """An exported desktop_tl model: preprocessing and classes come from its metadata."""
+
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise UserError(f"No model file at {model_path}.", "Give the .onnx file written by `desktop-tl export`.")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        try:
+            # Loaded from bytes: a model that points at external data files (possibly outside its
+            # folder) cannot be resolved and is refused instead of reading arbitrary files.
+            self.session = ort.InferenceSession(model_path.read_bytes(), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise UserError(f"{model_path.name} is not a self-contained ONNX model that can be loaded ({exc}).",
+                            "Export the model again with `desktop-tl export`.") from exc
+        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.classes: list[str] = json.loads(props["classes"])
+            self.prep = Preprocessing.from_dict({
+                "input_size": json.loads(props["input_size"]), "interpolation": props["interpolation"],
+                "crop_pct": json.loads(props["crop_pct"]), "mean": json.loads(props["mean"]),
+                "std": json.loads(props["std"])})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{model_path.name} lacks desktop_tl's preprocessing metadata.",
+                            "Use a model exported by desktop_tl.") from exc
+        self.metadata = dict(props)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities for a preprocessed NCHW float32 batch."""
+        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+
+    def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16) -> Iterator[Prediction]:
+        """Predictions for (file, display path) pairs; unreadable files yield a Prediction with `error`."""
+        pending: list[tuple[str, np.ndarray]] = []
+
+        def flush() -> Iterator[Prediction]:
+            probs = self.predict_arrays(np.stack([a for _, a in pending]))
+            for (shown, _), row in zip(pending, probs):
+                k = int(row.argmax())
+                yield Prediction(shown, self.classes[k], float(row[k]),
+                                 {c: float(p) for c, p in zip(self.classes, row)})
+            pending.clear()
+
+        for path, shown in files:
+            try:
+                pending.append((shown, preprocess(load_image(path), self.prep)))
+            except (ImageLoadError, OSError) as exc:
+                yield Prediction(shown, None, None, {}, error=str(exc))
+                continue
+            if len(pending) == batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()
+
+
+def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Image and DICOM files from files and folders (recursively), with the path to show.
+
+    Shown paths start with what the user typed, so they are absolute or relative to it.
+    """
+    found: list[tuple[Path, str]] = []
+    for given in paths:
+        given = Path(given)
+        if given.is_dir():
+            for root, dirs, files in os.walk(given):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    path = Path(root) / name
+                    if not name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)):
+                        found.append((path, str(path)))
+        elif given.exists():
+            found.append((given, str(given)))
+        else:
+            raise UserError(f"{given} does not exist.", "Check the path; folders are searched recursively.")
+    if not found:
+        raise UserError("No image or DICOM file found in the given paths.",
+                        f"Supported: {', '.join(sorted(IMAGE_SUFFIXES))} and DICOM.")
+    return found
+
+
+def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:
+    """CSV text: path,label,probability, then one column per class (an `error` column last)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "probability", *classes, "error"])
+    for p in predictions:
+        writer.writerow([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
+                         *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
+                         p.error or ""])
+    return buffer.getvalue()
+
+
+def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str]) -> None:
+    """Write the predictions CSV atomically."""
+    atomic_write_text(Path(path), predictions_csv(predictions, classes))

@@ -1,0 +1,111 @@
+"""Run folders: everything needed to evaluate, resume or export a run, with relative paths only.
+
+Layout of a run folder:
+- `run.json`       settings, classes, status; the dataset as a path relative to the run folder
+- `dataset.json`   the imported index (relative file paths, labels, splits; no patient identifiers)
+- `last.safetensors`, `best.safetensors`   checkpoints (see `checkpoint`)
+- `metrics.json`   validation and test figures, written once when the run completes
+- `model.onnx`, `export.json`   after export
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from desktop_tl.core import checkpoint
+from desktop_tl.core.atomic import atomic_write_json
+from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
+from desktop_tl.core.dataset import DatasetIndex, import_dataset
+from desktop_tl.core.errors import UserError
+
+RUN_FILE = "run.json"
+DATASET_FILE = "dataset.json"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class RunInfo:
+    """What a run folder says about itself."""
+
+    run_dir: Path
+    config: TrainConfig
+    split: SplitConfig
+    classes: list[str]
+    status: str                 # "created" | "running" | "finished"
+
+    @property
+    def finished(self) -> bool:
+        """True once the planned epochs ran (or early stopping ended the run) and test was evaluated."""
+        return self.status == "finished"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """True when at least one epoch was saved."""
+        return (self.run_dir / checkpoint.LAST).is_file()
+
+
+def relative_to_run(run_dir: Path, target: Path) -> str:
+    """`target` as a POSIX path relative to the run folder (works across folders with `..`)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(run_dir).resolve())).as_posix()
+
+
+def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, split: SplitConfig,
+               progress: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> tuple[RunInfo, DatasetIndex]:
+    """Import the data (or take an imported index) and write `run.json` and `dataset.json`."""
+    config.validate()
+    split.validate()
+    run_dir = Path(run_dir)
+    index = data if isinstance(data, DatasetIndex) else import_dataset(Path(data), split, progress, should_stop)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / DATASET_FILE, index.to_json(relative_to_run(run_dir, index.source)))
+    info = RunInfo(run_dir, config, split, list(index.classes), "created")
+    write_run_info(info)
+    return info, index
+
+
+def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
+    """Atomically (re)write `run.json`."""
+    payload = {"format": "desktop_tl.run/1", "status": info.status, "classes": info.classes,
+               "config": to_dict(info.config), "split": to_dict(info.split)}
+    payload.update(extra or {})
+    atomic_write_json(info.run_dir / RUN_FILE, payload)
+
+
+def open_run(run_dir: Path) -> RunInfo:
+    """Read `run.json`; UserError when the folder holds no run or the file is damaged."""
+    run_dir = Path(run_dir)
+    data = _read_json(run_dir / RUN_FILE, "run settings")
+    try:
+        classes = data["classes"]
+        status = data["status"]
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes) and isinstance(status, str)):
+            raise TypeError
+        return RunInfo(run_dir, from_dict(TrainConfig, data["config"]), from_dict(SplitConfig, data["split"]),
+                       classes, status)
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
+                        "Train the run again into a new folder.") from exc
+
+
+def load_index(run_dir: Path, data_root: Path | None = None) -> DatasetIndex:
+    """The run's dataset index; `data_root` overrides where the dataset now lives."""
+    run_dir = Path(run_dir)
+    data = _read_json(run_dir / DATASET_FILE, "dataset index")
+    if data_root is not None:
+        data = dict(data, source=relative_to_run(run_dir, data_root))
+    return DatasetIndex.from_json(data, run_dir)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path.parent} holds no desktop_tl run ({path.name} is missing).",
+                        "Give the folder passed as --out to `desktop-tl train`.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"The {what} file {path} is damaged ({exc}).", "Train the run again into a new folder.") from exc

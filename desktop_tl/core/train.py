@@ -1,0 +1,328 @@
+"""The training loop: a generator of plain events that checks a stop flag every batch."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from desktop_tl.core import checkpoint
+from desktop_tl.core.catalog import create_model, data_config
+from desktop_tl.core.config import TrainConfig, to_dict
+from desktop_tl.core.data import ImageDataset, make_loader
+from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluate import cautions
+from desktop_tl.core.evaluation_run import evaluate_splits, predict_dataset
+from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
+                                    RunStarted, TrainEvent)
+from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
+from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.runs import METRICS_FILE, RunInfo, load_index, open_run, write_run_info
+from desktop_tl.core.atomic import atomic_write_json
+from desktop_tl.core.transforms import eval_transform, train_transform
+
+
+@dataclass
+class RunControl:
+    """Stop and pause requests from another thread; the loop checks them every batch."""
+
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    pause_event: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """Ask the loop to stop at the next batch (the last saved epoch is kept)."""
+        self.stop_event.set()
+
+    def pause(self, paused: bool) -> None:
+        """Pause or resume the loop between batches."""
+        self.pause_event.set() if paused else self.pause_event.clear()
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once `stop` was called."""
+        return self.stop_event.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block while paused, returning early on stop."""
+        while self.pause_event.is_set() and not self.stop_event.is_set():
+            time.sleep(0.05)
+
+
+def pick_device(requested: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an unavailable explicit choice is a UserError."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA GPU is available.", "Use --device auto or cpu.")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps was asked for, but Apple's MPS is not available.", "Use --device auto or cpu.")
+    return torch.device(requested)
+
+
+def device_label(device: torch.device) -> str:
+    """Human-readable device name, with the GPU model where there is one."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to 1% of the base learning rate."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The RNG seed of one epoch: order and augmentation depend only on (seed, epoch)."""
+    return seed * 100_003 + epoch
+
+
+class _Trainer:
+    """State of one run while it trains; `events()` drives it."""
+
+    def __init__(self, info: RunInfo, index: DatasetIndex, control: RunControl) -> None:
+        self.info, self.index, self.control = info, index, control
+        cfg = info.config
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model, self.weights = create_model(cfg.model, cfg.weights, len(info.classes))
+        self.trainable, self.total = apply_freeze(self.model, cfg.freeze)
+        self.prep = Preprocessing.from_data_config(data_config(self.model), cfg.image_size)
+        self.train_set = ImageDataset(index, index.split("train"), train_transform(self.prep, cfg.augment))
+        self.val_set = ImageDataset(index, index.split("val"), eval_transform(self.prep))
+        if len(self.train_set) == 0:
+            raise UserError("The training split is empty.", "Import a dataset with more images per class.")
+        self.model.to(self.device)
+        self.amp_dtype = None
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.optimizer = torch.optim.AdamW(optimizer_param_groups(self.model, cfg.weight_decay, cfg.layer_decay),
+                                           lr=cfg.lr)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, weight=self._class_weights())
+        self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.loss_fn.weight)
+        self.batch_size = cfg.batch_size
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
+                                      "bad_epochs": 0, "history": [], "skipped_images": 0}
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _class_weights(self) -> torch.Tensor | None:
+        if not self.cfg.class_weighted:
+            return None
+        counts = np.bincount([s.label for s in self.train_set.samples], minlength=len(self.info.classes))
+        weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
+        return torch.tensor(weights, dtype=torch.float32, device=self.device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_set) / self.batch_size)
+
+    def meta(self) -> dict[str, Any]:
+        """Checkpoint metadata: everything but tensors, JSON only."""
+        return dict(self.state, best_val_loss=_finite_or_none(self.state["best_val_loss"]),
+                    config=to_dict(self.cfg), classes=self.info.classes, arch=self.cfg.model,
+                    preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
+                    batch_size=self.batch_size, scaler=self.scaler.state_dict())
+
+    def resume(self) -> None:
+        """Load `last.safetensors` (weights, optimizer, counters) to continue exactly."""
+        ckpt = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.LAST)
+        self.model.load_state_dict(ckpt.model)
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        meta = ckpt.meta
+        self.state = {k: meta[k] for k in self.state}
+        if self.state["best_val_loss"] is None:
+            self.state["best_val_loss"] = math.inf
+        self.batch_size = int(meta.get("batch_size", self.batch_size))
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+
+    # -- loop --------------------------------------------------------------------------------------
+    def events(self) -> Iterator[TrainEvent]:
+        cfg = self.cfg
+        start_epoch = self.state["epoch"] + 1
+        yield RunStarted(cfg.epochs, start_epoch, len(self.train_set), len(self.val_set),
+                         device_label(self.device), self.trainable, self.total, self.batch_size)
+        for message in self.index.warnings:
+            yield Message("warning", message)
+        if len(self.val_set) == 0:
+            yield Message("warning", "No validation images: the best checkpoint is simply the latest one.")
+        self.info.status = "running"
+        write_run_info(self.info)
+        run_started = time.perf_counter()
+        images_done = 0
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            epoch_started = time.perf_counter()
+            outcome = yield from self._train_epoch(epoch, run_started, images_done)
+            if outcome is None:
+                yield self._finished(completed=False, stopped_by_user=True)
+                return
+            train_loss, train_acc, seen = outcome
+            images_done += seen
+            val_loss, val_acc = self._validate()
+            is_best = val_loss < self.state["best_val_loss"] or len(self.val_set) == 0
+            if is_best:
+                self.state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+            else:
+                self.state["bad_epochs"] += 1
+            lr = self.optimizer.param_groups[-1]["lr"]
+            self.state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                                          "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr})
+            self.state["epoch"] = epoch
+            yield EpochEnd(epoch, cfg.epochs, train_loss, train_acc, val_loss, val_acc, lr,
+                           time.perf_counter() - epoch_started, is_best)
+            checkpoint.save_checkpoint(self.info.run_dir / checkpoint.LAST, self.model, self.meta(), self.optimizer)
+            yield CheckpointSaved(epoch, checkpoint.LAST, False)
+            if is_best:
+                checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
+                yield CheckpointSaved(epoch, checkpoint.BEST, True)
+            if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
+                yield Message("info", f"Early stopping: validation loss has not improved for "
+                                      f"{self.state['bad_epochs']} epochs.")
+                break
+        yield from self._complete()
+
+    def _train_epoch(self, epoch: int, run_started: float, images_before: int):
+        cfg = self.cfg
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        loader = make_loader(self.train_set, self.batch_size, True, epoch_seed(cfg.seed, epoch), cfg.num_workers,
+                             pin_memory=self.device.type == "cuda")
+        self.model.train()
+        freeze_batchnorm_stats(self.model)
+        total_loss, correct, seen = 0.0, 0, 0
+        batches = len(loader)
+        total_steps = cfg.epochs * self.steps_per_epoch
+        warmup = min(int(cfg.warmup_epochs * self.steps_per_epoch), total_steps // 2)
+        for batch_no, (images, labels, _, skipped) in enumerate(loader, start=1):
+            self.control.wait_while_paused()
+            if self.control.stop_requested:
+                return None
+            batch_started = time.perf_counter()
+            if skipped:
+                self.state["skipped_images"] += skipped
+                yield Message("warning", f"{skipped} image(s) could not be read any more and were skipped "
+                                         f"(moved, deleted or damaged since import).")
+            factor = lr_factor(self.state["step"], total_steps, warmup)
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * factor * group.get("lr_scale", 1.0)
+            self.state["step"] += 1
+            if len(labels) == 0:
+                continue
+            loss, batch_correct = self._step(images, labels)
+            total_loss += loss * len(labels)
+            correct += batch_correct
+            seen += len(labels)
+            elapsed = time.perf_counter() - run_started
+            done = images_before + seen
+            remaining = (cfg.epochs - epoch) * len(self.train_set) + (len(self.train_set) - seen)
+            yield BatchProgress(epoch, cfg.epochs, batch_no, batches, total_loss / seen, correct / seen,
+                                self.optimizer.param_groups[-1]["lr"],
+                                len(labels) / max(time.perf_counter() - batch_started, 1e-9),
+                                remaining * elapsed / max(done, 1))
+        if seen == 0:
+            raise UserError("No training image could be read in this epoch.",
+                            "Check that the dataset folder is still there and readable.")
+        return total_loss / seen, correct / seen, seen
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            logits = self.model(images)
+            loss = self.loss_fn(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach()), int((logits.argmax(1) == labels).sum())
+
+    def _validate(self) -> tuple[float, float]:
+        if len(self.val_set) == 0:
+            return math.nan, math.nan
+        probs, labels, _ = predict_dataset(self.model, self.val_set, self.device, max(self.batch_size, 32),
+                                           self.cfg.num_workers, self.amp_dtype)
+        if len(labels) == 0:
+            return math.nan, math.nan
+        loss = float(self.eval_loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)).to(self.device),
+                                       torch.from_numpy(labels).to(self.device)))
+        return loss, float((probs.argmax(1) == labels).mean())
+
+    def _complete(self) -> Iterator[TrainEvent]:
+        best = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.BEST)
+        self.model.load_state_dict(best.model)
+        metrics = {"classes": self.info.classes, "checkpoint": "best", "best_epoch": self.state["best_epoch"]}
+        metrics.update(evaluate_splits(self.model, self.index, self.prep, self.info.classes, self.device,
+                                       max(self.batch_size, 32), self.cfg.num_workers, self.amp_dtype))
+        counts = self.index.counts()
+        metrics["history"] = self.state["history"]
+        metrics["cautions"] = cautions(self.state["history"], {c: counts[c]["train"] for c in self.info.classes},
+                                       metrics["test"])
+        metrics["skipped_during_training"] = self.state["skipped_images"]
+        atomic_write_json(self.info.run_dir / METRICS_FILE, _json_safe(metrics))
+        self.info.status = "finished"
+        write_run_info(self.info)
+        for note in metrics["cautions"]:
+            yield Message("warning", note)
+        yield self._finished(completed=True, stopped_by_user=False, metrics=metrics)
+
+    def _finished(self, completed: bool, stopped_by_user: bool, metrics: dict | None = None) -> Finished:
+        return Finished(self.state["epoch"], self.cfg.epochs, completed, stopped_by_user, self.state["best_epoch"],
+                        self.state["best_val_loss"], metrics)
+
+
+def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path | None = None
+              ) -> Iterator[TrainEvent]:
+    """Train (or resume) the run in `run_dir`, yielding events; a finished run yields Finished at once.
+
+    User-facing problems end the stream with a Failed event instead of raising.
+    """
+    control = control or RunControl()
+    try:
+        info = open_run(run_dir)
+        if info.finished:
+            meta = checkpoint.read_meta(Path(run_dir) / checkpoint.LAST)
+            yield Finished(meta["epoch"], info.config.epochs, True, False, meta["best_epoch"],
+                           meta["best_val_loss"], None)
+            return
+        index = load_index(run_dir, data_root)
+        trainer = _Trainer(info, index, control)
+        if info.has_checkpoint:
+            trainer.resume()
+        yield from trainer.events()
+    except UserError as exc:
+        yield Failed(exc.what, exc.hint)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) with None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj

@@ -1,0 +1,51 @@
+"""Metrics and cautions against hand-computed figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from desktop_tl.core.evaluate import cautions, compute_metrics, roc_auc, wilson_interval
+
+
+def test_metrics_match_hand_computation():
+    classes = ["a", "b", "c"]
+    y = [0, 0, 0, 1, 1, 2]
+    probs = np.array([[.8, .1, .1], [.6, .3, .1], [.2, .7, .1], [.1, .8, .1], [.3, .6, .1], [.2, .2, .6]])
+    m = compute_metrics(y, probs, classes, paths=[f"img{i}.png" for i in range(6)])
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [0, 0, 1]]
+    assert m["per_class"]["a"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    f1_a = 2 * 1 * (2 / 3) / (1 + 2 / 3)
+    f1_b = 2 * (2 / 3) * 1 / (2 / 3 + 1)
+    assert m["macro_f1"] == pytest.approx((f1_a + f1_b + 1) / 3)
+    assert m["per_class"]["c"]["roc_auc"] == pytest.approx(1.0)
+    assert m["misclassified"] == [{"path": "img2.png", "true": "a", "predicted": "b", "probability": 0.7,
+                                   "probabilities": {"a": 0.2, "b": 0.7, "c": 0.1}}]
+
+
+def test_roc_auc_with_ties_and_degenerate_cases():
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True])) == pytest.approx(0.75)
+    assert roc_auc(np.array([0.5, 0.5]), np.array([True, False])) == pytest.approx(0.5)
+    assert roc_auc(np.array([0.5, 0.2]), np.array([True, True])) is None
+
+
+def test_wilson_interval_narrows_with_more_images():
+    low10, high10 = wilson_interval(9, 10)
+    low1k, high1k = wilson_interval(900, 1000)
+    assert low10 < 0.9 < high10 and high10 - low10 > 0.3
+    assert high1k - low1k < 0.05
+
+
+def test_cautions_name_overfitting_imbalance_and_small_test():
+    history = [{"epoch": i, "train_loss": 1.0 - 0.3 * i, "train_accuracy": 0.7 + 0.1 * i,
+                "val_loss": [0.9, 0.7, 0.8, 0.95][i], "val_accuracy": 0.7} for i in range(4)]
+    test = compute_metrics([0, 1, 1], np.array([[.9, .1], [.2, .8], [.3, .7]]), ["x", "y"])
+    notes = cautions(history, {"x": 100, "y": 10}, test)
+    text = " ".join(notes)
+    assert "overfitting" in text and "Validation loss rose" in text
+    assert "Class imbalance" in text and "'y'" in text
+    assert "only 3 images" in text and "Too few test images" in text
+    assert cautions([], {"x": 10, "y": 10}, None) == []
