@@ -1,0 +1,76 @@
+"""The window's shared state: what is selected now, announced to every panel by signals.
+
+Panels never call each other; they read and write this object and react to its signals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.dataset import DatasetIndex
+
+
+class AppState(QObject):
+    """Current dataset, model, weights, freeze spec, settings, run folder and results."""
+
+    sig_dataset_changed = Signal(object)
+    """DatasetIndex or None."""
+    sig_model_changed = Signal(str, str)
+    """(architecture name, weights id)."""
+    sig_freeze_changed = Signal(str)
+    """Freeze spec: head | all | last:N | modules:a,b."""
+    sig_run_changed = Signal(object)
+    """Path of the current run folder, or None."""
+    sig_metrics_changed = Signal(object)
+    """metrics.json content (dict) of the current run, or None."""
+    sig_export_changed = Signal(object)
+    """core.export.ExportResult of the current run, or None."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.dataset: DatasetIndex | None = None
+        self.data_source: Path | None = None
+        self.split = SplitConfig()
+        self.config = TrainConfig()
+        self.run_dir: Path | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.export = None
+        self.runs: list[str] = []
+
+    def set_dataset(self, index: DatasetIndex | None) -> None:
+        """A dataset was imported (or cleared)."""
+        self.dataset = index
+        self.data_source = index.source if index is not None else None
+        self.sig_dataset_changed.emit(index)
+
+    def set_model(self, name: str, weights: str) -> None:
+        """The user picked an architecture and a weights option."""
+        self.config.model, self.config.weights = name, weights
+        self.sig_model_changed.emit(name, weights)
+
+    def set_freeze(self, spec: str) -> None:
+        """The freeze tree or a preset changed which layers train."""
+        if spec != self.config.freeze:
+            self.config.freeze = spec
+        self.sig_freeze_changed.emit(spec)
+
+    def set_run(self, run_dir: Path | None) -> None:
+        """A run folder became current (new training, or opened from a project)."""
+        self.run_dir = run_dir
+        if run_dir is not None and str(run_dir) not in self.runs:
+            self.runs.append(str(run_dir))
+        self.sig_run_changed.emit(run_dir)
+
+    def set_metrics(self, metrics: dict[str, Any] | None) -> None:
+        """Evaluation figures of the current run arrived."""
+        self.metrics = metrics
+        self.sig_metrics_changed.emit(metrics)
+
+    def set_export(self, result) -> None:
+        """The current run was exported to ONNX."""
+        self.export = result
+        self.sig_export_changed.emit(result)

@@ -1,0 +1,156 @@
+"""One QObject worker on a QThread runs every engine job; the controller talks to it with signals.
+
+The worker never touches widgets: it emits `sig_*` signals that carry the engine's own dataclasses.
+Errors come back as `desktop_tl.core.events.Failed` data, never as exceptions across threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop_tl.core.errors import Cancelled, UserError
+from desktop_tl.core.events import Failed, Finished
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work for the worker: `kind` names it, `run(report, should_stop)` does it."""
+
+    kind: str                                   # "import" | "train" | "evaluate" | "export" | "predict" | ...
+    run: Callable[["JobContext"], Any]
+
+
+class JobContext:
+    """What a running job may use: progress and event reporting, and the stop/pause flags."""
+
+    def __init__(self, worker: "EngineWorker") -> None:
+        self._worker = worker
+        self.stop_event = threading.Event()
+        self.pause_event = threading.Event()
+
+    def progress(self, done: int, total: int) -> None:
+        """Report progress of a counted job (files imported, images classified)."""
+        self._worker.sig_progress.emit(done, total)
+
+    def event(self, event: object) -> None:
+        """Forward one engine event (a core dataclass) to the window."""
+        self._worker.sig_event.emit(event)
+
+    def should_stop(self) -> bool:
+        """True once the user pressed Stop."""
+        return self.stop_event.is_set()
+
+
+class EngineWorker(QObject):
+    """Runs one job at a time on its own thread."""
+
+    sig_progress = Signal(int, int)
+    """(done, total) of the current counted job."""
+    sig_event = Signal(object)
+    """One engine event dataclass (RunStarted, BatchProgress, EpochEnd, Message, Finished, ...)."""
+    sig_result = Signal(str, object)
+    """(job kind, result object) when a job completes: DatasetIndex, metrics dict, ExportResult, ..."""
+    sig_failed = Signal(str, object)
+    """(job kind, core.events.Failed) when a job fails; the app keeps working."""
+    sig_job_done = Signal(str)
+    """Job kind, after sig_result or sig_failed: the worker is free again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.context: JobContext | None = None
+
+    @Slot(object)
+    def run_job(self, job: Job) -> None:
+        """Execute `job` (called on the worker thread through a queued signal)."""
+        context = self.context
+        try:
+            result = job.run(context)
+        except Cancelled:
+            self.sig_failed.emit(job.kind, Failed("Stopped.", ""))
+        except UserError as exc:
+            self.sig_failed.emit(job.kind, Failed(exc.what, exc.hint))
+        except MemoryError:
+            self.sig_failed.emit(job.kind, Failed("The computer ran out of memory.",
+                                                  "Lower the batch size or the image size, then try again."))
+        except Exception as exc:  # noqa: BLE001 - any engine bug must reach the user, not kill the thread
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.sig_failed.emit(job.kind, Failed(f"Unexpected error during {job.kind}: {detail}",
+                                                  "The app keeps working; try again, or report this message."))
+        else:
+            self.sig_result.emit(job.kind, result)
+        self.sig_job_done.emit(job.kind)
+
+
+class EngineController(QObject):
+    """Lives on the GUI thread; owns the worker thread and allows one job at a time."""
+
+    sig_progress = Signal(int, int)
+    """Relayed from the worker."""
+    sig_event = Signal(object)
+    """Relayed engine event dataclass."""
+    sig_result = Signal(str, object)
+    """(job kind, result)."""
+    sig_failed = Signal(str, object)
+    """(job kind, Failed)."""
+    sig_busy_changed = Signal(bool)
+    """True while a job runs."""
+    _sig_submit = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("desktop_tl-engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self.thread)
+        self._sig_submit.connect(self.worker.run_job)
+        self.worker.sig_progress.connect(self.sig_progress)
+        self.worker.sig_event.connect(self.sig_event)
+        self.worker.sig_result.connect(self.sig_result)
+        self.worker.sig_failed.connect(self.sig_failed)
+        self.worker.sig_job_done.connect(self._on_job_done)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.start()
+        self.current_kind: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs."""
+        return self.current_kind is not None
+
+    def submit(self, kind: str, run: Callable[[JobContext], Any]) -> bool:
+        """Start a job; returns False (and starts nothing) while another job runs."""
+        if self.busy:
+            return False
+        self.worker.context = JobContext(self.worker)
+        self.current_kind = kind
+        self.sig_busy_changed.emit(True)
+        self._sig_submit.emit(Job(kind, run))
+        return True
+
+    def stop(self) -> None:
+        """Ask the running job to stop (training stops within one batch)."""
+        if self.worker.context is not None:
+            self.worker.context.pause_event.clear()
+            self.worker.context.stop_event.set()
+
+    def pause(self, paused: bool) -> None:
+        """Pause or continue the running job (training pauses between batches)."""
+        if self.worker.context is not None:
+            (self.worker.context.pause_event.set if paused else self.worker.context.pause_event.clear)()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Stop any job, end the thread and wait for it; True when the thread ended."""
+        self.stop()
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)
+
+    @Slot(str)
+    def _on_job_done(self, kind: str) -> None:
+        self.current_kind = None
+        self.sig_busy_changed.emit(False)
