@@ -147,7 +147,7 @@ class DatasetIndex:
             raise _damaged("'classes' must list at least two different names")
         samples = [_sample_from_json(item, len(classes)) for item in _json_list(data, "samples")]
         skipped = [_skipped_from_json(item) for item in _json_list(data, "skipped")]
-        source = Path(os.path.normpath(Path(base_dir).absolute() / source_text))
+        source = (Path(base_dir) / source_text).resolve()  # links resolved before '..', as on disk
         root = source if kind == "folder" else source.parent
         if not root.is_dir():
             raise UserError(f"The data folder of this run is gone: {root} does not exist.",
