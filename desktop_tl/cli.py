@@ -47,13 +47,34 @@ def cmd_import_check(args: argparse.Namespace) -> int:
 
 
 # -- train ----------------------------------------------------------------------------------------------
+def _weights_choice(model: str, weights: str | None) -> str:
+    """The weights id for a run: the best offline option by default; a file is imported into the store first.
+
+    Importing keeps the user's file path out of the run folder (paths can name patients).
+    """
+    from desktop_tl.core.catalog import describe_model
+    from desktop_tl.core.weights import import_weights
+
+    entry = describe_model(model)
+    if not weights:
+        choice = entry.best_weights
+        if not choice.pretrained:
+            print(f"Warning: no pretrained weights for {model} are available offline; training from random "
+                  "initialisation. See `desktop-tl models`.", file=sys.stderr)
+        return choice.id
+    if weights in ("bundled", "hf", "none") or weights.startswith(("hf:", "imported:")):
+        return weights
+    stored = import_weights(Path(weights), model)
+    print(f"Imported {Path(weights).name} into the model store as imported:{stored.id}.")
+    return f"imported:{stored.id}"
+
+
 def _train_config(args: argparse.Namespace):
     from desktop_tl.core.config import SplitConfig, TrainConfig
 
-    defaults = TrainConfig()
+    model = args.model or TrainConfig().model
     config = TrainConfig(
-        model=args.model or defaults.model,
-        weights=args.weights or ("bundled" if (args.model or defaults.model) == defaults.model else "hf"),
+        model=model, weights=_weights_choice(model, args.weights),
         freeze=args.freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         image_size=args.image_size, augment=args.augment, device=args.device, seed=args.seed,
         label_smoothing=args.label_smoothing, class_weighted=args.class_weighted,
@@ -324,8 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        from desktop_tl.gui.app import run_app  # no command: open the window
+
+        return run_app()
     try:
         return args.func(args)
     except UserError as exc:

@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Session-wide defaults so session-scoped fixtures never touch the real user folders.
+_SESSION_DIRS = Path(tempfile.mkdtemp(prefix="desktop_tl_tests_"))
+os.environ["DESKTOP_TL_DATA_DIR"] = str(_SESSION_DIRS / "data")
+os.environ["DESKTOP_TL_CACHE_DIR"] = str(_SESSION_DIRS / "cache")
+os.environ["HF_HUB_CACHE"] = str(_SESSION_DIRS / "hf")
 
 import pytest
+
+from helpers import copy_demo_subset
 
 
 class NetworkBlocked(RuntimeError):
     """Raised when code under test tries to open a network connection."""
 
 
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
 def _refuse(*args, **kwargs):
     raise NetworkBlocked("desktop_tl must never touch the network (socket connect attempted)")
+
+
+def _local_only(real):
+    """Let Unix-domain sockets through (DataLoader workers share tensors over them); refuse the rest."""
+
+    def connect(sock, address, *args, **kwargs):
+        if sock.family == getattr(socket, "AF_UNIX", None):
+            return real(sock, address, *args, **kwargs)
+        _refuse()
+
+    return connect
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every test runs with outgoing connections refused, so a hidden download fails loudly."""
-    monkeypatch.setattr(socket.socket, "connect", _refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", _refuse)
+    monkeypatch.setattr(socket.socket, "connect", _local_only(_real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", _local_only(_real_connect_ex))
     monkeypatch.setattr(socket, "create_connection", _refuse)
 
 
@@ -35,3 +60,25 @@ def user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DESKTOP_TL_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(base / "hf"))
     return base
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """4 classes x 10 real demo images."""
+    return copy_demo_subset(tmp_path_factory.mktemp("small") / "data", 10)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, small_dataset) -> Path:
+    """A finished 1-epoch head-only run of the bundled EfficientNet-Lite0 at 64 px (shared, read-only)."""
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.events import Failed
+    from desktop_tl.core.runs import create_run
+    from desktop_tl.core.train import train_run
+
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    config = TrainConfig(epochs=1, batch_size=8, image_size=64, num_workers=0, augment="none")
+    create_run(run_dir, small_dataset, config, SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=1))
+    events = list(train_run(run_dir))
+    assert not any(isinstance(e, Failed) for e in events), events[-1]
+    return run_dir

@@ -53,3 +53,5 @@ def test_import_linter_contracts_hold():
 def test_network_is_blocked_in_tests():
     with pytest.raises(RuntimeError, match="network"):
         socket.create_connection(("127.0.0.1", 9))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(RuntimeError, match="network"):
+        sock.connect(("192.0.2.1", 80))

@@ -20,7 +20,7 @@ from desktop_tl.core.dataset import DatasetIndex
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.imageio import ImageLoadError, load_image
 from desktop_tl.core.preprocess import Preprocessing, preprocess
-from desktop_tl.core.runs import load_index
+from desktop_tl.core.runs import load_index, open_run
 
 OPSET = 18
 EXPORT_FILE = "export.json"
@@ -50,6 +50,7 @@ class _WithSoftmax(nn.Module):
 
 def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (eval mode, CPU) and its checkpoint metadata."""
+    open_run(run_dir)  # a clear message when the folder holds no run at all
     name = checkpoint.BEST if which == "best" else checkpoint.LAST
     ckpt = checkpoint.load_checkpoint(Path(run_dir) / name)
     meta = ckpt.meta
@@ -117,6 +118,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                                     opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
     proto = program.model_proto
+    _scrub_debug_info(proto)
     for key, value in onnx_metadata(meta).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -142,3 +144,27 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
                           all(d <= PARITY_TOLERANCE for d in diffs.values()), onnx_metadata(meta))
     atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))
     return result
+
+
+def _scrub_debug_info(proto) -> None:
+    """Drop the exporter's debug annotations: stack traces carry absolute source paths."""
+    graphs = [proto.graph]
+    while graphs:
+        graph = graphs.pop()
+        del graph.metadata_props[:]
+        graph.doc_string = ""
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+    for function in proto.functions:
+        del function.metadata_props[:]
+        function.doc_string = ""
+        for node in function.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    del proto.metadata_props[:]
+    proto.doc_string = ""

@@ -70,27 +70,27 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
 
     def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16) -> Iterator[Prediction]:
-        """Predictions for (file, display path) pairs; unreadable files yield a Prediction with `error`."""
-        pending: list[tuple[str, np.ndarray]] = []
+        """Predictions for (file, display path) pairs, in input order.
 
-        def flush() -> Iterator[Prediction]:
-            probs = self.predict_arrays(np.stack([a for _, a in pending]))
-            for (shown, _), row in zip(pending, probs):
+        An unreadable file yields a Prediction with `error` set instead of stopping the run.
+        """
+        files = list(files)
+        for start in range(0, len(files), batch_size):
+            arrays: dict[int, np.ndarray] = {}
+            errors: dict[int, str] = {}
+            for offset, (path, _) in enumerate(files[start:start + batch_size]):
+                try:
+                    arrays[offset] = preprocess(load_image(path), self.prep)
+                except (ImageLoadError, OSError) as exc:
+                    errors[offset] = str(exc)
+            probs = dict(zip(arrays, self.predict_arrays(np.stack(list(arrays.values()))))) if arrays else {}
+            for offset, (_, shown) in enumerate(files[start:start + batch_size]):
+                if offset in errors:
+                    yield Prediction(shown, None, None, {}, error=errors[offset])
+                    continue
+                row = probs[offset]
                 k = int(row.argmax())
-                yield Prediction(shown, self.classes[k], float(row[k]),
-                                 {c: float(p) for c, p in zip(self.classes, row)})
-            pending.clear()
-
-        for path, shown in files:
-            try:
-                pending.append((shown, preprocess(load_image(path), self.prep)))
-            except (ImageLoadError, OSError) as exc:
-                yield Prediction(shown, None, None, {}, error=str(exc))
-                continue
-            if len(pending) == batch_size:
-                yield from flush()
-        if pending:
-            yield from flush()
+                yield Prediction(shown, self.classes[k], float(row[k]), {c: float(v) for c, v in zip(self.classes, row)})
 
 
 def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:

@@ -1,0 +1,19 @@
+"""Helpers shared by the tests (importable as `helpers`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "resources" / "demo" / "images"
+
+
+def copy_demo_subset(target: Path, per_class: int, classes: tuple[str, ...] = ()) -> Path:
+    """A small real-image dataset: the first `per_class` demo images of each (chosen) class."""
+    for class_dir in sorted(DEMO_IMAGES.iterdir()):
+        if not class_dir.is_dir() or (classes and class_dir.name not in classes):
+            continue
+        (target / class_dir.name).mkdir(parents=True, exist_ok=True)
+        for image in sorted(class_dir.glob("*.jpg"))[:per_class]:
+            shutil.copy(image, target / class_dir.name / image.name)
+    return target
