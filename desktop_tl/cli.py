@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from desktop_tl.core.errors import UserError
 
 EXIT_USAGE = 2
-DEFAULT_DEMO_OUT = Path("runs") / "demo"
+DEMO_RUNS = Path("runs")
 
 
 def _print_error(exc: UserError) -> None:
@@ -232,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from desktop_tl.core.paths import resource_path
     from desktop_tl.core.runs import create_run
 
-    run_dir = Path(args.out)
+    run_dir = Path(args.out) if args.out else DEMO_RUNS / time.strftime("demo-%Y%m%d-%H%M%S")
     data = resource_path("demo", "images")
     started = time.perf_counter()
     print(f"Demo: fine-tuning the bundled EfficientNet-Lite0 on the demo images in {data}")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="fine-tune the bundled model on the shipped demo images and export it")
-    p.add_argument("--out", default=str(DEFAULT_DEMO_OUT), help=f"run folder (default {DEFAULT_DEMO_OUT})")
+    p.add_argument("--out", help=f"run folder (default: a new {DEMO_RUNS}/demo-DATE-TIME folder)")
     p.add_argument("--epochs", type=int, default=4)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -135,3 +135,37 @@ def test_pretrained_head_beats_random_init_at_the_same_budget(tmp_path):
         scores[weights] = finished.metrics["test"]["accuracy"]
     assert scores["bundled"] >= 0.85, scores
     assert scores["bundled"] - scores["none"] >= 0.25, scores
+
+
+def test_out_of_memory_halves_the_micro_batch_and_goes_on(tmp_path, small_dataset, monkeypatch):
+    import timm.models.efficientnet as effnet
+
+    real_forward = effnet.EfficientNet.forward
+
+    def forward_with_small_memory(self, x):
+        if self.training and x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, x)
+
+    monkeypatch.setattr(effnet.EfficientNet, "forward", forward_with_small_memory)
+    create_run(tmp_path / "run", small_dataset, _config(epochs=1, batch_size=8), SPLIT)
+    events = list(train_run(tmp_path / "run"))
+    notes = [e.text for e in events if getattr(e, "level", None) == "warning" and "Out of memory" in e.text]
+    assert notes[:2] == [
+        "Out of memory: now processing 4 image(s) at a time (gradients accumulated to the batch size 8).",
+        "Out of memory: now processing 2 image(s) at a time (gradients accumulated to the batch size 8).",
+    ]
+    assert isinstance(events[-1], Finished) and events[-1].completed
+    assert checkpoint.read_meta(tmp_path / "run" / checkpoint.LAST)["micro_batch"] == 2
+
+
+def test_out_of_memory_at_one_image_is_a_clear_failure(tmp_path, small_dataset, monkeypatch):
+    import timm.models.efficientnet as effnet
+
+    def always_out_of_memory(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(effnet.EfficientNet, "forward", always_out_of_memory)
+    create_run(tmp_path / "run", small_dataset, _config(epochs=1, batch_size=4), SPLIT)
+    events = list(train_run(tmp_path / "run"))
+    assert isinstance(events[-1], Failed) and "one image at a time" in events[-1].what

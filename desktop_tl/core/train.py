@@ -118,6 +118,7 @@ class _Trainer:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, weight=self._class_weights())
         self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.loss_fn.weight)
         self.batch_size = cfg.batch_size
+        self.micro_batch = cfg.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0}
 
@@ -138,7 +139,7 @@ class _Trainer:
         return dict(self.state, best_val_loss=_finite_or_none(self.state["best_val_loss"]),
                     config=to_dict(self.cfg), classes=self.info.classes, arch=self.cfg.model,
                     preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
-                    batch_size=self.batch_size, scaler=self.scaler.state_dict())
+                    batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict())
 
     def resume(self) -> None:
         """Load `last.safetensors` (weights, optimizer, counters) to continue exactly."""
@@ -151,6 +152,7 @@ class _Trainer:
         if self.state["best_val_loss"] is None:
             self.state["best_val_loss"] = math.inf
         self.batch_size = int(meta.get("batch_size", self.batch_size))
+        self.micro_batch = int(meta.get("micro_batch", self.batch_size))
         if meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
 
@@ -225,7 +227,7 @@ class _Trainer:
             self.state["step"] += 1
             if len(labels) == 0:
                 continue
-            loss, batch_correct = self._step(images, labels)
+            loss, batch_correct = yield from self._step_with_oom_recovery(images, labels)
             total_loss += loss * len(labels)
             correct += batch_correct
             seen += len(labels)
@@ -241,20 +243,45 @@ class _Trainer:
                             "Check that the dataset folder is still there and readable.")
         return total_loss / seen, correct / seen, seen
 
+    def _step_with_oom_recovery(self, images: torch.Tensor, labels: torch.Tensor):
+        """One optimizer step; on out-of-memory the micro-batch halves and the step is retried.
+
+        The batch is then processed in chunks with accumulated gradients, so the schedule, the
+        learning rate and resume stay exactly as planned. Below one image it is a UserError.
+        """
+        while True:
+            try:
+                return self._step(images, labels)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.micro_batch <= 1:
+                    raise UserError("Out of memory even with one image at a time.",
+                                    "Lower --image-size, pick a smaller model, or use --device cpu.") from None
+                self.micro_batch = max(1, min(self.micro_batch, len(labels)) // 2)
+                yield Message("warning", f"Out of memory: now processing {self.micro_batch} image(s) at a time "
+                                         f"(gradients accumulated to the batch size {self.batch_size}).")
+
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            logits = self.model(images)
-            loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        total_loss, correct = 0.0, 0
+        for chunk_images, chunk_labels in zip(images.split(self.micro_batch), labels.split(self.micro_batch)):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = self.model(chunk_images)
+                loss = self.loss_fn(logits.float(), chunk_labels)
+            share = len(chunk_labels) / len(labels)
+            self.scaler.scale(loss * share).backward()
+            total_loss += float(loss.detach()) * share
+            correct += int((logits.argmax(1) == chunk_labels).sum())
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach()), int((logits.argmax(1) == labels).sum())
+        return total_loss, correct
 
     def _validate(self) -> tuple[float, float]:
         if len(self.val_set) == 0:
@@ -281,8 +308,6 @@ class _Trainer:
         atomic_write_json(self.info.run_dir / METRICS_FILE, _json_safe(metrics))
         self.info.status = "finished"
         write_run_info(self.info)
-        for note in metrics["cautions"]:
-            yield Message("warning", note)
         yield self._finished(completed=True, stopped_by_user=False, metrics=metrics)
 
     def _finished(self, completed: bool, stopped_by_user: bool, metrics: dict | None = None) -> Finished:
