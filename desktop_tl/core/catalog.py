@@ -105,7 +105,7 @@ class ModelEntry:
 class LoadedWeights:
     """What `create_model` initialised the model with; stored with a run."""
 
-    id: str  # resolved: "bundled", "hf:<repo_id>", "imported:<id>", "file:<path>" or "none"
+    id: str  # resolved: "bundled", "hf:<repo_id>", "imported:<id>", "file:<file name>" or "none"
     source: str  # "bundled" | "cache" | "imported" | "file" | "none"
     description: str
     pretrained: bool
@@ -307,8 +307,9 @@ def _resolve_weights(name: str, spec: str) -> tuple[dict[str, torch.Tensor] | No
         return load_weights_file(stored.path), LoadedWeights(spec, "imported", description, True), {}
     path = Path(spec).expanduser()
     if path.suffix.lower() in WEIGHTS_SUFFIXES or path.exists():
-        resolved = path.resolve()
-        return load_weights_file(path), LoadedWeights(f"file:{resolved}", "file", str(resolved), True), {}
+        # Only the file name is kept: the id travels into checkpoints and ONNX metadata, and a
+        # directory can name a patient or a person.
+        return load_weights_file(path), LoadedWeights(f"file:{path.name}", "file", path.name, True), {}
     raise _unavailable(name, f"Unknown weights option {spec!r} for {name}.")
 
 
