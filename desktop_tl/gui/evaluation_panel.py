@@ -1,0 +1,395 @@
+"""Evaluation panel: a run's validation or test figures, confusion matrix and mistakes.
+
+It shows `state.metrics` (metrics.json of the current run, announced by `sig_metrics_changed`);
+"Evaluate" recomputes them with `core.evaluation_run.evaluate_run` on the worker and
+publishes the result through `state.set_metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QModelIndex, QSize, Qt, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import Failed
+from desktop_tl.gui.item_models import (
+    Column,
+    ImageItem,
+    ImageListModel,
+    MatrixModel,
+    RecordTableModel,
+    fmt_number,
+    fmt_percent,
+)
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar
+from desktop_tl.gui.state import AppState
+from desktop_tl.gui.thumbnails import ThumbnailCache
+from desktop_tl.gui.worker import EngineController, JobContext
+
+EVALUATE_JOB = "evaluate"
+SPLITS = (("val", "Validation"), ("test", "Test"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the Evaluate job returns: the metrics and where the run's images are."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    image_root: Path
+
+
+def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
+    """A worker job that evaluates the run's best checkpoint on its validation and test splits."""
+    def run(ctx: JobContext) -> Evaluation:
+        from desktop_tl.core.evaluation_run import evaluate_run
+        from desktop_tl.core.runs import load_index
+
+        metrics = evaluate_run(run_dir)
+        return Evaluation(run_dir, metrics, load_index(run_dir).root)
+    return run
+
+
+def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
+    """One line: images, accuracy with its 95% interval, balanced accuracy, macro F1, ROC AUC."""
+    if not m or not m.get("images"):
+        return f"No {split_name.lower()} images were evaluated."
+    low, high = m.get("accuracy_95ci") or (None, None)
+    interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
+    return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
+            f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
+            f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.")
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """One row of the per-class table."""
+
+    name: str
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int
+    roc_auc: float | None
+
+
+def per_class_rows(m: dict[str, Any], classes: list[str]) -> list[ClassMetrics]:
+    """Per-class figures in class order."""
+    table = m.get("per_class") or {}
+    return [ClassMetrics(c, table[c].get("precision"), table[c].get("recall"), table[c].get("f1"),
+                         int(table[c].get("support") or 0), table[c].get("roc_auc"))
+            for c in classes if c in table]
+
+
+def per_class_model(parent=None) -> RecordTableModel[ClassMetrics]:
+    """Class, precision, recall, F1, support (test images of the class), ROC AUC."""
+    return RecordTableModel([
+        Column("Class", lambda r: r.name),
+        Column("Precision", lambda r: r.precision, text=fmt_percent, align_right=True,
+               tooltip=lambda r: f"Of the images predicted {r.name!r}, the share that really are."),
+        Column("Recall", lambda r: r.recall, text=fmt_percent, align_right=True,
+               tooltip=lambda r: f"Of the real {r.name!r} images, the share found."),
+        Column("F1", lambda r: r.f1, text=fmt_number, align_right=True),
+        Column("Images", lambda r: r.support, align_right=True),
+        Column("ROC AUC", lambda r: r.roc_auc, text=fmt_number, align_right=True),
+    ], parent)
+
+
+def mistake_item(root: Path | None, mistake: dict[str, Any]) -> ImageItem:
+    """A gallery item for one entry of `misclassified`."""
+    path = (root / mistake["path"]) if root is not None else Path(mistake["path"])
+    top = sorted(mistake.get("probabilities", {}).items(), key=lambda kv: kv[1], reverse=True)[:3]
+    odds = ", ".join(f"{c} {p:.0%}" for c, p in top)
+    return ImageItem(path, f"{mistake['true']} → {mistake['predicted']}\n{mistake['probability']:.0%}",
+                     f"{mistake['path']}\ntrue: {mistake['true']}, predicted: {mistake['predicted']} "
+                     f"({mistake['probability']:.1%})\n{odds}")
+
+
+class EvaluationPanel(QWidget):
+    """Figures, cautions, confusion matrix, per-class table and a gallery of mistakes."""
+
+    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("evaluationPanel")
+        self.state = state
+        self.jobs = JobClient(controller, self)
+        self.thumbnails = ThumbnailCache(parent=self)
+        self.metrics: dict[str, Any] | None = None
+        self._roots: dict[str, Path] = {}
+        self.cell: tuple[int, int] | None = None
+
+        self.split_box = QComboBox(self)
+        self.split_box.setObjectName("evaluationSplit")
+        for key, name in SPLITS:
+            self.split_box.addItem(name, key)
+        self.split_box.setCurrentIndex(1)
+        self.evaluate_button = QPushButton("Evaluate", self)
+        self.evaluate_button.setObjectName("evaluateButton")
+        self.evaluate_button.setToolTip("Evaluate the run's best checkpoint again on its validation and test images.")
+        self.progress = JobProgress(self.jobs, self, cancellable=())
+        self.message = MessageBar(self)
+        self.summary = QLabel("No results yet: train a run or open one.", self)
+        self.summary.setObjectName("evaluationSummary")
+        self.summary.setWordWrap(True)
+        self.cautions = QLabel(self)
+        self.cautions.setObjectName("evaluationCautions")
+        self.cautions.setWordWrap(True)
+        self.cautions.hide()
+
+        self.matrix_model = MatrixModel(self)
+        self.matrix = QTableView(self)
+        self.matrix.setObjectName("confusionMatrix")
+        self.matrix.setModel(self.matrix_model)
+        self.matrix.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.matrix.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.matrix.setToolTip("Rows: true class. Columns: predicted class. Click a cell to see its images.")
+        self.class_model = per_class_model(self)
+        self.class_table = QTableView(self)
+        self.class_table.setObjectName("perClassTable")
+        self.class_table.setModel(self.class_model)
+        self.class_table.verticalHeader().hide()
+        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+        self.gallery_note = QLabel(self)
+        self.gallery_note.setObjectName("galleryNote")
+        self.gallery_note.setWordWrap(True)
+        self.show_all_button = QPushButton("Show all mistakes", self)
+        self.show_all_button.setEnabled(False)
+        self.gallery_model = ImageListModel(self.thumbnails, self)
+        self.gallery = QListView(self)
+        self.gallery.setObjectName("mistakeGallery")
+        self.gallery.setViewMode(QListView.ViewMode.IconMode)
+        side = self.thumbnails.size
+        self.gallery.setIconSize(QSize(side, side))
+        self.gallery.setGridSize(QSize(side + 40, side + 48))
+        self.gallery.setUniformItemSizes(True)
+        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
+        self.gallery.setMovement(QListView.Movement.Static)
+        self.gallery.setModel(self.gallery_model)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Split", self))
+        top.addWidget(self.split_box)
+        top.addStretch(1)
+        top.addWidget(self.evaluate_button)
+        left = QSplitter(Qt.Orientation.Vertical, self)
+        left.addWidget(self._titled("Confusion matrix (rows: true, columns: predicted)", self.matrix))
+        left.addWidget(self._titled("Per class", self.class_table))
+        right = QWidget(self)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.gallery_note, 1)
+        note_row.addWidget(self.show_all_button)
+        right_layout.addLayout(note_row)
+        right_layout.addWidget(self.gallery, 1)
+        body = QSplitter(Qt.Orientation.Horizontal, self)
+        body.addWidget(left)
+        body.addWidget(right)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.cautions)
+        layout.addWidget(body, 1)
+
+        self.split_box.currentIndexChanged.connect(lambda _: self._show_split())
+        self.matrix.clicked.connect(self._on_cell_clicked)
+        self.show_all_button.clicked.connect(lambda: self.show_all_mistakes())
+        self.evaluate_button.clicked.connect(lambda: self.evaluate())
+        self.jobs.sig_result.connect(self._on_result)
+        self.jobs.sig_failed.connect(self._on_failed)
+        self.jobs.sig_running.connect(lambda running: self._update_button())
+        state.sig_metrics_changed.connect(self.show_metrics)
+        state.sig_run_changed.connect(lambda _: self._update_button())
+        self._update_button()
+        if state.metrics is not None:
+            self.show_metrics(state.metrics)
+
+    def _titled(self, title: str, widget: QWidget) -> QWidget:
+        box = QWidget(self)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel(title, box))
+        layout.addWidget(widget, 1)
+        return box
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def split(self) -> str:
+        """The split shown: "val" or "test"."""
+        return self.split_box.currentData()
+
+    def set_split(self, split: str) -> None:
+        """Show the "val" or "test" figures."""
+        self.split_box.setCurrentIndex(next(i for i, (key, _) in enumerate(SPLITS) if key == split))
+
+    @Slot(object)
+    def show_metrics(self, metrics: dict[str, Any] | None) -> None:
+        """Show a metrics dict (metrics.json content), or nothing."""
+        self.metrics = metrics
+        self.thumbnails.clear()
+        cautions = (metrics or {}).get("cautions") or []
+        self.cautions.setText("\n".join(f"⚠ {c}" for c in cautions))
+        self.cautions.setVisible(bool(cautions))
+        self._show_split()
+
+    def _split_metrics(self) -> dict[str, Any] | None:
+        return (self.metrics or {}).get(self.split)
+
+    def _show_split(self) -> None:
+        metrics, m = self.metrics, self._split_metrics()
+        name = self.split_box.currentText()
+        if metrics is None:
+            self.summary.setText("No results yet: train a run or open one.")
+            self.matrix_model.set_matrix([], [])
+            self.class_model.set_rows([])
+            self._set_gallery([], "")
+            return
+        classes = list(metrics.get("classes") or [])
+        self.summary.setText(summary_text(name, m))
+        if not m:
+            self.matrix_model.set_matrix([], [])
+            self.class_model.set_rows([])
+            self._set_gallery([], f"The results hold no {name.lower()} figures.")
+            return
+        self.matrix_model.set_matrix(classes, m.get("confusion_matrix") or [])
+        self.class_model.set_rows(per_class_rows(m, classes))
+        self.show_all_mistakes()
+
+    def _image_root(self) -> Path | None:
+        """Where the metrics' relative image paths live: the run's dataset, else the current one."""
+        run_dir = self.state.run_dir
+        if run_dir is not None:
+            key = str(run_dir)
+            if key not in self._roots:
+                try:
+                    from desktop_tl.core.runs import load_index
+
+                    self._roots[key] = load_index(run_dir).root
+                except UserError:
+                    return self.state.dataset.root if self.state.dataset is not None else None
+            return self._roots[key]
+        return self.state.dataset.root if self.state.dataset is not None else None
+
+    # -- gallery ----------------------------------------------------------------------------------
+
+    def _set_gallery(self, mistakes: list[dict[str, Any]], note: str) -> None:
+        root = self._image_root() if mistakes else None
+        self.gallery_model.set_items([mistake_item(root, m) for m in mistakes])
+        self.gallery_note.setText(note)
+
+    @Slot()
+    def show_all_mistakes(self) -> None:
+        """Fill the gallery with every stored mistake of the split."""
+        self.cell = None
+        self.matrix.clearSelection()
+        self.show_all_button.setEnabled(False)
+        m = self._split_metrics() or {}
+        mistakes = list(m.get("misclassified") or [])
+        total = sum(row[c] for row_index, row in enumerate(m.get("confusion_matrix") or [])
+                    for c in range(len(row)) if c != row_index)
+        if not m.get("images"):
+            note = ""
+        elif not total:
+            note = "No mistakes in this split."
+        else:
+            shown = f" (the first {len(mistakes)} are stored)" if len(mistakes) < total else ""
+            note = f"All {total} misclassified images{shown}. Click a matrix cell to see one pair."
+        self._set_gallery(mistakes, note)
+
+    def select_cell(self, true_row: int, predicted_column: int) -> None:
+        """Show the images of one (true, predicted) cell of the confusion matrix."""
+        m = self._split_metrics()
+        if not m or not self.matrix_model.classes:
+            return
+        self.cell = (true_row, predicted_column)
+        self.matrix.setCurrentIndex(self.matrix_model.index(true_row, predicted_column))
+        self.show_all_button.setEnabled(True)
+        classes = self.matrix_model.classes
+        true, predicted = classes[true_row], classes[predicted_column]
+        count = self.matrix_model.matrix[true_row][predicted_column]
+        if true_row == predicted_column:
+            self._set_gallery([], f"{count} {true!r} images were classified correctly. Only mistakes are stored "
+                                  "with the results, so they are not shown here.")
+            return
+        mistakes = [x for x in m.get("misclassified") or [] if x["true"] == true and x["predicted"] == predicted]
+        extra = f" ({len(mistakes)} stored)" if len(mistakes) < count else ""
+        self._set_gallery(mistakes, f"{count} {true!r} images predicted as {predicted!r}{extra}.")
+
+    @Slot(QModelIndex)
+    def _on_cell_clicked(self, index: QModelIndex) -> None:
+        self.select_cell(index.row(), index.column())
+
+    # -- evaluate ---------------------------------------------------------------------------------
+
+    def _update_button(self) -> None:
+        self.evaluate_button.setEnabled(self.state.run_dir is not None and not self.jobs.running)
+
+    @Slot()
+    def evaluate(self) -> bool:
+        """Evaluate the current run on the worker; False when there is none or the worker is busy."""
+        run_dir = self.state.run_dir
+        if run_dir is None:
+            self.message.show_note("Open or train a run first.")
+            return False
+        if not self.jobs.submit(EVALUATE_JOB, evaluate_job(Path(run_dir))):
+            self.message.show_note(BUSY_MESSAGE)
+            return False
+        self.message.show_note(f"Evaluating {Path(run_dir).name}…")
+        return True
+
+    @Slot(str, object)
+    def _on_result(self, kind: str, result: object) -> None:
+        assert isinstance(result, Evaluation)
+        self.message.clear_message()
+        self._roots[str(result.run_dir)] = result.image_root
+        if self.state.run_dir is not None and Path(self.state.run_dir) == result.run_dir:
+            self.state.set_metrics(result.metrics)
+
+    @Slot(str, object)
+    def _on_failed(self, kind: str, failure: Failed) -> None:
+        self.message.show_failure(failure)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Stop thumbnail decoding when the panel closes."""
+        self.thumbnails.shutdown()
+        super().closeEvent(event)
+
+
+if __name__ == "__main__":      # a preview: python -m desktop_tl.gui.evaluation_panel RUN_DIR
+    import json
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    engine = EngineController()
+    app_state = AppState()
+    panel = EvaluationPanel(app_state, engine)
+    if len(sys.argv) > 1:
+        app_state.set_run(Path(sys.argv[1]))
+        app_state.set_metrics(json.loads((Path(sys.argv[1]) / "metrics.json").read_text()))
+    panel.resize(1000, 700)
+    panel.show()
+    code = app.exec()
+    engine.shutdown()
+    sys.exit(code)

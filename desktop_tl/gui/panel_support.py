@@ -1,0 +1,168 @@
+"""Small pieces shared by the data, evaluation and export panels.
+
+- `JobClient`: one panel's view of the shared `EngineController`; it forwards results,
+  failures and progress only for the jobs this panel submitted.
+- `MessageBar`: a label that shows an error (what + hint) or a note inside a panel.
+- `JobProgress`: a progress bar with a Cancel button, bound to a `JobClient`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Collection
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from desktop_tl.core.events import Failed
+from desktop_tl.gui.worker import EngineController, JobContext
+
+BUSY_MESSAGE = "Another task is running (training, import or export). Wait for it to finish, then try again."
+STOPPED = "Stopped."
+"""The `Failed.what` the worker reports for a job stopped by the user."""
+
+
+class JobClient(QObject):
+    """Submits jobs for one panel and relays only that panel's outcomes.
+
+    Outcomes are relayed once the controller is free again (after its `sig_busy_changed(False)`),
+    so a handler may start a follow-up job at once.
+    """
+
+    sig_result = Signal(str, object)
+    """(job kind, result) of a job this client submitted."""
+    sig_failed = Signal(str, object)
+    """(job kind, core.events.Failed) of a job this client submitted."""
+    sig_progress = Signal(int, int)
+    """(done, total) while one of this client's jobs runs."""
+    sig_running = Signal(bool)
+    """True when one of this client's jobs starts, False when it ended (before sig_result/sig_failed)."""
+
+    def __init__(self, controller: EngineController, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.active: str | None = None
+        self._outcome: tuple[Any, str, object] | None = None  # (signal, kind, payload)
+        controller.sig_result.connect(self._on_result)
+        controller.sig_failed.connect(self._on_failed)
+        controller.sig_progress.connect(self._on_progress)
+        controller.sig_busy_changed.connect(self._on_busy_changed)
+
+    @property
+    def running(self) -> bool:
+        """True while a job of this client runs."""
+        return self.active is not None
+
+    def submit(self, kind: str, run: Callable[[JobContext], Any]) -> bool:
+        """Start `run` on the worker; False when the worker is busy with another job."""
+        if not self.controller.submit(kind, run):
+            return False
+        self.active = kind
+        self._outcome = None
+        self.sig_running.emit(True)
+        return True
+
+    def cancel(self) -> None:
+        """Ask this client's running job to stop."""
+        if self.active is not None:
+            self.controller.stop()
+
+    @Slot(str, object)
+    def _on_result(self, kind: str, result: object) -> None:
+        if kind == self.active:
+            self._outcome = (self.sig_result, kind, result)
+
+    @Slot(str, object)
+    def _on_failed(self, kind: str, failure: Failed) -> None:
+        if kind == self.active:
+            self._outcome = (self.sig_failed, kind, failure)
+
+    @Slot(bool)
+    def _on_busy_changed(self, busy: bool) -> None:
+        if busy or self.active is None or self._outcome is None:
+            return
+        signal, kind, payload = self._outcome
+        self.active, self._outcome = None, None
+        self.sig_running.emit(False)
+        signal.emit(kind, payload)
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.active is not None:
+            self.sig_progress.emit(done, total)
+
+
+class MessageBar(QLabel):
+    """A wrapped label for errors (red, with what to do) and notes; hidden when empty."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setObjectName("messageBar")
+        self.kind = ""
+        self.hide()
+
+    def show_error(self, what: str, hint: str = "") -> None:
+        """Show a failure: what went wrong, then what to do."""
+        self.kind = "error"
+        self.setStyleSheet("color: #b00020;")
+        self.setText(what + (f"\nWhat to do: {hint}" if hint else ""))
+        self.show()
+
+    def show_failure(self, failure: Failed) -> None:
+        """Show a `Failed` from the worker."""
+        self.show_error(failure.what, failure.hint)
+
+    def show_note(self, text: str) -> None:
+        """Show a neutral note."""
+        self.kind = "note"
+        self.setStyleSheet("")
+        self.setText(text)
+        self.show()
+
+    def clear_message(self) -> None:
+        """Hide the bar."""
+        self.kind = ""
+        self.clear()
+        self.hide()
+
+
+class JobProgress(QWidget):
+    """A progress bar and a Cancel button, visible while the client's job runs.
+
+    `cancellable` names the job kinds that check for stop requests (None: all of them);
+    the Cancel button shows only for those.
+    """
+
+    def __init__(self, client: JobClient, parent: QWidget | None = None,
+                 cancellable: Collection[str] | None = None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.cancellable = cancellable
+        self.bar = QProgressBar(self)
+        self.bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.clicked.connect(client.cancel)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.bar, 1)
+        layout.addWidget(self.cancel_button)
+        client.sig_running.connect(self._on_running)
+        client.sig_progress.connect(self._on_progress)
+        self.hide()
+
+    @Slot(bool)
+    def _on_running(self, running: bool) -> None:
+        self.bar.setRange(0, 0)          # busy indicator until the first progress report
+        kind = self.client.active
+        self.cancel_button.setVisible(running and (self.cancellable is None or kind in self.cancellable))
+        self.cancel_button.setEnabled(running)
+        self.setVisible(running)
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.bar.setRange(0, total)
+            self.bar.setValue(done)
+            self.bar.setFormat(f"{done} / {total}")

@@ -1,0 +1,130 @@
+"""Evaluation panel fed with the real metrics of a real tiny run (the session `trained_run`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+
+from desktop_tl.gui.evaluation_panel import EVALUATE_JOB, EvaluationPanel
+from desktop_tl.gui.item_models import PATH_ROLE, SORT_ROLE
+
+
+@pytest.fixture
+def metrics(trained_run) -> dict:
+    return json.loads((trained_run / "metrics.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def panel(qtbot, app_state, controller):
+    widget = EvaluationPanel(app_state, controller)
+    qtbot.addWidget(widget)
+    widget.resize(1000, 700)
+    widget.show()
+    yield widget
+    widget.close()
+
+
+def _matrix(panel: EvaluationPanel) -> list[list[int]]:
+    model = panel.matrix_model
+    return [[model.data(model.index(r, c), SORT_ROLE) for c in range(model.columnCount())]
+            for r in range(model.rowCount())]
+
+
+def _off_diagonal_cell(matrix: list[list[int]]) -> tuple[int, int]:
+    cells = [(r, c) for r, row in enumerate(matrix) for c, n in enumerate(row) if r != c and n]
+    assert cells, "the tiny run made no mistakes; the fixture should be barely trained"
+    return cells[0]
+
+
+def test_shows_summary_cautions_matrix_and_per_class_table(qtbot, panel, app_state, trained_run, metrics):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+
+    test = metrics["test"]
+    assert panel.split == "test"
+    text = panel.summary.text()
+    assert f"{test['images']} images" in text and "95% interval" in text
+    assert "balanced accuracy" in text and "macro F1" in text and "ROC AUC" in text
+    assert f"{test['accuracy'] * 100:.1f}%" in text
+    assert _matrix(panel) == test["confusion_matrix"]
+    assert [panel.matrix_model.headerData(i, Qt.Orientation.Vertical) for i in range(len(metrics["classes"]))] \
+        == metrics["classes"]
+    assert panel.cautions.isVisible() == bool(metrics["cautions"])
+    for caution in metrics["cautions"]:
+        assert caution in panel.cautions.text()
+
+    rows = panel.class_model
+    assert rows.rowCount() == len(metrics["classes"])
+    for r, name in enumerate(metrics["classes"]):
+        assert rows.data(rows.index(r, 0)) == name
+        assert rows.data(rows.index(r, 4), SORT_ROLE) == test["per_class"][name]["support"]
+        assert rows.data(rows.index(r, 2), SORT_ROLE) == test["per_class"][name]["recall"]
+
+    assert panel.gallery_model.rowCount() == len(test["misclassified"])
+
+    panel.set_split("val")
+    assert _matrix(panel) == metrics["val"]["confusion_matrix"]
+    assert panel.summary.text().startswith("Validation:")
+
+
+def test_clicking_a_cell_filters_the_gallery(qtbot, panel, app_state, trained_run, metrics):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    test = metrics["test"]
+    row, column = _off_diagonal_cell(test["confusion_matrix"])
+    true, predicted = metrics["classes"][row], metrics["classes"][column]
+
+    rect = panel.matrix.visualRect(panel.matrix_model.index(row, column))
+    qtbot.mouseClick(panel.matrix.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+    assert panel.cell == (row, column)
+    expected = [m for m in test["misclassified"] if m["true"] == true and m["predicted"] == predicted]
+    gallery = panel.gallery_model
+    assert gallery.rowCount() == len(expected) == test["confusion_matrix"][row][column]
+    for r in range(gallery.rowCount()):
+        assert gallery.data(gallery.index(r)).startswith(f"{true} → {predicted}")
+        path = gallery.data(gallery.index(r), PATH_ROLE)
+        assert path.is_file() and path.as_posix().endswith(expected[r]["path"])
+    assert f"predicted as {predicted!r}" in panel.gallery_note.text()
+    # The thumbnail of a mistake really loads from the run's dataset.
+    with qtbot.waitSignal(panel.thumbnails.sig_ready, timeout=10_000):
+        gallery.data(gallery.index(0), Qt.ItemDataRole.DecorationRole)
+    pixmap = gallery.data(gallery.index(0), Qt.ItemDataRole.DecorationRole)
+    assert pixmap.cacheKey() not in (panel.thumbnails.placeholder.cacheKey(), panel.thumbnails.broken_pixmap.cacheKey())
+
+    diagonal = next(r for r in range(len(metrics["classes"])) if test["confusion_matrix"][r][r])
+    panel.matrix.clicked.emit(panel.matrix_model.index(diagonal, diagonal))
+    assert gallery.rowCount() == 0 and "classified correctly" in panel.gallery_note.text()
+
+    qtbot.mouseClick(panel.show_all_button, Qt.MouseButton.LeftButton)
+    assert panel.cell is None and gallery.rowCount() == len(test["misclassified"])
+
+
+def test_evaluate_button_reruns_the_run_on_the_worker(qtbot, panel, app_state, trained_run, metrics):
+    assert not panel.evaluate_button.isEnabled()
+    app_state.set_run(trained_run)
+    assert panel.evaluate_button.isEnabled()
+    with qtbot.waitSignal(app_state.sig_metrics_changed, timeout=120_000) as changed:
+        qtbot.mouseClick(panel.evaluate_button, Qt.MouseButton.LeftButton)
+        assert not panel.evaluate_button.isEnabled()
+    fresh = changed.args[0]
+    assert fresh["checkpoint"] == "best" and fresh["classes"] == metrics["classes"]
+    assert fresh["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert _matrix(panel) == fresh["test"]["confusion_matrix"]
+    assert panel.evaluate_button.isEnabled() and not panel.message.isVisible()
+
+
+def test_evaluate_failure_is_shown_and_panel_keeps_working(qtbot, panel, app_state, tmp_path, trained_run, metrics):
+    app_state.set_run(tmp_path / "not_a_run")
+    with qtbot.waitSignal(panel.jobs.sig_failed, timeout=30_000) as failed:
+        assert panel.evaluate()
+    assert failed.args[0] == EVALUATE_JOB
+    assert panel.message.kind == "error" and "holds no desktop_tl run" in panel.message.text()
+
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    assert _matrix(panel) == metrics["test"]["confusion_matrix"]
+    app_state.set_metrics(None)
+    assert panel.matrix_model.rowCount() == 0 and panel.gallery_model.rowCount() == 0
