@@ -143,7 +143,7 @@ def run_training(run_dir: Path, quiet: bool = False) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from desktop_tl.core.runs import RUN_FILE, create_run, open_run
+    from desktop_tl.core.runs import RUN_FILE, create_run, open_run, remove_stale_temp_files
 
     run_dir = Path(args.out)
     if (run_dir / RUN_FILE).is_file():
@@ -154,6 +154,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume and info.finished:
             print(f"The run in {run_dir} has already finished ({info.config.epochs} epochs); nothing to do.")
             return 0
+        removed = remove_stale_temp_files(run_dir)  # left by a crash or a kill in the middle of a save
+        if removed:
+            print(f"Removed {len(removed)} half-written file(s) left by an interrupted save.")
     if not (run_dir / RUN_FILE).is_file() or not args.resume:
         config, split = _train_config(args)
         create_run(run_dir, Path(args.data), config, split, progress=_progress_printer("Importing"))
@@ -273,6 +276,9 @@ def _duration(seconds: float) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="desktop-tl", description="Offline transfer learning for image folders.")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="check this installation end to end (window, bundled weights, a tiny training run, "
+                             "ONNX export and parity) in a temporary folder, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("models", help="list the model catalog with offline weight availability")
@@ -344,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `desktop-tl` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.smoke_test:
+        from desktop_tl.smoke import run_smoke_test
+
+        return run_smoke_test()
     if not getattr(args, "func", None):
         from desktop_tl.gui.app import run_app  # no command: open the window
 

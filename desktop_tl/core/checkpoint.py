@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,24 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict[str, Any],
                 tensors[f"optim.{param_id}.{key}"] = value.detach().to("cpu").clone().contiguous()
         meta["optimizer_groups"] = state["param_groups"]
     metadata = {_META_KEY: json.dumps(meta)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(Path(path), lambda tmp: write_safetensors(tmp, tensors, metadata))
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, with its I/O failures raised as OSError.
+
+    safetensors reports a full disk or a read-only folder as SafetensorError; as OSError,
+    `atomic_write` turns it into a UserError instead of letting it crash the caller.
+    """
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        raise OSError(_io_errno(str(exc)), f"could not write the file ({exc})") from exc
+
+
+def _io_errno(message: str) -> int:
+    match = re.search(r"os error (\d+)", message)
+    return int(match.group(1)) if match else errno.EIO
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -53,7 +72,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise UserError(f"No checkpoint {path.name} in the run folder.", "Train the run first, or pick another run folder.")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = json.loads((fh.metadata() or {})[_META_KEY])
+            meta = _meta_object(fh.metadata())
             model: dict[str, torch.Tensor] = {}
             optim_state: dict[int, dict[str, torch.Tensor]] = {}
             for key in fh.keys():
@@ -63,7 +82,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
                 elif kind == "optim":
                     param_id, _, name = rest.partition(".")
                     optim_state.setdefault(int(param_id), {})[name] = fh.get_tensor(key)
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (SafetensorError, KeyError, ValueError, OSError, RecursionError) as exc:
         raise UserError(f"The checkpoint {path.name} is damaged and cannot be read ({exc}).",
                         "Use the other checkpoint of the run (best or last), or train again.") from exc
     optimizer = None
@@ -76,7 +95,15 @@ def read_meta(path: Path) -> dict[str, Any]:
     """Only the metadata of a checkpoint (cheap: no tensor is read)."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            return json.loads((fh.metadata() or {})[_META_KEY])
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+            return _meta_object(fh.metadata())
+    except (SafetensorError, KeyError, ValueError, OSError, RecursionError) as exc:
         raise UserError(f"The checkpoint {Path(path).name} is damaged and cannot be read ({exc}).",
                         "Use the other checkpoint of the run, or train again.") from exc
+
+
+def _meta_object(metadata: dict[str, str] | None) -> dict[str, Any]:
+    """desktop_tl's metadata of a checkpoint; ValueError/KeyError when it is absent or not an object."""
+    meta = json.loads((metadata or {})[_META_KEY])
+    if not isinstance(meta, dict):
+        raise ValueError("the checkpoint metadata is not an object")
+    return meta

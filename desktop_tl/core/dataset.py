@@ -138,7 +138,7 @@ class DatasetIndex:
         source_text = data.get("source")
         kind = data.get("source_kind")
         classes = data.get("classes")
-        if not isinstance(source_text, str) or not source_text:
+        if not isinstance(source_text, str) or not source_text or "\0" in source_text:
             raise _damaged("'source' must be a path")
         if kind not in ("folder", "csv"):
             raise _damaged("'source_kind' must be 'folder' or 'csv'")
@@ -722,7 +722,8 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
     if not isinstance(item, dict):
         raise _damaged("a sample is not an object")
     path, label, split, sha = item.get("path"), item.get("label"), item.get("split"), item.get("sha256")
-    if not isinstance(path, str) or not path or PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute():
+    if (not isinstance(path, str) or not path or "\0" in path or PurePosixPath(path).is_absolute()
+            or PureWindowsPath(path).is_absolute()):
         raise _damaged(f"sample path {path!r} must be a relative path")
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
         raise _damaged(f"sample {path!r} has label {label!r}, expected 0..{n_classes - 1}")

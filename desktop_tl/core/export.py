@@ -50,12 +50,20 @@ class _WithSoftmax(nn.Module):
 
 def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (eval mode, CPU) and its checkpoint metadata."""
-    open_run(run_dir)  # a clear message when the folder holds no run at all
+    info = open_run(run_dir)  # a clear message when the folder holds no run at all
     name = checkpoint.BEST if which == "best" else checkpoint.LAST
     ckpt = checkpoint.load_checkpoint(Path(run_dir) / name)
     meta = ckpt.meta
+    damaged = UserError(f"The checkpoint {name} does not belong to this run or is damaged.",
+                        "Use the other checkpoint of the run (--checkpoint best or last), or train again.")
+    if meta.get("classes") != info.classes or not isinstance(meta.get("arch"), str) or \
+            not isinstance(meta.get("preprocessing"), dict):
+        raise damaged
     model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
-    model.load_state_dict(ckpt.model)
+    try:
+        model.load_state_dict(ckpt.model)
+    except RuntimeError as exc:  # tensors missing or of the wrong shape
+        raise damaged from exc
     return model.eval(), meta
 
 
@@ -109,6 +117,11 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     run_dir = Path(run_dir)
     model, meta = model_from_checkpoint(run_dir, which)
     prep = Preprocessing.from_dict(meta["preprocessing"])
+    try:
+        index = load_index(run_dir, data_root)
+    except UserError:
+        index = None
+    images = parity_images(index, prep)  # first: no slow export, and no model file, when this fails
     wrapped = _WithSoftmax(model).eval()
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
@@ -126,13 +139,6 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     payload = proto.SerializeToString()
     onnx.checker.check_model(onnx.load_model_from_string(payload))
     target = Path(out) if out else run_dir / "model.onnx"
-    atomic_write_bytes(target, payload)
-
-    try:
-        index = load_index(run_dir, data_root)
-    except UserError:
-        index = None
-    images = parity_images(index, prep)
     session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
     diffs = {}
     with torch.no_grad():
@@ -140,6 +146,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
             reference = wrapped(torch.from_numpy(images[:batch])).numpy()
             got = session.run(None, {"input": images[:batch]})[0]
             diffs[f"batch_{batch}"] = float(np.abs(reference - got).max())
+    atomic_write_bytes(target, payload)
     result = ExportResult(target.name if target.parent == run_dir else str(target), len(payload), OPSET, diffs,
                           all(d <= PARITY_TOLERANCE for d in diffs.values()), onnx_metadata(meta))
     atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))

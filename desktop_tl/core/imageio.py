@@ -50,6 +50,8 @@ def is_dicom_file(path: StrPath) -> bool:
     if path.suffix.lower() == DICOM_SUFFIX:
         return True
     try:
+        if not path.is_file():  # opening a FIFO or a device to sniff it could block or never end
+            return False
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:

@@ -45,10 +45,15 @@ class OnnxClassifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         try:
+            payload = model_path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"Cannot read {model_path.name}: {exc.strerror or exc}.",
+                            "Check that the file is readable.") from exc
+        _refuse_external_data(payload, model_path.name)
+        try:
             # Loaded from bytes: a model that points at external data files (possibly outside its
             # folder) cannot be resolved and is refused instead of reading arbitrary files.
-            self.session = ort.InferenceSession(model_path.read_bytes(), sess_options=options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(payload, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(f"{model_path.name} is not a self-contained ONNX model that can be loaded ({exc}).",
                             "Export the model again with `desktop-tl export`.") from exc
@@ -59,9 +64,13 @@ class OnnxClassifier:
                 "input_size": json.loads(props["input_size"]), "interpolation": props["interpolation"],
                 "crop_pct": json.loads(props["crop_pct"]), "mean": json.loads(props["mean"]),
                 "std": json.loads(props["std"])})
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
             raise UserError(f"{model_path.name} lacks desktop_tl's preprocessing metadata.",
                             "Use a model exported by desktop_tl.") from exc
+        if not (isinstance(self.classes, list) and len(self.classes) >= 2
+                and all(isinstance(c, str) for c in self.classes)):
+            raise UserError(f"{model_path.name} has damaged class names in its metadata.",
+                            "Export the model again with `desktop-tl export`.")
         self.metadata = dict(props)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -91,6 +100,32 @@ class OnnxClassifier:
                 row = probs[offset]
                 k = int(row.argmax())
                 yield Prediction(shown, self.classes[k], float(row[k]), {c: float(v) for c, v in zip(self.classes, row)})
+
+
+def _refuse_external_data(payload: bytes, name: str) -> None:
+    """UserError when the model keeps weights in external files: exports are self-contained.
+
+    An external-data entry names a file to read (`../..`, an absolute path); onnxruntime
+    versions differ in how they check those, so the model is refused here before it loads.
+    Needs the `onnx` package; without it onnxruntime's own checks remain.
+    """
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    except ImportError:
+        return
+    try:
+        model = onnx.load_model_from_string(payload)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError types
+        raise UserError(f"{name} is not a valid ONNX model ({type(exc).__name__}).",
+                        "Export the model again with `desktop-tl export`.") from exc
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise UserError(f"{name} refers to weights in another file ({where!r}); it was refused, because "
+                            "desktop_tl models are one self-contained file and reading files named inside a model "
+                            "could expose other data.",
+                            "Use the model.onnx written by `desktop-tl export`.")
 
 
 def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:

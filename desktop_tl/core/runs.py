@@ -85,11 +85,18 @@ def open_run(run_dir: Path) -> RunInfo:
         status = data["status"]
         if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes) and isinstance(status, str)):
             raise TypeError
-        return RunInfo(run_dir, from_dict(TrainConfig, data["config"]), from_dict(SplitConfig, data["split"]),
+        info = RunInfo(run_dir, from_dict(TrainConfig, data["config"]), from_dict(SplitConfig, data["split"]),
                        classes, status)
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc
+    try:
+        info.config.validate()  # a hand-edited value (batch size 0, say) must not reach the training loop
+        info.split.validate()
+    except UserError as exc:
+        raise UserError(f"{run_dir / RUN_FILE} holds a setting that cannot work: {exc.what}",
+                        "Fix the value in the file, or train the run again into a new folder.") from exc
+    return info
 
 
 def load_index(run_dir: Path, data_root: Path | None = None) -> DatasetIndex:
@@ -97,8 +104,34 @@ def load_index(run_dir: Path, data_root: Path | None = None) -> DatasetIndex:
     run_dir = Path(run_dir)
     data = _read_json(run_dir / DATASET_FILE, "dataset index")
     if data_root is not None:
+        if not isinstance(data, dict):
+            data = {}
         data = dict(data, source=relative_to_run(run_dir, data_root))
-    return DatasetIndex.from_json(data, run_dir)
+    index = DatasetIndex.from_json(data, run_dir)
+    if (run_dir / RUN_FILE).is_file() and open_run(run_dir).classes != index.classes:
+        raise UserError(f"{run_dir / RUN_FILE} and {run_dir / DATASET_FILE} list different classes "
+                        "(one of them was edited or replaced).",
+                        "Train the run again into a new folder.")
+    return index
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[str]:
+    """Delete the hidden half-written files a killed process left in a run folder; returns their names.
+
+    `atomic_write` writes `.NAME.XXXX.tmp` next to NAME and renames it; a crash before the
+    rename leaves the temp file behind, invisible and possibly as large as a checkpoint. Only
+    call this when nothing else is writing into the run folder (before training resumes).
+    """
+    known = (checkpoint.LAST, checkpoint.BEST, RUN_FILE, DATASET_FILE, METRICS_FILE, "model.onnx", "export.json")
+    removed = []
+    for name in known:
+        for stale in Path(run_dir).glob(f".{name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                continue
+            removed.append(stale.name)
+    return removed
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -107,5 +140,6 @@ def _read_json(path: Path, what: str) -> Any:
                         "Give the folder passed as --out to `desktop-tl train`.")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"The {what} file {path} is damaged ({exc}).", "Train the run again into a new folder.") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurd nesting
+        raise UserError(f"The {what} file {path} is damaged ({type(exc).__name__}: {str(exc)[:200]}).",
+                        "Train the run again into a new folder.") from exc

@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 
 from desktop_tl.core.atomic import atomic_write, atomic_write_json
+from desktop_tl.core.checkpoint import write_safetensors
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.paths import user_data_dir
 
@@ -453,7 +454,7 @@ def _usable_weights(repo_dir: Path) -> Path | None:
 def _repo_architecture(repo_id: str, config_path: Path) -> str | None:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         log.warning("Ignoring %s in the Hugging Face cache: unreadable config.json (%s)", repo_id, exc)
         return None
     arch = config.get("architecture") if isinstance(config, dict) else None
@@ -474,7 +475,7 @@ def hf_repo_config(weights_path: Path) -> dict[str, Any]:
     """The timm `config.json` next to a cached weights file (architecture, num_classes, pretrained_cfg)."""
     try:
         config = json.loads((Path(weights_path).parent / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"Cannot read config.json next to {weights_path}: {exc}",
                         "Copy the model into the Hugging Face cache again.") from exc
     return config if isinstance(config, dict) else {}
@@ -501,7 +502,7 @@ def _read_manifest() -> list[dict[str, str]]:
         if not all(isinstance(e, dict) and {"id", "arch", "original_name", "sha256", "file", "imported_at"} <= set(e)
                    for e in entries):
             raise ValueError("entry without the expected fields")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise UserError(f"The imported-models list {path} is damaged ({exc}).",
                         "Delete manifest.json in that folder and import your weights files again.") from exc
     return entries
@@ -535,7 +536,7 @@ def import_weights(path: Path, arch: str) -> StoredWeights:
     target = _store_dir() / f"{sha[:16]}.safetensors"
     if not target.is_file():
         tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
-        atomic_write(target, lambda tmp: safetensors.torch.save_file(tensors, str(tmp)))
+        atomic_write(target, lambda tmp: write_safetensors(tmp, tensors))
     entry = {"id": sha[:16], "arch": arch, "original_name": path.name, "sha256": sha, "file": target.name,
              "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_json(_manifest_path(), {"version": _MANIFEST_VERSION, "imported": [*entries, entry]})
