@@ -23,7 +23,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise UserError(
-            f"Cannot write to {path.parent}: {exc.strerror or exc}",
+            f"Cannot save {path.name}: cannot write to {path.parent}: {exc.strerror or exc}",
             "Choose a folder you can write to, or free some disk space.",
         ) from exc
     os.close(fd)
@@ -44,6 +44,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_writable(folder: Path, name: str) -> None:
+    """UserError now, rather than after minutes of work, when `name` could not be saved in `folder`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"Cannot save {name}: cannot write to {folder}: {exc.strerror or exc}",
+                        "Choose a folder you can write to, or free some disk space.") from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from desktop_tl.core import checkpoint
-from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json
+from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure_writable
 from desktop_tl.core.catalog import create_model
 from desktop_tl.core.dataset import DatasetIndex
 from desktop_tl.core.errors import UserError
@@ -122,6 +122,8 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     except UserError:
         index = None
     images = parity_images(index, prep)  # first: no slow export, and no model file, when this fails
+    target = Path(out) if out else run_dir / "model.onnx"
+    ensure_writable(target.parent, target.name)
     wrapped = _WithSoftmax(model).eval()
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
@@ -138,7 +140,6 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     proto.producer_name = "desktop_tl"
     payload = proto.SerializeToString()
     onnx.checker.check_model(onnx.load_model_from_string(payload))
-    target = Path(out) if out else run_dir / "model.onnx"
     session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
     diffs = {}
     with torch.no_grad():
