@@ -1,0 +1,64 @@
+"""No patient identity leaves the DICOM files: train, evaluate, export and predict on DICOMs whose
+PatientName/PatientID carry a sentinel, inside a folder whose name carries it too, then search the
+bytes of every file written (run folder, ONNX, CSV, project file, app caches) and the CLI's output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rel_support import REPO, dicom_copy, files_under
+
+SENTINEL = "SENTINEL"
+PATIENT_NAME = "SENTINEL^PATIENT"
+
+
+def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
+    study = tmp_path / f"{PATIENT_NAME} study"  # the sentinel sits above the dataset root
+    data = study / "data"
+    for i in range(9):
+        dicom_copy(data / "ct" / f"ct_{i}.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-123-{i % 3}", i + 1)
+        dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 3}", i + 1)
+    user = tmp_path / "user"
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from desktop_tl.cli import main
+        fast = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--workers", "0", "--augment", "none"]
+        for argv in (["import-check", "data"], ["import-check", "data", "--json"],
+                     ["train", "data", "--out", "runs/run", *fast], ["evaluate", "runs/run", "--json"],
+                     ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"]):
+            print("$", *argv, flush=True)
+            code = main(argv)
+            print("exit", code, flush=True)
+            if code:
+                sys.exit(code)
+        try:
+            from desktop_tl.core.project import Project, save_project
+        except ImportError:
+            pass
+        else:
+            save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/run")],
+                                                        current_run=Path("runs/run")))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO), DESKTOP_TL_DATA_DIR=str(user / "data"),
+               DESKTOP_TL_CACHE_DIR=str(user / "cache"), PYTHONWARNINGS="default")
+    done = subprocess.run([sys.executable, "-c", script], cwd=study, env=env, capture_output=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log.decode(errors="replace")[-4000:]
+    assert (study / "runs" / "run" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
+
+    assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
+    needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),
+               "SENTINEL".encode("utf-16-le")}
+    written = files_under(study / "runs") + list(study.glob("*.dtlproj")) + files_under(user)
+    assert len(written) >= 8, written
+    leaks = [f"{path.relative_to(tmp_path)} contains {needle!r}" for path in written
+             for needle in needles if needle in path.read_bytes()]
+    leaks += [f"CLI output contains {needle!r}" for needle in needles if needle in log]
+    assert not leaks, "\n".join(leaks) + "\n" + log.decode(errors="replace")[-3000:]
