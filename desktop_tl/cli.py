@@ -78,7 +78,8 @@ def _train_config(args: argparse.Namespace):
         freeze=args.freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         image_size=args.image_size, augment=args.augment, device=args.device, seed=args.seed,
         label_smoothing=args.label_smoothing, class_weighted=args.class_weighted,
-        early_stopping_patience=args.early_stopping, layer_decay=args.layer_decay, num_workers=args.workers)
+        early_stopping_patience=args.early_stopping, layer_decay=args.layer_decay, num_workers=args.workers,
+        decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache, compile=args.compile)
     return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
 
 
@@ -316,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after PATIENCE epochs without a better validation loss (0: off)")
     p.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise LR decay for unfrozen blocks (e.g. 0.7)")
     p.add_argument("--workers", type=int, default=-1, help="data-loading processes (-1: from the cores)")
+    p.add_argument("--no-decode-cache", action="store_true",
+                   help="decode every image every epoch instead of caching the resized images")
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="run the frozen backbone every epoch (head-only training without augmentation)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     split_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out to its planned total")
     p.set_defaults(func=cmd_train)

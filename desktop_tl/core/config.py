@@ -53,6 +53,9 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     num_workers: int = -1
+    decode_cache: bool = True      # decode and resize each image once into a memory-mapped cache
+    feature_cache: bool = True     # head-only without augmentation: backbone features computed once
+    compile: bool = False          # torch.compile the model (worth it on a GPU for long runs)
 
     def validate(self) -> None:
         """Raise UserError for settings that cannot work."""

@@ -16,18 +16,18 @@ from torch import nn
 from desktop_tl.core import checkpoint
 from desktop_tl.core.catalog import create_model, data_config
 from desktop_tl.core.config import TrainConfig, to_dict
-from desktop_tl.core.data import ImageDataset, make_loader
+from desktop_tl.core.data import ImageDataset, collate_skipping, default_num_workers, make_loader, split_dataset
+from desktop_tl.core.decode_cache import DecodeCache
 from desktop_tl.core.dataset import DatasetIndex
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluate import cautions
-from desktop_tl.core.evaluation_run import evaluate_splits, predict_dataset
+from desktop_tl.core.evaluation_run import evaluate_splits
 from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
                                     RunStarted, TrainEvent)
 from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
 from desktop_tl.core.preprocess import Preprocessing
 from desktop_tl.core.runs import METRICS_FILE, RunInfo, load_index, open_run, write_run_info
 from desktop_tl.core.atomic import atomic_write_json
-from desktop_tl.core.transforms import eval_transform, train_transform
 
 
 @dataclass
@@ -103,13 +103,22 @@ class _Trainer:
         self.model, self.weights = create_model(cfg.model, cfg.weights, len(info.classes))
         self.trainable, self.total = apply_freeze(self.model, cfg.freeze)
         self.prep = Preprocessing.from_data_config(data_config(self.model), cfg.image_size)
-        self.train_set = ImageDataset(index, index.split("train"), train_transform(self.prep, cfg.augment))
-        self.val_set = ImageDataset(index, index.split("val"), eval_transform(self.prep))
+        self.notes: list[Message] = []
+        self.cache = self._open_decode_cache() if cfg.decode_cache else None
+        self.train_set = split_dataset(index, index.split("train"), self.prep, cfg.augment, self.cache)
+        self.val_set = split_dataset(index, index.split("val"), self.prep, None, self.cache)
         if len(self.train_set) == 0:
             raise UserError("The training split is empty.", "Import a dataset with more images per class.")
+        self.feature_mode = (cfg.feature_cache and cfg.freeze == "head" and cfg.augment == "none"
+                             and _splits_cleanly(self.model, self.prep))
+        self.features: dict[str, dict[int, torch.Tensor]] = {"train": {}, "val": {}}
+        self.head = self.model.get_classifier() if self.feature_mode else None
+        self._loaders: dict[str, torch.utils.data.DataLoader] = {}
+        self._new_features: torch.Tensor | None = None
         self.model.to(self.device)
         self.amp_dtype = None
         if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True   # fixed input size: let cuDNN pick the fastest kernels
             self.model.to(memory_format=torch.channels_last)
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -119,10 +128,41 @@ class _Trainer:
         self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.loss_fn.weight)
         self.batch_size = cfg.batch_size
         self.micro_batch = cfg.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
+        self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0}
 
     # -- setup -------------------------------------------------------------------------------------
+    def _open_decode_cache(self) -> DecodeCache | None:
+        """The decode cache of every image of the dataset at this geometry (None: decode every time)."""
+        cache, why = DecodeCache.open([s.sha256 for s in self.index.samples], self.prep)
+        if cache is None:
+            self.notes.append(Message("info", f"Decoded-image cache is off for this run: {why}."))
+        return cache
+
+    def _loader(self, name: str) -> torch.utils.data.DataLoader:
+        """One loader per purpose for the whole run (workers persist between epochs)."""
+        if name not in self._loaders:
+            workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
+            pin = self.device.type == "cuda"
+            if name == "train":
+                loader = make_loader(self.train_set, self.batch_size, True, 0, workers, pin, persistent=True)
+            elif name == "val":
+                loader = make_loader(self.val_set, max(self.batch_size, 32), False, 0, workers, pin, persistent=True)
+            else:  # cached features: in memory, no worker processes needed
+                loader = make_loader(_FeatureSet(self.features["train"], self.train_set), self.batch_size, True,
+                                     0, 0, pin)
+            self._loaders[name] = loader
+        return self._loaders[name]
+
+    def _features_ready(self, split: str) -> bool:
+        dataset = self.train_set if split == "train" else self.val_set
+        return self.feature_mode and len(self.features[split]) == len(dataset)
+
+    def _pre_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features: what the classifier sees."""
+        return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
     def _class_weights(self) -> torch.Tensor | None:
         if not self.cfg.class_weighted:
             return None
@@ -164,6 +204,13 @@ class _Trainer:
                          device_label(self.device), self.trainable, self.total, self.batch_size)
         for message in self.index.warnings:
             yield Message("warning", message)
+        yield from self.notes
+        try:
+            yield from self._epochs(cfg, start_epoch)
+        finally:
+            self._loaders.clear()   # ends persistent loader workers
+
+    def _epochs(self, cfg: TrainConfig, start_epoch: int) -> Iterator[TrainEvent]:
         if len(self.val_set) == 0:
             yield Message("warning", "No validation images: the best checkpoint is simply the latest one.")
         self.info.status = "running"
@@ -190,10 +237,12 @@ class _Trainer:
             self.state["epoch"] = epoch
             yield EpochEnd(epoch, cfg.epochs, train_loss, train_acc, val_loss, val_acc, lr,
                            time.perf_counter() - epoch_started, is_best)
+            # best first: last.safetensors is the commit point of resume, and it names the best epoch
+            if is_best:
+                checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
             checkpoint.save_checkpoint(self.info.run_dir / checkpoint.LAST, self.model, self.meta(), self.optimizer)
             yield CheckpointSaved(epoch, checkpoint.LAST, False)
             if is_best:
-                checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
                 yield CheckpointSaved(epoch, checkpoint.BEST, True)
             if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
                 yield Message("info", f"Early stopping: validation loss has not improved for "
@@ -204,46 +253,58 @@ class _Trainer:
     def _train_epoch(self, epoch: int, run_started: float, images_before: int):
         cfg = self.cfg
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        loader = make_loader(self.train_set, self.batch_size, True, epoch_seed(cfg.seed, epoch), cfg.num_workers,
-                             pin_memory=self.device.type == "cuda")
+        if self.feature_mode:
+            mode = "head" if self._features_ready("train") else "extract"
+        else:
+            mode = "model"
+        loader = self._loader("features" if mode == "head" else "train")
+        loader.batch_sampler.set_seed(epoch_seed(cfg.seed, epoch))
         self.model.train()
         freeze_batchnorm_stats(self.model)
         total_loss, correct, seen = 0.0, 0, 0
+        loaded: list[int] = []
         batches = len(loader)
         total_steps = cfg.epochs * self.steps_per_epoch
         warmup = min(int(cfg.warmup_epochs * self.steps_per_epoch), total_steps // 2)
-        for batch_no, (images, labels, _, skipped) in enumerate(loader, start=1):
-            self.control.wait_while_paused()
-            if self.control.stop_requested:
-                return None
-            batch_started = time.perf_counter()
-            if skipped:
-                self.state["skipped_images"] += skipped
-                yield Message("warning", f"{skipped} image(s) could not be read any more and were skipped "
-                                         f"(moved, deleted or damaged since import).")
-            factor = lr_factor(self.state["step"], total_steps, warmup)
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * factor * group.get("lr_scale", 1.0)
-            self.state["step"] += 1
-            if len(labels) == 0:
-                continue
-            loss, batch_correct = yield from self._step_with_oom_recovery(images, labels)
-            total_loss += loss * len(labels)
-            correct += batch_correct
-            seen += len(labels)
-            elapsed = time.perf_counter() - run_started
-            done = images_before + seen
-            remaining = (cfg.epochs - epoch) * len(self.train_set) + (len(self.train_set) - seen)
-            yield BatchProgress(epoch, cfg.epochs, batch_no, batches, total_loss / seen, correct / seen,
-                                self.optimizer.param_groups[-1]["lr"],
-                                len(labels) / max(time.perf_counter() - batch_started, 1e-9),
-                                remaining * elapsed / max(done, 1))
+        try:
+            for batch_no, (images, labels, items, skipped) in enumerate(loader, start=1):
+                self.control.wait_while_paused()
+                if self.control.stop_requested:
+                    return None
+                batch_started = time.perf_counter()
+                if skipped:
+                    self.state["skipped_images"] += skipped
+                    yield Message("warning", f"{skipped} image(s) could not be read any more and were skipped "
+                                             f"(moved, deleted or damaged since import).")
+                factor = lr_factor(self.state["step"], total_steps, warmup)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * factor * group.get("lr_scale", 1.0)
+                self.state["step"] += 1
+                if len(labels) == 0:
+                    continue
+                loaded.extend(items.tolist())
+                loss, batch_correct = yield from self._step_with_oom_recovery(images, labels, mode)
+                if mode == "extract":
+                    self.features["train"].update(zip(items.tolist(), self._new_features))
+                total_loss += loss * len(labels)
+                correct += batch_correct
+                seen += len(labels)
+                elapsed = time.perf_counter() - run_started
+                done = images_before + seen
+                remaining = (cfg.epochs - epoch) * len(self.train_set) + (len(self.train_set) - seen)
+                yield BatchProgress(epoch, cfg.epochs, batch_no, batches, total_loss / seen, correct / seen,
+                                    self.optimizer.param_groups[-1]["lr"],
+                                    len(labels) / max(time.perf_counter() - batch_started, 1e-9),
+                                    remaining * elapsed / max(done, 1))
+        finally:
+            if mode != "head":
+                self.train_set.commit_cache(loaded)   # decoded images become valid for later epochs and runs
         if seen == 0:
             raise UserError("No training image could be read in this epoch.",
                             "Check that the dataset folder is still there and readable.")
         return total_loss / seen, correct / seen, seen
 
-    def _step_with_oom_recovery(self, images: torch.Tensor, labels: torch.Tensor):
+    def _step_with_oom_recovery(self, images: torch.Tensor, labels: torch.Tensor, mode: str = "model"):
         """One optimizer step; on out-of-memory the micro-batch halves and the step is retried.
 
         The batch is then processed in chunks with accumulated gradients, so the schedule, the
@@ -251,7 +312,7 @@ class _Trainer:
         """
         while True:
             try:
-                return self._step(images, labels)
+                return self._step(images, labels, mode)
             except torch.OutOfMemoryError:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -263,17 +324,28 @@ class _Trainer:
                 yield Message("warning", f"Out of memory: now processing {self.micro_batch} image(s) at a time "
                                          f"(gradients accumulated to the batch size {self.batch_size}).")
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        images = images.to(self.device, non_blocking=True)
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, mode: str = "model") -> tuple[float, int]:
+        """One optimizer step. `mode`: "model" (images through the model), "extract" (images through the
+        frozen backbone without gradients, features kept in `_new_features`, then the classifier) or
+        "head" (cached features through the classifier)."""
+        inputs = inputs.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda" and mode != "head":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, correct = 0.0, 0
-        for chunk_images, chunk_labels in zip(images.split(self.micro_batch), labels.split(self.micro_batch)):
+        new_features = []
+        for chunk, chunk_labels in zip(inputs.split(self.micro_batch), labels.split(self.micro_batch)):
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                logits = self.model(chunk_images)
+                if mode == "model":
+                    logits = self.forward_model(chunk)
+                else:
+                    if mode == "extract":
+                        with torch.no_grad():
+                            chunk = self._pre_logits(chunk).float()
+                        new_features.append(chunk.cpu())
+                    logits = self.head(chunk)
                 loss = self.loss_fn(logits.float(), chunk_labels)
             share = len(chunk_labels) / len(labels)
             self.scaler.scale(loss * share).backward()
@@ -281,18 +353,47 @@ class _Trainer:
             correct += int((logits.argmax(1) == chunk_labels).sum())
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._new_features = torch.cat(new_features) if new_features else None
         return total_loss, correct
 
+    @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
         if len(self.val_set) == 0:
             return math.nan, math.nan
-        probs, labels, _ = predict_dataset(self.model, self.val_set, self.device, max(self.batch_size, 32),
-                                           self.cfg.num_workers, self.amp_dtype)
-        if len(labels) == 0:
+        self.model.eval()
+        amp = dict(dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        probs, labels = [], []
+        if self._features_ready("val"):
+            items = sorted(self.features["val"])
+            features = torch.stack([self.features["val"][i] for i in items]).to(self.device)
+            with torch.autocast(self.device.type, **amp):
+                probs.append(torch.softmax(self.head(features).float(), 1).cpu())
+            labels.append(torch.tensor([self.val_set.samples[i].label for i in items]))
+        else:
+            loaded: list[int] = []
+            try:
+                for images, batch_labels, batch_items, _ in self._loader("val"):
+                    if len(batch_labels) == 0:
+                        continue
+                    images = images.to(self.device)
+                    with torch.autocast(self.device.type, **amp):
+                        if self.feature_mode:
+                            features = self._pre_logits(images).float()
+                            self.features["val"].update(zip(batch_items.tolist(), features.cpu()))
+                            logits = self.head(features)
+                        else:
+                            logits = self.model(images)
+                    probs.append(torch.softmax(logits.float(), 1).cpu())
+                    labels.append(batch_labels)
+                    loaded.extend(batch_items.tolist())
+            finally:
+                self.val_set.commit_cache(loaded)
+        if not labels:
             return math.nan, math.nan
-        loss = float(self.eval_loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)).to(self.device),
-                                       torch.from_numpy(labels).to(self.device)))
-        return loss, float((probs.argmax(1) == labels).mean())
+        probs_np, labels_np = torch.cat(probs).numpy(), torch.cat(labels).numpy()
+        loss = float(self.eval_loss_fn(torch.log(torch.from_numpy(probs_np).clamp_min(1e-12)).to(self.device),
+                                       torch.from_numpy(labels_np).to(self.device)))
+        return loss, float((probs_np.argmax(1) == labels_np).mean())
 
     def _complete(self) -> Iterator[TrainEvent]:
         best = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.BEST)
@@ -313,6 +414,47 @@ class _Trainer:
     def _finished(self, completed: bool, stopped_by_user: bool, metrics: dict | None = None) -> Finished:
         return Finished(self.state["epoch"], self.cfg.epochs, completed, stopped_by_user, self.state["best_epoch"],
                         self.state["best_val_loss"], metrics)
+
+
+class _FeatureSet(torch.utils.data.Dataset):
+    """Cached backbone features of a split, item by item, shaped like ImageDataset items."""
+
+    def __init__(self, features: dict[int, torch.Tensor], images: ImageDataset) -> None:
+        self.features, self.images = features, images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item):
+        item = item[0] if isinstance(item, tuple) else item
+        feature = self.features.get(item)
+        return None if feature is None else (feature, self.images.samples[item].label, item)
+
+
+def _splits_cleanly(model: nn.Module, prep: Preprocessing) -> bool:
+    """True when the model is exactly classifier(forward_head(forward_features(x), pre_logits=True))
+    with nothing random in between, so features of the frozen backbone can be computed once."""
+    if not all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
+        return False
+    if float(getattr(model, "drop_rate", 0.0) or 0.0) > 0:
+        return False
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return False
+        if float(getattr(module, "drop_prob", 0.0) or 0.0) > 0:
+            return False
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.randn(2, 3, *prep.input_size, generator=torch.Generator().manual_seed(0))
+            whole = model(x)
+            split = model.get_classifier()(model.forward_head(model.forward_features(x), pre_logits=True))
+            return whole.shape == split.shape and torch.allclose(whole, split, atol=1e-5, rtol=1e-4)
+    except Exception:  # an architecture that does not follow timm's forward_head convention
+        return False
+    finally:
+        model.train(was_training)
 
 
 def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path | None = None
