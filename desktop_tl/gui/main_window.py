@@ -1,0 +1,446 @@
+"""The main window: dockable panels around one AppState and one engine worker, menus, projects.
+
+The window only arranges panels and handles what belongs to no panel: project files, recent
+projects, drag and drop, the saved layout, and closing safely while a job runs. Panels talk
+to each other through `AppState`, never directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+
+from desktop_tl import __version__ as _package_version
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
+from desktop_tl.core.runs import METRICS_FILE
+from desktop_tl.gui.dataset_panel import DatasetImportPanel
+from desktop_tl.gui.evaluation_panel import EvaluationPanel
+from desktop_tl.gui.export_panel import ExportPanel
+from desktop_tl.gui.freeze_tree import FreezeTree
+from desktop_tl.gui.model_browser import ModelBrowser
+from desktop_tl.gui.state import AppState
+from desktop_tl.gui.training_monitor import TrainingMonitor
+from desktop_tl.gui.worker import EngineController
+
+ORGANISATION = "desktop_tl"
+APPLICATION = "desktop-tl"
+MAX_RECENT = 8
+DATASET_FILE_SUFFIXES = (".csv", ".tsv", ".txt")
+_LAYOUT_VERSION = 1
+
+
+def app_settings() -> QSettings:
+    """The app's settings file (INI in the user's config folder; tests redirect it with QSettings.setPath)."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+
+
+class MainWindow(QMainWindow):
+    """Dockable panels: models, dataset, layers, training, evaluation, export."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("desktop_tl")
+        self.setDockNestingEnabled(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowNestedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks)
+        self.setAcceptDrops(True)
+        self.project_file: Path | None = None
+        self.state = AppState(self)
+        self.controller = EngineController(self)
+
+        self.dataset_panel = DatasetImportPanel(self.state, self.controller)
+        self.model_browser = ModelBrowser(self.state, self.controller)
+        self.freeze_tree = FreezeTree(self.state, self.controller)
+        self.training_monitor = TrainingMonitor(self.state, self.controller)
+        self.evaluation_panel = EvaluationPanel(self.state, self.controller)
+        self.export_panel = ExportPanel(self.state, self.controller)
+        self.docks: dict[str, QDockWidget] = {}
+        self._arrange_docks()
+        self._default_layout = self.saveState(_LAYOUT_VERSION)
+        self._layout_restored = False
+        self._shown_once = False
+
+        self.status_label = QLabel()
+        self.statusBar().addPermanentWidget(self.status_label)
+        self._build_menus()
+        for signal in (self.state.sig_dataset_changed, self.state.sig_model_changed, self.state.sig_freeze_changed,
+                       self.state.sig_run_changed):
+            signal.connect(self._update_status)
+        self.controller.sig_busy_changed.connect(self._update_status)
+        self.state.sig_metrics_changed.connect(self._show_results)
+        self._update_status()
+        self._restore_settings()
+
+    # -- layout --------------------------------------------------------------------------------------
+    def _dock(self, title: str, panel: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{panel.objectName()}")
+        dock.setWidget(panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.docks[panel.objectName()] = dock
+        return dock
+
+    def _arrange_docks(self) -> None:
+        """Default layout: dataset over training | models over tabs of layers, evaluation and export."""
+        dataset = self._dock("Dataset", self.dataset_panel)
+        models = self._dock("Models", self.model_browser)
+        layers = self._dock("Layers to train", self.freeze_tree)
+        training = self._dock("Training", self.training_monitor)
+        evaluation = self._dock("Evaluation", self.evaluation_panel)
+        export = self._dock("Export", self.export_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dataset)
+        self.splitDockWidget(dataset, models, Qt.Orientation.Horizontal)
+        self.splitDockWidget(dataset, training, Qt.Orientation.Vertical)
+        self.splitDockWidget(models, layers, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(layers, evaluation)
+        self.tabifyDockWidget(evaluation, export)
+        layers.raise_()
+
+    def _default_sizes(self) -> None:
+        """Share out the space of the default layout (effective once the window has its size)."""
+        docks = self.docks
+        dataset, models, training = docks["datasetImport"], docks["modelBrowser"], docks["trainingMonitor"]
+        width, height = self.width(), self.height()
+        self.resizeDocks([dataset, models], [int(width * 0.58), int(width * 0.42)], Qt.Orientation.Horizontal)
+        self.resizeDocks([dataset, training], [int(height * 0.42), int(height * 0.58)], Qt.Orientation.Vertical)
+        self.resizeDocks([models, docks["freezeTree"]], [int(height * 0.36), int(height * 0.64)],
+                         Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not self._layout_restored:
+                self._default_sizes()
+
+    @Slot()
+    def reset_layout(self) -> None:
+        """Put every panel back where it started."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self.restoreState(self._default_layout, _LAYOUT_VERSION)
+        self._default_sizes()
+
+    # -- menus ---------------------------------------------------------------------------------------
+    def _action(self, menu: QMenu, text: str, slot, shortcut: QKeySequence | str | None = None) -> QAction:
+        action = menu.addAction(text)
+        action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&New project", self.new_project, QKeySequence.StandardKey.New)
+        self._action(file_menu, "&Open project…", lambda: self.open_project(), QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.setObjectName("recentMenu")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Save project", lambda: self.save_project(), QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save project &as…", lambda: self.save_project_as(),
+                     QKeySequence.StandardKey.SaveAs)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Import dataset folder…", self._choose_dataset_folder, "Ctrl+I")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        self._action(view_menu, "&Reset layout", self.reset_layout)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About desktop_tl", self.show_about)
+        self._fill_recent_menu()
+
+    @Slot()
+    def show_about(self) -> None:
+        """Help > About."""
+        QMessageBox.about(self, "About desktop_tl",
+                          f"<h3>desktop_tl {_package_version}</h3>"
+                          "<p>Offline transfer learning for folders of labelled images: pick a pretrained "
+                          "backbone, choose which layers train, watch it fine-tune, read an honest "
+                          "evaluation and export an ONNX model.</p>"
+                          "<p>Nothing is ever downloaded. Models come from timm; the bundled "
+                          "EfficientNet-Lite0 weights are ImageNet-1k.</p><p>License: Apache-2.0</p>")
+
+    # -- recent projects -------------------------------------------------------------------------------
+    def recent_projects(self) -> list[Path]:
+        """Recently opened or saved project files, newest first."""
+        value = app_settings().value("recentProjects", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [Path(p) for p in items if isinstance(p, str) and p]
+
+    def _remember_project(self, path: Path) -> None:
+        recent = [str(path.resolve())] + [str(p) for p in self.recent_projects() if p.resolve() != path.resolve()]
+        app_settings().setValue("recentProjects", recent[:MAX_RECENT])
+        self._fill_recent_menu()
+
+    @Slot()
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_projects()
+        for path in recent:
+            action = self.recent_menu.addAction(path.name)
+            action.setToolTip(str(path))
+            action.setStatusTip(str(path))
+            action.setEnabled(path.is_file())
+            action.triggered.connect(lambda _checked=False, p=path: self.open_project(p))
+        if not recent:
+            self.recent_menu.addAction("No recent projects").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list").triggered.connect(self._clear_recent)
+
+    @Slot()
+    def _clear_recent(self) -> None:
+        app_settings().remove("recentProjects")
+        self._fill_recent_menu()
+
+    # -- projects --------------------------------------------------------------------------------------
+    def _refuse_while_busy(self, action: str) -> bool:
+        if self.controller.busy:
+            self.show_error(f"Cannot {action} while a task is running.",
+                            "Wait for it to finish or stop it in the Training panel.")
+            return True
+        return False
+
+    @Slot()
+    def new_project(self) -> None:
+        """Start over: no dataset, default model and settings, no runs."""
+        if self._refuse_while_busy("start a new project"):
+            return
+        self.project_file = None
+        self.state.split = SplitConfig()
+        self.state.config = TrainConfig()
+        self.state.set_dataset(None)
+        self.state.set_model(self.state.config.model, self.state.config.weights)
+        self.state.set_freeze(self.state.config.freeze)
+        self.state.set_run(None)
+        self.state.runs = []
+        self.state.set_metrics(None)
+        self.training_monitor.set_project_dir(None)
+        self.training_monitor.set_run_dir(None)
+        self.training_monitor.load_from_state()
+        self._update_title()
+
+    def current_project(self) -> Project:
+        """The window's state as a Project (paths absolute)."""
+        return Project(data_source=self.state.data_source, split=self.state.split, config=self.state.config,
+                       runs=[Path(r) for r in self.state.runs], current_run=self.state.run_dir)
+
+    def save_project(self, path: Path | None = None) -> bool:
+        """Save to `path` (or the current project file, else ask); False when nothing was saved."""
+        target = Path(path) if path else self.project_file
+        if target is None:
+            return self.save_project_as()
+        target = with_suffix(target)
+        try:
+            save_project(target, self.current_project())
+        except UserError as exc:
+            self.show_error(exc.what, exc.hint)
+            return False
+        self.project_file = target
+        self.training_monitor.set_project_dir(target.parent)
+        self._remember_project(target)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {target}", 5000)
+        return True
+
+    def save_project_as(self, path: Path | None = None) -> bool:
+        """Ask where to save (unless `path` is given), then save."""
+        if path is None:
+            start = str(self.project_file or Path.home() / f"project{PROJECT_SUFFIX}")
+            chosen, _ = QFileDialog.getSaveFileName(self, "Save project", start,
+                                                    f"desktop_tl projects (*{PROJECT_SUFFIX})")
+            if not chosen:
+                return False
+            path = Path(chosen)
+        return self.save_project(path)
+
+    def open_project(self, path: Path | None = None) -> bool:
+        """Open a project file (asking for one when `path` is None); a damaged file is refused with a message."""
+        if self._refuse_while_busy("open a project"):
+            return False
+        if path is None:
+            start = str(self.project_file.parent if self.project_file else Path.home())
+            chosen, _ = QFileDialog.getOpenFileName(self, "Open project", start,
+                                                    f"desktop_tl projects (*{PROJECT_SUFFIX});;All files (*)")
+            if not chosen:
+                return False
+            path = Path(chosen)
+        path = Path(path)
+        try:
+            project = load_project(path)
+        except UserError as exc:
+            self.show_error(exc.what, exc.hint, title="Cannot open the project")
+            return False
+        self.project_file = path
+        self._apply_project(project)
+        self._remember_project(path)
+        self._update_title()
+        return True
+
+    def _apply_project(self, project: Project) -> None:
+        self.state.split = project.split
+        self.state.config = project.config
+        self.state.set_model(project.config.model, project.config.weights)
+        self.state.set_freeze(project.config.freeze)
+        self.state.set_dataset(None)
+        self.state.runs = [str(r) for r in project.runs]
+        self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
+        self.state.set_metrics(self._read_metrics(self.state.run_dir))
+        self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
+        self.training_monitor.set_run_dir(None)
+        self.training_monitor.load_from_state()
+        missing = []
+        if project.data_source is not None:
+            if project.data_source.exists():
+                self.dataset_panel.import_path(project.data_source)
+            else:
+                missing.append(f"the dataset {project.data_source}")
+        if project.current_run is not None and self.state.run_dir is None:
+            missing.append(f"the run folder {project.current_run}")
+        if missing:
+            self.show_error(f"The project opened, but {' and '.join(missing)} could not be found.",
+                            "Import the dataset again (drop its folder on the window); moved folders can be "
+                            "found again if you keep them next to the project file.",
+                            title="Some files are missing")
+
+    @staticmethod
+    def _read_metrics(run_dir: Path | None) -> dict | None:
+        if run_dir is None:
+            return None
+        try:
+            metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return metrics if isinstance(metrics, dict) else None
+
+    def _update_title(self) -> None:
+        name = self.project_file.stem if self.project_file else "untitled project"
+        self.setWindowTitle(f"{name} — desktop_tl")
+
+    # -- dataset by menu or drag and drop ------------------------------------------------------------
+    @Slot()
+    def _choose_dataset_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", str(Path.home()))
+        if folder:
+            self.import_dataset(Path(folder))
+
+    def import_dataset(self, path: Path) -> None:
+        """Hand a folder (or CSV list) to the dataset panel and bring that panel to the front."""
+        self.docks[self.dataset_panel.objectName()].raise_()
+        self.dataset_panel.import_path(Path(path))
+
+    @staticmethod
+    def dropped_path(event: QDragEnterEvent | QDropEvent) -> Path | None:
+        """The local folder, CSV list or project file being dragged, if any."""
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return None
+        for url in mime.urls():
+            if not url.isLocalFile():
+                continue
+            path = Path(url.toLocalFile())
+            if path.is_dir() or path.suffix.lower() in DATASET_FILE_SUFFIXES + (PROJECT_SUFFIX,):
+                return path
+        return None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if self.dropped_path(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        path = self.dropped_path(event)
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if path.suffix.lower() == PROJECT_SUFFIX:
+            self.open_project(path)
+        else:
+            self.import_dataset(path)
+
+    @Slot(object)
+    def _show_results(self, metrics: object) -> None:
+        """Bring the evaluation to the front when a run's figures arrive."""
+        if metrics is not None:
+            self.docks[self.evaluation_panel.objectName()].raise_()
+
+    # -- status, errors --------------------------------------------------------------------------------
+    @Slot()
+    def _update_status(self, *_args) -> None:
+        dataset = self.state.dataset
+        data = "no dataset" if dataset is None else f"{len(dataset.samples)} images, {len(dataset.classes)} classes"
+        cfg = self.state.config
+        busy = f" · running: {self.controller.current_kind}" if self.controller.busy else ""
+        self.status_label.setText(f"{data} · {cfg.model} ({cfg.weights}) · freeze {cfg.freeze}{busy}")
+
+    def show_error(self, what: str, hint: str = "", title: str = "desktop_tl") -> None:
+        """A warning box that says what went wrong and what to do."""
+        QMessageBox.warning(self, title, f"{what}\n\nWhat to do: {hint}" if hint else what)
+
+    # -- settings and closing --------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        settings = app_settings()
+        geometry = settings.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        layout = settings.value("window/state")
+        if isinstance(layout, QByteArray) and not layout.isEmpty():
+            self._layout_restored = self.restoreState(layout, _LAYOUT_VERSION)
+
+    def save_settings(self) -> None:
+        """Store the window geometry and dock layout."""
+        settings = app_settings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
+        settings.sync()
+
+    def ask_stop_running_job(self) -> bool:
+        """Ask whether to stop the running job and quit (tests replace this to avoid a modal box)."""
+        answer = QMessageBox.question(
+            self, "Stop and quit?",
+            f"A {self.controller.current_kind or 'task'} is still running. Stop it and quit?\n\n"
+            "Training keeps its last finished epoch; you can resume it later.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if self.controller.thread.isRunning():
+            if self.controller.busy and not self.ask_stop_running_job():
+                event.ignore()
+                return
+            self.save_settings()
+            self.statusBar().showMessage("Stopping…")
+            self.controller.shutdown()
+            for dock in self.docks.values():
+                dock.widget().close()          # panels stop their own helpers (thumbnail decoding)
+        event.accept()
+
+
+if __name__ == "__main__":  # preview: python -m desktop_tl.gui.main_window
+    from desktop_tl.gui.app import run_app
+
+    raise SystemExit(run_app())

@@ -1,0 +1,604 @@
+"""Training monitor: hyperparameters, run folder, Start/Pause/Stop, progress, live curves and a log.
+
+Training runs as one job on the engine worker (`desktop_tl.core.train.train_run`); its events
+arrive through `EngineController.sig_event`. Points are buffered in growing numpy arrays and the
+curves are redrawn by a ~15 Hz timer, never once per batch.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGraphicsItem, QGridLayout, QGroupBox,
+                               QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from desktop_tl.core.config import AUGMENT_PRESETS
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
+                                    RunStarted)
+from desktop_tl.core import runs, train
+from desktop_tl.core.runs import METRICS_FILE, RUN_FILE, open_run
+from desktop_tl.gui.state import AppState
+from desktop_tl.gui.worker import EngineController, JobContext
+
+TRAIN_JOB = "train"
+REDRAW_MS = 66  # ~15 Hz
+
+
+def format_duration(seconds: float) -> str:
+    """0:42, 12:05 or 1:02:03."""
+    seconds = int(max(0.0, seconds)) if math.isfinite(seconds) else 0
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def new_run_dir(base: Path) -> Path:
+    """A fresh timestamped run folder name under `base` (not created)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = base / f"run-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"run-{stamp}-{n}"
+    return candidate
+
+
+def compute_threads() -> int:
+    """CPU threads for training: all cores but one, which stays free so the window keeps responding."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def detect_devices() -> list[tuple[str, str]]:
+    """(device setting, label) pairs; `auto` shows what it resolves to, e.g. "auto (CPU)"."""
+    import torch
+
+    auto = train.device_label(train.pick_device("auto"))
+    options = [("auto", f"auto ({'CPU' if auto == 'cpu' else auto})"), ("cpu", "cpu")]
+    if torch.cuda.is_available():
+        options.append(("cuda", train.device_label(torch.device("cuda"))))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        options.append(("mps", "mps (Apple GPU)"))
+    return options
+
+
+class SeriesBuffer:
+    """x/y points in growing float64 arrays (amortised O(1) append, no copy on read)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.x = np.empty(capacity, dtype=np.float64)
+        self.y = np.empty(capacity, dtype=np.float64)
+        self.n = 0
+        self.dirty = False
+
+    def append(self, x: float, y: float) -> None:
+        """Add one point (NaN values are kept; pyqtgraph leaves a gap)."""
+        if self.n == self.x.size:
+            self.x = np.resize(self.x, 2 * self.n)
+            self.y = np.resize(self.y, 2 * self.n)
+        self.x[self.n], self.y[self.n] = x, y
+        self.n += 1
+        self.dirty = True
+
+    def clear(self) -> None:
+        """Forget every point."""
+        self.n = 0
+        self.dirty = True
+
+
+class ErrorBanner(QFrame):
+    """A red strip that says what went wrong and what to do; dismissible."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("errorBanner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#errorBanner { background: #fdecea; border: 1px solid #e57373; border-radius: 4px; }"
+                           "#errorBanner QLabel { color: #b71c1c; }")
+        self.label = QLabel(wordWrap=True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(text="✕", autoRaise=True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_error(self, what: str, hint: str = "") -> None:
+        """Show `what` (and the hint) and make the banner visible."""
+        self.label.setText(f"<b>{_escape(what)}</b>" + (f"<br>What to do: {_escape(hint)}" if hint else ""))
+        self.show()
+
+    def text(self) -> str:
+        """The banner's message as plain text."""
+        return self.label.text()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _styled_plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
+    widget = pg.PlotWidget(background="w")
+    item = widget.getPlotItem()
+    item.setTitle(title, color="#333333", size="10pt")
+    item.setLabel("bottom", "epoch", color="#333333")
+    item.setLabel("left", y_label, color="#333333")
+    for axis in ("left", "bottom"):
+        item.getAxis(axis).setPen("#888888")
+        item.getAxis(axis).setTextPen("#333333")
+        # Repaint an unchanged axis from a cached pixmap: drawing tick labels is the costliest part of a redraw.
+        item.getAxis(axis).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    item.showGrid(x=True, y=True, alpha=0.2)
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+    item.addLegend(offset=legend_offset, labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 200))
+    widget.setMinimumHeight(160)
+    return widget
+
+
+class TrainingMonitor(QWidget):
+    """Hyperparameter form, run controls, progress, live loss/accuracy curves and a log."""
+
+    sig_training_started = Signal(object)
+    """Path of the run folder a training job was submitted for."""
+    sig_training_finished = Signal(object)
+    """core.events.Finished of the run that just ended (completed or stopped)."""
+    sig_training_failed = Signal(object)
+    """core.events.Failed when the run could not start or go on."""
+
+    CURVES = {  # name: (plot, legend, colour, width, symbol)
+        "batch_loss": ("loss", "train (batch)", "#90caf9", 1, None),
+        "train_loss": ("loss", "train", "#1565c0", 2, "o"),
+        "val_loss": ("loss", "validation", "#ef6c00", 2, "o"),
+        "batch_accuracy": ("accuracy", "train (batch)", "#a5d6a7", 1, None),
+        "train_accuracy": ("accuracy", "train", "#2e7d32", 2, "o"),
+        "val_accuracy": ("accuracy", "validation", "#ef6c00", 2, "o"),
+    }
+
+    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trainingMonitor")
+        self.state, self.controller = state, controller
+        self.project_dir: Path | None = None
+        self.active_run: Path | None = None
+        self._paused = False
+        self._last_finished: Finished | None = None
+
+        self.banner = ErrorBanner()
+        self._build_form()
+        self._build_controls()
+        self._build_plots()
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setObjectName("trainingLog")
+        self.log.setMaximumBlockCount(5000)
+        self.log.setPlaceholderText("Messages and per-epoch results appear here.")
+
+        charts = QWidget()
+        charts_layout = QHBoxLayout(charts)
+        charts_layout.setContentsMargins(0, 0, 0, 0)
+        charts_layout.addWidget(self.loss_plot)
+        charts_layout.addWidget(self.accuracy_plot)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(charts)
+        splitter.addWidget(self.log)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.settings_box)
+        layout.addLayout(self.controls)
+        layout.addWidget(splitter, 1)
+
+        self._redraw_timer = QTimer(self, interval=REDRAW_MS)
+        self._redraw_timer.timeout.connect(self.flush_plots)
+        controller.sig_event.connect(self._on_event)
+        controller.sig_result.connect(self._on_result)
+        controller.sig_failed.connect(self._on_failed)
+        controller.sig_busy_changed.connect(lambda _busy: self._update_buttons())
+        state.sig_dataset_changed.connect(lambda _index: self._update_buttons())
+        self.load_from_state()
+
+    # -- building ----------------------------------------------------------------------------------
+    def _build_form(self) -> None:
+        self.epochs = QSpinBox(minimum=1, maximum=1000)
+        self.batch_size = QSpinBox(minimum=1, maximum=4096)
+        self.lr = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0001)
+        self.image_size = QSpinBox(minimum=0, maximum=1024, singleStep=32)
+        self.image_size.setSpecialValueText("model default")
+        self.image_size.setSuffix(" px")
+        self.image_size.setToolTip("0 uses the model's own input size; smaller is faster")
+        self.augment = QComboBox()
+        self.augment.addItems(list(AUGMENT_PRESETS))
+        self.augment.setToolTip("Random flips, crops and colour changes applied to training images")
+        self.device = QComboBox()
+        for value, label in detect_devices():
+            self.device.addItem(label, value)
+        box = QGroupBox("Hyperparameters")
+        grid = QGridLayout(box)
+        rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                ("Image size", self.image_size), ("Augmentation", self.augment), ("Device", self.device)]
+        for i, (label, widget) in enumerate(rows):
+            row, pair = divmod(i, 3)
+            grid.addWidget(QLabel(label), row, 2 * pair)
+            grid.addWidget(widget, row, 2 * pair + 1)
+        for column in (1, 3, 5):
+            grid.setColumnStretch(column, 1)
+        self.settings_box = box
+        for spin in (self.epochs, self.batch_size, self.image_size):
+            spin.valueChanged.connect(self._write_config)
+        self.lr.valueChanged.connect(self._write_config)
+        self.augment.currentIndexChanged.connect(self._write_config)
+        self.device.currentIndexChanged.connect(self._write_config)
+
+        self.run_folder = QLineEdit()
+        self.run_folder.setObjectName("runFolder")
+        self.run_folder.textChanged.connect(lambda _text: self._update_buttons())
+        self.choose_button = QPushButton("Choose…")
+        self.choose_button.setToolTip("Pick a run folder; an unfinished run there can be resumed")
+        self.choose_button.clicked.connect(self.choose_run_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(QLabel("Run folder"))
+        folder_row.addWidget(self.run_folder, 1)
+        folder_row.addWidget(self.choose_button)
+        grid.addLayout(folder_row, 2, 0, 1, 6)
+
+    def _build_controls(self) -> None:
+        self.start_button = QPushButton("Start")
+        self.start_button.setDefault(True)
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current batch; the last finished epoch is kept and can be resumed")
+        self.progress = QProgressBar(minimum=0, maximum=1000, value=0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Idle")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop)
+        self.controls = QHBoxLayout()
+        self.controls.addWidget(self.start_button)
+        self.controls.addWidget(self.pause_button)
+        self.controls.addWidget(self.stop_button)
+        self.controls.addWidget(self.progress, 1)
+
+    def _build_plots(self) -> None:
+        self.loss_plot = _styled_plot("Loss", "loss", (-8, 8))                 # legend top right
+        self.accuracy_plot = _styled_plot("Accuracy", "accuracy", (-8, -8))    # legend bottom right
+        self.accuracy_plot.getPlotItem().setYRange(0.0, 1.0, padding=0.02)
+        self._loss_top = 0.0             # upper end of the loss axis; grows in steps, see _grow_loss_range
+        plots = {"loss": self.loss_plot, "accuracy": self.accuracy_plot}
+        self.series: dict[str, SeriesBuffer] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        for name, (plot, legend, colour, width, symbol) in self.CURVES.items():
+            self.series[name] = SeriesBuffer()
+            style = {"pen": pg.mkPen(colour, width=width), "name": legend}
+            if symbol:
+                style.update(symbol=symbol, symbolSize=6, symbolBrush=colour, symbolPen=colour)
+            self.curves[name] = plots[plot].plot(**style)
+
+    # -- settings <-> state ----------------------------------------------------------------------------
+    def load_from_state(self) -> None:
+        """Show the hyperparameters of `state.config` (after a project was opened)."""
+        cfg = self.state.config
+        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self.epochs.setValue(cfg.epochs)
+            self.batch_size.setValue(cfg.batch_size)
+            self.lr.setValue(cfg.lr)
+            self.image_size.setValue(cfg.image_size or 0)
+            self.augment.setCurrentText(cfg.augment)
+            self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._update_buttons()
+
+    @Slot()
+    def _write_config(self) -> None:
+        cfg = self.state.config
+        cfg.epochs, cfg.batch_size, cfg.lr = self.epochs.value(), self.batch_size.value(), self.lr.value()
+        cfg.image_size = self.image_size.value() or None
+        cfg.augment = self.augment.currentText()
+        cfg.device = self.device.currentData() or "auto"
+
+    def set_project_dir(self, folder: Path | None) -> None:
+        """New runs go under `folder/runs` (else under ~/desktop_tl_runs)."""
+        self.project_dir = folder
+
+    def runs_base(self) -> Path:
+        """Where a new run folder is created when none is chosen."""
+        return self.project_dir / "runs" if self.project_dir else Path.home() / "desktop_tl_runs"
+
+    def set_run_dir(self, folder: Path | None) -> None:
+        """Use `folder` for the next Start (None: a new timestamped folder)."""
+        self.run_folder.setText(str(folder) if folder else "")
+
+    def chosen_run_dir(self) -> Path | None:
+        """The run folder typed or chosen, if any."""
+        text = self.run_folder.text().strip()
+        return Path(text).expanduser() if text else None
+
+    @Slot()
+    def choose_run_folder(self) -> None:
+        """Ask for a run folder (an existing unfinished run there is resumed)."""
+        start = self.chosen_run_dir() or self.runs_base()
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(start if start.exists() else Path.home()))
+        if folder:
+            self.set_run_dir(Path(folder))
+
+    def _run_status(self, folder: Path | None) -> str:
+        """'new', 'resume', 'finished' or 'damaged' for the run in `folder`."""
+        if folder is None or not (folder / RUN_FILE).is_file():
+            return "new"
+        try:
+            return "finished" if open_run(folder).finished else "resume"
+        except UserError:
+            return "damaged"
+
+    def _update_buttons(self) -> None:
+        training = self.active_run is not None
+        busy_other = self.controller.busy and not training
+        status = self._run_status(self.chosen_run_dir())
+        self.start_button.setText("Resume" if status == "resume" else "Start")
+        self.start_button.setEnabled(not training and not busy_other)
+        self.start_button.setToolTip("Another task is running" if busy_other else
+                                     "Continue the unfinished run in this folder" if status == "resume" else
+                                     "Train on the imported dataset" if self.state.dataset is not None else
+                                     "Import a dataset first")
+        self.pause_button.setEnabled(training)
+        self.stop_button.setEnabled(training)
+        self.settings_box.setEnabled(not training)
+
+    # -- running ---------------------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> bool:
+        """Create the run (unless resuming) and train it on the worker; False when nothing started."""
+        if self.active_run is not None:
+            return False
+        self.banner.hide()
+        chosen = self.chosen_run_dir()
+        status = self._run_status(chosen)
+        if status == "finished":
+            self._show_failure(Failed(f"{chosen} already holds a finished run.",
+                                      "Clear the run folder field to start a new run, or choose another folder."))
+            return False
+        if status == "damaged":
+            self._show_failure(Failed(f"{chosen / RUN_FILE} is damaged.", "Choose another run folder."))
+            return False
+        resume = status == "resume"
+        if not resume and self.state.dataset is None:
+            self._show_failure(Failed("No dataset imported yet.",
+                                      "Import a dataset folder (drop it on the window) before training."))
+            return False
+        run_dir = chosen or new_run_dir(self.runs_base())
+        index, config, split = self.state.dataset, replace(self.state.config), replace(self.state.split)
+
+        def job(ctx: JobContext) -> Path:
+            import torch
+
+            torch.set_num_threads(compute_threads())
+            if not resume:
+                runs.create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
+            for event in train.train_run(run_dir, train.RunControl(ctx.stop_event, ctx.pause_event)):
+                if isinstance(event, Failed):
+                    raise UserError(event.what, event.hint)
+                ctx.event(event)
+            return run_dir
+
+        if not self.controller.submit(TRAIN_JOB, job):
+            self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
+            return False
+        self.active_run = run_dir
+        self._last_finished = None
+        self.set_run_dir(run_dir)
+        self._paused = False
+        self.pause_button.setText("Pause")
+        if not resume:
+            self.clear_plots()
+        # A full garbage collection over the whole heap (torch, timm, Qt wrappers) holds the GIL for
+        # a quarter of a second; freezing the heap while training keeps those passes short.
+        gc.freeze()
+        self._log(f"{'Resuming' if resume else 'Starting'} run in {run_dir}")
+        self.progress.setValue(0)
+        self.progress.setFormat("Preparing…")
+        self._redraw_timer.start()
+        self._update_buttons()
+        self.sig_training_started.emit(run_dir)
+        return True
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        """Pause between batches, or continue."""
+        if self.active_run is None:
+            return
+        self._paused = not self._paused
+        self.controller.pause(self._paused)
+        self.pause_button.setText("Continue" if self._paused else "Pause")
+        if self._paused:
+            self.progress.setFormat("Paused — " + self.progress.format())
+            self._log("Paused (after the current batch).")
+        else:
+            self._log("Continuing.")
+
+    @property
+    def paused(self) -> bool:
+        """True while the user paused training."""
+        return self._paused
+
+    @Slot()
+    def stop(self) -> None:
+        """Stop after the current batch; the last completed epoch is kept."""
+        if self.active_run is None:
+            return
+        self.controller.stop()
+        self._paused = False
+        self.stop_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
+        self.progress.setFormat("Stopping after the current batch…")
+        self._log("Stopping after the current batch…")
+
+    # -- events ----------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_event(self, event: object) -> None:
+        if self.active_run is None:
+            return
+        if isinstance(event, BatchProgress):
+            x = event.epoch - 1 + event.batch / event.batches
+            self.series["batch_loss"].append(x, event.loss)
+            self.series["batch_accuracy"].append(x, event.accuracy)
+            done = (event.epoch - 1) * event.batches + event.batch
+            self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
+            text = (f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches} · "
+                    f"{event.images_per_sec:.1f} img/s · ETA {format_duration(event.eta_seconds)}")
+            self.progress.setFormat(("Paused — " if self._paused else "") + text)
+        elif isinstance(event, EpochEnd):
+            for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+                self.series[name].append(float(event.epoch), getattr(event, name))
+            mark = " (best so far)" if event.is_best else ""
+            self._log(f"Epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, accuracy "
+                      f"{event.train_accuracy:.1%} | validation loss {event.val_loss:.3f}, accuracy "
+                      f"{event.val_accuracy:.1%} | {event.seconds:.1f} s{mark}")
+        elif isinstance(event, RunStarted):
+            self.set_epoch_range(event.total_epochs)
+            where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
+            self._log(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
+                      f"{event.total_epochs} epochs {where}; {event.trainable_params:,} of "
+                      f"{event.total_params:,} parameters train.")
+        elif isinstance(event, Message):
+            self._log(f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}")
+        elif isinstance(event, CheckpointSaved):
+            pass
+        elif isinstance(event, Finished):
+            self._last_finished = event
+            if event.stopped_by_user:
+                self._log(f"Stopped after {event.epochs_done} complete epoch(s). Press Resume to continue.")
+            elif event.metrics is None:
+                self._log(f"This run had already finished ({event.epochs_done} epochs).")
+            else:
+                test = event.metrics.get("test") or {}
+                accuracy = f", test accuracy {test['accuracy']:.1%}" if test.get("images") else ""
+                self._log(f"Finished: best epoch {event.best_epoch}{accuracy}.")
+
+    @Slot(str, object)
+    def _on_result(self, kind: str, _result: object) -> None:
+        if kind != TRAIN_JOB or self.active_run is None:
+            return
+        run_dir, finished = self.active_run, self._last_finished
+        self._end_run("Stopped" if finished is not None and finished.stopped_by_user else "Finished")
+        if finished is None:
+            return
+        self.state.set_run(run_dir)
+        metrics = finished.metrics
+        if metrics is None and not finished.stopped_by_user:
+            metrics = self._read_metrics(run_dir)         # the run had finished before
+        self.state.set_metrics(metrics)                    # None for a stopped run: nothing evaluated yet
+        self.sig_training_finished.emit(finished)
+
+    @Slot(str, object)
+    def _on_failed(self, kind: str, failed: object) -> None:
+        if kind != TRAIN_JOB or self.active_run is None:
+            return
+        assert isinstance(failed, Failed)
+        self._end_run("Failed")
+        self._show_failure(failed)
+        self.sig_training_failed.emit(failed)
+
+    def _end_run(self, label: str) -> None:
+        gc.unfreeze()
+        self.active_run = None
+        self._paused = False
+        self.pause_button.setText("Pause")
+        self.flush_plots()
+        self._redraw_timer.stop()
+        if label == "Finished":
+            self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat(label)
+        self._update_buttons()
+
+    def _show_failure(self, failed: Failed) -> None:
+        self.banner.show_error(failed.what, failed.hint)
+        self._log(f"Error: {failed.what}" + (f" What to do: {failed.hint}" if failed.hint else ""))
+
+    @staticmethod
+    def _read_metrics(run_dir: Path) -> dict | None:
+        try:
+            return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _log(self, line: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
+
+    # -- plots -----------------------------------------------------------------------------------------
+    @Slot()
+    def flush_plots(self) -> None:
+        """Push buffered points to the curves that changed (called by the redraw timer)."""
+        changed = False
+        for name, series in self.series.items():
+            if series.dirty:
+                self.curves[name].setData(series.x[:series.n], series.y[:series.n])
+                series.dirty = False
+                changed = True
+        if changed:
+            self._grow_loss_range()
+
+    def _grow_loss_range(self) -> None:
+        """Widen the loss axis in coarse steps when a point would leave it (never on every redraw)."""
+        top = 0.0
+        for name in ("batch_loss", "train_loss", "val_loss"):
+            series = self.series[name]
+            values = series.y[:series.n]
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                top = max(top, float(finite.max()))
+        if top <= self._loss_top:
+            return
+        step = 10 ** math.floor(math.log10(top)) / 2 if top > 0 else 0.5
+        self._loss_top = math.ceil(top * 1.05 / step) * step
+        self.loss_plot.getPlotItem().setYRange(0.0, self._loss_top, padding=0.02)
+
+    def set_epoch_range(self, epochs: int) -> None:
+        """Fix the x axis to the run's epochs, so the axes need no re-layout while points arrive."""
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.getPlotItem().setXRange(0.0, float(max(1, epochs)), padding=0.02)
+
+    def clear_plots(self) -> None:
+        """Empty every curve (a new run starts)."""
+        for series in self.series.values():
+            series.clear()
+        self._loss_top = 0.0
+        self.flush_plots()
+
+    def point_counts(self) -> dict[str, int]:
+        """Points drawn per curve (for checks and tests)."""
+        return {name: 0 if curve.getData()[0] is None else len(curve.getData()[0])
+                for name, curve in self.curves.items()}
+
+
+if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    controller = EngineController()
+    monitor = TrainingMonitor(AppState(), controller)
+    monitor.resize(900, 650)
+    monitor.show()
+    status = app.exec()
+    controller.shutdown()
+    sys.exit(status)

@@ -1,0 +1,255 @@
+"""Main window: docks, menus, settings, projects (happy and damaged), drag and drop, closing while training."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QDockWidget, QMessageBox, QWidget
+
+from desktop_tl.core.events import BatchProgress
+from desktop_tl.core.project import PROJECT_FORMAT, load_project
+from desktop_tl.gui.main_window import MainWindow, app_settings
+
+PANELS = ("modelBrowser", "datasetImport", "freezeTree", "trainingMonitor", "evaluationPanel", "exportPanel")
+
+
+@pytest.fixture
+def warnings_shown(monkeypatch):
+    """Collect QMessageBox.warning texts instead of opening modal boxes."""
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda parent, title, text, *a: shown.append(text)))
+    return shown
+
+
+def _import(qtbot, window: MainWindow, path: Path) -> None:
+    with qtbot.waitSignal(window.state.sig_dataset_changed, timeout=60_000,
+                          check_params_cb=lambda index: index is not None):
+        window.import_dataset(path)
+
+
+def _menu_texts(window: MainWindow, title: str) -> list[str]:
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == title)
+    return [a.text().replace("&", "") for a in menu.actions()]
+
+
+def test_constructible_without_arguments_with_dockable_panels(qtbot):
+    window = MainWindow()
+    window.ask_stop_running_job = lambda: True
+    qtbot.addWidget(window)
+    for name in PANELS:
+        panel = window.findChild(QWidget, name)
+        assert panel is not None, name
+        dock = panel.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        assert isinstance(dock, QDockWidget), f"{name} is not in a dock"
+        assert dock.features() & QDockWidget.DockWidgetFeature.DockWidgetMovable
+        assert dock.features() & QDockWidget.DockWidgetFeature.DockWidgetFloatable
+    window.close()
+    assert not window.controller.thread.isRunning()
+
+
+def test_menus(main_window, monkeypatch):
+    file_items = _menu_texts(main_window, "File")
+    for item in ("New project", "Open project…", "Open recent", "Save project", "Save project as…", "Quit"):
+        assert item in file_items
+    assert "About desktop_tl" in _menu_texts(main_window, "Help")
+    view_items = _menu_texts(main_window, "View")
+    assert "Reset layout" in view_items and "Training" in view_items
+    about = []
+    monkeypatch.setattr(QMessageBox, "about", staticmethod(lambda parent, title, text: about.append(text)))
+    main_window.show_about()
+    assert "desktop_tl" in about[0] and "downloaded" in about[0]
+
+
+def test_layout_geometry_and_recent_projects_persist(qtbot, tmp_path):
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    first.docks["exportPanel"].hide()
+    first.tabifyDockWidget(first.docks["datasetImport"], first.docks["modelBrowser"])
+    first.resize(1250, 820)
+    assert first.save_project(tmp_path / "one.dtlproj")
+    first.close()
+    assert not first.controller.thread.isRunning()
+    assert app_settings().value("window/state") is not None
+
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    assert (second.width(), second.height()) == (first.width(), first.height()) != (1400, 900)
+    assert second.docks["exportPanel"].isHidden()
+    assert second.docks["modelBrowser"] in second.tabifiedDockWidgets(second.docks["datasetImport"])
+    assert second.recent_projects()[0] == (tmp_path / "one.dtlproj").resolve()
+    second._fill_recent_menu()
+    assert second.recent_menu.actions()[0].text() == "one.dtlproj"
+    second.reset_layout()
+    assert not second.docks["exportPanel"].isHidden()
+    assert second.docks["modelBrowser"] not in second.tabifiedDockWidgets(second.docks["datasetImport"])
+    second.close()
+
+
+def test_project_round_trip_with_relative_paths(qtbot, main_window, tiny_images, tmp_path):
+    window = main_window
+    window.state.split.seed = 7
+    window.state.split.val_fraction = 0.25
+    _import(qtbot, window, tiny_images)
+    window.model_browser.select_model("resnet18", "none")
+    window.freeze_tree.last_spin.setValue(2)
+    window.freeze_tree.last_button.click()
+    window.training_monitor.epochs.setValue(3)
+    window.training_monitor.lr.setValue(0.0005)
+    run_dir = tmp_path / "project" / "runs" / "run-a"
+    run_dir.mkdir(parents=True)
+    window.state.set_run(run_dir)
+    project_file = tmp_path / "project" / "study"
+    assert window.save_project(project_file)                       # the suffix is added
+    saved = tmp_path / "project" / "study.dtlproj"
+    data = json.loads(saved.read_text())
+    assert data["format"] == PROJECT_FORMAT
+    assert data["model"] == {"name": "resnet18", "weights": "none"} and data["freeze"] == "last:2"
+    assert data["split"]["seed"] == 7 and data["split"]["val_fraction"] == 0.25
+    assert data["hyperparameters"]["epochs"] == 3 and data["hyperparameters"]["lr"] == 0.0005
+    assert not os.path.isabs(data["dataset"]["source"]) and data["runs"] == ["runs/run-a"]
+    assert Path(os.path.normpath(saved.parent / data["dataset"]["source"])) == tiny_images.resolve()
+    assert window.windowTitle().startswith("study")
+
+    window.new_project()
+    assert window.state.dataset is None and window.state.config.model == "efficientnet_lite0"
+    assert window.state.run_dir is None and window.training_monitor.epochs.value() == 8
+
+    with qtbot.waitSignal(window.state.sig_dataset_changed, timeout=60_000,
+                          check_params_cb=lambda index: index is not None):
+        assert window.open_project(saved)
+    state = window.state
+    assert (state.config.model, state.config.weights, state.config.freeze) == ("resnet18", "none", "last:2")
+    assert state.split.seed == 7 and state.dataset.source == tiny_images.resolve()
+    assert state.run_dir == run_dir.resolve() and state.runs == [str(run_dir.resolve())]
+    assert window.training_monitor.epochs.value() == 3
+    assert window.model_browser.current_entry().name == "resnet18"
+    assert window.freeze_tree.tree_model.head == "fc"
+    assert window.training_monitor.runs_base() == saved.parent / "runs"
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"format": "desktop_tl.project/1", "model": {"name": "resn', "not valid JSON"),
+    ('{"format": "desktop_tl.project/1", "hyperparameters": {"epochs": "ten"}}', "'epochs'"),
+    ('{"format": "desktop_tl.project/1", "runs": "runs/a"}', "'runs' must be a list"),
+    ('{"format": "desktop_tl.project/1", "dataset": {"source": 5}}', "dataset source"),
+    ('{"format": "desktop_tl.project/1", "hyperparameters": {"epochs": 0}}', "epochs"),
+    ('[1, 2, 3]', "not a desktop_tl project"),
+    ("", "not valid JSON"),
+])
+def test_damaged_project_is_refused_with_a_message(main_window, warnings_shown, tmp_path, content, expected):
+    path = tmp_path / "bad.dtlproj"
+    path.write_text(content)
+    before = (main_window.state.config.model, main_window.state.config.freeze)
+    assert not main_window.open_project(path)
+    assert len(warnings_shown) == 1 and expected in warnings_shown[0], warnings_shown
+    assert "What to do" in warnings_shown[0]
+    assert (main_window.state.config.model, main_window.state.config.freeze) == before
+    assert main_window.project_file is None
+
+
+def test_missing_project_and_missing_dataset_are_reported(main_window, warnings_shown, tmp_path):
+    assert not main_window.open_project(tmp_path / "nowhere.dtlproj")
+    assert "does not exist" in warnings_shown[-1]
+    path = tmp_path / "p.dtlproj"
+    path.write_text(json.dumps({"format": PROJECT_FORMAT, "dataset": {"source": "gone/images"},
+                                "model": {"name": "resnet18", "weights": "none"}}))
+    assert main_window.open_project(path)
+    assert "could not be found" in warnings_shown[-1] and "gone" in warnings_shown[-1]
+    assert main_window.state.config.model == "resnet18"
+
+
+def _drag_events(path: Path) -> tuple[QMimeData, QDragEnterEvent, QDropEvent]:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    enter = QDragEnterEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    return mime, enter, drop
+
+
+def test_dropping_a_folder_imports_it(qtbot, main_window, tiny_images, tmp_path):
+    _mime, enter, drop = _drag_events(tiny_images)
+    main_window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    with qtbot.waitSignal(main_window.state.sig_dataset_changed, timeout=60_000,
+                          check_params_cb=lambda index: index is not None):
+        main_window.dropEvent(drop)
+    assert main_window.state.dataset.classes == ["cat", "coffee"]
+
+    (tmp_path / "notes.doc").write_text("not a dataset")
+    _mime2, refused, _ = _drag_events(tmp_path / "notes.doc")
+    main_window.dragEnterEvent(refused)
+    assert not refused.isAccepted()
+
+
+def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, fast_config, tmp_path):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.state.set_dataset(tiny_index)
+    fast_config(window.state, batch_size=1, epochs=5)
+    window.training_monitor.set_run_dir(tmp_path / "run")
+    batches = []
+    window.controller.sig_event.connect(lambda e: batches.append(e) if isinstance(e, BatchProgress) else None)
+    asked = []
+    window.ask_stop_running_job = lambda: asked.append(True) or False
+    assert window.training_monitor.start()
+    qtbot.waitUntil(lambda: len(batches) >= 1, timeout=120_000)
+
+    window.close()                                                 # the user answers "No"
+    assert asked and window.isVisible() and window.controller.thread.isRunning()
+
+    window.ask_stop_running_job = lambda: True                     # now "Yes"
+    window.close()
+    assert not window.isVisible()
+    assert not window.controller.thread.isRunning()
+    assert len(batches) < 40, "training was not stopped"
+    assert (tmp_path / "run" / "run.json").is_file()
+
+
+def test_a_failing_engine_call_shows_an_error_and_the_window_keeps_working(qtbot, main_window, tiny_index,
+                                                                           fast_config, tmp_path, monkeypatch):
+    import desktop_tl.core.train as train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire (simulated)")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(train, "train_run", broken)
+    main_window.show()
+    main_window.state.set_dataset(tiny_index)
+    fast_config(main_window.state)
+    main_window.training_monitor.set_run_dir(tmp_path / "run")
+    with qtbot.waitSignal(main_window.training_monitor.sig_training_failed, timeout=60_000):
+        main_window.training_monitor.start_button.click()
+    banner = main_window.training_monitor.banner
+    assert banner.isVisible() and "simulated" in banner.text() and "What to do" in banner.text()
+    qtbot.waitUntil(lambda: not main_window.controller.busy, timeout=5000)
+    main_window.model_browser.select_model("resnet18", "none")     # the rest of the window still works
+    assert main_window.freeze_tree.tree_model.head == "fc"
+    assert main_window.save_project(tmp_path / "after.dtlproj")
+    assert load_project(tmp_path / "after.dtlproj").config.model == "resnet18"
+
+
+def test_no_display_gives_a_clear_message(monkeypatch, capsys):
+    from desktop_tl import cli
+    from desktop_tl.gui import app
+
+    for variable in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "no display" in err and "desktop-tl demo" in err
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert app.display_problem() is None
