@@ -203,6 +203,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_onnx(Path(args.run), Path(args.out) if args.out else None, which=args.checkpoint,
                          data_root=Path(args.data) if args.data else None)
     print(_export_summary(Path(args.run), result, PARITY_TOLERANCE))
+    if getattr(args, "int8", False) and result.parity_ok:
+        from desktop_tl.core.quantize import compare_models, format_comparison, quantize_int8
+        from desktop_tl.core.runs import load_index
+
+        run_dir = Path(args.run)
+        fp32 = Path(result.onnx_file) if Path(result.onnx_file).is_absolute() else run_dir / result.onnx_file
+        index = load_index(run_dir, Path(args.data) if args.data else None)
+        int8 = quantize_int8(fp32, index)
+        print(f"Wrote {int8} (int8, calibrated on training images). Before you use it:")
+        print(format_comparison(compare_models(fp32, int8, index)))
     return 0 if result.parity_ok else 1
 
 
@@ -337,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=cmd_evaluate)
         else:
             p.add_argument("--out", help="ONNX file to write (default RUN/model.onnx)")
+            p.add_argument("--int8", action="store_true",
+                           help="also write MODEL.int8.onnx (static int8) and print speed and accuracy of both")
             p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="classify images with an exported ONNX model (no PyTorch needed)")
