@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from desktop_tl.cli import main
+from desktop_tl.core.predict import collect_inputs
 from desktop_tl.core.runs import DATASET_FILE, load_index
 
 from rel_support import (FAST, copy_demo, demo_as, demo_image, dicom_undecodable, dicom_without_pixels,
@@ -109,6 +112,15 @@ def test_hostile_folder_import_and_train(tmp_path, capsys):
     trained = len(index.split("train"))
     assert f"Training {trained} images (validation {len(index.split('val'))})" in out
     assert "test (" in out and "Saved in" in out
+
+    # predict's folder walk skips the pipes instead of blocking on them (run in a thread: a hang must fail, not stall).
+    found = []
+    walker = threading.Thread(target=lambda: found.extend(collect_inputs([root])), daemon=True)
+    walker.start()
+    walker.join(30)
+    assert not walker.is_alive(), "collect_inputs blocked on a pipe"
+    shown = {Path(path).relative_to(root).as_posix() for path, _ in found}
+    assert set(good) <= shown and "coins/pipe" not in shown
 
     # The same folder listed by a hostile CSV (BOM, ';', missing file, repeated row, empty label).
     csv_path = _write_csv(root, good)
