@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.controller.sig_busy_changed.connect(self._update_status)
         self.state.sig_metrics_changed.connect(self._show_results)
         self._update_status()
+        self._update_title()
         self._restore_settings()
 
     # -- layout --------------------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             if not self._layout_restored:
                 self._default_sizes()
+            self.model_browser.search.setFocus()     # rather than the first spin box of the dataset panel
 
     @Slot()
     def reset_layout(self) -> None:

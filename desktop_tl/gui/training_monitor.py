@@ -27,7 +27,7 @@ from desktop_tl.core.config import AUGMENT_PRESETS
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
                                     RunStarted)
-from desktop_tl.core import runs, train
+from desktop_tl.core import checkpoint, runs, train
 from desktop_tl.core.runs import METRICS_FILE, RUN_FILE, open_run
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -62,11 +62,14 @@ def detect_devices() -> list[tuple[str, str]]:
     """(device setting, label) pairs; `auto` shows what it resolves to, e.g. "auto (CPU)"."""
     import torch
 
-    auto = train.device_label(train.pick_device("auto"))
-    options = [("auto", f"auto ({'CPU' if auto == 'cpu' else auto})"), ("cpu", "cpu")]
-    if torch.cuda.is_available():
-        options.append(("cuda", train.device_label(torch.device("cuda"))))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    auto = train.pick_device("auto")
+    names = {"cpu": "CPU", "mps": "Apple GPU (MPS)"}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    options = [("auto", f"auto ({f'CUDA: {gpu}' if auto.type == 'cuda' else names.get(auto.type, auto.type)})"),
+               ("cpu", "cpu")]
+    if gpu:
+        options.append(("cuda", f"cuda ({gpu})"))
+    if auto.type == "mps":
         options.append(("mps", "mps (Apple GPU)"))
     return options
 
@@ -341,9 +344,11 @@ class TrainingMonitor(QWidget):
             self.set_run_dir(Path(folder))
 
     def _run_status(self, folder: Path | None) -> str:
-        """'new', 'resume', 'finished' or 'damaged' for the run in `folder`."""
-        if folder is None or not (folder / RUN_FILE).is_file():
+        """'new', 'resume', 'finished', 'damaged' or 'occupied' (files but no run) for `folder`."""
+        if folder is None or not folder.exists():
             return "new"
+        if not (folder / RUN_FILE).is_file():
+            return "occupied" if not folder.is_dir() or any(folder.iterdir()) else "new"
         try:
             return "finished" if open_run(folder).finished else "resume"
         except UserError:
@@ -379,6 +384,10 @@ class TrainingMonitor(QWidget):
         if status == "damaged":
             self._show_failure(Failed(f"{chosen / RUN_FILE} is damaged.", "Choose another run folder."))
             return False
+        if status == "occupied":
+            self._show_failure(Failed(f"{chosen} already holds other files and no run.",
+                                      "Choose an empty or new folder for the run (or clear the field)."))
+            return False
         resume = status == "resume"
         if not resume and self.state.dataset is None:
             self._show_failure(Failed("No dataset imported yet.",
@@ -407,8 +416,9 @@ class TrainingMonitor(QWidget):
         self.set_run_dir(run_dir)
         self._paused = False
         self.pause_button.setText("Pause")
-        if not resume:
-            self.clear_plots()
+        self.clear_plots()
+        if resume:
+            self._show_history(run_dir)
         # A full garbage collection over the whole heap (torch, timm, Qt wrappers) holds the GIL for
         # a quarter of a second; freezing the heap while training keeps those passes short.
         gc.freeze()
@@ -570,6 +580,25 @@ class TrainingMonitor(QWidget):
         step = 10 ** math.floor(math.log10(top)) / 2 if top > 0 else 0.5
         self._loss_top = math.ceil(top * 1.05 / step) * step
         self.loss_plot.getPlotItem().setYRange(0.0, self._loss_top, padding=0.02)
+
+    def _show_history(self, run_dir: Path) -> None:
+        """Plot the finished epochs of a run being resumed (from its last checkpoint's metadata)."""
+        if not (run_dir / checkpoint.LAST).is_file():
+            return                           # stopped before the first epoch ended: it starts over
+        try:
+            history = checkpoint.read_meta(run_dir / checkpoint.LAST).get("history") or []
+        except (UserError, OSError, ValueError):
+            return                           # unreadable: the engine reports it when training resumes
+        for row in history:
+            try:
+                epoch = float(row["epoch"])
+                points = {name: float(row[name]) for name in ("train_loss", "val_loss", "train_accuracy",
+                                                              "val_accuracy")}
+            except (KeyError, TypeError, ValueError):
+                continue
+            for name, value in points.items():
+                self.series[name].append(epoch, value)
+        self.flush_plots()
 
     def set_epoch_range(self, epochs: int) -> None:
         """Fix the x axis to the run's epochs, so the axes need no re-layout while points arrive."""

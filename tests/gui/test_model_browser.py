@@ -63,7 +63,9 @@ def test_selection_and_weights_update_state(qtbot, browser, app_state):
     assert changes[-1] == ("resnet18", "none")
     assert "<b>resnet18</b>" in browser.description_label.text()
 
-    browser.table.selectRow(browser.table_model.row_of("efficientnet_lite0"))
+    browser.show()
+    rect = browser.table.visualRect(browser.table_model.index(browser.table_model.row_of("efficientnet_lite0"), 0))
+    qtbot.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert (app_state.config.model, app_state.config.weights) == ("efficientnet_lite0", "bundled")
     none_index = browser.weights_combo.findData("none")
     browser.weights_combo.setCurrentIndex(none_index)

@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import BatchProgress, Finished
+from desktop_tl.core.events import BatchProgress, EpochEnd, Finished
 from desktop_tl.gui.training_monitor import TrainingMonitor, format_duration
 
 TRAIN_TIMEOUT_MS = 180_000
@@ -36,6 +36,19 @@ def _batches(controller) -> list[BatchProgress]:
     return seen
 
 
+def _emitted_while(controller, flag: str) -> list[BatchProgress]:
+    """Batches the worker finished while its stop/pause flag was set (recorded on the worker thread itself)."""
+    seen: list[BatchProgress] = []
+
+    def on_emit(event) -> None:
+        context = controller.worker.context
+        if isinstance(event, BatchProgress) and context is not None and getattr(context, flag).is_set():
+            seen.append(event)
+
+    controller.worker.sig_event.connect(on_emit, Qt.ConnectionType.DirectConnection)
+    return seen
+
+
 def test_form_shows_device_and_writes_config(monitor, app_state):
     assert monitor.device.itemText(0).startswith("auto (")
     assert monitor.device.itemData(0) == "auto"
@@ -51,11 +64,15 @@ def test_trains_one_epoch_and_draws_curves(qtbot, monitor, app_state, tmp_path):
     run_dir = tmp_path / "run"
     monitor.set_run_dir(run_dir)
     assert monitor.start_button.text() == "Start"
+    texts: list[str] = []        # connected after the monitor: sees the text each batch produced
+    monitor.controller.sig_event.connect(
+        lambda event: texts.append(monitor.progress.format()) if isinstance(event, BatchProgress) else None)
     with qtbot.waitSignal(monitor.sig_training_finished, timeout=TRAIN_TIMEOUT_MS) as blocker:
         monitor.start_button.click()
         assert not monitor.start_button.isEnabled() and monitor.stop_button.isEnabled()
     finished: Finished = blocker.args[0]
     assert finished.completed and finished.metrics is not None
+    assert texts and all("img/s" in t and "ETA" in t and "Epoch 1/1" in t for t in texts), texts
     counts = monitor.point_counts()
     assert counts["batch_loss"] == counts["batch_accuracy"] == 2      # 8 training images, batch 4
     assert counts["train_loss"] == counts["val_loss"] == counts["val_accuracy"] == 1
@@ -71,25 +88,33 @@ def test_trains_one_epoch_and_draws_curves(qtbot, monitor, app_state, tmp_path):
     assert not monitor.banner.isVisible()
 
 
-def test_stop_is_honoured_within_one_batch_then_resume_is_offered(qtbot, monitor, app_state, controller,
-                                                                  fast_config, tmp_path):
-    fast_config(app_state, batch_size=1, epochs=3)                   # 24 batches
+def test_stop_is_honoured_within_one_batch_then_resume_continues(qtbot, monitor, app_state, controller,
+                                                                   fast_config, tmp_path):
+    fast_config(app_state, batch_size=1, epochs=3)                   # 8 batches per epoch
     monitor.load_from_state()
     assert monitor.epochs.value() == 3
     monitor.set_run_dir(tmp_path / "run")
-    batches = _batches(controller)
+    after_stop = _emitted_while(controller, "stop_event")
+    epochs: list[EpochEnd] = []
+    controller.sig_event.connect(lambda e: epochs.append(e) if isinstance(e, EpochEnd) else None)
     with qtbot.waitSignal(monitor.sig_training_finished, timeout=TRAIN_TIMEOUT_MS) as blocker:
         monitor.start()
-        qtbot.waitUntil(lambda: len(batches) >= 1, timeout=TRAIN_TIMEOUT_MS)
+        qtbot.waitUntil(lambda: len(epochs) >= 1, timeout=TRAIN_TIMEOUT_MS)
         monitor.stop_button.click()
-        stopped_at = len(batches)
-    assert blocker.args[0].stopped_by_user
-    assert len(batches) - stopped_at <= 1, "training went on for more than one batch after Stop"
-    assert len(batches) < 8
+    stopped: Finished = blocker.args[0]
+    assert stopped.stopped_by_user and not stopped.completed and 1 <= stopped.epochs_done < 3
+    assert len(after_stop) <= 1, f"{len(after_stop)} batches trained after Stop"
     assert monitor.progress.format() == "Stopped"
+    assert "Stopped after" in monitor.log.toPlainText() and app_state.metrics is None
     assert monitor.start_button.text() == "Resume"
     qtbot.waitUntil(monitor.start_button.isEnabled, timeout=5000)
-    assert "Stopped after" in monitor.log.toPlainText()
+
+    with qtbot.waitSignal(monitor.sig_training_finished, timeout=TRAIN_TIMEOUT_MS) as blocker:
+        monitor.start_button.click()
+    assert blocker.args[0].completed and blocker.args[0].epochs_done == 3
+    assert monitor.point_counts()["train_loss"] == 3                # earlier epochs from the checkpoint
+    assert f"resuming at epoch {stopped.epochs_done + 1}" in monitor.log.toPlainText()
+    assert app_state.metrics is not None
 
 
 def test_pause_holds_training_and_continue_finishes(qtbot, monitor, app_state, controller, fast_config, tmp_path):
@@ -97,13 +122,13 @@ def test_pause_holds_training_and_continue_finishes(qtbot, monitor, app_state, c
     monitor.load_from_state()
     monitor.set_run_dir(tmp_path / "run")
     batches = _batches(controller)
+    while_paused = _emitted_while(controller, "pause_event")
     monitor.start()
     qtbot.waitUntil(lambda: len(batches) >= 1, timeout=TRAIN_TIMEOUT_MS)
     monitor.pause_button.click()
     assert monitor.paused and monitor.pause_button.text() == "Continue"
-    at_pause = len(batches)
-    qtbot.wait(2500)
-    assert len(batches) <= at_pause + 1, "batches kept coming while paused (more than the one in flight)"
+    qtbot.wait(2000)
+    assert len(while_paused) <= 1, "batches kept coming while paused (more than the one in flight)"
     assert len(batches) < 8 and "Paused" in monitor.progress.format()
     with qtbot.waitSignal(monitor.sig_training_finished, timeout=TRAIN_TIMEOUT_MS) as blocker:
         monitor.pause_button.click()
@@ -171,6 +196,12 @@ def test_real_engine_refusal_and_missing_dataset(qtbot, monitor, app_state, tmp_
     with qtbot.waitSignal(monitor.sig_training_failed, timeout=TRAIN_TIMEOUT_MS):
         monitor.start()
     assert "image-size" in monitor.banner.text() or "image size" in monitor.banner.text().lower()
+
+    (tmp_path / "my_photos").mkdir()
+    (tmp_path / "my_photos" / "holiday.jpg").write_bytes(b"not to be mixed with a run")
+    monitor.set_run_dir(tmp_path / "my_photos")
+    assert not monitor.start()
+    assert "already holds other files" in monitor.banner.text()
 
     app_state.set_dataset(None)
     monitor.set_run_dir(tmp_path / "other")
