@@ -12,7 +12,7 @@ worker = pytest.importorskip("desktop_tl.gui.worker")
 pytest.importorskip("pytestqt")
 
 from desktop_tl.core.config import SplitConfig, TrainConfig  # noqa: E402
-from desktop_tl.core.events import BatchProgress, Failed, Finished  # noqa: E402
+from desktop_tl.core.events import BatchProgress, Finished  # noqa: E402
 from desktop_tl.core.runs import create_run  # noqa: E402
 from desktop_tl.core.train import RunControl, train_run  # noqa: E402
 

@@ -4,11 +4,11 @@ finished epoch loadable and resumable."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import resource
-import shutil
 import signal
 
 import pytest
@@ -136,37 +136,41 @@ def test_disk_full_while_importing_weights_is_a_clear_error(tmp_path, monkeypatc
 # --- read-only output folder ------------------------------------------------------------------------
 
 
-def _make_read_only(monkeypatch, folder):
+@contextlib.contextmanager
+def read_only(folder):
     """chmod when it bites; as root (where it does not) the writes fail as on a read-only mount."""
     if not is_root():
         folder.chmod(0o555)
-        return lambda: folder.chmod(0o755)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
 
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
-    monkeypatch.setattr(atomic.os, "replace", refuse)
-    return monkeypatch.undo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(atomic.tempfile, "mkstemp", refuse)
+        patch.setattr(atomic.os, "replace", refuse)
+        yield
 
 
-def test_read_only_folders(tmp_path, data, capsys, monkeypatch):
+def test_read_only_folders(tmp_path, data, capsys):
     # A new run in a read-only place: refused before anything happens.
     (tmp_path / "locked").mkdir()
-    restore = _make_read_only(monkeypatch, tmp_path / "locked")
-    assert main(["train", str(data), "--out", str(tmp_path / "locked" / "run"), "--epochs", "1", *SMALL]) == 2
+    with read_only(tmp_path / "locked"):
+        assert main(["train", str(data), "--out", str(tmp_path / "locked" / "run"), "--epochs", "1", *SMALL]) == 2
     err = capsys.readouterr().err
     assert ("Read-only file system" in err or "Permission denied" in err) and "What to do" in err
-    restore()
 
     # A run whose folder turns read-only after epoch 1: training stops with a message, epoch 1 stays.
     run = tmp_path / "run"
     create_run(run, data, _config(epochs=2), SPLIT)
     events, gen = _train_until(run, lambda e: isinstance(e, EpochEnd) and e.epoch == 2)
     before = _snapshot(run)
-    restore = _make_read_only(monkeypatch, run)
-    rest = list(gen)
-    restore()
+    with read_only(run):
+        rest = list(gen)
     assert isinstance(rest[-1], Failed) and ".safetensors" in rest[-1].what
     assert not any(isinstance(e, CheckpointSaved) for e in rest)
     assert _snapshot(run) == before
@@ -175,10 +179,9 @@ def test_read_only_folders(tmp_path, data, capsys, monkeypatch):
     # Export into a read-only folder: exit 2, no "Exported" line, nothing left behind.
     out = tmp_path / "exports"
     out.mkdir()
-    restore = _make_read_only(monkeypatch, out)
-    assert main(["export", str(run), "--out", str(out / "model.onnx")]) == 2
+    with read_only(out):
+        assert main(["export", str(run), "--out", str(out / "model.onnx")]) == 2
     captured = capsys.readouterr()
-    restore()
     assert "Exported" not in captured.out and "What to do" in captured.err
     assert list(out.iterdir()) == [] and _snapshot(run) == before
     assert main(["train", "ignored", "--out", str(run), "--resume"]) == 0
@@ -250,17 +253,17 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluation_run, "compute_metrics", interrupted)
-    assert main(["evaluate", str(run)]) == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation_run, "compute_metrics", interrupted)
+        assert main(["evaluate", str(run)]) == 130
     assert _snapshot(run) == state
 
     # Export: Ctrl+C while the graph is exported, and (the last step) while model.onnx is moved into place.
     import torch
 
-    monkeypatch.setattr(torch.onnx, "export", interrupted)
-    assert main(["export", str(run)]) == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", interrupted)
+        assert main(["export", str(run)]) == 130
     real_replace = os.replace
 
     def interrupted_replace(src, dst):
@@ -268,10 +271,9 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(atomic.os, "replace", interrupted_replace)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(atomic.os, "replace", interrupted_replace)
         atomic.atomic_write_bytes(run / "model.onnx", b"\0" * 100_000)
-    monkeypatch.undo()
     assert _snapshot(run) == state  # no model.onnx, no export.json, no temp file
     capsys.readouterr()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import sys
 
 import numpy as np
 import pytest
@@ -107,7 +106,6 @@ def test_broken_safetensors_header_is_refused(tmp_path, data, capsys, kind):
 
 
 def _onnx_with_external_weights(path, location):
-    import onnx
     from onnx import TensorProto, helper
 
     weight = helper.make_tensor("W", TensorProto.FLOAT, [3, 2], np.ones(6, np.float32).tolist())

@@ -5,7 +5,6 @@ loads, a half-written temp file is never taken for a checkpoint, no finished epo
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 from desktop_tl.core import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.events import CheckpointSaved, Failed, Finished
+from desktop_tl.core.events import CheckpointSaved, Finished
 from desktop_tl.core.runs import METRICS_FILE, create_run, load_index, open_run
 from desktop_tl.core.train import train_run
 

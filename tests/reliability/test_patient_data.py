@@ -8,9 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import pytest
 
 from rel_support import REPO, dicom_copy, files_under
 
