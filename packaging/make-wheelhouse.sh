@@ -6,14 +6,15 @@
 #
 # DIR defaults to ./wheelhouse. It receives the desktop-tl wheel (built from this source tree), the
 # wheels of all its dependencies and of the test extra (pytest, ...), and setuptools/wheel (so any
-# dependency that only comes as a source archive can still be built offline), plus INSTALL.txt.
+# dependency that only comes as a source archive can still be built offline), plus INSTALL.txt and
+# the Linux menu-entry installer (install-desktop-entry.sh, desktop-tl.desktop).
 # On the offline machine (same OS, CPU architecture and Python minor version as here):
 #   python -m venv ~/desktop-tl-env && . ~/desktop-tl-env/bin/activate
 #   pip install --no-index --find-links DIR "desktop-tl[test]"     # or just desktop-tl
 #   desktop-tl --smoke-test
 # For another target, pass pip's platform options, e.g.
 #   packaging/make-wheelhouse.sh wheelhouse-win --only-binary=:all: --platform win_amd64 --python-version 3.11
-# Size: on Linux x86_64 PyPI's torch is the CUDA build, so the folder holds about 4 GB of wheels.
+# Size: on Linux x86_64 PyPI's torch is the CUDA build, so the folder holds about 3 GB of wheels (78).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +34,9 @@ echo "2/3 Downloading the wheels of its dependencies (and of the test extra)"
 echo "3/3 Adding the build tools an offline install may need"
 "$PYTHON" -m pip download "setuptools>=68" wheel pip -d "$OUT" "$@"
 
+# The Linux menu-entry installer works from the wheelhouse too (it finds `desktop-tl` on PATH).
+cp "$ROOT/packaging/linux/install-desktop-entry.sh" "$ROOT/packaging/linux/desktop-tl.desktop" "$OUT/"
+
 # `pip download` of a source tree may leave an archive of the tree itself; the wheel above replaces it.
 find "$OUT" -maxdepth 1 -name 'desktop_tl-*.zip' -delete
 find "$OUT" -maxdepth 1 -name 'desktop-tl-*.zip' -delete
@@ -50,6 +54,7 @@ operating system, CPU architecture and Python minor version.
   pip install --no-index --find-links "$(basename "$OUT")" desktop-tl        (add [test] for the test tools)
   desktop-tl --smoke-test                     (checks the installation in about a minute)
   desktop-tl                                  (opens the window; desktop-tl --help for the command line)
+  $(basename "$OUT")/install-desktop-entry.sh          (Linux: launcher and icon in the application menu)
 
 Pretrained weights beyond the bundled EfficientNet-Lite0: copy a .safetensors file and import it
 (Models panel > Import weights..., or desktop-tl train DATA --out RUN --model ARCH --weights FILE), or copy a

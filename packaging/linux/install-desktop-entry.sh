@@ -78,11 +78,14 @@ if [ -z "$ICONS" ]; then
   done
 fi
 if [ -z "$ICONS" ]; then
-  # A pip-installed script: ask the Python it runs with where the package's resources are.
-  py="$(head -n 1 "$EXEC" | sed -n 's/^#! *//p' | cut -d' ' -f1)"
-  if [ -n "$py" ] && [ -x "$py" ]; then
+  # A pip-installed script: ask the Python it runs with (else python3/python on PATH) where the resources are.
+  for py in "$(head -n 1 "$EXEC" | sed -n 's/^#! *//p' | cut -d' ' -f1)" "$(command -v python3 || true)" \
+            "$(command -v python || true)"; do
+    [ -n "$py" ] && [ -x "$py" ] && [ "$(basename "$py")" != env ] || continue
     ICONS="$("$py" -c 'from desktop_tl.core.paths import resource_path; print(resource_path("icons"))' 2>/dev/null || true)"
-  fi
+    [ -n "$ICONS" ] && [ -f "$ICONS/desktop_tl.svg" ] && break
+    ICONS=""
+  done
 fi
 [ -n "$ICONS" ] && [ -f "$ICONS/desktop_tl.svg" ] || die "cannot find the icons (desktop_tl.svg); pass --icons DIR."
 
