@@ -1,9 +1,11 @@
 """Fork server for the SIGKILL test: pay the torch import once, then train in forked children.
 
-Run as `python kill_server.py`. Each stdin line `go DELAY LOG ARGV-JSON` forks a child that runs
-`desktop_tl.cli.main(ARGV)` (a real, separate training process, output appended to LOG); the
-server SIGKILLs it DELAY seconds after training started (after -DELAY seconds from the fork when
-DELAY is negative) unless it ended first, and answers `killed` or `exited RC`. `quit` ends it.
+Run as `python kill_server.py`. Each stdin line `go WHEN DELAY LOG ARGV-JSON` forks a child that
+runs `desktop_tl.cli.main(ARGV)` (a real, separate training process, output appended to LOG); the
+server SIGKILLs it DELAY seconds after WHEN (`start`: the fork, `train`: its "Training ..." line,
+`epoch`: its first finished epoch) unless it ended first, and answers `killed` or `exited RC`.
+Counting from the child's own progress keeps the kills meaningful on slow or busy machines.
+`quit` ends it.
 The parent never runs a torch operation, so forking is safe.
 """
 
@@ -38,13 +40,18 @@ def run_child(argv: list[str], log: str) -> None:
         os._exit(code)
 
 
-def _count_started(log: str) -> int:
-    """How many children have printed the line that opens training."""
+def _count(log: str, marker: bytes | None) -> int:
+    """How often `marker` occurs in the children's log (lines that open training or end an epoch)."""
+    if marker is None:
+        return 0
     try:
         with open(log, "rb") as fh:
-            return fh.read().count(b"Training ")
+            return fh.read().count(marker)
     except FileNotFoundError:
         return 0
+
+
+MARKERS = {"start": None, "train": b"Training ", "epoch": b": train loss"}
 
 
 def main() -> None:
@@ -52,28 +59,28 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() == "quit":
             break
-        _, delay, log, argv = line.rstrip("\n").split(" ", 3)
-        started = _count_started(log)
+        _, when, delay, log, argv = line.rstrip("\n").split(" ", 4)
+        marker = MARKERS[when]
+        seen = _count(log, marker)
         pid = os.fork()
         if pid == 0:
             run_child(json.loads(argv), log)
-        delay = float(delay)
         status = None
-        if delay >= 0:  # counted from the moment training starts (machines differ in start-up time)
+        if marker is not None:  # the delay counts from this child's next marker line
             limit = time.monotonic() + 120
-            while _count_started(log) == started and time.monotonic() < limit:
+            while _count(log, marker) == seen and time.monotonic() < limit:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     break
                 status = None
-                time.sleep(0.005)
-        deadline = time.monotonic() + abs(delay)
+                time.sleep(0.002)
+        deadline = time.monotonic() + float(delay)
         while status is None and time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             status = None
-            time.sleep(0.005)
+            time.sleep(0.002)
         if status is None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)

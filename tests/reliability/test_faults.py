@@ -26,12 +26,15 @@ from rel_support import copy_demo, files_under, is_root
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SPLIT = SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=2)
-SMALL = ["--batch-size", "4", "--image-size", "32", "--workers", "0", "--augment", "none",
-         "--val-fraction", "0.25", "--test-fraction", "0.25"]
+# A tiny timm test network without pretrained weights: these tests are about files, not about learning.
+SMALL = ["--model", "test_efficientnet", "--weights", "none", "--batch-size", "4", "--image-size", "32",
+         "--workers", "0", "--augment", "none", "--val-fraction", "0.25", "--test-fraction", "0.25"]
 
 
 def _config(epochs=2, **kw):
-    return TrainConfig(**dict(dict(epochs=epochs, batch_size=4, image_size=32, num_workers=0, augment="none"), **kw))
+    base = dict(model="test_efficientnet", weights="none", epochs=epochs, batch_size=4, image_size=32, num_workers=0,
+                augment="none")
+    return TrainConfig(**dict(base, **kw))
 
 
 @pytest.fixture
@@ -65,12 +68,12 @@ def _train_until(run, stop_at):
 def test_real_file_size_limit_during_a_checkpoint_write(tmp_path, data):
     """A genuine write failure (RLIMIT_FSIZE: the kernel refuses the bytes), not a mock."""
     run = tmp_path / "run"
-    create_run(run, data, _config(epochs=3), SPLIT)
+    create_run(run, data, _config(epochs=2), SPLIT)
     events, gen = _train_until(run, lambda e: isinstance(e, EpochEnd) and e.epoch == 2)
     epoch1 = checkpoint.read_meta(run / checkpoint.LAST)["epoch"]
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # far less than a checkpoint
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # far less than a checkpoint (~0.8 MB)
     try:
         rest = list(gen)  # epoch 2's save fails
     finally:
@@ -84,7 +87,7 @@ def test_real_file_size_limit_during_a_checkpoint_write(tmp_path, data):
     assert checkpoint.load_checkpoint(run / checkpoint.LAST).meta["epoch"] == 1  # previous one intact
     assert not _temp_files(run)
     final = list(train_run(run))[-1]  # once there is room again, resume completes
-    assert isinstance(final, Finished) and final.completed and final.epochs_done == 3
+    assert isinstance(final, Finished) and final.completed and final.epochs_done == 2
 
 
 def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, capsys, monkeypatch):
@@ -236,7 +239,7 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
     assert not run.exists()
 
     # Training: stopped in epoch 2; epoch 1 is kept and the run is not marked finished.
-    create_run(run, data, _config(epochs=3), SPLIT)
+    create_run(run, data, _config(epochs=2), SPLIT)
     control = RunControl()
     events = []
     for event in train_run(run, control):
