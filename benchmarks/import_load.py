@@ -124,7 +124,7 @@ def main() -> int:
             f"\n\n## Import load\n\n`python benchmarks/import_load.py --sizes {' '.join(map(str, args.sizes))}` "
             f"on {machine()}, {time.strftime('%Y-%m-%d')}. Distinct 32x32 images (half PNG, half JPEG) in four "
             "class folders; each is decoded once and hashed. Other jobs shared the two cores, so wall time is "
-            "noisy; CPU time (this process only) is the figure to compare.\n\n{table}\n")
+            f"noisy; CPU time (this process only) is the figure to compare.\n\n{table}\n")
         results.write_text(text, encoding="utf-8")
         print(f"Appended to {results}")
     return 0
