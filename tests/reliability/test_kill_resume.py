@@ -22,7 +22,7 @@ from desktop_tl.core.train import train_run
 
 from rel_support import copy_demo
 
-EPOCHS = 100
+EPOCHS = 120
 KILLS = 8
 # train.py saves best.safetensors before last.safetensors (last is the commit point of resume). In the
 # other order a kill between the two left last naming a best epoch that best.safetensors did not hold,
@@ -38,8 +38,8 @@ class KillServer:
                                      env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
         assert self.proc.stdout.readline().strip() == "ready"
 
-    def run(self, argv: list[str], when: str, delay: float, log: Path) -> str:
-        self.proc.stdin.write(f"go {when} {delay:.3f} {log} {json.dumps(argv)}\n")
+    def run(self, argv: list[str], when: str, amount: str, log: Path) -> str:
+        self.proc.stdin.write(f"go {when} {amount} {log} {json.dumps(argv)}\n")
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
 
@@ -68,8 +68,10 @@ def _check_run_folder(run: Path, floor: int) -> tuple[int, bool]:
     assert epoch >= floor, f"last.safetensors went back from epoch {floor} to {epoch}"
     assert [h["epoch"] for h in last.meta["history"]] == list(range(1, epoch + 1))
     assert last.optimizer is not None and last.model
-    consistent = (run / checkpoint.BEST).is_file() and \
-        checkpoint.read_meta(run / checkpoint.BEST)["epoch"] == last.meta["best_epoch"]
+    # best.safetensors holds the best epoch last names, or (killed between the two writes of an epoch:
+    # best is written first) the epoch after last's, which resume recomputes identically and saves again.
+    best_epoch = checkpoint.read_meta(run / checkpoint.BEST)["epoch"] if (run / checkpoint.BEST).is_file() else None
+    consistent = best_epoch in (last.meta["best_epoch"], epoch + 1)
     return epoch, consistent
 
 
@@ -94,8 +96,9 @@ def test_random_sigkills_lose_no_finished_epoch(tmp_path):
             # Mostly after the child finished an epoch (so there is work to lose), some while its first
             # epoch runs, some during start-up and import.
             when = rng.choices(["epoch", "train", "start"], weights=[6, 2, 2])[0]
-            delay = rng.uniform(0.0, 1.5) if when != "start" else rng.uniform(0.1, 3.0)
-            outcome = server.run(argv, when, delay, log)
+            amount = {"epoch": f"{rng.randint(1, 6)}:{rng.uniform(0.0, 1.2):.3f}",
+                      "train": f"{rng.uniform(0.0, 2.0):.3f}", "start": f"{rng.uniform(0.05, 3.0):.3f}"}[when]
+            outcome = server.run(argv, when, amount, log)
             outcomes.append(outcome)
             torn_saves += any(run.glob(".*.safetensors.*.tmp"))  # the kill hit a checkpoint write
             floor, consistent = _check_run_folder(run, floor)
@@ -103,21 +106,21 @@ def test_random_sigkills_lose_no_finished_epoch(tmp_path):
             epochs_seen.append(floor)
             if outcome != "killed":
                 break
-        final = server.run(argv, "start", 600, log)
+        final = server.run(argv, "finish", "600", log)
     finally:
         server.close()
     context = (f"seed {seed} (rerun with DESKTOP_TL_KILL_SEED={seed}); outcomes {outcomes}; epochs after each "
                f"kill {epochs_seen}; kills during a checkpoint write: {torn_saves}")
     print(context)
     assert final == "exited 0", f"{final}; {context}; log tail: {log.read_text()[-2000:]}"
-    assert outcomes.count("killed") >= 3, context
+    assert outcomes.count("killed") == KILLS, context
     assert max(epochs_seen) >= 2, f"no kill came after finished epochs: {context}"
     info = open_run(run)
     assert info.finished, context
     epoch, consistent = _check_run_folder(run, floor)
     assert epoch == EPOCHS, context
     metrics = json.loads((run / METRICS_FILE).read_text())
-    assert consistent and metrics["best_epoch"] == checkpoint.read_meta(run / checkpoint.BEST)["epoch"], context
+    assert metrics["best_epoch"] == checkpoint.read_meta(run / checkpoint.BEST)["epoch"], context
     assert not list(run.glob(".*.tmp")), "half-written files of killed saves were left behind"
 
 
