@@ -263,7 +263,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"  metrics.json (validation and test figures), model.onnx (for `desktop-tl predict`), "
           f"best.safetensors / last.safetensors (checkpoints)")
     print(f"Try it: desktop-tl predict {run_dir / 'model.onnx'} {data}")
-    return 0 if result.parity_ok else 1
+    if not result.parity_ok:
+        return 1
+    from desktop_tl.gui.app import has_real_display, run_app
+
+    if args.window and has_real_display():
+        print("Opening the window on the demo run (close it to finish).")
+        return run_app([sys.argv[0]], run_dir=run_dir)
+    return 0
 
 
 # -- plumbing ----------------------------------------------------------------------------------------
@@ -360,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="fine-tune the bundled model on the shipped demo images and export it")
     p.add_argument("--out", help=f"run folder (default: a new {DEMO_RUNS}/demo-DATE-TIME folder)")
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--no-window", dest="window", action="store_false",
+                   help="do not open the window at the end, even where a display exists")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -239,3 +239,19 @@ def test_feature_cache_is_not_used_with_augmentation_or_dropout():
     assert _splits_cleanly(model, prep)
     model.drop_rate = 0.2
     assert not _splits_cleanly(model, prep)
+
+
+def test_transforms_survive_spawned_loader_workers():
+    """Windows and macOS start loader workers by spawn: every transform must pickle."""
+    import pickle
+
+    from desktop_tl.core.data import cached_train_transform
+    from desktop_tl.core.transforms import eval_transform, train_transform
+
+    prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    image = np.full((40, 40, 3), 128, dtype=np.uint8)
+    for transform in (eval_transform(prep), train_transform(prep, "light"), train_transform(prep, "strong"),
+                      cached_eval_transform(prep), cached_train_transform(prep, "light")):
+        clone = pickle.loads(pickle.dumps(transform))
+        value = image if "Cached" in type(clone).__name__ else Image.fromarray(image)
+        assert clone(value).shape == (3, 32, 32)

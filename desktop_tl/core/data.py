@@ -88,17 +88,36 @@ def _seeded(transform: Callable, value, seed: int | None) -> torch.Tensor:
         return transform(value)
 
 
+class _CachedEval:
+    """Picklable: evaluation tensor from a cache entry."""
+
+    def __init__(self, prep: Preprocessing) -> None:
+        self.prep = prep
+
+    def __call__(self, entry: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(eval_array(entry, self.prep))
+
+
+class _CachedAugment:
+    """Picklable: training transform applied to a cache entry."""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, entry: np.ndarray) -> torch.Tensor:
+        return self.transform(Image.fromarray(entry))
+
+
 def cached_eval_transform(prep: Preprocessing) -> Callable[[np.ndarray], torch.Tensor]:
     """Evaluation tensor from a cache entry: identical to `preprocess.preprocess` of the image."""
-    return lambda entry: torch.from_numpy(eval_array(entry, prep))
+    return _CachedEval(prep)
 
 
 def cached_train_transform(prep: Preprocessing, augment: str) -> Callable[[np.ndarray], torch.Tensor]:
     """Training transform on a cache entry (augmentation starts from the cached resized image)."""
     if augment == "none":
         return cached_eval_transform(prep)
-    transform = train_transform(prep, augment)
-    return lambda entry: transform(Image.fromarray(entry))
+    return _CachedAugment(train_transform(prep, augment))
 
 
 def split_dataset(index: DatasetIndex, samples: Sequence[Sample], prep: Preprocessing, augment: str | None,

@@ -74,6 +74,8 @@ def _damaged(project_file: Path, detail: str) -> UserError:
 
 
 def _text_or_none(value: Any, what: str, project_file: Path) -> str | None:
+    if isinstance(value, str) and "\0" in value:
+        raise _damaged(project_file, f"{what} contains a NUL character")
     if value is None or isinstance(value, str):
         return value
     raise _damaged(project_file, f"{what} should be a path, found {type(value).__name__}")
@@ -127,6 +129,8 @@ def load_project(project_file: Path) -> Project:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _damaged(project_file, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise _damaged(project_file, "nested too deeply to be a project") from exc
     return project_from_json(data, project_file)
 
 

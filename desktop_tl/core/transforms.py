@@ -12,9 +12,29 @@ from torchvision.transforms import v2
 from desktop_tl.core.preprocess import Preprocessing, preprocess, to_normalized_array
 
 
+class _EvalTransform:
+    """Picklable (loader workers start by spawn on Windows and macOS) evaluation transform."""
+
+    def __init__(self, prep: Preprocessing) -> None:
+        self.prep = prep
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(preprocess(image, self.prep))
+
+
+class _AugmentTransform:
+    """Picklable training transform: a torchvision v2 pipeline, then normalisation."""
+
+    def __init__(self, pipeline: v2.Compose, prep: Preprocessing) -> None:
+        self.pipeline, self.prep = pipeline, prep
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(to_normalized_array(self.pipeline(image), self.prep))
+
+
 def eval_transform(prep: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """Deterministic evaluation transform: the same numpy code the ONNX predictor runs."""
-    return lambda image: torch.from_numpy(preprocess(image, prep))
+    return _EvalTransform(prep)
 
 
 def train_transform(prep: Preprocessing, augment: str) -> Callable[[Image.Image], torch.Tensor]:
@@ -29,8 +49,7 @@ def train_transform(prep: Preprocessing, augment: str) -> Callable[[Image.Image]
         ops = [v2.RandomResizedCrop(prep.input_size, scale=(0.3, 1.0), interpolation=interpolation),
                v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
                v2.TrivialAugmentWide(interpolation=interpolation)]
-    pipeline = v2.Compose(ops)
-    return lambda image: torch.from_numpy(to_normalized_array(pipeline(image), prep))
+    return _AugmentTransform(v2.Compose(ops), prep)
 
 
 def augmentation_preview(image: Image.Image, prep: Preprocessing, augment: str, count: int,

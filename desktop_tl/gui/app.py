@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 NO_DISPLAY_STATUS = 2
@@ -35,8 +36,17 @@ def _window_icon():
     return QIcon(str(files[0])) if files else None
 
 
-def run_app(argv: Sequence[str] | None = None) -> int:
-    """Create the QApplication, show the main window and run the event loop; returns the exit status."""
+def has_real_display() -> bool:
+    """True where a window would be seen by a person (not offscreen, not a headless Linux)."""
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def run_app(argv: Sequence[str] | None = None, run_dir: Path | None = None) -> int:
+    """Create the QApplication, show the main window (on `run_dir` if given) and run the event loop."""
     problem = display_problem()
     if problem:
         print(problem, file=sys.stderr)
@@ -56,7 +66,11 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app.setWindowIcon(icon)
     window = MainWindow()
     window.show()
-    return app.exec()
+    if run_dir is not None:
+        window.show_run(Path(run_dir))
+    status = app.exec()
+    window.controller.shutdown()   # the engine thread must end before Qt tears the window down
+    return status
 
 
 if __name__ == "__main__":

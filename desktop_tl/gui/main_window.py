@@ -321,6 +321,17 @@ class MainWindow(QMainWindow):
                             "found again if you keep them next to the project file.",
                             title="Some files are missing")
 
+    def show_run(self, run_dir: Path) -> None:
+        """Make a finished run current: its dataset, evaluation and export panels fill in."""
+        from desktop_tl.core.runs import load_index
+
+        try:
+            self.state.set_dataset(load_index(run_dir))
+        except UserError as exc:
+            self.show_error(exc.what, exc.hint)
+        self.state.set_run(run_dir)
+        self.state.set_metrics(self._read_metrics(run_dir))
+
     @staticmethod
     def _read_metrics(run_dir: Path | None) -> dict | None:
         if run_dir is None:

@@ -253,3 +253,27 @@ def test_no_display_gives_a_clear_message(monkeypatch, capsys):
     assert "no display" in err and "desktop-tl demo" in err
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert app.display_problem() is None
+
+
+def test_show_run_fills_dataset_and_evaluation(main_window, trained_run):
+    main_window.show_run(trained_run)
+    assert main_window.state.run_dir == trained_run
+    assert main_window.state.dataset is not None and main_window.state.dataset.classes == main_window.state.metrics["classes"]
+    assert main_window.state.metrics["test"]["images"] > 0
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"QT_QPA_PLATFORM": "offscreen", "DISPLAY": ":0"}, False),
+    ({"DISPLAY": ""}, False),
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": ""}, True),
+])
+def test_demo_opens_the_window_only_where_a_person_can_see_it(monkeypatch, env, expected):
+    import sys
+
+    from desktop_tl.gui.app import has_real_display
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert has_real_display() is expected

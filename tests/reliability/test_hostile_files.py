@@ -277,13 +277,7 @@ PROJECT_EDITS = {
 }
 
 
-PROJECT_BUG = ("desktop_tl/core/project.py (not owned by this suite) lets this crash: load_project catches "
-               "JSONDecodeError but not RecursionError, and _absolute() calls Path.resolve(), which raises "
-               "ValueError on a NUL byte")
-
-
-@pytest.mark.parametrize("edit", [pytest.param(e, marks=pytest.mark.xfail(reason=PROJECT_BUG, strict=False))
-                                  if e == "deeply nested" else e for e in PROJECT_EDITS])
+@pytest.mark.parametrize("edit", list(PROJECT_EDITS))
 def test_damaged_project_file_is_refused_with_a_message(tmp_path, edit):
     path = _saved_project(tmp_path)
     text = path.read_text(encoding="utf-8")
@@ -300,7 +294,6 @@ def test_project_round_trip_still_works(tmp_path):
     assert loaded.data_source == (tmp_path / "data").resolve() and loaded.runs == [(tmp_path / "runs" / "a").resolve()]
 
 
-@pytest.mark.xfail(reason=PROJECT_BUG, strict=False)
 @pytest.mark.parametrize("field", ["source", "run", "current_run"])
 def test_project_path_with_nul_byte_is_refused(tmp_path, field):
     path = _saved_project(tmp_path)
