@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.errors import Cancelled, UserError
+from desktop_tl.core.hashing import file_sha256
 from desktop_tl.core.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image, read_group_id
 
 SPLITS = ("train", "val", "test")
@@ -489,14 +490,6 @@ def _no_images_error(source: Path, scan: _Scan) -> UserError:
 # --- validation -----------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _validate(scan: _Scan, progress: Callable[[int, int], None] | None,
               should_stop: Callable[[], bool] | None) -> list[tuple[_Found, str]]:
     """Decode and hash every found file; bad ones go to scan.skipped. Returns (file, sha256) pairs."""
@@ -510,7 +503,7 @@ def _validate(scan: _Scan, progress: Callable[[int, int], None] | None,
         path = scan.root / found.rel
         try:
             load_image(path).close()  # decoded only to prove it can be; not kept
-            digest = _sha256(path)
+            digest = file_sha256(path)
         except ImageLoadError as exc:
             scan.skipped.append(Skipped(found.rel, exc.reason))
         except OSError as exc:

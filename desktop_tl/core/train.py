@@ -16,7 +16,7 @@ from torch import nn
 from desktop_tl.core import checkpoint
 from desktop_tl.core.catalog import create_model, data_config
 from desktop_tl.core.config import TrainConfig, to_dict
-from desktop_tl.core.data import ImageDataset, collate_skipping, default_num_workers, make_loader, split_dataset
+from desktop_tl.core.data import ImageDataset, default_num_workers, make_loader, split_dataset
 from desktop_tl.core.decode_cache import DecodeCache
 from desktop_tl.core.dataset import DatasetIndex
 from desktop_tl.core.errors import UserError

@@ -7,7 +7,6 @@ never by unpickling arbitrary objects.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -30,6 +29,7 @@ from safetensors import SafetensorError
 from desktop_tl.core.atomic import atomic_write, atomic_write_json
 from desktop_tl.core.checkpoint import write_safetensors
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.hashing import file_sha256
 from desktop_tl.core.paths import user_data_dir
 
 log = logging.getLogger(__name__)
@@ -508,14 +508,6 @@ def _read_manifest() -> list[dict[str, str]]:
     return entries
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_weights(path: Path, arch: str) -> StoredWeights:
     """Validate a weights file against `arch` and copy it into the model store.
 
@@ -528,7 +520,7 @@ def import_weights(path: Path, arch: str) -> StoredWeights:
         raise UserError(f"Unknown architecture {arch!r}.", "Choose a model listed by `desktop-tl models`.")
     state = to_timm_names(load_weights_file(path), arch)
     _check_fit(_state_shapes(arch), state, arch, classifier_prefixes(arch), source=f"The weights in {path.name}")
-    sha = _sha256(path)
+    sha = file_sha256(path)
     entries = _read_manifest()
     for entry in entries:
         if entry["sha256"] == sha and entry["arch"] == arch:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import threading
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop_tl.core.errors import Cancelled, UserError
-from desktop_tl.core.events import Failed, Finished
+from desktop_tl.core.events import Failed
 
 
 @dataclass(frozen=True)
