@@ -8,28 +8,37 @@ decision (which parameters a spec trains, which spec a set of modules means) is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QTreeView, QVBoxLayout,
                                QWidget)
-from torch import nn
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.freeze import (ModuleNode, apply_freeze, classifier_name, module_tree, parameter_groups,
-                                    spec_from_trainable_modules)
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController
+
+if TYPE_CHECKING:   # torch (via core.freeze) loads on first use, not when the window's modules are imported
+    from torch import nn
+
+    from desktop_tl.core.freeze import ModuleNode
 
 _Index = QModelIndex | QPersistentModelIndex
 _DEFAULT_CLASSES = 2
 
 
+def _freeze():
+    """`desktop_tl.core.freeze`, imported on first use (it imports torch)."""
+    from desktop_tl.core import freeze
+
+    return freeze
+
+
 def build_structure(name: str, num_classes: int) -> nn.Module:
     """`name` built on the meta device with a `num_classes` head: structure only, no weights."""
     import timm
+    import torch
 
     with torch.device("meta"):
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
@@ -209,7 +218,8 @@ class FreezeTree(QWidget):
     sig_counts_changed = Signal(int, int)
     """(trainable, total) parameters under the current freeze spec."""
 
-    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
+                 build: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("freezeTree")
         self.state, self.controller = state, controller
@@ -256,7 +266,16 @@ class FreezeTree(QWidget):
         state.sig_model_changed.connect(self._on_model_changed)
         state.sig_dataset_changed.connect(self._on_dataset_changed)
         state.sig_freeze_changed.connect(self._on_freeze_changed)
-        self.rebuild()
+        self._attempted = False
+        if build:
+            self.rebuild()
+        else:   # the window shows first; `ensure_built` runs once the engine (torch, timm) is loaded
+            self.summary.setText("Loading layers…")
+
+    def ensure_built(self) -> None:
+        """Build the structure if nothing has been built (or tried) yet."""
+        if not self._attempted:
+            self.rebuild()
 
     # -- building ----------------------------------------------------------------------------------
     def _num_classes(self) -> int:
@@ -267,10 +286,11 @@ class FreezeTree(QWidget):
     def rebuild(self) -> None:
         """Build the selected architecture's structure and show it under the current spec."""
         key = (self.state.config.model, self._num_classes())
+        self._attempted = True
         try:
             self.model = build_structure(*key)
-            head = classifier_name(self.model)
-            blocks = len(parameter_groups(self.model)) - 1
+            head = _freeze().classifier_name(self.model)
+            blocks = len(_freeze().parameter_groups(self.model)) - 1
         except UserError as exc:
             self.model, self._built_for = None, None
             self.tree_model.set_tree(None, "")
@@ -285,7 +305,7 @@ class FreezeTree(QWidget):
         self.last_spin.setMaximum(max(1, blocks))
         self.last_spin.setSuffix(f" of {blocks}")
         spec = self._apply(self.state.config.freeze)
-        self.tree_model.set_tree(module_tree(self.model), head)
+        self.tree_model.set_tree(_freeze().module_tree(self.model), head)
         self._expand_stages()
         self._show_counts()
         if spec != self.state.config.freeze:
@@ -304,10 +324,10 @@ class FreezeTree(QWidget):
         """Apply `spec` to the structure; an invalid spec (from another model) falls back to head."""
         assert self.model is not None
         try:
-            apply_freeze(self.model, spec)
+            _freeze().apply_freeze(self.model, spec)
         except UserError:
             spec = "head"
-            apply_freeze(self.model, spec)
+            _freeze().apply_freeze(self.model, spec)
         self._trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
         return spec
 
@@ -335,7 +355,7 @@ class FreezeTree(QWidget):
         params = {n for n, _ in self.model.named_parameters() if _under(n, name) or not name}
         chosen = (self._trainable | params) if trainable else (self._trainable - params)
         modules = self._covering_modules(chosen)
-        spec = "all" if not name and trainable else spec_from_trainable_modules(self.model, modules)
+        spec = "all" if not name and trainable else _freeze().spec_from_trainable_modules(self.model, modules)
         self.state.set_freeze(spec)
 
     def _covering_modules(self, chosen: set[str]) -> list[str]:
@@ -376,7 +396,7 @@ class FreezeTree(QWidget):
         if self.model is None:
             return
         applied = self._apply(spec)
-        self.tree_model.update_counts(module_tree(self.model))
+        self.tree_model.update_counts(_freeze().module_tree(self.model))
         self._show_counts()
         if applied != spec:
             self.state.set_freeze(applied)

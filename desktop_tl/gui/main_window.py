@@ -7,10 +7,12 @@ to each other through `AppState`, never directly.
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
@@ -18,7 +20,6 @@ from desktop_tl import __version__ as _package_version
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
-from desktop_tl.core.runs import METRICS_FILE
 from desktop_tl.gui.dataset_panel import DatasetImportPanel
 from desktop_tl.gui.evaluation_panel import EvaluationPanel
 from desktop_tl.gui.export_panel import ExportPanel
@@ -40,6 +41,36 @@ def app_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
 
 
+# Engine modules the panels need once the window is up. Importing them (torch, timm, the catalog)
+# takes seconds, so it happens on a background thread after the window is first shown; nothing
+# that imports torch may run when this module is imported (tests/gui/test_startup.py).
+_ENGINE_MODULES = ("torch", "timm", "desktop_tl.core.catalog", "desktop_tl.core.freeze", "desktop_tl.core.weights",
+                   "desktop_tl.core.train")
+_engine_loaded = threading.Event()
+_engine_lock = threading.Lock()
+_engine_thread: threading.Thread | None = None
+
+
+def _import_engine() -> None:
+    try:
+        for name in _ENGINE_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the panel that needs it reports the error on the GUI thread
+                pass
+    finally:
+        _engine_loaded.set()
+
+
+def start_engine_import() -> None:
+    """Import the engine modules on a background thread (once per process)."""
+    global _engine_thread
+    with _engine_lock:
+        if _engine_thread is None:
+            _engine_thread = threading.Thread(target=_import_engine, name="engine-import", daemon=True)
+            _engine_thread.start()
+
+
 class MainWindow(QMainWindow):
     """Dockable panels: models, dataset, layers, training, evaluation, export."""
 
@@ -56,9 +87,14 @@ class MainWindow(QMainWindow):
         self.controller = EngineController(self)
 
         self.dataset_panel = DatasetImportPanel(self.state, self.controller)
-        self.model_browser = ModelBrowser(self.state, self.controller)
-        self.freeze_tree = FreezeTree(self.state, self.controller)
-        self.training_monitor = TrainingMonitor(self.state, self.controller)
+        # The catalog, the layer tree and the device list need torch/timm: filled after the window shows.
+        self.model_browser = ModelBrowser(self.state, self.controller, load=False)
+        self.freeze_tree = FreezeTree(self.state, self.controller, build=False)
+        self.training_monitor = TrainingMonitor(self.state, self.controller, detect=False)
+        self.model_browser.sig_catalog_refreshed.connect(lambda _rows: self.freeze_tree.ensure_built())
+        self._engine_views_filled = False
+        self._engine_poll = QTimer(self, interval=50)
+        self._engine_poll.timeout.connect(self._poll_engine)
         self.evaluation_panel = EvaluationPanel(self.state, self.controller)
         self.export_panel = ExportPanel(self.state, self.controller)
         self.docks: dict[str, QDockWidget] = {}
@@ -123,6 +159,23 @@ class MainWindow(QMainWindow):
             if not self._layout_restored:
                 self._default_sizes()
             self.model_browser.search.setFocus()     # rather than the first spin box of the dataset panel
+            start_engine_import()
+            self._engine_poll.start()
+
+    @Slot()
+    def _poll_engine(self) -> None:
+        if _engine_loaded.is_set():
+            self.fill_engine_views()
+
+    def fill_engine_views(self) -> None:
+        """List the models, build the layer tree and detect the devices (imports torch and timm if needed)."""
+        self._engine_poll.stop()
+        if self._engine_views_filled:
+            return
+        self._engine_views_filled = True
+        self.model_browser.ensure_loaded()
+        self.freeze_tree.ensure_built()
+        self.training_monitor.refresh_devices()
 
     @Slot()
     def reset_layout(self) -> None:
@@ -336,6 +389,8 @@ class MainWindow(QMainWindow):
     def _read_metrics(run_dir: Path | None) -> dict | None:
         if run_dir is None:
             return None
+        from desktop_tl.core.runs import METRICS_FILE
+
         try:
             metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):

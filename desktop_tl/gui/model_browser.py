@@ -7,7 +7,7 @@ catalog decides what is listed. Importing a weights file runs on the engine work
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
@@ -15,12 +15,14 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QPushButton,
                                QTableView, QVBoxLayout, QWidget)
 
-from desktop_tl.core.catalog import ModelEntry, list_models
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.core.weights import WEIGHTS_SUFFIXES, StoredWeights
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
+
+if TYPE_CHECKING:   # the catalog and the weights store import timm and torch: loaded on first use
+    from desktop_tl.core.catalog import ModelEntry
+    from desktop_tl.core.weights import StoredWeights
 
 IMPORT_JOB = "import_weights"
 
@@ -33,6 +35,14 @@ SOURCE_STYLE: dict[str, tuple[str, str]] = {
 }
 
 _Index = QModelIndex | QPersistentModelIndex
+LOADING_TEXT = "Loading models…"
+
+
+def list_models(query: str = "", include_all: bool = False) -> list[ModelEntry]:
+    """`desktop_tl.core.catalog.list_models`, importing the catalog (and timm) on first use."""
+    from desktop_tl.core.catalog import list_models as catalog_list_models
+
+    return catalog_list_models(query, include_all=include_all)
 
 
 def _dot_icon(colour: str, size: int = 10) -> QIcon:
@@ -123,7 +133,8 @@ class ModelBrowser(QWidget):
     sig_catalog_refreshed = Signal(int)
     """Number of rows after the catalog was listed again (search, checkbox, imported weights)."""
 
-    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
+                 load: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("modelBrowser")
         self.state, self.controller = state, controller
@@ -183,13 +194,25 @@ class ModelBrowser(QWidget):
         controller.sig_result.connect(self._on_result)
         controller.sig_failed.connect(self._on_failed)
 
-        self.refresh()
+        self.loaded = False
+        """Whether the catalog has been listed once (it imports timm, so the window may defer it)."""
+        if load:
+            self.refresh()
+        else:   # `ensure_loaded` (or any use that needs the catalog) fills the table later
+            self.description_label.setText(LOADING_TEXT)
+            self.import_button.setEnabled(False)
+
+    def ensure_loaded(self) -> None:
+        """List the catalog if it has not been listed yet."""
+        if not self.loaded:
+            self.refresh()
 
     # -- catalog -----------------------------------------------------------------------------------
     @Slot()
     def refresh(self) -> None:
         """List the catalog again for the current search text and checkbox, keeping the selection."""
         self._search_timer.stop()
+        self.loaded = True
         try:
             entries = list_models(self.search.text(), include_all=self.all_checkbox.isChecked())
         except UserError as exc:
@@ -211,6 +234,7 @@ class ModelBrowser(QWidget):
 
     def select_model(self, name: str, weights: str | None = None) -> bool:
         """Select `name` in the table (it must be listed) and optionally a weights id; True on success."""
+        self.ensure_loaded()
         row = self.table_model.row_of(name)
         if row < 0:
             return False
@@ -273,6 +297,7 @@ class ModelBrowser(QWidget):
         """Follow a model chosen elsewhere (a project was opened)."""
         if self._syncing:
             return
+        self.ensure_loaded()
         self._syncing = True
         try:
             if self.table_model.row_of(name) < 0:
@@ -295,6 +320,8 @@ class ModelBrowser(QWidget):
         entry = self.current_entry()
         if entry is None:
             return
+        from desktop_tl.core.weights import WEIGHTS_SUFFIXES
+
         patterns = " ".join(f"*{suffix}" for suffix in WEIGHTS_SUFFIXES)
         path, _ = QFileDialog.getOpenFileName(self, f"Import weights for {entry.name}", str(Path.home()),
                                               f"Weights files ({patterns});;All files (*)")
@@ -315,7 +342,11 @@ class ModelBrowser(QWidget):
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
-        if kind != IMPORT_JOB or not isinstance(result, StoredWeights):
+        if kind != IMPORT_JOB:
+            return
+        from desktop_tl.core.weights import StoredWeights
+
+        if not isinstance(result, StoredWeights):
             return
         self._reset_import_button()
         self.refresh()

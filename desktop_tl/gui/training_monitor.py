@@ -27,8 +27,6 @@ from desktop_tl.core.config import AUGMENT_PRESETS
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
                                     RunStarted)
-from desktop_tl.core import checkpoint, runs, train
-from desktop_tl.core.runs import METRICS_FILE, RUN_FILE, open_run
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
@@ -61,6 +59,8 @@ def compute_threads() -> int:
 def detect_devices() -> list[tuple[str, str]]:
     """(device setting, label) pairs; `auto` shows what it resolves to, e.g. "auto (CPU)"."""
     import torch
+
+    from desktop_tl.core import train
 
     auto = train.pick_device("auto")
     names = {"cpu": "CPU", "mps": "Apple GPU (MPS)"}
@@ -170,7 +170,8 @@ class TrainingMonitor(QWidget):
         "val_accuracy": ("accuracy", "validation", "#ef6c00", 2, "o"),
     }
 
-    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
+                 detect: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("trainingMonitor")
         self.state, self.controller = state, controller
@@ -180,6 +181,7 @@ class TrainingMonitor(QWidget):
         self._last_finished: Finished | None = None
 
         self.banner = ErrorBanner()
+        self._detect = detect
         self._build_form()
         self._build_controls()
         self._build_plots()
@@ -215,6 +217,18 @@ class TrainingMonitor(QWidget):
         self.load_from_state()
 
     # -- building ----------------------------------------------------------------------------------
+    def refresh_devices(self) -> None:
+        """List the devices torch can use (imports torch), keeping the chosen setting."""
+        wanted = self.state.config.device
+        self.device.blockSignals(True)
+        try:
+            self.device.clear()
+            for value, label in detect_devices():
+                self.device.addItem(label, value)
+            self.device.setCurrentIndex(max(0, self.device.findData(wanted)))
+        finally:
+            self.device.blockSignals(False)
+
     def _build_form(self) -> None:
         self.epochs = QSpinBox(minimum=1, maximum=1000)
         self.batch_size = QSpinBox(minimum=1, maximum=4096)
@@ -227,8 +241,11 @@ class TrainingMonitor(QWidget):
         self.augment.addItems(list(AUGMENT_PRESETS))
         self.augment.setToolTip("Random flips, crops and colour changes applied to training images")
         self.device = QComboBox()
-        for value, label in detect_devices():
-            self.device.addItem(label, value)
+        if self._detect:
+            self.refresh_devices()
+        else:   # the window shows first; `refresh_devices` runs once the engine (torch) is loaded
+            self.device.addItem("auto (detecting…)", "auto")
+            self.device.addItem("cpu", "cpu")
         box = QGroupBox("Hyperparameters")
         grid = QGridLayout(box)
         rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
@@ -347,6 +364,8 @@ class TrainingMonitor(QWidget):
         """'new', 'resume', 'finished', 'damaged' or 'occupied' (files but no run) for `folder`."""
         if folder is None or not folder.exists():
             return "new"
+        from desktop_tl.core.runs import RUN_FILE, open_run   # imports torch: deferred until a folder is chosen
+
         if not (folder / RUN_FILE).is_file():
             return "occupied" if not folder.is_dir() or any(folder.iterdir()) else "new"
         try:
@@ -382,6 +401,8 @@ class TrainingMonitor(QWidget):
                                       "Clear the run folder field to start a new run, or choose another folder."))
             return False
         if status == "damaged":
+            from desktop_tl.core.runs import RUN_FILE
+
             self._show_failure(Failed(f"{chosen / RUN_FILE} is damaged.", "Choose another run folder."))
             return False
         if status == "occupied":
@@ -398,6 +419,8 @@ class TrainingMonitor(QWidget):
 
         def job(ctx: JobContext) -> Path:
             import torch
+
+            from desktop_tl.core import runs, train
 
             torch.set_num_threads(compute_threads())
             if not resume:
@@ -545,6 +568,8 @@ class TrainingMonitor(QWidget):
 
     @staticmethod
     def _read_metrics(run_dir: Path) -> dict | None:
+        from desktop_tl.core.runs import METRICS_FILE
+
         try:
             return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -583,6 +608,8 @@ class TrainingMonitor(QWidget):
 
     def _show_history(self, run_dir: Path) -> None:
         """Plot the finished epochs of a run being resumed (from its last checkpoint's metadata)."""
+        from desktop_tl.core import checkpoint
+
         if not (run_dir / checkpoint.LAST).is_file():
             return                           # stopped before the first epoch ended: it starts over
         try:
