@@ -83,8 +83,11 @@ def _train_config(args: argparse.Namespace):
     return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
 
 
-def run_training(run_dir: Path, quiet: bool = False) -> int:
-    """Drive `train_run` with a console progress line; Ctrl+C stops after the current batch."""
+def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> int:
+    """Drive `train_run` with a console progress line; Ctrl+C stops after the current batch.
+
+    `silent` (ranks other than 0 under torchrun) prints nothing but errors.
+    """
     from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
     from desktop_tl.core.train import RunControl, train_run
 
@@ -101,6 +104,8 @@ def run_training(run_dir: Path, quiet: bool = False) -> int:
         except KeyboardInterrupt:
             control.stop()
             print("\nStopping after the current batch; the last saved epoch is kept (resume with --resume).")
+            continue
+        if silent and not isinstance(event, Failed):
             continue
         if isinstance(event, RunStarted):
             where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
@@ -144,6 +149,38 @@ def run_training(run_dir: Path, quiet: bool = False) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train here, or as one rank of `torchrun --nproc_per_node N -m desktop_tl train ...` (WORLD_SIZE > 1)."""
+    from desktop_tl.core import distributed
+
+    if not distributed.init():
+        return _prepare_and_train(args)
+    try:
+        # rank 0 checks and creates the run folder; the others wait for it, then all open it
+        early, error = None, None
+        if distributed.is_main():
+            try:
+                early = _prepare_run(args)
+            except UserError as exc:
+                error = (exc.what, exc.hint)
+        early, error = distributed.broadcast_object((early, error))
+        if error is not None:
+            if distributed.is_main():
+                raise UserError(*error)
+            return EXIT_USAGE
+        if early is not None:
+            return early
+        return run_training(Path(args.out), quiet=not distributed.is_main(), silent=not distributed.is_main())
+    finally:
+        distributed.shutdown()
+
+
+def _prepare_and_train(args: argparse.Namespace) -> int:
+    early = _prepare_run(args)
+    return early if early is not None else run_training(Path(args.out))
+
+
+def _prepare_run(args: argparse.Namespace) -> int | None:
+    """Check `--out` and create the run there unless resuming; an exit status when there is nothing to train."""
     from desktop_tl.core.runs import RUN_FILE, create_run, open_run, remove_stale_temp_files
 
     run_dir = Path(args.out)
@@ -161,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (run_dir / RUN_FILE).is_file() or not args.resume:
         config, split = _train_config(args)
         create_run(run_dir, Path(args.data), config, split, progress=_progress_printer("Importing"))
-    return run_training(run_dir)
+    return None
 
 
 def format_metrics(metrics: dict) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core import checkpoint
+from desktop_tl.core import checkpoint, distributed
 from desktop_tl.core.catalog import create_model, data_config
 from desktop_tl.core.config import TrainConfig, to_dict
 from desktop_tl.core.data import ImageDataset, default_num_workers, make_loader, split_dataset
@@ -98,18 +98,23 @@ class _Trainer:
         self.info, self.index, self.control = info, index, control
         cfg = info.config
         self.cfg = cfg
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.main = self.rank == 0
         self.device = pick_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", distributed.local_rank())
         torch.manual_seed(cfg.seed)
         self.model, self.weights = create_model(cfg.model, cfg.weights, len(info.classes))
         self.trainable, self.total = apply_freeze(self.model, cfg.freeze)
         self.prep = Preprocessing.from_data_config(data_config(self.model), cfg.image_size)
         self.notes: list[Message] = []
-        self.cache = self._open_decode_cache() if cfg.decode_cache else None
+        # caches stay single-process: ranks would race on the same files and feature dictionaries
+        self.cache = self._open_decode_cache() if cfg.decode_cache and self.world == 1 else None
         self.train_set = split_dataset(index, index.split("train"), self.prep, cfg.augment, self.cache)
         self.val_set = split_dataset(index, index.split("val"), self.prep, None, self.cache)
         if len(self.train_set) == 0:
             raise UserError("The training split is empty.", "Import a dataset with more images per class.")
-        self.feature_mode = (cfg.feature_cache and cfg.freeze == "head" and cfg.augment == "none"
+        self.feature_mode = (cfg.feature_cache and self.world == 1 and cfg.freeze == "head" and cfg.augment == "none"
                              and _splits_cleanly(self.model, self.prep))
         self.features: dict[str, dict[int, torch.Tensor]] = {"train": {}, "val": {}}
         self.head = self.model.get_classifier() if self.feature_mode else None
@@ -146,7 +151,8 @@ class _Trainer:
             workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
             pin = self.device.type == "cuda"
             if name == "train":
-                loader = make_loader(self.train_set, self.batch_size, True, 0, workers, pin, persistent=True)
+                loader = make_loader(self.train_set, self.batch_size, True, 0, workers, pin, persistent=True,
+                                     rank=self.rank, world=self.world)
             elif name == "val":
                 loader = make_loader(self.val_set, max(self.batch_size, 32), False, 0, workers, pin, persistent=True)
             else:  # cached features: in memory, no worker processes needed
@@ -214,7 +220,8 @@ class _Trainer:
         if len(self.val_set) == 0:
             yield Message("warning", "No validation images: the best checkpoint is simply the latest one.")
         self.info.status = "running"
-        write_run_info(self.info)
+        if self.main:
+            write_run_info(self.info)
         run_started = time.perf_counter()
         images_done = 0
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -238,9 +245,12 @@ class _Trainer:
             yield EpochEnd(epoch, cfg.epochs, train_loss, train_acc, val_loss, val_acc, lr,
                            time.perf_counter() - epoch_started, is_best)
             # best first: last.safetensors is the commit point of resume, and it names the best epoch
-            if is_best:
-                checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
-            checkpoint.save_checkpoint(self.info.run_dir / checkpoint.LAST, self.model, self.meta(), self.optimizer)
+            if self.main:   # under torchrun only rank 0 writes; the others wait until the files are there
+                if is_best:
+                    checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
+                checkpoint.save_checkpoint(self.info.run_dir / checkpoint.LAST, self.model, self.meta(),
+                                           self.optimizer)
+            distributed.barrier()
             yield CheckpointSaved(epoch, checkpoint.LAST, False)
             if is_best:
                 yield CheckpointSaved(epoch, checkpoint.BEST, True)
@@ -280,21 +290,27 @@ class _Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * factor * group.get("lr_scale", 1.0)
                 self.state["step"] += 1
-                if len(labels) == 0:
+                if len(labels) == 0 and self.world == 1:
                     continue
                 loaded.extend(items.tolist())
                 loss, batch_correct = yield from self._step_with_oom_recovery(images, labels, mode)
                 if mode == "extract":
                     self.features["train"].update(zip(items.tolist(), self._new_features))
-                total_loss += loss * len(labels)
-                correct += batch_correct
-                seen += len(labels)
+                # sums over ranks: every figure is the one of the global batch
+                figures = distributed.all_reduce_sum(torch.tensor([loss * len(labels), float(batch_correct),
+                                                                   float(len(labels))], dtype=torch.float64))
+                if figures[2] == 0:
+                    continue
+                total_loss += float(figures[0])
+                correct += int(figures[1])
+                seen += int(figures[2])
+                batch_images = int(figures[2])
                 elapsed = time.perf_counter() - run_started
                 done = images_before + seen
                 remaining = (cfg.epochs - epoch) * len(self.train_set) + (len(self.train_set) - seen)
                 yield BatchProgress(epoch, cfg.epochs, batch_no, batches, total_loss / seen, correct / seen,
                                     self.optimizer.param_groups[-1]["lr"],
-                                    len(labels) / max(time.perf_counter() - batch_started, 1e-9),
+                                    batch_images / max(time.perf_counter() - batch_started, 1e-9),
                                     remaining * elapsed / max(done, 1))
         finally:
             if mode != "head":
@@ -335,7 +351,15 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, correct = 0.0, 0
         new_features = []
-        for chunk, chunk_labels in zip(inputs.split(self.micro_batch), labels.split(self.micro_batch)):
+        # under torchrun each rank holds a slice of the global batch: its share of the mean loss is
+        # len(slice) / len(global batch), and the gradients are summed over ranks before the step
+        global_count = len(labels)
+        if self.world > 1:
+            global_count = int(distributed.all_reduce_sum(torch.tensor([len(labels)], device=self.device)))
+            if global_count == 0:
+                return 0.0, 0
+        chunks = zip(inputs.split(self.micro_batch), labels.split(self.micro_batch)) if len(labels) else ()
+        for chunk, chunk_labels in chunks:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 if mode == "model":
@@ -347,14 +371,25 @@ class _Trainer:
                         new_features.append(chunk.cpu())
                     logits = self.head(chunk)
                 loss = self.loss_fn(logits.float(), chunk_labels)
-            share = len(chunk_labels) / len(labels)
-            self.scaler.scale(loss * share).backward()
-            total_loss += float(loss.detach()) * share
+            self.scaler.scale(loss * (len(chunk_labels) / global_count)).backward()
+            total_loss += float(loss.detach()) * len(chunk_labels) / max(len(labels), 1)
             correct += int((logits.argmax(1) == chunk_labels).sum())
+        if self.world > 1:
+            self._all_reduce_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self._new_features = torch.cat(new_features) if new_features else None
         return total_loss, correct
+
+    def _all_reduce_gradients(self) -> None:
+        """Sum the gradients of the trainable parameters over ranks (a rank with an empty slice adds zeros)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = distributed.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for p, g in zip(params, grads):
+            p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
@@ -396,6 +431,11 @@ class _Trainer:
         return loss, float((probs_np.argmax(1) == labels_np).mean())
 
     def _complete(self) -> Iterator[TrainEvent]:
+        if not self.main:   # rank 0 evaluates the test split alone; the others wait for it
+            distributed.barrier()
+            self.info.status = "finished"
+            yield self._finished(completed=True, stopped_by_user=False)
+            return
         best = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.BEST)
         self.model.load_state_dict(best.model)
         metrics = {"classes": self.info.classes, "checkpoint": "best", "best_epoch": self.state["best_epoch"]}
@@ -409,6 +449,7 @@ class _Trainer:
         atomic_write_json(self.info.run_dir / METRICS_FILE, _json_safe(metrics))
         self.info.status = "finished"
         write_run_info(self.info)
+        distributed.barrier()
         yield self._finished(completed=True, stopped_by_user=False, metrics=metrics)
 
     def _finished(self, completed: bool, stopped_by_user: bool, metrics: dict | None = None) -> Finished:
@@ -475,6 +516,7 @@ def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path 
         trainer = _Trainer(info, index, control)
         if info.has_checkpoint:
             trainer.resume()
+        distributed.broadcast_module(trainer.model)   # every rank starts from rank 0's weights
         yield from trainer.events()
     except UserError as exc:
         yield Failed(exc.what, exc.hint)
