@@ -425,10 +425,10 @@ class _Trainer:
                 self.val_set.commit_cache(loaded)
         if not labels:
             return math.nan, math.nan
-        probs_np, labels_np = torch.cat(probs).numpy(), torch.cat(labels).numpy()
-        loss = float(self.eval_loss_fn(torch.log(torch.from_numpy(probs_np).clamp_min(1e-12)).to(self.device),
-                                       torch.from_numpy(labels_np).to(self.device)))
-        return loss, float((probs_np.argmax(1) == labels_np).mean())
+        all_probs, all_labels = torch.cat(probs), torch.cat(labels)
+        loss = float(self.eval_loss_fn(torch.log(all_probs.clamp_min(1e-12)).to(self.device),
+                                       all_labels.to(self.device)))
+        return loss, float((all_probs.argmax(1) == all_labels).float().mean())
 
     def _complete(self) -> Iterator[TrainEvent]:
         if not self.main:   # rank 0 evaluates the test split alone; the others wait for it
