@@ -19,7 +19,7 @@ from desktop_tl.core.events import Failed
 
 @dataclass(frozen=True)
 class Job:
-    """A unit of work for the worker: `kind` names it, `run(report, should_stop)` does it."""
+    """A unit of work for the worker: `kind` names it, `run(context)` does it on the worker thread."""
 
     kind: str                                   # "import" | "train" | "evaluate" | "export" | "predict" | ...
     run: Callable[["JobContext"], Any]
