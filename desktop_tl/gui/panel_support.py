@@ -24,8 +24,7 @@ STOPPED = "Stopped."
 class JobClient(QObject):
     """Submits jobs for one panel and relays only that panel's outcomes.
 
-    Outcomes are relayed once the controller is free again (after its `sig_busy_changed(False)`),
-    so a handler may start a follow-up job at once.
+    The controller is already free when an outcome arrives, so a handler may start a follow-up job at once.
     """
 
     sig_result = Signal(str, object)
@@ -41,11 +40,9 @@ class JobClient(QObject):
         super().__init__(parent)
         self.controller = controller
         self.active: str | None = None
-        self._outcome: tuple[Any, str, object] | None = None  # (signal, kind, payload)
         controller.sig_result.connect(self._on_result)
         controller.sig_failed.connect(self._on_failed)
         controller.sig_progress.connect(self._on_progress)
-        controller.sig_busy_changed.connect(self._on_busy_changed)
 
     @property
     def running(self) -> bool:
@@ -57,7 +54,6 @@ class JobClient(QObject):
         if not self.controller.submit(kind, run):
             return False
         self.active = kind
-        self._outcome = None
         self.sig_running.emit(True)
         return True
 
@@ -68,22 +64,21 @@ class JobClient(QObject):
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
-        if kind == self.active:
-            self._outcome = (self.sig_result, kind, result)
+        if self._finish(kind):
+            self.sig_result.emit(kind, result)
 
     @Slot(str, object)
     def _on_failed(self, kind: str, failure: Failed) -> None:
-        if kind == self.active:
-            self._outcome = (self.sig_failed, kind, failure)
+        if self._finish(kind):
+            self.sig_failed.emit(kind, failure)
 
-    @Slot(bool)
-    def _on_busy_changed(self, busy: bool) -> None:
-        if busy or self.active is None or self._outcome is None:
-            return
-        signal, kind, payload = self._outcome
-        self.active, self._outcome = None, None
+    def _finish(self, kind: str) -> bool:
+        """True (and running turned off) when `kind` is this client's job."""
+        if kind != self.active:
+            return False
+        self.active = None
         self.sig_running.emit(False)
-        signal.emit(kind, payload)
+        return True
 
     @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:

@@ -53,12 +53,9 @@ class EngineWorker(QObject):
     """(done, total) of the current counted job."""
     sig_event = Signal(object)
     """One engine event dataclass (RunStarted, BatchProgress, EpochEnd, Message, Finished, ...)."""
-    sig_result = Signal(str, object)
-    """(job kind, result object) when a job completes: DatasetIndex, metrics dict, ExportResult, ..."""
-    sig_failed = Signal(str, object)
-    """(job kind, core.events.Failed) when a job fails; the app keeps working."""
-    sig_job_done = Signal(str)
-    """Job kind, after sig_result or sig_failed: the worker is free again."""
+    sig_job_done = Signal(str, bool, object)
+    """(job kind, ok, outcome) once a job ended: ok is True with the job's result (DatasetIndex, metrics
+    dict, ExportResult, ...) or False with a core.events.Failed. The worker is free again."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,37 +65,43 @@ class EngineWorker(QObject):
     def run_job(self, job: Job) -> None:
         """Execute `job` (called on the worker thread through a queued signal)."""
         context = self.context
+        ok = False
         try:
-            result = job.run(context)
+            outcome: object = job.run(context)
+            ok = True
         except Cancelled:
-            self.sig_failed.emit(job.kind, Failed("Stopped.", ""))
+            outcome = Failed("Stopped.", "")
         except UserError as exc:
-            self.sig_failed.emit(job.kind, Failed(exc.what, exc.hint))
+            outcome = Failed(exc.what, exc.hint)
         except MemoryError:
-            self.sig_failed.emit(job.kind, Failed("The computer ran out of memory.",
-                                                  "Lower the batch size or the image size, then try again."))
+            outcome = Failed("The computer ran out of memory.",
+                             "Lower the batch size or the image size, then try again.")
         except Exception as exc:  # noqa: BLE001 - any engine bug must reach the user, not kill the thread
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self.sig_failed.emit(job.kind, Failed(f"Unexpected error during {job.kind}: {detail}",
-                                                  "The app keeps working; try again, or report this message."))
-        else:
-            self.sig_result.emit(job.kind, result)
-        self.sig_job_done.emit(job.kind)
+            outcome = Failed(f"Unexpected error during {job.kind}: {detail}",
+                             "The app keeps working; try again, or report this message.")
+        self.sig_job_done.emit(job.kind, ok, outcome)
 
 
 class EngineController(QObject):
-    """Lives on the GUI thread; owns the worker thread and allows one job at a time."""
+    """Lives on the GUI thread; owns the worker thread and allows one job at a time.
+
+    Signal order for every accepted job: `sig_busy_changed(True)` (inside `submit`), then any
+    `sig_progress` / `sig_event`, then, when the job ends, `busy` turns False, `sig_busy_changed(False)`,
+    and last exactly one of `sig_result` / `sig_failed`. The controller is free before the outcome is
+    relayed, so a slot on `sig_result` or `sig_failed` may submit the next job at once.
+    """
 
     sig_progress = Signal(int, int)
     """Relayed from the worker."""
     sig_event = Signal(object)
     """Relayed engine event dataclass."""
     sig_result = Signal(str, object)
-    """(job kind, result)."""
+    """(job kind, result), after sig_busy_changed(False)."""
     sig_failed = Signal(str, object)
-    """(job kind, Failed)."""
+    """(job kind, core.events.Failed), after sig_busy_changed(False)."""
     sig_busy_changed = Signal(bool)
-    """True while a job runs."""
+    """True when a job starts, False when it ended (before its sig_result / sig_failed)."""
     _sig_submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -110,8 +113,6 @@ class EngineController(QObject):
         self._sig_submit.connect(self.worker.run_job)
         self.worker.sig_progress.connect(self.sig_progress)
         self.worker.sig_event.connect(self.sig_event)
-        self.worker.sig_result.connect(self.sig_result)
-        self.worker.sig_failed.connect(self.sig_failed)
         self.worker.sig_job_done.connect(self._on_job_done)
         self.thread.finished.connect(self.worker.deleteLater)
         self.thread.start()
@@ -149,7 +150,9 @@ class EngineController(QObject):
         self.thread.quit()
         return self.thread.wait(timeout_ms)
 
-    @Slot(str)
-    def _on_job_done(self, kind: str) -> None:
+    @Slot(str, bool, object)
+    def _on_job_done(self, kind: str, ok: bool, outcome: object) -> None:
+        """Mark the controller free, then relay the job's outcome (see the class docstring for the order)."""
         self.current_kind = None
         self.sig_busy_changed.emit(False)
+        (self.sig_result if ok else self.sig_failed).emit(kind, outcome)
