@@ -310,7 +310,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cache ---------------------------------------------------------------------------------------------
+def cmd_cache(args: argparse.Namespace) -> int:
+    from desktop_tl.core.decode_cache import budget_bytes, clear_cache, decode_cache_dir, list_cache_files
+
+    folder = decode_cache_dir()
+    if args.action == "clear":
+        cleared = clear_cache(folder)
+        print(f"Removed {cleared.removed} cache file{'s' * (cleared.removed != 1)} from {folder}, "
+              f"freeing {human_size(cleared.freed_bytes)}.")
+        if cleared.kept:
+            print(f"desktop-tl: {cleared.kept} file{'s' * (cleared.kept != 1)} in use by another program "
+                  "could not be removed.\n  What to do: close it (a running training) and try again.",
+                  file=sys.stderr)
+            return 1
+        return 0
+    files = list_cache_files(folder)
+    budget = f"budget {human_size(budget_bytes())} (DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES sets it)"
+    if not files:
+        print(f"Decoded-image cache: {folder}\nEmpty; {budget}.")
+        return 0
+    full, on_disk = sum(f.size for f in files), sum(f.on_disk for f in files)
+    print(f"Decoded-image cache: {folder}\n{len(files)} file{'s' * (len(files) != 1)}, "
+          f"{human_size(full)} when full, {human_size(on_disk)} on disk now; {budget}.")
+    print(f"  {'last used':<16}  {'when full':>10}  {'on disk':>10}  file (least recently used first)")
+    for f in files:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.used))
+        print(f"  {used:<16}  {human_size(f.size):>10}  {human_size(f.on_disk):>10}  {f.path.name}")
+    return 0
+
+
 # -- plumbing ----------------------------------------------------------------------------------------
+def human_size(size: int) -> str:
+    """Bytes in binary units for people: 512 B, 1.5 KiB, 20.0 GiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{size} B" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
 def _progress_printer(label: str) -> Callable[[int, int], None]:
     last = [0.0]
 
@@ -407,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-window", dest="window", action="store_false",
                    help="do not open the window at the end, even where a display exists")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cache", help="show the decoded-image cache's files and sizes, or remove them")
+    p.add_argument("action", nargs="?", choices=["info", "clear"], default="info",
+                   help="info (default): files, sizes and the budget; clear: remove every cache file "
+                        "(rebuilt as needed by later runs)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

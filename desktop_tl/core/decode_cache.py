@@ -17,6 +17,15 @@ process) sets those bytes only after `fsync` of the data (`commit`). A process k
 leaves rows without their flag: they are decoded again next time, never read as valid. The file
 itself is created complete (header and full size) under a temporary name and linked into place,
 so a torn header is never seen; a file whose header does not match is rebuilt.
+
+Housekeeping: all cache files together may take `budget_bytes()` (32 GiB by default, never less than
+the per-file limit; `DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES` overrides), each counted at its full size
+although the sparse file only takes disk space as its entries fill. Opening a cache marks it used
+(its mtime; the header is never rewritten). Creating one first removes the least recently used other
+files until the budget and the free disk space allow the new file, and removes temporary files older
+than a day left by creators that crashed. A file that cannot be removed (mapped by another process on
+Windows) is skipped; on POSIX a process that still maps a removed file keeps reading it, and a process
+that opens it later simply decodes its images again. `clear_cache` empties the folder.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import json
 import os
 import secrets
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -39,8 +50,11 @@ FORMAT = 1
 MAGIC = b"DTLDCACHE1\n"
 HEADER_BYTES = 4096
 PAGE = 4096
+SUFFIX = ".u8cache"
 DEFAULT_MAX_BYTES = 32 * 1024 ** 3   # one cache file at most; `DESKTOP_TL_DECODE_CACHE_MAX_BYTES` overrides
+DEFAULT_BUDGET_BYTES = 32 * 1024 ** 3  # all cache files together; `DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES` overrides
 FREE_SPACE_MARGIN = 1024 ** 3        # leave at least this much free disk space
+STALE_TMP_SECONDS = 24 * 3600        # a creator's temporary file this old belongs to a crashed process
 
 
 def cache_box(prep: Preprocessing) -> tuple[int, int]:
@@ -89,11 +103,128 @@ def cache_key(shas: Iterable[str], prep: Preprocessing) -> str:
     return digest.hexdigest()
 
 
-def _max_bytes() -> int:
+def _env_bytes(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("DESKTOP_TL_DECODE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
+        return int(os.environ.get(name, default))
     except ValueError:
-        return DEFAULT_MAX_BYTES
+        return default
+
+
+def _max_bytes() -> int:
+    return _env_bytes("DESKTOP_TL_DECODE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES)
+
+
+def budget_bytes() -> int:
+    """Bytes all cache files together may take: `DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES`, else the larger of
+    `DEFAULT_BUDGET_BYTES` and the per-file limit (so any cache the limit allows fits)."""
+    return _env_bytes("DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES", max(DEFAULT_BUDGET_BYTES, _max_bytes()))
+
+
+def decode_cache_dir() -> Path:
+    """The folder of the cache files: `user_cache_dir()/decode`."""
+    return user_cache_dir() / "decode"
+
+
+# -- housekeeping --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheFile:
+    """One cache file as found on disk."""
+
+    path: Path
+    size: int       # bytes once every entry is filled: what the budget counts
+    on_disk: int    # bytes allocated now (the file is sparse and fills as images are decoded)
+    used: float     # when a run last opened it (mtime, seconds since the epoch)
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """What `clear_cache` did."""
+
+    removed: int        # cache files removed
+    freed_bytes: int    # disk space they took
+    kept: int           # files that could not be removed (in use by another program on Windows)
+
+
+def list_cache_files(folder: Path | None = None) -> list[CacheFile]:
+    """The cache files in `folder` (default `decode_cache_dir()`), least recently used first."""
+    folder = Path(folder) if folder else decode_cache_dir()
+    files = []
+    try:
+        paths = list(folder.glob(f"*{SUFFIX}"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:   # removed meanwhile
+            continue
+        blocks = getattr(st, "st_blocks", None)   # absent on Windows, where the files are not sparse
+        files.append(CacheFile(path, st.st_size, st.st_size if blocks is None else blocks * 512, st.st_mtime))
+    return sorted(files, key=lambda f: (f.used, f.path.name))
+
+
+def _remove(path: Path) -> bool:
+    """Unlink `path`; False when it is in use (Windows) or otherwise cannot be removed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: Path, max_age_s: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove creators' temporary files older than `max_age_s` (left by crashed processes); the paths removed."""
+    removed = []
+    cutoff = time.time() - max_age_s
+    try:
+        candidates = list(Path(folder).glob(f".*{SUFFIX}.*.tmp"))
+    except OSError:
+        return []
+    for path in candidates:
+        try:
+            stale = path.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale and _remove(path):
+            removed.append(path)
+    return removed
+
+
+def make_room(folder: Path, incoming: int, keep: Path, budget: int | None = None) -> list[Path]:
+    """Remove least recently used cache files until the others plus `incoming` bytes fit the budget
+    and the disk keeps `FREE_SPACE_MARGIN` free once `incoming` is written; the paths removed.
+
+    `keep` (the file being created) is never removed; a file that cannot be removed is skipped.
+    """
+    budget = budget_bytes() if budget is None else budget
+    keep = Path(keep)
+    others = [f for f in list_cache_files(folder) if f.path != keep]
+    total = sum(f.size for f in others)
+    free = shutil.disk_usage(folder).free
+    removed = []
+    for old in others:
+        if total + incoming <= budget and free >= incoming + FREE_SPACE_MARGIN:
+            break
+        if _remove(old.path):
+            removed.append(old.path)
+            total -= old.size
+            free += old.on_disk
+    return removed
+
+
+def clear_cache(folder: Path | None = None) -> Cleared:
+    """Remove every cache file in `folder` (default `decode_cache_dir()`) and stale temporary files."""
+    folder = Path(folder) if folder else decode_cache_dir()
+    removed, freed, kept = 0, 0, 0
+    for cache_file in list_cache_files(folder):
+        if _remove(cache_file.path):
+            removed, freed = removed + 1, freed + cache_file.on_disk
+        else:
+            kept += 1
+    remove_stale_temporaries(folder)
+    return Cleared(removed, freed, kept)
 
 
 class DecodeCache:
@@ -108,7 +239,7 @@ class DecodeCache:
         self.flags_offset = HEADER_BYTES
         self.data_offset = HEADER_BYTES + -(-len(self.shas) // PAGE) * PAGE
         self.size = self.data_offset + len(self.shas) * self.entry_bytes
-        self._maps: tuple[int, np.memmap, np.memmap | None, bool] | None = None
+        self._maps: tuple[int, tuple[np.memmap, np.memmap, bool] | None] | None = None  # (pid, maps)
 
     # -- creation and opening ------------------------------------------------------------------
     @classmethod
@@ -118,16 +249,25 @@ class DecodeCache:
 
         Never raises for cache trouble: the caller then simply decodes every time.
         """
-        folder = Path(folder) if folder else user_cache_dir() / "decode"
+        folder = Path(folder) if folder else decode_cache_dir()
         key = cache_key(shas, prep)
-        cache = cls(folder / f"{key[:40]}.u8cache", shas, cache_box(prep))
+        cache = cls(folder / f"{key[:40]}{SUFFIX}", shas, cache_box(prep))
         header = cache._header(key)
         try:
             if cache.path.is_file() and cache._header_matches(header):
+                cache._mark_used()
                 return cache, ""
-            if cache.size > _max_bytes():
-                return None, f"it would take {cache.size / 1e9:.1f} GB (limit {_max_bytes() / 1e9:.1f} GB)"
+            budget = budget_bytes()
+            limit = min(_max_bytes(), budget)
+            if cache.size > limit:
+                return None, f"it would take {cache.size / 1e9:.1f} GB (limit {limit / 1e9:.1f} GB)"
             folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(folder)
+            make_room(folder, cache.size, keep=cache.path, budget=budget)
+            others = sum(f.size for f in list_cache_files(folder) if f.path != cache.path)
+            if others + cache.size > budget:
+                return None, (f"other caches in use in {folder} take {others / 1e9:.1f} GB of its "
+                              f"{budget / 1e9:.1f} GB budget")
             free = shutil.disk_usage(folder).free
             if free < cache.size + FREE_SPACE_MARGIN:
                 return None, f"only {free / 1e9:.1f} GB free in {folder}"
@@ -137,6 +277,13 @@ class DecodeCache:
             return None, "the cache file could not be verified"
         except OSError as exc:
             return None, f"{exc.strerror or exc}"
+
+    def _mark_used(self) -> None:
+        """Refresh the file's mtime, the "last used" time of eviction (a read-only folder keeps the old one)."""
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
 
     def _header(self, key: str) -> bytes:
         meta = {"format": FORMAT, "key": key, "entries": len(self.shas), "box": list(self.box),
@@ -180,26 +327,33 @@ class DecodeCache:
         state["_maps"] = None
         return state
 
-    def _open_maps(self) -> tuple[np.memmap, np.memmap | None, bool]:
+    def _map(self, mode: str) -> tuple[np.memmap, np.memmap]:
+        flags = np.memmap(self.path, np.uint8, mode, self.flags_offset, (len(self.shas),))
+        data = np.memmap(self.path, np.uint8, mode, self.data_offset, (len(self.shas), *self.box, 3))
+        return flags, data
+
+    def _open_maps(self) -> tuple[np.memmap, np.memmap, bool] | None:
+        """(flags, data, writable) of this process; None when the file is gone (evicted or cleared)."""
         pid = os.getpid()
         if self._maps is None or self._maps[0] != pid:
+            maps: tuple[np.memmap, np.memmap, bool] | None
             try:
-                flags = np.memmap(self.path, np.uint8, "r+", self.flags_offset, (len(self.shas),))
-                data = np.memmap(self.path, np.uint8, "r+", self.data_offset, (len(self.shas), *self.box, 3))
-                writable = True
-            except OSError:   # a read-only cache folder: read what is there, write nothing
-                flags = np.memmap(self.path, np.uint8, "r", self.flags_offset, (len(self.shas),))
-                data = np.memmap(self.path, np.uint8, "r", self.data_offset, (len(self.shas), *self.box, 3))
-                writable = False
-            self._maps = (pid, flags, data, writable)
-        return self._maps[1], self._maps[2], self._maps[3]
+                maps = (*self._map("r+"), True)
+            except OSError:
+                try:   # a read-only cache folder: read what is there, write nothing
+                    maps = (*self._map("r"), False)
+                except OSError:   # removed since `open`: this process decodes as without a cache
+                    maps = None
+            self._maps = (pid, maps)
+        return self._maps[1]
 
     def get(self, sha: str) -> np.ndarray | None:
         """A copy of the entry of image `sha`, or None when it is not (yet) committed."""
         row = self.rows.get(sha)
-        if row is None:
+        maps = self._open_maps() if row is not None else None
+        if maps is None:
             return None
-        flags, data, _ = self._open_maps()
+        flags, data, _ = maps
         return np.array(data[row]) if flags[row] == 1 else None
 
     def put(self, sha: str, entry: np.ndarray) -> None:
@@ -207,13 +361,19 @@ class DecodeCache:
         row = self.rows.get(sha)
         if row is None or entry.shape != (*self.box, 3):
             return
-        _, data, writable = self._open_maps()
+        maps = self._open_maps()
+        if maps is None:
+            return
+        _, data, writable = maps
         if writable:
             data[row] = entry
 
     def filled(self, shas: Iterable[str]) -> bool:
         """True when every image of `shas` has a committed entry."""
-        flags, _, _ = self._open_maps()
+        maps = self._open_maps()
+        if maps is None:
+            return False
+        flags = maps[0]
         return all(flags[self.rows[s]] == 1 for s in shas if s in self.rows)
 
     def commit(self, shas: Iterable[str]) -> int:
@@ -221,7 +381,10 @@ class DecodeCache:
 
         Returns how many entries became valid. Call it only for images whose `put` finished.
         """
-        flags, data, writable = self._open_maps()
+        maps = self._open_maps()
+        if maps is None:
+            return 0
+        flags, data, writable = maps
         rows = sorted({self.rows[s] for s in shas if s in self.rows and flags[self.rows[s]] != 1})
         if not rows or not writable:
             return 0
