@@ -79,7 +79,8 @@ def _train_config(args: argparse.Namespace):
         image_size=args.image_size, augment=args.augment, device=args.device, seed=args.seed,
         label_smoothing=args.label_smoothing, class_weighted=args.class_weighted,
         early_stopping_patience=args.early_stopping, layer_decay=args.layer_decay, num_workers=args.workers,
-        decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache, compile=args.compile)
+        decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache, compile=args.compile,
+        memory_format=args.memory_format)
     return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
 
 
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feature-cache", action="store_true",
                    help="run the frozen backbone every epoch (head-only training without augmentation)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
+    p.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                   help="tensor layout: auto measures both once per model on a CPU (channels_last on a GPU)")
     split_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out to its planned total")
     p.set_defaults(func=cmd_train)

@@ -9,6 +9,7 @@ from desktop_tl.core.errors import UserError
 
 AUGMENT_PRESETS = ("none", "light", "strong")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainConfig:
     decode_cache: bool = True      # decode and resize each image once into a memory-mapped cache
     feature_cache: bool = True     # head-only without augmentation: backbone features computed once
     compile: bool = False          # torch.compile the model (worth it on a GPU for long runs)
+    memory_format: str = "auto"    # "auto" (measured on a CPU, channels_last on CUDA), "channels_last", "contiguous"
 
     def validate(self) -> None:
         """Raise UserError for settings that cannot work."""
@@ -71,6 +73,8 @@ class TrainConfig:
             raise UserError(f"Unknown device {self.device!r}.", f"Choose one of {', '.join(DEVICES)}.")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise UserError(f"--image-size must be between 32 and 1024, got {self.image_size}.", "Leave it out to use the model's own size.")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise UserError(f"Unknown memory format {self.memory_format!r}.", f"Choose one of {', '.join(MEMORY_FORMATS)}.")
         if not 0 < self.layer_decay <= 1:
             raise UserError(f"Layer-wise learning-rate decay must be in (0, 1], got {self.layer_decay}.", "Use 1 to switch it off, or 0.7.")
 

@@ -27,6 +27,7 @@ from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Fa
 from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
 from desktop_tl.core.preprocess import Preprocessing
 from desktop_tl.core.runs import METRICS_FILE, RunInfo, load_index, open_run, write_run_info
+from desktop_tl.core.tuning import LayoutChoice, choose_layout
 from desktop_tl.core.atomic import atomic_write_json
 
 
@@ -124,8 +125,10 @@ class _Trainer:
         self.amp_dtype = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True   # fixed input size: let cuDNN pick the fastest kernels
-            self.model.to(memory_format=torch.channels_last)
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.layout = self._choose_layout()
+        if self.layout.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.AdamW(optimizer_param_groups(self.model, cfg.weight_decay, cfg.layer_decay),
                                            lr=cfg.lr)
@@ -144,6 +147,26 @@ class _Trainer:
         if cache is None:
             self.notes.append(Message("info", f"Decoded-image cache is off for this run: {why}."))
         return cache
+
+    def _choose_layout(self) -> LayoutChoice:
+        """The memory layout of this run: the one it started with when resuming (so it continues exactly),
+        else measured or remembered (see core.tuning); under torchrun every rank takes rank 0's."""
+        if self.info.has_checkpoint:
+            recorded = checkpoint.read_meta(self.info.run_dir / checkpoint.LAST).get("memory_format")
+            if recorded in ("channels_last", "contiguous"):
+                return LayoutChoice(recorded)
+        shared_cpu = self.world > 1 and self.device.type == "cpu"
+        choice = LayoutChoice("contiguous")
+        if self.main or not shared_cpu:
+            choice = choose_layout(self.cfg.memory_format, self.device, self.model, self.cfg.model,
+                                   self.prep.input_size, self.cfg.batch_size, self.cfg.freeze)
+        if shared_cpu:   # one measurement (rank 0's) decides for all: ranks must compute alike
+            flag = distributed.all_reduce_sum(torch.tensor([1.0 if choice.channels_last else 0.0]))
+            choice = choice if self.main else LayoutChoice("channels_last" if flag.item() else "contiguous")
+        note = choice.describe()
+        if note:
+            self.notes.append(Message("info", note))
+        return choice
 
     def _loader(self, name: str) -> torch.utils.data.DataLoader:
         """One loader per purpose for the whole run (workers persist between epochs)."""
@@ -185,7 +208,8 @@ class _Trainer:
         return dict(self.state, best_val_loss=_finite_or_none(self.state["best_val_loss"]),
                     config=to_dict(self.cfg), classes=self.info.classes, arch=self.cfg.model,
                     preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
-                    batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict())
+                    batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict(),
+                    memory_format=self.layout.memory_format)
 
     def resume(self) -> None:
         """Load `last.safetensors` (weights, optimizer, counters) to continue exactly."""
@@ -346,7 +370,7 @@ class _Trainer:
         "head" (cached features through the classifier)."""
         inputs = inputs.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and mode != "head":
+        if self.layout.channels_last and mode != "head":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, correct = 0.0, 0
@@ -411,6 +435,8 @@ class _Trainer:
                     if len(batch_labels) == 0:
                         continue
                     images = images.to(self.device)
+                    if self.layout.channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(self.device.type, **amp):
                         if self.feature_mode:
                             features = self._pre_logits(images).float()

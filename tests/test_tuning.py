@@ -1,0 +1,123 @@
+"""The CPU memory layout is measured once per model and workload, remembered, and kept by a resumed run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from desktop_tl.core import checkpoint, train, tuning
+from desktop_tl.core.catalog import create_model
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import CheckpointSaved, Failed, Message
+from desktop_tl.core.paths import user_cache_dir
+from desktop_tl.core.runs import create_run
+from desktop_tl.core.train import RunControl, train_run
+
+CPU = torch.device("cpu")
+SPLIT = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=3)
+
+
+@pytest.fixture()
+def fresh_tuning(tmp_path, monkeypatch):
+    """An empty tuning memory for this test."""
+    monkeypatch.setenv("DESKTOP_TL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / tuning.TUNING_FILE
+
+
+def _model():
+    torch.manual_seed(0)
+    model, _ = create_model("efficientnet_lite0", "bundled", 3)
+    return model
+
+
+def test_explicit_layouts_and_gpus_are_not_measured(monkeypatch):
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: pytest.fail("measured"))
+    for fmt in ("channels_last", "contiguous"):
+        assert tuning.choose_layout(fmt, CPU, None, "m", (64, 64), 8, "head").memory_format == fmt
+    assert tuning.choose_layout("auto", torch.device("cuda"), None, "m", (64, 64), 8, "head").channels_last
+    assert not tuning.choose_layout("auto", torch.device("mps"), None, "m", (64, 64), 8, "head").channels_last
+
+
+def test_measurement_leaves_the_model_and_the_random_state_untouched():
+    model = _model()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    speedup = tuning.measure_channels_last_speedup(model, (64, 64), 4)
+    assert 0.05 < speedup < 20
+    assert torch.equal(rng, torch.get_rng_state())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)   # BatchNorm statistics included
+    assert all(p.grad is None for p in model.parameters())
+    assert next(model.parameters()).is_contiguous()
+
+
+def test_auto_measures_once_then_remembers(fresh_tuning, monkeypatch):
+    calls = []
+
+    def fake_measure(model, size, batch):
+        calls.append((size, batch))
+        return 1.3
+
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", fake_measure)
+    first = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "all")
+    assert first.channels_last and not first.remembered and calls == [((64, 64), 16)]   # probe batch capped
+    assert "measured now" in first.describe() and "x1.30" in first.describe()
+    second = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "all")
+    assert second.channels_last and second.remembered and len(calls) == 1
+    stored = json.loads(fresh_tuning.read_text())
+    assert list(stored.values()) == [{"channels_last_speedup": 1.3}]
+    # another workload is measured on its own; a small gain keeps the standard layout
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: 1.02)
+    other = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "head")
+    assert not other.channels_last and other.speedup == 1.02
+
+
+def test_a_damaged_tuning_file_means_measuring_again(fresh_tuning, monkeypatch):
+    fresh_tuning.parent.mkdir(parents=True)
+    fresh_tuning.write_text("{not json")
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: 0.8)
+    choice = tuning.choose_layout("auto", CPU, None, "resnet18", (64, 64), 8, "all")
+    assert choice.memory_format == "contiguous" and not choice.remembered
+    assert json.loads(fresh_tuning.read_text())   # rewritten whole
+
+
+def test_unknown_memory_format_is_a_clear_error():
+    with pytest.raises(UserError, match="memory format"):
+        TrainConfig(memory_format="nhwc").validate()
+
+
+def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, small_dataset, monkeypatch):
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: 1.5)
+    run = tmp_path / "run"
+    create_run(run, small_dataset, TrainConfig(epochs=2, batch_size=8, image_size=64, num_workers=0,
+                                               freeze="last:1", augment="none"), SPLIT)
+    control = RunControl()
+    events = []
+    for event in train_run(run, control):
+        events.append(event)
+        if isinstance(event, CheckpointSaved) and event.epoch == 1:
+            control.stop()
+    assert not any(isinstance(e, Failed) for e in events)
+    assert any(isinstance(e, Message) and "channels-last" in e.text for e in events)
+    assert checkpoint.read_meta(run / checkpoint.LAST)["memory_format"] == "channels_last"
+
+    # the machine's answer changed since (new measurement), but the run continues as it started
+    fresh_tuning.unlink()
+    monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: pytest.fail("measured on resume"))
+    seen_layouts = []
+    original_step = train._Trainer._step
+
+    def spy(self, inputs, labels, mode="model"):
+        seen_layouts.append(self.layout.memory_format)
+        return original_step(self, inputs, labels, mode)
+
+    monkeypatch.setattr(train._Trainer, "_step", spy)
+    events = list(train_run(run))
+    assert not any(isinstance(e, Failed) for e in events), events[-1]
+    assert set(seen_layouts) == {"channels_last"}
+    assert checkpoint.read_meta(run / checkpoint.LAST)["memory_format"] == "channels_last"
+    assert user_cache_dir() / tuning.TUNING_FILE == fresh_tuning
