@@ -38,13 +38,36 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
     return done
 
 
-def test_torchrun_two_ranks_match_one_process(small_dataset, tmp_path):
+# `desktop-tl train` in which rank 1 runs out of memory once, in the middle of its first step (after
+# the ranks agreed on the global batch size): it must retry alone, with smaller chunks, and the run
+# must neither hang nor change its result.
+OOM_ON_RANK_1 = """
+import os, sys, torch
+sys.path.insert(0, {root!r})
+if os.environ["RANK"] == "1":
+    real_forward, armed = torch.nn.CrossEntropyLoss.forward, [True]
+    def forward(self, logits, target):
+        if armed[0] and logits.requires_grad:
+            armed[0] = False
+            print("rank 1: simulated out of memory", file=sys.stderr, flush=True)
+            raise torch.OutOfMemoryError("out of memory (simulated on rank 1)")
+        return real_forward(self, logits, target)
+    torch.nn.CrossEntropyLoss.forward = forward
+from desktop_tl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_torchrun_two_ranks_match_one_process_even_after_one_rank_runs_out_of_memory(small_dataset, tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
+    launcher = tmp_path / "train_oom_on_rank_1.py"
+    launcher.write_text(OOM_ON_RANK_1.format(root=str(Path(__file__).resolve().parents[1])))
     _run([sys.executable, "-m", "desktop_tl", "train", str(small_dataset), "--out", str(single), *TRAIN_ARGS])
     done = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                  "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-                 "-m", "desktop_tl", "train", str(small_dataset), "--out", str(multi), *TRAIN_ARGS])
+                 str(launcher), "train", str(small_dataset), "--out", str(multi), *TRAIN_ARGS])
 
+    assert "rank 1: simulated out of memory" in done.stderr
     # rank 0 alone prints progress and the final metrics
     assert done.stdout.count("Training ") == 1, done.stdout
     assert done.stdout.count("epoch 1/1: train loss") == 1, done.stdout

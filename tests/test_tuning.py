@@ -111,9 +111,9 @@ def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, smal
     seen_layouts = []
     original_step = train._Trainer._step
 
-    def spy(self, inputs, labels, mode="model"):
+    def spy(self, inputs, labels, global_count, mode="model"):
         seen_layouts.append(self.layout.memory_format)
-        return original_step(self, inputs, labels, mode)
+        return original_step(self, inputs, labels, global_count, mode)
 
     monkeypatch.setattr(train._Trainer, "_step", spy)
     events = list(train_run(run))

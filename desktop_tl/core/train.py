@@ -349,10 +349,19 @@ class _Trainer:
 
         The batch is then processed in chunks with accumulated gradients, so the schedule, the
         learning rate and resume stay exactly as planned. Below one image it is a UserError.
+        Under torchrun the ranks agree on the global batch size once, before any retry: a rank that
+        runs out of memory retries on its own without another collective call, so none waits forever.
         """
+        # each rank holds a slice of the global batch: its share of the mean loss is
+        # len(slice) / len(global batch), and the gradients are summed over ranks before the step
+        global_count = len(labels)
+        if self.world > 1:
+            global_count = int(distributed.all_reduce_sum(torch.tensor([len(labels)], device=self.device)))
+            if global_count == 0:
+                return 0.0, 0
         while True:
             try:
-                return self._step(images, labels, mode)
+                return self._step(images, labels, global_count, mode)
             except torch.OutOfMemoryError:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -364,10 +373,12 @@ class _Trainer:
                 yield Message("warning", f"Out of memory: now processing {self.micro_batch} image(s) at a time "
                                          f"(gradients accumulated to the batch size {self.batch_size}).")
 
-    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, mode: str = "model") -> tuple[float, int]:
-        """One optimizer step. `mode`: "model" (images through the model), "extract" (images through the
-        frozen backbone without gradients, features kept in `_new_features`, then the classifier) or
-        "head" (cached features through the classifier)."""
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, global_count: int,
+              mode: str = "model") -> tuple[float, int]:
+        """One optimizer step on this rank's `labels` out of `global_count` images of the global batch.
+        `mode`: "model" (images through the model), "extract" (images through the frozen backbone without
+        gradients, features kept in `_new_features`, then the classifier) or "head" (cached features
+        through the classifier)."""
         inputs = inputs.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if self.layout.channels_last and mode != "head":
@@ -375,13 +386,6 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, correct = 0.0, 0
         new_features = []
-        # under torchrun each rank holds a slice of the global batch: its share of the mean loss is
-        # len(slice) / len(global batch), and the gradients are summed over ranks before the step
-        global_count = len(labels)
-        if self.world > 1:
-            global_count = int(distributed.all_reduce_sum(torch.tensor([len(labels)], device=self.device)))
-            if global_count == 0:
-                return 0.0, 0
         chunks = zip(inputs.split(self.micro_batch), labels.split(self.micro_batch)) if len(labels) else ()
         for chunk, chunk_labels in chunks:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
