@@ -69,6 +69,16 @@ def _weights_choice(model: str, weights: str | None) -> str:
     return f"imported:{stored.id}"
 
 
+def _batch_size(text: str) -> int:
+    """`--batch-size` value: a whole number, or `auto` (stored as 0)."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def _train_config(args: argparse.Namespace):
     from desktop_tl.core.config import SplitConfig, TrainConfig
 
@@ -400,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="bundled | hf | hf:REPO | imported:ID | PATH | none")
     p.add_argument("--freeze", default="head", help="head (classifier only) | last:N | all (full fine-tune)")
     p.add_argument("--epochs", type=int, default=8, help="planned total number of epochs")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_batch_size, default=32, metavar="N|auto",
+                   help="images per optimizer step; auto: the largest that fits on the GPU (32 on a CPU)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
     p.add_argument("--image-size", type=int, help="override the model's input size")
     p.add_argument("--augment", default="light", choices=["none", "light", "strong"])

@@ -121,3 +121,81 @@ def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, smal
     assert set(seen_layouts) == {"channels_last"}
     assert checkpoint.read_meta(run / checkpoint.LAST)["memory_format"] == "channels_last"
     assert user_cache_dir() / tuning.TUNING_FILE == fresh_tuning
+
+
+# -- automatic batch size ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("capacity", [1, 5, 31, 32, 33, 100, 300, 511, 1000])
+def test_batch_search_finds_the_largest_fitting_batch_in_few_probes(capacity):
+    tried = []
+
+    def fits(batch):
+        tried.append(batch)
+        return batch <= capacity
+
+    found, probes = tuning.search_batch_size(fits, limit=512)
+    assert found <= min(capacity, 512)
+    assert found >= min(capacity, 512) * 7 / 8          # within 1/8 below the true largest
+    assert probes == len(tried) <= 9
+    assert max(tried) <= 512
+
+
+def test_batch_search_when_nothing_fits():
+    assert tuning.search_batch_size(lambda b: False, limit=512)[0] == 0
+
+
+def test_batch_limit_leaves_several_steps_per_epoch():
+    assert tuning.batch_limit(40) == 8
+    assert tuning.batch_limit(1000) == 64
+    assert tuning.batch_limit(10**6) == tuning.AUTO_BATCH_LIMIT
+
+
+def test_memory_probe_finds_a_simulated_memory_limit_and_leaves_the_model_alone(monkeypatch):
+    import timm.models.efficientnet as effnet
+
+    real_forward = effnet.EfficientNet.forward
+
+    def forward_with_memory_for_24(self, x):
+        if x.shape[0] > 24:
+            raise torch.OutOfMemoryError("out of memory (simulated)")
+        return real_forward(self, x)
+
+    monkeypatch.setattr(effnet.EfficientNet, "forward", forward_with_memory_for_24)
+    model = _model()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    search = tuning.automatic_batch_size(model, CPU, (32, 32), 512, False, None)
+    assert search.largest_fitting in range(21, 25)
+    assert search.batch_size == 16                        # 90% of 21..24, down to a multiple of 8
+    assert "largest that fits" in search.describe("the test device")
+    assert not model.training and torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_auto_batch_size_on_a_cpu_is_32_at_most_and_kept_on_resume(fresh_tuning, tmp_path, small_dataset):
+    run = tmp_path / "run"
+    config = TrainConfig(epochs=2, batch_size=0, image_size=64, num_workers=0, augment="none",
+                         memory_format="contiguous")
+    create_run(run, small_dataset, config, SPLIT)
+    control = RunControl()
+    events = []
+    for event in train_run(run, control):
+        events.append(event)
+        if isinstance(event, CheckpointSaved) and event.epoch == 1:
+            control.stop()
+    assert events[0].batch_size == 8            # 24 training images: 8 keeps 3 steps per epoch
+    assert any(isinstance(e, Message) and e.text.startswith("Automatic batch size: 8") for e in events)
+    events = list(train_run(run))
+    assert events[0].batch_size == 8 and not any(isinstance(e, Failed) for e in events)
+    assert checkpoint.read_meta(run / checkpoint.LAST)["batch_size"] == 8
+
+
+def test_cli_accepts_batch_size_auto():
+    from desktop_tl.cli import build_parser
+
+    args = build_parser().parse_args(["train", "data", "--out", "run", "--batch-size", "auto"])
+    assert args.batch_size == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "data", "--out", "run", "--batch-size", "many"])

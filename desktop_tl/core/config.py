@@ -41,7 +41,7 @@ class TrainConfig:
     weights: str = "bundled"
     freeze: str = "head"
     epochs: int = 8
-    batch_size: int = 32
+    batch_size: int = 32           # 0: automatic (the largest that fits on a GPU; see core.tuning)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -63,8 +63,9 @@ class TrainConfig:
         """Raise UserError for settings that cannot work."""
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}.", "Use --epochs 5, for example.")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.", "Use --batch-size 32, for example.")
+        if self.batch_size < 0:
+            raise UserError(f"--batch-size must be a positive number or auto, got {self.batch_size}.",
+                            "Use --batch-size 32, for example, or --batch-size auto.")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}.", "Use --lr 0.001 for head training.")
         if self.augment not in AUGMENT_PRESETS:

@@ -27,7 +27,8 @@ from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Fa
 from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
 from desktop_tl.core.preprocess import Preprocessing
 from desktop_tl.core.runs import METRICS_FILE, RunInfo, load_index, open_run, write_run_info
-from desktop_tl.core.tuning import LayoutChoice, choose_layout
+from desktop_tl.core.tuning import (AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit,
+                                    choose_layout)
 from desktop_tl.core.atomic import atomic_write_json
 
 
@@ -129,13 +130,13 @@ class _Trainer:
         self.layout = self._choose_layout()
         if self.layout.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.batch_size = self._choose_batch_size()
+        self.micro_batch = self.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.AdamW(optimizer_param_groups(self.model, cfg.weight_decay, cfg.layer_decay),
                                            lr=cfg.lr)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, weight=self._class_weights())
         self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.loss_fn.weight)
-        self.batch_size = cfg.batch_size
-        self.micro_batch = cfg.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
         self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0}
@@ -159,7 +160,7 @@ class _Trainer:
         choice = LayoutChoice("contiguous")
         if self.main or not shared_cpu:
             choice = choose_layout(self.cfg.memory_format, self.device, self.model, self.cfg.model,
-                                   self.prep.input_size, self.cfg.batch_size, self.cfg.freeze)
+                                   self.prep.input_size, self.cfg.batch_size or AUTO_BATCH_START, self.cfg.freeze)
         if shared_cpu:   # one measurement (rank 0's) decides for all: ranks must compute alike
             flag = distributed.all_reduce_sum(torch.tensor([1.0 if choice.channels_last else 0.0]))
             choice = choice if self.main else LayoutChoice("channels_last" if flag.item() else "contiguous")
@@ -167,6 +168,28 @@ class _Trainer:
         if note:
             self.notes.append(Message("info", note))
         return choice
+
+    def _choose_batch_size(self) -> int:
+        """The configured batch size; for `auto` (0) the one the run started with when resuming, else the
+        largest that fits on a GPU (searched; under torchrun the smallest over ranks, times the ranks),
+        or 32 elsewhere, capped so that an epoch has several steps (see core.tuning)."""
+        if self.cfg.batch_size:
+            return self.cfg.batch_size
+        if self.info.has_checkpoint:
+            return int(checkpoint.read_meta(self.info.run_dir / checkpoint.LAST)["batch_size"])
+        limit = batch_limit(len(self.train_set))
+        if self.device.type != "cuda":
+            batch = min(AUTO_BATCH_START, limit)
+            self.notes.append(Message("info", f"Automatic batch size: {batch} (on a {self.device.type.upper()} "
+                                              f"larger batches do not train faster; no memory search needed)."))
+            return batch
+        search = automatic_batch_size(self.model, self.device, self.prep.input_size, max(1, limit // self.world),
+                                      self.layout.channels_last, self.amp_dtype)
+        per_rank = int(distributed.all_reduce_min(torch.tensor([search.batch_size], device=self.device)))
+        self.notes.append(Message("info", search.describe(device_label(self.device))
+                                  + (f" Under torchrun: {per_rank} per process x {self.world}." if self.world > 1
+                                     else "")))
+        return per_rank * self.world
 
     def _loader(self, name: str) -> torch.utils.data.DataLoader:
         """One loader per purpose for the whole run (workers persist between epochs)."""

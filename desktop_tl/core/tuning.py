@@ -131,3 +131,124 @@ def choose_layout(requested: str, device: torch.device, model: nn.Module, arch: 
         remembered = False
         _remember(key, speedup)
     return LayoutChoice("channels_last" if speedup >= MIN_GAIN else "contiguous", speedup, remembered)
+
+
+AUTO_BATCH_START = 32
+AUTO_BATCH_LIMIT = 512      # beyond this, larger batches rarely train faster and generalise worse
+AUTO_BATCH_MARGIN = 0.9     # keep 10% of the largest batch that fitted free (fragmentation, peaks)
+
+
+@dataclass(frozen=True)
+class BatchSizeSearch:
+    """Outcome of the automatic batch size search."""
+
+    batch_size: int
+    largest_fitting: int      # the largest batch the probes ran without running out of memory
+    limit: int                # the cap from the dataset size and AUTO_BATCH_LIMIT
+    probes: int               # forward + backward passes tried
+    seconds: float
+
+    def describe(self, device_name: str) -> str:
+        """One line for the run's log."""
+        fitted = (f"the largest that fits in the memory of {device_name} is {self.largest_fitting}"
+                  if self.largest_fitting < self.limit else f"{self.limit} fits in the memory of {device_name}")
+        return (f"Automatic batch size: {self.batch_size} ({fitted}; capped at {self.limit} so that an epoch has "
+                f"several steps; {self.probes} probes in {self.seconds:.1f} s).")
+
+
+def batch_limit(train_images: int) -> int:
+    """The largest automatic batch: a power of two that leaves at least 8 steps per epoch, 8 to 512."""
+    limit = 8
+    while limit * 2 <= min(AUTO_BATCH_LIMIT, train_images // 8):
+        limit *= 2
+    return limit
+
+
+def search_batch_size(fits, limit: int, start: int = AUTO_BATCH_START) -> tuple[int, int]:
+    """The largest batch size b <= `limit` with `fits(b)` true, assuming fits is monotone; (b, probes).
+
+    Doubles from `start` until a probe fails (or `limit`), halves when `start` already fails, then
+    bisects the gap to within 1/8 of its lower end: typically 5-8 probes. 0 when even 1 fails.
+    """
+    probes = 0
+
+    def probe(batch: int) -> bool:
+        nonlocal probes
+        probes += 1
+        return fits(batch)
+
+    good, bad = 0, limit + 1
+    batch = min(start, limit)
+    while True:
+        if probe(batch):
+            good = batch
+            if batch >= limit:
+                return good, probes
+            batch = min(batch * 2, limit)
+        else:
+            bad = batch
+            if good or batch == 1:
+                break
+            batch //= 2
+    while bad - good > max(1, good // 8):
+        middle = (good + bad) // 2
+        if probe(middle):
+            good = middle
+        else:
+            bad = middle
+    return good, probes
+
+
+def out_of_memory_probe(model: nn.Module, device: torch.device, image_size: tuple[int, int], channels_last: bool,
+                        amp_dtype: torch.dtype | None):
+    """`fits(batch)`: whether one training forward + backward of `batch` images fits on `device`, with room
+    for AdamW's two state tensors per trainable weight. The model's weights, BatchNorm statistics,
+    gradients and the RNG are left as they were."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def fits(batch: int) -> bool:
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        devices = [device] if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                optimizer_state = torch.empty(2 * trainable, device=device)
+                inputs = torch.randn(batch, 3, *image_size, device=device)
+                if channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    loss = model(inputs).float().square().mean()
+                loss.backward()
+                del optimizer_state, inputs, loss
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            model.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, b in model.named_buffers():
+                    b.copy_(buffers[name])
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    return fits
+
+
+def automatic_batch_size(model: nn.Module, device: torch.device, image_size: tuple[int, int], limit: int,
+                         channels_last: bool, amp_dtype: torch.dtype | None) -> BatchSizeSearch:
+    """The batch size for `--batch-size auto` on a GPU: 90% of the largest that fits (a multiple of 8
+    when above 8), at most `limit` (see `batch_limit`). Raises UserError when not even one image fits."""
+    started = time.perf_counter()
+    was_training = model.training
+    model.train()
+    try:
+        largest, probes = search_batch_size(out_of_memory_probe(model, device, image_size, channels_last, amp_dtype),
+                                            limit)
+    finally:
+        model.train(was_training)
+    if largest == 0:
+        raise UserError("Out of memory even with one image at a time.",
+                        "Lower --image-size, pick a smaller model, or use --device cpu.")
+    batch = largest if largest >= limit else max(1, int(largest * AUTO_BATCH_MARGIN))
+    if batch > 8:
+        batch -= batch % 8
+    return BatchSizeSearch(batch, largest, limit, probes, time.perf_counter() - started)

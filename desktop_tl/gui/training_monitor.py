@@ -231,7 +231,10 @@ class TrainingMonitor(QWidget):
 
     def _build_form(self) -> None:
         self.epochs = QSpinBox(minimum=1, maximum=1000)
-        self.batch_size = QSpinBox(minimum=1, maximum=4096)
+        self.batch_size = QSpinBox(minimum=0, maximum=4096)
+        self.batch_size.setSpecialValueText("auto")
+        self.batch_size.setToolTip("Images per training step; auto (0) uses the largest that fits in the GPU's "
+                                   "memory, or 32 on a CPU")
         self.lr = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0001)
         self.image_size = QSpinBox(minimum=0, maximum=1024, singleStep=32)
         self.image_size.setSpecialValueText("model default")

@@ -57,6 +57,8 @@ def test_form_shows_device_and_writes_config(monitor, app_state):
     monitor.augment.setCurrentText("strong")
     assert (app_state.config.epochs, app_state.config.image_size, app_state.config.augment) == (3, None, "strong")
     assert monitor.image_size.text() == "model default"
+    monitor.batch_size.setValue(0)
+    assert app_state.config.batch_size == 0 and monitor.batch_size.text() == "auto"
     assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
 
 
