@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode every image every epoch instead of caching the resized images")
     p.add_argument("--no-feature-cache", action="store_true",
                    help="run the frozen backbone every epoch (head-only training without augmentation)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model when it pays for itself in this run (GPU, long runs)")
     p.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
                    help="tensor layout: auto measures both once per model on a CPU (channels_last on a GPU)")
     split_args(p)

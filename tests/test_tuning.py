@@ -199,3 +199,27 @@ def test_cli_accepts_batch_size_auto():
     assert args.batch_size == 0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "run", "--batch-size", "many"])
+
+
+# -- torch.compile only when it pays for itself -------------------------------------------------------------
+
+def test_compile_pays_off_only_for_long_enough_runs():
+    steps = [5.0, 5.0] + [0.5] * 6                    # warm-up steps do not count
+    worth, why = tuning.compile_pays_off(steps, remaining_steps=10_000)
+    assert worth and "10000 steps left at 0.500 s" in why
+    assert not tuning.compile_pays_off(steps, remaining_steps=100)[0]
+
+
+@pytest.mark.parametrize("cost, compiled", [(0.0, True), (1e9, False)])
+def test_compile_is_decided_after_timed_eager_steps(cost, compiled, tmp_path, small_dataset, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tuning, "COMPILE_SECONDS", cost)
+    monkeypatch.setattr(train.torch, "compile", lambda model: calls.append(model) or model)
+    run = tmp_path / "run"
+    create_run(run, small_dataset, TrainConfig(epochs=1, batch_size=2, image_size=64, num_workers=0, augment="none",
+                                               freeze="all", compile=True, memory_format="contiguous"), SPLIT)
+    events = list(train_run(run))
+    assert not any(isinstance(e, Failed) for e in events), events[-1]
+    notes = [e.text for e in events if isinstance(e, Message) and e.text.startswith("torch.compile")]
+    assert len(notes) == 1 and ("compiling the model now" in notes[0]) == compiled
+    assert len(calls) == int(compiled)

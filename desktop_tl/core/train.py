@@ -27,8 +27,8 @@ from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Fa
 from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
 from desktop_tl.core.preprocess import Preprocessing
 from desktop_tl.core.runs import METRICS_FILE, RunInfo, load_index, open_run, write_run_info
-from desktop_tl.core.tuning import (AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit,
-                                    choose_layout)
+from desktop_tl.core.tuning import (AUTO_BATCH_START, COMPILE_PROBE_STEPS, LayoutChoice, automatic_batch_size,
+                                    batch_limit, choose_layout, compile_pays_off)
 from desktop_tl.core.atomic import atomic_write_json
 
 
@@ -137,7 +137,8 @@ class _Trainer:
                                            lr=cfg.lr)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, weight=self._class_weights())
         self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.loss_fn.weight)
-        self.forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        self.forward_model: nn.Module = self.model   # torch.compile'd once it is known to pay (`--compile`)
+        self._eager_step_seconds: list[float] | None = [] if cfg.compile else None
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0}
 
@@ -341,6 +342,8 @@ class _Trainer:
                     continue
                 loaded.extend(items.tolist())
                 loss, batch_correct = yield from self._step_with_oom_recovery(images, labels, mode)
+                if self._eager_step_seconds is not None and mode == "model":
+                    yield from self._consider_compiling(time.perf_counter() - batch_started, total_steps)
                 if mode == "extract":
                     self.features["train"].update(zip(items.tolist(), self._new_features))
                 # sums over ranks: every figure is the one of the global batch
@@ -366,6 +369,22 @@ class _Trainer:
             raise UserError("No training image could be read in this epoch.",
                             "Check that the dataset folder is still there and readable.")
         return total_loss / seen, correct / seen, seen
+
+    def _consider_compiling(self, step_seconds: float, total_steps: int) -> Iterator[TrainEvent]:
+        """With `--compile`: after a few timed eager steps, compile the model if that pays for itself
+        within the rest of the run (see core.tuning.compile_pays_off); say what was decided and why."""
+        self._eager_step_seconds.append(step_seconds)
+        if len(self._eager_step_seconds) < COMPILE_PROBE_STEPS:
+            return
+        worth, figures = compile_pays_off(self._eager_step_seconds, total_steps - self.state["step"])
+        self._eager_step_seconds = None
+        # every rank compiles or none does, so that all compute alike
+        worth = bool(distributed.all_reduce_min(torch.tensor([int(worth)], device=self.device)).item())
+        if worth:
+            self.forward_model = torch.compile(self.model)
+            yield Message("info", f"torch.compile: compiling the model now ({figures}).")
+        else:
+            yield Message("info", f"torch.compile skipped: it would not pay for itself in this run ({figures}).")
 
     def _step_with_oom_recovery(self, images: torch.Tensor, labels: torch.Tensor, mode: str = "model"):
         """One optimizer step; on out-of-memory the micro-batch halves and the step is retried.

@@ -252,3 +252,21 @@ def automatic_batch_size(model: nn.Module, device: torch.device, image_size: tup
     if batch > 8:
         batch -= batch % 8
     return BatchSizeSearch(batch, largest, limit, probes, time.perf_counter() - started)
+
+
+COMPILE_PROBE_STEPS = 8        # eager steps timed before deciding (the first 2 are warm-up)
+COMPILE_SECONDS = 60.0         # assumed cost of compiling a timm model (typically 30-90 s on a GPU)
+COMPILE_STEP_GAIN = 0.2        # assumed share of a step's time that compiling saves (typically 10-40%)
+
+
+def compile_pays_off(eager_step_seconds: list[float], remaining_steps: int) -> tuple[bool, str]:
+    """Whether `torch.compile` is worth it for the rest of a run, from its timed eager steps; and why.
+
+    It pays when the time it is expected to save over the remaining steps exceeds the time compiling takes.
+    """
+    timed = sorted(eager_step_seconds[2:] or eager_step_seconds)
+    step = timed[len(timed) // 2]
+    saving = remaining_steps * step * COMPILE_STEP_GAIN
+    figures = (f"{remaining_steps} steps left at {step:.3f} s each; compiling is expected to save about "
+               f"{saving:.0f} s and to cost about {COMPILE_SECONDS:.0f} s")
+    return saving > COMPILE_SECONDS, figures
