@@ -7,10 +7,10 @@ curves are redrawn by a ~15 Hz timer, never once per batch.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,9 +51,21 @@ def new_run_dir(base: Path) -> Path:
     return candidate
 
 
+@functools.cache
+def _torch_default_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()   # one per physical core; read before any run changes it
+
+
 def compute_threads() -> int:
-    """CPU threads for training: all cores but one, which stays free so the window keeps responding."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """CPU threads for training in the window: torch's default, as `desktop-tl train` uses, so training in
+    the window is as fast as headless. The window stays responsive without a spare core (training runs on
+    the worker thread; curves redraw at 15 Hz); only from 8 cores up is one left free, costing at most an
+    eighth. (Reserving one of 2 cores cost 35% of the speed and bought no responsiveness:
+    benchmarks/bench_gui_train.py.)"""
+    default = _torch_default_threads()
+    return default - 1 if default >= 8 else default
 
 
 def detect_devices() -> list[tuple[str, str]]:
