@@ -256,3 +256,24 @@ def test_transforms_survive_spawned_loader_workers():
         clone = pickle.loads(pickle.dumps(transform))
         value = image if "Cached" in type(clone).__name__ else Image.fromarray(image)
         assert clone(value).shape == (3, 32, 32)
+
+
+def test_cached_light_augmentation_is_seeded_per_item_and_leaves_the_global_rng_alone():
+    from desktop_tl.core.data import _seeded, cached_train_transform, random_resized_box
+
+    prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    entry = np.random.default_rng(0).integers(0, 256, (37, 37, 3), dtype=np.uint8)
+    transform = cached_train_transform(prep, "light")
+    state = torch.get_rng_state()
+    views = [_seeded(transform, entry, seed) for seed in range(40)]
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(v.shape == (3, 32, 32) and v.dtype == torch.float32 for v in views)
+    assert torch.equal(_seeded(transform, entry, 3), views[3])                 # same seed, same view
+    assert len({v.numpy().tobytes() for v in views}) == 40                    # different seeds differ
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        top, left, h, w = random_resized_box(rng, 37, 50, (0.6, 1.0))
+        assert 0 <= top and top + h <= 37 and 0 <= left and left + w <= 50
+        assert 0.55 <= h * w / (37 * 50) <= 1.0 and 3 / 4 - 0.05 <= w / h <= 4 / 3 + 0.05
+    # a strip far from the allowed aspect ratios falls back to its centre crop of the nearest ratio
+    assert random_resized_box(np.random.default_rng(0), 10, 200, (0.99, 1.0)) == (0, 93, 10, 13)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from desktop_tl.core import decode_cache
 from desktop_tl.core.decode_cache import (DecodeCache, budget_bytes, cache_box, clear_cache, decode_cache_dir,
@@ -121,7 +120,7 @@ def test_stale_temporary_files_are_removed_fresh_ones_kept():
 
 
 def test_clear_removes_every_cache_and_reports_sizes():
-    a, b = _open("a"), _open("b")
+    a, _ = _open("a"), _open("b")
     a.put("a-0", np.ones((*cache_box(PREP), 3), np.uint8))
     a.commit(["a-0"])
     files = list_cache_files()

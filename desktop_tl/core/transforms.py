@@ -32,6 +32,10 @@ class _AugmentTransform:
         return torch.from_numpy(to_normalized_array(self.pipeline(image), self.prep))
 
 
+LIGHT_CROP_SCALE = (0.6, 1.0)           # `light`: random resized crop of 60-100% of the area, then a flip
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
 def eval_transform(prep: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """Deterministic evaluation transform: the same numpy code the ONNX predictor runs."""
     return _EvalTransform(prep)
@@ -43,7 +47,8 @@ def train_transform(prep: Preprocessing, augment: str) -> Callable[[Image.Image]
         return eval_transform(prep)
     interpolation = v2.InterpolationMode(prep.interpolation)
     if augment == "light":
-        ops = [v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), interpolation=interpolation),
+        ops = [v2.RandomResizedCrop(prep.input_size, scale=LIGHT_CROP_SCALE, ratio=CROP_RATIO,
+                                    interpolation=interpolation),
                v2.RandomHorizontalFlip()]
     else:
         ops = [v2.RandomResizedCrop(prep.input_size, scale=(0.3, 1.0), interpolation=interpolation),
