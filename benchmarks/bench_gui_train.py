@@ -6,7 +6,7 @@ full fine-tune, light augmentation) and the same run layout are trained by:
   headless      `desktop-tl train` as the CLI runs it: `create_run`, then `cli.run_training` (torch's default
                 thread count, which the CLI leaves alone), in a fresh process;
   headless@N    the same, with `torch.set_num_threads(compute_threads())` first: the thread count the window
-                trains with (cores - 1, so one core stays free for the window), to show where a gap comes from;
+                trains with (`compute_threads()`: torch's default, minus one from 8 cores up), to show where a gap comes from;
   window        a real `MainWindow`, shown (QT_QPA_PLATFORM=offscreen), in a fresh process: the dataset is
                 imported through the dataset panel, "Everything" pressed in the layer tree, the training form
                 filled in and Start clicked; the Qt event loop runs, the progress bar, log and live curves update.
@@ -118,7 +118,7 @@ def child_window(args: argparse.Namespace) -> dict:
 
     variant = set(args.variant.split(","))
     if "all-threads" in variant:
-        # diagnostics only: the window training with every core, like the CLI (the product keeps one free)
+        # diagnostics only: the window training with every logical core (the product uses compute_threads())
         from desktop_tl.gui import training_monitor
 
         training_monitor.compute_threads = lambda: os.cpu_count() or 1

@@ -8,7 +8,6 @@ Run: python benchmarks/bench_predict.py
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 

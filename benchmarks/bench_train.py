@@ -18,7 +18,7 @@ SPLIT = None
 
 
 def engine(data: Path, out: Path, size: int, batch: int, epochs: int, decode_cache: bool, workers: int):
-    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.config import TrainConfig
     from desktop_tl.core.runs import create_run
     from desktop_tl.core.train import train_run
 

@@ -215,7 +215,7 @@ RUN_EDITS = {
     "run.json truncated": (RUN_FILE, None),
     "run.json not an object": (RUN_FILE, lambda d: d.clear() or d.update({"x": [1]})),
     "epochs as text": (RUN_FILE, lambda d: d["config"].update(epochs="8")),
-    "batch size zero": (RUN_FILE, lambda d: d["config"].update(batch_size=0)),
+    "batch size negative": (RUN_FILE, lambda d: d["config"].update(batch_size=-1)),  # 0 means auto
     "classes not a list": (RUN_FILE, lambda d: d.update(classes="brick")),
     "classes differ from the dataset": (RUN_FILE, lambda d: d.update(classes=d["classes"][:2])),
     "config not an object": (RUN_FILE, lambda d: d.update(config=[1, 2])),
