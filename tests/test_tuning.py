@@ -74,6 +74,7 @@ def test_auto_measures_once_then_remembers(fresh_tuning, monkeypatch):
     monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: 1.02)
     other = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "head")
     assert not other.channels_last and other.speedup == 1.02
+    assert other.describe().startswith("CPU memory layout: standard; channels-last would run x1.02")
 
 
 def test_a_damaged_tuning_file_means_measuring_again(fresh_tuning, monkeypatch):
@@ -186,7 +187,8 @@ def test_auto_batch_size_on_a_cpu_is_32_at_most_and_kept_on_resume(fresh_tuning,
         if isinstance(event, CheckpointSaved) and event.epoch == 1:
             control.stop()
     assert events[0].batch_size == 8            # 24 training images: 8 keeps 3 steps per epoch
-    assert any(isinstance(e, Message) and e.text.startswith("Automatic batch size: 8") for e in events)
+    assert any(isinstance(e, Message) and e.text == "Automatic batch size: 8 (capped for 24 training images, so "
+               "that an epoch has several steps)." for e in events)
     events = list(train_run(run))
     assert events[0].batch_size == 8 and not any(isinstance(e, Failed) for e in events)
     assert checkpoint.read_meta(run / checkpoint.LAST)["batch_size"] == 8

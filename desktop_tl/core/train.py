@@ -181,8 +181,10 @@ class _Trainer:
         limit = batch_limit(len(self.train_set))
         if self.device.type != "cuda":
             batch = min(AUTO_BATCH_START, limit)
-            self.notes.append(Message("info", f"Automatic batch size: {batch} (on a {self.device.type.upper()} "
-                                              f"larger batches do not train faster; no memory search needed)."))
+            why = (f"capped for {len(self.train_set)} training images, so that an epoch has several steps"
+                   if limit < AUTO_BATCH_START
+                   else f"on a {self.device.type.upper()} larger batches do not train faster")
+            self.notes.append(Message("info", f"Automatic batch size: {batch} ({why})."))
             return batch
         search = automatic_batch_size(self.model, self.device, self.prep.input_size, max(1, limit // self.world),
                                       self.layout.channels_last, self.amp_dtype)

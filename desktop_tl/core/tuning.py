@@ -45,9 +45,11 @@ class LayoutChoice:
         """One line for the run's log, or None when nothing was measured."""
         if self.speedup is None:
             return None
-        layout = "channels-last" if self.channels_last else "standard (contiguous)"
         how = "measured earlier on this machine" if self.remembered else "measured now, remembered for later runs"
-        return f"CPU memory layout: {layout}; channels-last trains x{self.speedup:.2f} as fast here ({how})."
+        if self.channels_last:
+            return f"CPU memory layout: channels-last, x{self.speedup:.2f} as fast as the standard layout here ({how})."
+        return (f"CPU memory layout: standard; channels-last would run x{self.speedup:.2f} as fast here, "
+                f"not worth it ({how}).")
 
 
 def tuning_key(arch: str, image_size: tuple[int, int], batch: int, freeze: str) -> str:
