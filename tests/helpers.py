@@ -17,3 +17,17 @@ def copy_demo_subset(target: Path, per_class: int, classes: tuple[str, ...] = ()
         for image in sorted(class_dir.glob("*.jpg"))[:per_class]:
             shutil.copy(image, target / class_dir.name / image.name)
     return target
+
+
+def train_until_saved(run_dir: Path, epoch: int = 1) -> list:
+    """Train the run in `run_dir` and press Stop once `epoch` is saved, as a user would; the events."""
+    from desktop_tl.core.events import CheckpointSaved
+    from desktop_tl.core.train import RunControl, train_run
+
+    control = RunControl()
+    events = []
+    for event in train_run(run_dir, control):
+        events.append(event)
+        if isinstance(event, CheckpointSaved) and event.epoch == epoch:
+            control.stop()
+    return events

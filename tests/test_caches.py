@@ -14,11 +14,13 @@ from desktop_tl.core import checkpoint, data
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.data import cached_eval_transform, make_loader, split_dataset
 from desktop_tl.core.decode_cache import DecodeCache, cache_box, decode_entry, eval_array
-from desktop_tl.core.events import BatchProgress, CheckpointSaved, Finished
+from desktop_tl.core.events import BatchProgress, Finished
 from desktop_tl.core.paths import user_cache_dir
 from desktop_tl.core.preprocess import Preprocessing, preprocess
 from desktop_tl.core.runs import create_run, load_index
-from desktop_tl.core.train import RunControl, train_run
+from desktop_tl.core.train import train_run
+
+from helpers import train_until_saved
 
 SPLIT = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=3)
 
@@ -223,10 +225,7 @@ def test_resume_with_the_feature_cache_continues_exactly(tmp_path, small_dataset
     for run in (straight, interrupted):
         create_run(run, small_dataset, _config(epochs=2, freeze="head"), SPLIT)
     list(train_run(straight))
-    control = RunControl()
-    for event in train_run(interrupted, control):
-        if isinstance(event, CheckpointSaved) and event.epoch == 1:
-            control.stop()
+    train_until_saved(interrupted)
     list(train_run(interrupted))
     assert _max_diff(_weights(straight), _weights(interrupted)) <= 1e-6
 

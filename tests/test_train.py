@@ -15,7 +15,7 @@ from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Fai
 from desktop_tl.core.runs import create_run, open_run
 from desktop_tl.core.train import RunControl, lr_factor, train_run
 
-from helpers import copy_demo_subset
+from helpers import copy_demo_subset, train_until_saved
 
 SPLIT = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=3)
 
@@ -80,10 +80,7 @@ def test_resume_continues_exactly(tmp_path, small_dataset):
     for run in (straight, interrupted):
         create_run(run, small_dataset, _config(epochs=2), SPLIT)
     list(train_run(straight))
-    control = RunControl()
-    for event in train_run(interrupted, control):
-        if isinstance(event, CheckpointSaved) and event.epoch == 1:
-            control.stop()
+    train_until_saved(interrupted)
     assert checkpoint.read_meta(interrupted / checkpoint.LAST)["epoch"] == 1
     events = list(train_run(interrupted))
     assert isinstance(events[0], RunStarted) and events[0].start_epoch == 2

@@ -11,10 +11,12 @@ from desktop_tl.core import checkpoint, train, tuning
 from desktop_tl.core.catalog import create_model
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import CheckpointSaved, Failed, Message
+from desktop_tl.core.events import Failed, Message
 from desktop_tl.core.paths import user_cache_dir
 from desktop_tl.core.runs import create_run
-from desktop_tl.core.train import RunControl, train_run
+from desktop_tl.core.train import train_run
+
+from helpers import train_until_saved
 
 CPU = torch.device("cpu")
 SPLIT = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=3)
@@ -96,12 +98,7 @@ def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, smal
     run = tmp_path / "run"
     create_run(run, small_dataset, TrainConfig(epochs=2, batch_size=8, image_size=64, num_workers=0,
                                                freeze="last:1", augment="none"), SPLIT)
-    control = RunControl()
-    events = []
-    for event in train_run(run, control):
-        events.append(event)
-        if isinstance(event, CheckpointSaved) and event.epoch == 1:
-            control.stop()
+    events = train_until_saved(run)
     assert not any(isinstance(e, Failed) for e in events)
     assert any(isinstance(e, Message) and "channels-last" in e.text for e in events)
     assert checkpoint.read_meta(run / checkpoint.LAST)["memory_format"] == "channels_last"
@@ -180,12 +177,7 @@ def test_auto_batch_size_on_a_cpu_is_32_at_most_and_kept_on_resume(fresh_tuning,
     config = TrainConfig(epochs=2, batch_size=0, image_size=64, num_workers=0, augment="none",
                          memory_format="contiguous")
     create_run(run, small_dataset, config, SPLIT)
-    control = RunControl()
-    events = []
-    for event in train_run(run, control):
-        events.append(event)
-        if isinstance(event, CheckpointSaved) and event.epoch == 1:
-            control.stop()
+    events = train_until_saved(run)
     assert events[0].batch_size == 8            # 24 training images: 8 keeps 3 steps per epoch
     assert any(isinstance(e, Message) and e.text == "Automatic batch size: 8 (capped for 24 training images, so "
                "that an epoch has several steps)." for e in events)

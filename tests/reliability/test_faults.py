@@ -20,8 +20,9 @@ from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
 from desktop_tl.core.runs import METRICS_FILE, create_run, load_index, open_run
-from desktop_tl.core.train import RunControl, train_run
+from desktop_tl.core.train import train_run
 
+from helpers import train_until_saved
 from rel_support import copy_demo, files_under, is_root
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -240,12 +241,7 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
 
     # Training: stopped in epoch 2; epoch 1 is kept and the run is not marked finished.
     create_run(run, data, _config(epochs=2), SPLIT)
-    control = RunControl()
-    events = []
-    for event in train_run(run, control):
-        events.append(event)
-        if isinstance(event, CheckpointSaved) and event.epoch == 1:
-            control.stop()
+    events = train_until_saved(run)
     assert isinstance(events[-1], Finished) and events[-1].stopped_by_user and events[-1].epochs_done == 1
     assert open_run(run).status == "running" and not (run / METRICS_FILE).exists()
     state = _snapshot(run)
