@@ -54,7 +54,7 @@ from desktop_tl.gui.item_models import (
     ImageListModel,
     RecordTableModel,
 )
-from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache, pil_to_qimage
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -628,18 +628,11 @@ class DatasetImportPanel(QWidget):
         super().closeEvent(event)
 
 
-if __name__ == "__main__":      # a preview of the panel on its own
+if __name__ == "__main__":      # a preview: python -m desktop_tl.gui.dataset_panel [DATA_DIR]
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    def _import_argument(panel: DatasetImportPanel, _state: AppState, args: list[str]) -> None:
+        if args:
+            panel.import_path(Path(args[0]))
 
-    app = QApplication(sys.argv)
-    engine = EngineController()
-    panel = DatasetImportPanel(AppState(), engine)
-    panel.resize(1000, 700)
-    panel.show()
-    if len(sys.argv) > 1:
-        panel.import_path(Path(sys.argv[1]))
-    code = app.exec()
-    engine.shutdown()
-    sys.exit(code)
+    sys.exit(preview_panel(DatasetImportPanel, 1000, 700, _import_argument))

@@ -37,7 +37,7 @@ from desktop_tl.gui.item_models import (
     fmt_number,
     fmt_percent,
 )
-from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -379,17 +379,9 @@ if __name__ == "__main__":      # a preview: python -m desktop_tl.gui.evaluation
     import json
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    def _open_run(_panel: EvaluationPanel, state: AppState, args: list[str]) -> None:
+        if args:
+            state.set_run(Path(args[0]))
+            state.set_metrics(json.loads((Path(args[0]) / "metrics.json").read_text()))
 
-    app = QApplication(sys.argv)
-    engine = EngineController()
-    app_state = AppState()
-    panel = EvaluationPanel(app_state, engine)
-    if len(sys.argv) > 1:
-        app_state.set_run(Path(sys.argv[1]))
-        app_state.set_metrics(json.loads((Path(sys.argv[1]) / "metrics.json").read_text()))
-    panel.resize(1000, 700)
-    panel.show()
-    code = app.exec()
-    engine.shutdown()
-    sys.exit(code)
+    sys.exit(preview_panel(EvaluationPanel, 1000, 700, _open_run))

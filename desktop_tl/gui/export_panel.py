@@ -31,7 +31,7 @@ from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
 from desktop_tl.core.predict import Prediction
 from desktop_tl.gui.item_models import Column, ImageItem, ImageListModel, RecordTableModel
-from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -336,16 +336,8 @@ class ExportPanel(QWidget):
 if __name__ == "__main__":      # a preview: python -m desktop_tl.gui.export_panel RUN_DIR
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    def _open_run(_panel: ExportPanel, state: AppState, args: list[str]) -> None:
+        if args:
+            state.set_run(Path(args[0]))
 
-    app = QApplication(sys.argv)
-    engine = EngineController()
-    app_state = AppState()
-    panel = ExportPanel(app_state, engine)
-    if len(sys.argv) > 1:
-        app_state.set_run(Path(sys.argv[1]))
-    panel.resize(800, 700)
-    panel.show()
-    code = app.exec()
-    engine.shutdown()
-    sys.exit(code)
+    sys.exit(preview_panel(ExportPanel, 800, 700, _open_run))

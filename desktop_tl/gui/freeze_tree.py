@@ -405,13 +405,6 @@ class FreezeTree(QWidget):
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.freeze_tree
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_tl.gui.panel_support import preview_panel
 
-    app = QApplication(sys.argv)
-    controller = EngineController()
-    panel = FreezeTree(AppState(), controller)
-    panel.resize(560, 640)
-    panel.show()
-    status = app.exec()
-    controller.shutdown()
-    sys.exit(status)
+    sys.exit(preview_panel(FreezeTree, 560, 640))

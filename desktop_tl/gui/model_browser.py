@@ -371,13 +371,6 @@ class ModelBrowser(QWidget):
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.model_browser
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_tl.gui.panel_support import preview_panel
 
-    app = QApplication(sys.argv)
-    controller = EngineController()
-    browser = ModelBrowser(AppState(), controller)
-    browser.resize(520, 600)
-    browser.show()
-    status = app.exec()
-    controller.shutdown()
-    sys.exit(status)
+    sys.exit(preview_panel(ModelBrowser, 520, 600))

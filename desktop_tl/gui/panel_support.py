@@ -4,16 +4,19 @@
   failures and progress only for the jobs this panel submitted.
 - `MessageBar`: a label that shows an error (what + hint) or a note inside a panel.
 - `JobProgress`: a progress bar with a Cancel button, bound to a `JobClient`.
+- `preview_panel`: any panel on its own (`python -m desktop_tl.gui.<panel>`), for a quick look.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Collection
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from desktop_tl.core.events import Failed
+from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
 BUSY_MESSAGE = "Another task is running (training, import or export). Wait for it to finish, then try again."
@@ -161,3 +164,22 @@ class JobProgress(QWidget):
             self.bar.setRange(0, total)
             self.bar.setValue(done)
             self.bar.setFormat(f"{done} / {total}")
+
+
+def preview_panel(panel_type: Callable[[AppState, EngineController], QWidget], width: int, height: int,
+                  prepare: Callable[[QWidget, AppState, list[str]], None] | None = None) -> int:
+    """Show one panel on its own, with a fresh state and engine; the exit status.
+
+    `prepare(panel, state, args)` may use the command-line arguments (a dataset or run folder).
+    """
+    app = QApplication(sys.argv)
+    engine = EngineController()
+    state = AppState()
+    panel = panel_type(state, engine)
+    if prepare is not None:
+        prepare(panel, state, sys.argv[1:])
+    panel.resize(width, height)
+    panel.show()
+    status = app.exec()
+    engine.shutdown()
+    return status

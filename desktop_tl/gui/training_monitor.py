@@ -663,13 +663,6 @@ class TrainingMonitor(QWidget):
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_tl.gui.panel_support import preview_panel
 
-    app = QApplication(sys.argv)
-    controller = EngineController()
-    monitor = TrainingMonitor(AppState(), controller)
-    monitor.resize(900, 650)
-    monitor.show()
-    status = app.exec()
-    controller.shutdown()
-    sys.exit(status)
+    sys.exit(preview_panel(TrainingMonitor, 900, 650))
