@@ -110,6 +110,8 @@ class _Trainer:
         self.trainable, self.total = apply_freeze(self.model, cfg.freeze)
         self.prep = Preprocessing.from_data_config(data_config(self.model), cfg.image_size)
         self.notes: list[Message] = []
+        # what an interrupted run started with (layout, batch size): it continues with the same
+        self.started_with = checkpoint.read_meta(info.run_dir / checkpoint.LAST) if info.has_checkpoint else {}
         # caches stay single-process: ranks would race on the same files and feature dictionaries
         self.cache = self._open_decode_cache() if cfg.decode_cache and self.world == 1 else None
         self.train_set = split_dataset(index, index.split("train"), self.prep, cfg.augment, self.cache)
@@ -153,10 +155,9 @@ class _Trainer:
     def _choose_layout(self) -> LayoutChoice:
         """The memory layout of this run: the one it started with when resuming (so it continues exactly),
         else measured or remembered (see core.tuning); under torchrun every rank takes rank 0's."""
-        if self.info.has_checkpoint:
-            recorded = checkpoint.read_meta(self.info.run_dir / checkpoint.LAST).get("memory_format")
-            if recorded in ("channels_last", "contiguous"):
-                return LayoutChoice(recorded)
+        recorded = self.started_with.get("memory_format")
+        if recorded in ("channels_last", "contiguous"):
+            return LayoutChoice(recorded)
         shared_cpu = self.world > 1 and self.device.type == "cpu"
         choice = LayoutChoice("contiguous")
         if self.main or not shared_cpu:
@@ -176,8 +177,8 @@ class _Trainer:
         or 32 elsewhere, capped so that an epoch has several steps (see core.tuning)."""
         if self.cfg.batch_size:
             return self.cfg.batch_size
-        if self.info.has_checkpoint:
-            return int(checkpoint.read_meta(self.info.run_dir / checkpoint.LAST)["batch_size"])
+        if "batch_size" in self.started_with:
+            return int(self.started_with["batch_size"])
         limit = batch_limit(len(self.train_set))
         if self.device.type != "cuda":
             batch = min(AUTO_BATCH_START, limit)
