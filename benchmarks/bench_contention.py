@@ -12,27 +12,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from common import machine
 
 STEP = r"""
-import time, torch, timm
+import sys, torch, timm
+sys.path.insert(0, {here!r})
+from common import training_step_seconds
 torch.manual_seed(0)
 model = timm.create_model("efficientnet_lite0", num_classes=4).to(memory_format=torch.channels_last)
 x = torch.randn(32, 3, 64, 64).contiguous(memory_format=torch.channels_last)
 y = torch.randint(0, 4, (32,))
-optimizer = torch.optim.AdamW(model.parameters())
-seconds = []
-for _ in range(12):
-    started = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    seconds.append(time.perf_counter() - started)
-seconds = sorted(seconds[2:])
+seconds = sorted(training_step_seconds(model, x, y, 12)[2:])
 print(seconds[len(seconds) // 2])
-"""
+""".format(here=str(Path(__file__).resolve().parent))
 POLICIES = {"default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
             "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}}
 

@@ -7,12 +7,10 @@ channels-last: most CNNs gain, some lose. Run: python benchmarks/bench_layout.py
 
 from __future__ import annotations
 
-import time
-
 import torch
 import timm
 
-from common import machine
+from common import machine, training_step_seconds
 
 MODELS = ["efficientnet_lite0", "mobilenetv3_large_100", "resnet18", "resnet50", "efficientnet_b0",
           "convnext_nano", "regnety_008", "vit_small_patch16_224"]
@@ -25,17 +23,7 @@ def images_per_second(name: str, size: int, batch: int, channels_last: bool) -> 
     inputs, labels = torch.randn(batch, 3, size, size), torch.randint(0, 4, (batch,))
     if channels_last:
         model, inputs = model.to(memory_format=torch.channels_last), inputs.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    seconds = []
-    for _ in range(5):
-        started = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        seconds.append(time.perf_counter() - started)
-    return batch / min(seconds[1:])
+    return batch / min(training_step_seconds(model, inputs, labels, 5)[1:])
 
 
 def main() -> None:

@@ -55,6 +55,23 @@ def machine() -> str:
             f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load:.2f} at start")
 
 
+def training_step_seconds(model, inputs, labels, steps: int) -> list[float]:
+    """Wall seconds of `steps` plain training steps (forward, cross-entropy, backward, AdamW) on one batch."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
 class Timer:
     """`with Timer() as t: ...; t.seconds`."""
 
