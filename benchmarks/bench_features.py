@@ -16,7 +16,7 @@ def run(data, out, feature_cache: bool, epochs: int):
     from desktop_tl.core.runs import create_run
     from desktop_tl.core.train import train_run
 
-    config = TrainConfig(epochs=epochs, batch_size=32, image_size=224, freeze="head", augment="none", lr=3e-3,
+    config = TrainConfig(recipe="custom", epochs=epochs, batch_size=32, image_size=224, freeze="head", augment="none", lr=3e-3,
                          feature_cache=feature_cache)
     create_run(out, data, config, SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=0))
     events = list(train_run(out))

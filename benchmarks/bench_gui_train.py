@@ -43,7 +43,7 @@ TICK_MS = 16
 def train_config(args: argparse.Namespace):
     from desktop_tl.core.config import TrainConfig
 
-    return TrainConfig(model="efficientnet_lite0", weights="bundled", freeze="all", epochs=args.epochs,
+    return TrainConfig(recipe="custom", model="efficientnet_lite0", weights="bundled", freeze="all", epochs=args.epochs,
                        batch_size=args.batch, lr=1e-3, image_size=args.size, augment="light", device="auto")
 
 

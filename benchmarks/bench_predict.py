@@ -39,7 +39,7 @@ def main() -> None:
     print(machine())
     data = replicated_dataset(base / "data", 1)
     run = base / "run"
-    create_run(run, data, TrainConfig(epochs=2, batch_size=32, freeze="head", augment="none", lr=3e-3),
+    create_run(run, data, TrainConfig(recipe="custom", epochs=2, batch_size=32, freeze="head", augment="none", lr=3e-3),
                SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=0))
     list(train_run(run))
     export_onnx(run)

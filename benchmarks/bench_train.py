@@ -22,7 +22,7 @@ def engine(data: Path, out: Path, size: int, batch: int, epochs: int, decode_cac
     from desktop_tl.core.runs import create_run
     from desktop_tl.core.train import train_run
 
-    config = TrainConfig(epochs=epochs, batch_size=batch, image_size=size, freeze="all", augment="light", lr=1e-3,
+    config = TrainConfig(recipe="custom", epochs=epochs, batch_size=batch, image_size=size, freeze="all", augment="light", lr=1e-3,
                          num_workers=workers, decode_cache=decode_cache, label_smoothing=0.0)
     create_run(out, data, config, SPLIT)
     return engine_epochs(train_run(out))

@@ -76,7 +76,7 @@ def real(name: str, batch: int, size: int, copies: int, base) -> float:
         replicated_dataset(data, copies)
     run = base / f"run_{name}"
     weights = "bundled" if name == "efficientnet_lite0" else "none"
-    config = TrainConfig(model=name, weights=weights, epochs=2, batch_size=batch, image_size=size, freeze="all",
+    config = TrainConfig(recipe="custom", model=name, weights=weights, epochs=2, batch_size=batch, image_size=size, freeze="all",
                          augment="light", device="cuda")
     create_run(run, data, config, SplitConfig(val_fraction=0.05, test_fraction=0.05, seed=0))
     seconds, _ = epoch_train_seconds(train_run(run))

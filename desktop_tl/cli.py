@@ -79,18 +79,39 @@ def _batch_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
-def _train_config(args: argparse.Namespace):
-    from desktop_tl.core.config import SplitConfig, TrainConfig
+# settings the automatic recipe decides: giving one of them means training with the custom recipe
+CUSTOM_SETTINGS = {"freeze": "freeze", "epochs": "epochs", "lr": "lr", "image_size": "image_size",
+                   "augment": "augment", "label_smoothing": "label_smoothing", "class_weighted": "class_weighted",
+                   "early_stopping": "early_stopping_patience", "layer_decay": "layer_decay"}
 
+
+def _recipe(args: argparse.Namespace) -> tuple[str, dict]:
+    """The recipe and the custom settings given; `--recipe auto` with custom settings is a UserError."""
+    given = {field: getattr(args, option) for option, field in CUSTOM_SETTINGS.items()
+             if getattr(args, option) is not None and getattr(args, option) is not False}
+    if args.recipe == "auto" and given:
+        flags = ", ".join("--" + option.replace("_", "-") for option, field in CUSTOM_SETTINGS.items()
+                          if field in given)
+        raise UserError(f"{flags} cannot be combined with --recipe auto: the automatic recipe chooses them.",
+                        "Leave them out, or add --recipe custom to set them yourself.")
+    recipe = args.recipe or ("custom" if given else "auto")
+    if recipe == "custom" and not args.recipe:
+        print("Note: training with the custom recipe, because "
+              + ", ".join("--" + o.replace("_", "-") for o, f in CUSTOM_SETTINGS.items() if f in given)
+              + " was given (the automatic recipe would choose it).")
+    return recipe, given
+
+
+def _train_config(args: argparse.Namespace):
+    from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget
+
+    recipe, custom = _recipe(args)
     model = args.model or TrainConfig().model
     config = TrainConfig(
-        model=model, weights=_weights_choice(model, args.weights),
-        freeze=args.freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        image_size=args.image_size, augment=args.augment, device=args.device, seed=args.seed,
-        label_smoothing=args.label_smoothing, class_weighted=args.class_weighted,
-        early_stopping_patience=args.early_stopping, layer_decay=args.layer_decay, num_workers=args.workers,
-        decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache, compile=args.compile,
-        memory_format=args.memory_format)
+        model=model, weights=_weights_choice(model, args.weights), recipe=recipe, budget=parse_budget(args.budget),
+        orientation=args.orientation, batch_size=args.batch_size, device=args.device, seed=args.seed,
+        num_workers=args.workers, decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache,
+        compile=args.compile, memory_format=args.memory_format, **custom)
     return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
 
 
@@ -99,7 +120,8 @@ def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> in
 
     `silent` (ranks other than 0 under torchrun) prints nothing but errors.
     """
-    from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
+    from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, Planned,
+                                        RunStarted)
     from desktop_tl.core.train import RunControl, train_run
 
     control = RunControl()
@@ -123,19 +145,23 @@ def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> in
             print(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
                   f"{event.total_epochs} epochs, {where}; {event.trainable_params:,} of {event.total_params:,} "
                   f"parameters train.")
+        elif isinstance(event, Planned):
+            print(("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines))
         elif isinstance(event, BatchProgress):
             now = time.monotonic()
             if quiet or (not tty and now - last_line < 5 and event.batch != event.batches):
                 continue
             last_line = now
+            figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase == "train"
+                       else "linear probe: computing features")
             line = (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} "
-                    f"loss {event.loss:.3f} acc {event.accuracy:.1%} {event.images_per_sec:.1f} img/s "
-                    f"ETA {_duration(event.eta_seconds)}")
+                    f"{figures} {event.images_per_sec:.1f} img/s ETA {_duration(event.eta_seconds)}")
             print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", flush=True)
         elif isinstance(event, EpochEnd):
             mark = " (best so far)" if event.is_best else ""
+            stage = " (linear probe)" if event.stage == "probe" else ""
             print(("\n" if tty and not quiet else "") +
-                  f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} acc "
+                  f"epoch {event.epoch}/{event.epochs}{stage}: train loss {event.train_loss:.3f} acc "
                   f"{event.train_accuracy:.1%} | val loss {event.val_loss:.3f} acc {event.val_accuracy:.1%} "
                   f"| {event.seconds:.1f}s{mark}")
         elif isinstance(event, CheckpointSaved):
@@ -289,7 +315,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget
     from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
     from desktop_tl.core.paths import resource_path
     from desktop_tl.core.runs import create_run
@@ -297,10 +323,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_dir = Path(args.out) if args.out else DEMO_RUNS / time.strftime("demo-%Y%m%d-%H%M%S")
     data = resource_path("demo", "images")
     started = time.perf_counter()
-    print(f"Demo: fine-tuning the bundled EfficientNet-Lite0 on the demo images in {data}")
+    print(f"Demo: the automatic recipe with the bundled EfficientNet-Lite0 on the demo images in {data}")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} is not empty.", "Remove it or pass --out with a new folder.")
-    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=2e-3, augment="light")
+    config = TrainConfig(recipe="auto", budget=parse_budget(args.budget))
     create_run(run_dir, data, config, SplitConfig(seed=0), progress=_progress_printer("Importing"))
     status = run_training(run_dir)
     if status:
@@ -408,19 +434,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for checkpoints, metrics and exports")
     p.add_argument("--model", help="architecture (default efficientnet_lite0; see `desktop-tl models`)")
     p.add_argument("--weights", help="bundled | hf | hf:REPO | imported:ID | PATH | none")
-    p.add_argument("--freeze", default="head", help="head (classifier only) | last:N | all (full fine-tune)")
-    p.add_argument("--epochs", type=int, default=8, help="planned total number of epochs")
-    p.add_argument("--batch-size", type=_batch_size, default=32, metavar="N|auto",
-                   help="images per optimizer step; auto: the largest that fits on the GPU (32 on a CPU)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
-    p.add_argument("--image-size", type=int, help="override the model's input size")
-    p.add_argument("--augment", default="light", choices=["none", "light", "strong"])
+    p.add_argument("--recipe", choices=["auto", "custom"],
+                   help="auto (default): plan the run from the data, the model, this machine's speed and --budget; "
+                        "custom: train with the settings below (implied when one of them is given)")
+    p.add_argument("--budget", default="balanced", metavar="quick|balanced|best|DURATION",
+                   help="time the automatic recipe may take at most: quick (2 min), balanced (10 min, default), "
+                        "best (60 min) or a duration such as 20m or 1h30m; it stops sooner when validation stops "
+                        "improving")
+    p.add_argument("--orientation", default="auto", choices=["auto", "fixed", "free"],
+                   help="automatic recipe: may images be flipped and turned? auto: decided on the validation split; "
+                        "fixed: never (e.g. chest films); free: flips and 90-degree rotations (e.g. microscopy)")
+    custom = p.add_argument_group("custom recipe (giving one of these means --recipe custom)")
+    custom.add_argument("--freeze", help="head (classifier only; default) | last:N | all (full fine-tune) | "
+                                         "modules:NAME,NAME")
+    custom.add_argument("--epochs", type=int, help="planned total number of epochs (default 8)")
+    custom.add_argument("--lr", type=float, help="peak learning rate (AdamW, warm-up then cosine; default 0.001)")
+    custom.add_argument("--image-size", type=int, help="override the model's input size")
+    custom.add_argument("--augment", choices=["none", "light", "strong"], help="augmentation preset (default light)")
+    custom.add_argument("--label-smoothing", type=float, help="default 0.1")
+    custom.add_argument("--class-weighted", action="store_true", help="weight the loss against class imbalance")
+    custom.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="stop after PATIENCE epochs without a better validation loss (default 0: off)")
+    custom.add_argument("--layer-decay", type=float, help="layer-wise LR decay for unfrozen blocks (e.g. 0.7)")
+    p.add_argument("--batch-size", type=_batch_size, default=0, metavar="N|auto",
+                   help="images per optimizer step; auto (default): the recipe's choice, or the largest that fits "
+                        "on the GPU")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--class-weighted", action="store_true", help="weight the loss against class imbalance")
-    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation loss (0: off)")
-    p.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise LR decay for unfrozen blocks (e.g. 0.7)")
     p.add_argument("--workers", type=int, default=-1, help="data-loading processes (-1: from the cores)")
     p.add_argument("--no-decode-cache", action="store_true",
                    help="decode every image every epoch instead of caching the resized images")
@@ -456,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="fine-tune the bundled model on the shipped demo images and export it")
     p.add_argument("--out", help=f"run folder (default: a new {DEMO_RUNS}/demo-DATE-TIME folder)")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--budget", default="quick", metavar="quick|balanced|best|DURATION",
+                   help="time the automatic recipe may take at most (default quick: 2 minutes)")
     p.add_argument("--no-window", dest="window", action="store_false",
                    help="do not open the window at the end, even where a display exists")
     p.set_defaults(func=cmd_demo)

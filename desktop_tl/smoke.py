@@ -169,7 +169,7 @@ def _step_train(ctx: dict) -> str:
     from desktop_tl.core.train import train_run
 
     run_dir = ctx["tmp"] / "run"
-    config = TrainConfig(weights="bundled", epochs=1, batch_size=8, image_size=IMAGE_SIZE, augment="none",
+    config = TrainConfig(recipe="custom", weights="bundled", epochs=1, batch_size=8, image_size=IMAGE_SIZE, augment="none",
                          device="cpu", num_workers=0, seed=0)
     create_run(run_dir, ctx["data"], config, SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0))
     batches, finished, notes = 0, None, []

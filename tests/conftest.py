@@ -76,7 +76,7 @@ def trained_run(tmp_path_factory, small_dataset) -> Path:
     from desktop_tl.core.train import train_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    config = TrainConfig(epochs=1, batch_size=8, image_size=64, num_workers=0, augment="none")
+    config = TrainConfig(recipe="custom", epochs=1, batch_size=8, image_size=64, num_workers=0, augment="none")
     create_run(run_dir, small_dataset, config, SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=1))
     events = list(train_run(run_dir))
     assert not any(isinstance(e, Failed) for e in events), events[-1]

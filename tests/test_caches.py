@@ -142,7 +142,7 @@ def test_workers_fill_the_cache_and_a_vanished_file_is_still_skipped(small_datas
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(epochs=2, batch_size=8, image_size=64, num_workers=0, augment="none", freeze="last:1")
+    base = dict(recipe="custom", epochs=2, batch_size=8, image_size=64, num_workers=0, augment="none", freeze="last:1")
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -232,7 +232,7 @@ def test_resume_with_the_feature_cache_continues_exactly(tmp_path, small_dataset
 
 def test_feature_cache_is_not_used_with_augmentation_or_dropout():
     from desktop_tl.core.catalog import create_model
-    from desktop_tl.core.train import _splits_cleanly
+    from desktop_tl.core.training.probe import splits_cleanly as _splits_cleanly
 
     model, _ = create_model("efficientnet_lite0", "none", 3)
     prep = _prep()
@@ -258,7 +258,8 @@ def test_transforms_survive_spawned_loader_workers():
 
 
 def test_cached_light_augmentation_is_seeded_per_item_and_leaves_the_global_rng_alone():
-    from desktop_tl.core.data import _seeded, cached_train_transform, random_resized_box
+    from desktop_tl.core.data import _seeded, cached_train_transform
+    from desktop_tl.core.transforms import random_resized_box
 
     prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     entry = np.random.default_rng(0).integers(0, 256, (37, 37, 3), dtype=np.uint8)

@@ -30,7 +30,7 @@ def test_automatic_batch_size_fits_the_gpu_and_frees_its_probes():
 
 def test_a_run_with_automatic_batch_size_trains_on_the_gpu(tmp_path, small_dataset):
     run = tmp_path / "run"
-    create_run(run, small_dataset, TrainConfig(epochs=1, batch_size=0, image_size=128, freeze="all",
+    create_run(run, small_dataset, TrainConfig(recipe="custom", epochs=1, batch_size=0, image_size=128, freeze="all",
                                                num_workers=0), SplitConfig(0.2, 0.2, seed=0))
     events = list(train_run(run))
     assert not any(isinstance(e, Failed) for e in events), events[-1]

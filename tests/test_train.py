@@ -13,7 +13,8 @@ from desktop_tl.core import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, RunStarted
 from desktop_tl.core.runs import create_run, open_run
-from desktop_tl.core.train import RunControl, lr_factor, train_run
+from desktop_tl.core.train import RunControl, train_run
+from desktop_tl.core.training.loop import lr_factor
 
 from helpers import copy_demo_subset, train_until_saved
 
@@ -21,7 +22,7 @@ SPLIT = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=3)
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(epochs=2, batch_size=8, image_size=64, num_workers=0, augment="light", freeze="last:1")
+    base = dict(recipe="custom", epochs=2, batch_size=8, image_size=64, num_workers=0, augment="light", freeze="last:1")
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -126,7 +127,7 @@ def test_pretrained_head_beats_random_init_at_the_same_budget(tmp_path):
     scores = {}
     for weights, freeze in (("bundled", "head"), ("none", "all")):
         run = tmp_path / weights
-        create_run(run, data, TrainConfig(epochs=3, batch_size=16, image_size=96, num_workers=0, lr=3e-3,
+        create_run(run, data, TrainConfig(recipe="custom", epochs=3, batch_size=16, image_size=96, num_workers=0, lr=3e-3,
                                           weights=weights, freeze=freeze, augment="none"), split)
         finished = list(train_run(run))[-1]
         scores[weights] = finished.metrics["test"]["accuracy"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from desktop_tl.core import checkpoint, train, tuning
+from desktop_tl.core import checkpoint, tuning
 from desktop_tl.core.catalog import create_model
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
@@ -15,6 +15,7 @@ from desktop_tl.core.events import Failed, Message
 from desktop_tl.core.paths import user_cache_dir
 from desktop_tl.core.runs import create_run
 from desktop_tl.core.train import train_run
+from desktop_tl.core.training.step import Stepper
 
 from helpers import train_until_saved
 
@@ -96,7 +97,7 @@ def test_unknown_memory_format_is_a_clear_error():
 def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, small_dataset, monkeypatch):
     monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: 1.5)
     run = tmp_path / "run"
-    create_run(run, small_dataset, TrainConfig(epochs=2, batch_size=8, image_size=64, num_workers=0,
+    create_run(run, small_dataset, TrainConfig(recipe="custom", epochs=2, batch_size=8, image_size=64, num_workers=0,
                                                freeze="last:1", augment="none"), SPLIT)
     events = train_until_saved(run)
     assert not any(isinstance(e, Failed) for e in events)
@@ -107,13 +108,13 @@ def test_run_records_its_layout_and_resume_keeps_it(fresh_tuning, tmp_path, smal
     fresh_tuning.unlink()
     monkeypatch.setattr(tuning, "measure_channels_last_speedup", lambda *a: pytest.fail("measured on resume"))
     seen_layouts = []
-    original_step = train._Trainer._step
+    original_step = Stepper._step
 
     def spy(self, inputs, labels, global_count, mode="model"):
-        seen_layouts.append(self.layout.memory_format)
+        seen_layouts.append("channels_last" if self.channels_last else "contiguous")
         return original_step(self, inputs, labels, global_count, mode)
 
-    monkeypatch.setattr(train._Trainer, "_step", spy)
+    monkeypatch.setattr(Stepper, "_step", spy)
     events = list(train_run(run))
     assert not any(isinstance(e, Failed) for e in events), events[-1]
     assert set(seen_layouts) == {"channels_last"}
@@ -174,7 +175,7 @@ def test_memory_probe_finds_a_simulated_memory_limit_and_leaves_the_model_alone(
 
 def test_auto_batch_size_on_a_cpu_is_32_at_most_and_kept_on_resume(fresh_tuning, tmp_path, small_dataset):
     run = tmp_path / "run"
-    config = TrainConfig(epochs=2, batch_size=0, image_size=64, num_workers=0, augment="none",
+    config = TrainConfig(recipe="custom", epochs=2, batch_size=0, image_size=64, num_workers=0, augment="none",
                          memory_format="contiguous")
     create_run(run, small_dataset, config, SPLIT)
     events = train_until_saved(run)
@@ -208,9 +209,9 @@ def test_compile_pays_off_only_for_long_enough_runs():
 def test_compile_is_decided_after_timed_eager_steps(cost, compiled, tmp_path, small_dataset, monkeypatch):
     calls = []
     monkeypatch.setattr(tuning, "COMPILE_SECONDS", cost)
-    monkeypatch.setattr(train.torch, "compile", lambda model: calls.append(model) or model)
+    monkeypatch.setattr(torch, "compile", lambda model: calls.append(model) or model)
     run = tmp_path / "run"
-    create_run(run, small_dataset, TrainConfig(epochs=1, batch_size=2, image_size=64, num_workers=0, augment="none",
+    create_run(run, small_dataset, TrainConfig(recipe="custom", epochs=1, batch_size=2, image_size=64, num_workers=0, augment="none",
                                                freeze="all", compile=True, memory_format="contiguous"), SPLIT)
     events = list(train_run(run))
     assert not any(isinstance(e, Failed) for e in events), events[-1]

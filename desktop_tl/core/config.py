@@ -8,6 +8,11 @@ from typing import Any
 from desktop_tl.core.errors import UserError
 
 AUGMENT_PRESETS = ("none", "light", "strong")
+RECIPES = ("auto", "custom")
+ORIENTATIONS = ("auto", "fixed", "free")
+BUDGET_PRESETS = {"quick": 120.0, "balanced": 600.0, "best": 3600.0}   # seconds, upper bounds
+DEFAULT_BUDGET_SECONDS = BUDGET_PRESETS["balanced"]
+BUDGET_RANGE = (10.0, 7 * 24 * 3600.0)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
@@ -35,13 +40,22 @@ class SplitConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything that decides how a run trains; stored with every checkpoint."""
+    """Everything that decides how a run trains; stored with every checkpoint.
+
+    With `recipe` "auto" the run is planned from the data, the model, this machine's measured speed and
+    `budget` (seconds): see core.training.plan; freeze, epochs, lr, augmentation, image size, class
+    weighting, label smoothing, layer decay and early stopping then come from the plan. "custom" trains
+    with exactly the settings below.
+    """
 
     model: str = "efficientnet_lite0"
     weights: str = "bundled"
+    recipe: str = "auto"
+    budget: float = DEFAULT_BUDGET_SECONDS
+    orientation: str = "auto"      # auto: decided on validation; fixed: never flip or rotate; free: flips and rotations
     freeze: str = "head"
     epochs: int = 8
-    batch_size: int = 32           # 0: automatic (the largest that fits on a GPU; see core.tuning)
+    batch_size: int = 0            # 0: automatic (the largest that fits on a GPU; see core.tuning)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -61,6 +75,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UserError for settings that cannot work."""
+        if self.recipe not in RECIPES:
+            raise UserError(f"Unknown recipe {self.recipe!r}.", f"Choose one of {', '.join(RECIPES)}.")
+        if not BUDGET_RANGE[0] <= self.budget <= BUDGET_RANGE[1]:
+            raise UserError(f"The time budget must be between 10 seconds and a week, got {self.budget:g} s.",
+                            "Use quick (2 min), balanced (10 min) or best (60 min).")
+        if self.orientation not in ORIENTATIONS:
+            raise UserError(f"Unknown orientation setting {self.orientation!r}.", f"Choose one of {', '.join(ORIENTATIONS)}.")
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}.", "Use --epochs 5, for example.")
         if self.batch_size < 0:
@@ -78,6 +99,31 @@ class TrainConfig:
             raise UserError(f"Unknown memory format {self.memory_format!r}.", f"Choose one of {', '.join(MEMORY_FORMATS)}.")
         if not 0 < self.layer_decay <= 1:
             raise UserError(f"Layer-wise learning-rate decay must be in (0, 1], got {self.layer_decay}.", "Use 1 to switch it off, or 0.7.")
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from "quick", "balanced", "best", "90s", "10m", "1h" or "1h30m"; UserError otherwise."""
+    text = str(text).strip().lower()
+    if text in BUDGET_PRESETS:
+        return BUDGET_PRESETS[text]
+    total, number = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        for char in text:
+            if char.isdigit() or char == ".":
+                number += char
+            elif char in units and number:
+                total, number = total + float(number) * units[char], ""
+            else:
+                raise ValueError
+        if number:
+            total += float(number) * 60     # a bare number means minutes
+    except ValueError:
+        total = 0.0
+    if not BUDGET_RANGE[0] <= total <= BUDGET_RANGE[1]:
+        raise UserError(f"The time budget {text!r} is not a duration between 10 seconds and a week.",
+                        "Use quick, balanced, best, or a duration such as 10m, 90s or 1h30m.")
+    return total
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from desktop_tl.core.dataset import DatasetIndex, Sample
 from desktop_tl.core.decode_cache import DecodeCache, decode_entry, eval_array
 from desktop_tl.core.imageio import ImageLoadError, load_image
 from desktop_tl.core.preprocess import Preprocessing, to_normalized_array
-from desktop_tl.core.transforms import CROP_RATIO, LIGHT_CROP_SCALE, train_transform
+from desktop_tl.core.transforms import LIGHT, CropFlip, CachedCropFlipAugment, train_transform
 
 
 class ImageDataset(Dataset):
@@ -110,63 +110,26 @@ class _CachedAugment:
         return self.transform(Image.fromarray(entry))
 
 
-def random_resized_box(rng: np.random.Generator, height: int, width: int, scale: tuple[float, float],
-                       ratio: tuple[float, float] = CROP_RATIO) -> tuple[int, int, int, int]:
-    """(top, left, crop height, crop width) of a random crop of `scale` of the area and `ratio` aspect,
-    the way torchvision's RandomResizedCrop draws it (10 tries, then the centre crop of the nearest ratio)."""
-    area = height * width
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
-        crop_w, crop_h = round(np.sqrt(target * aspect)), round(np.sqrt(target / aspect))
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            return int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1)), crop_h, crop_w
-    aspect = width / height
-    crop_h, crop_w = ((height, round(height * ratio[1])) if aspect > ratio[1] else
-                      (round(width / ratio[0]), width) if aspect < ratio[0] else (height, width))
-    crop_h, crop_w = min(crop_h, height), min(crop_w, width)
-    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
-
-
-class _CachedLightAugment:
-    """Picklable: the `light` preset on a cache entry in a single resampling step, with its own
-    generator seeded per item: a random resized crop (Pillow resizes straight from the crop box),
-    then a horizontal flip half the time. A third of the cost of the general torchvision pipeline,
-    which matters when loader workers share the CPU with the model (small inputs, few cores)."""
-
-    takes_seed = True
-
-    def __init__(self, prep: Preprocessing) -> None:
-        self.prep = prep
-
-    def __call__(self, entry: np.ndarray, seed: int | None = None) -> torch.Tensor:
-        rng = np.random.default_rng(seed)
-        top, left, crop_h, crop_w = random_resized_box(rng, entry.shape[0], entry.shape[1], LIGHT_CROP_SCALE)
-        height, width = self.prep.input_size
-        image = Image.fromarray(entry).resize((width, height), self.prep.resample,
-                                              box=(left, top, left + crop_w, top + crop_h))
-        if rng.random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(to_normalized_array(image, self.prep))
-
-
 def cached_eval_transform(prep: Preprocessing) -> Callable[[np.ndarray], torch.Tensor]:
     """Evaluation tensor from a cache entry: identical to `preprocess.preprocess` of the image."""
     return _CachedEval(prep)
 
 
-def cached_train_transform(prep: Preprocessing, augment: str) -> Callable[[np.ndarray], torch.Tensor]:
+def cached_train_transform(prep: Preprocessing, augment: str | CropFlip) -> Callable[[np.ndarray], torch.Tensor]:
     """Training transform on a cache entry (augmentation starts from the cached resized image)."""
+    if isinstance(augment, CropFlip):
+        return CachedCropFlipAugment(prep, augment)
     if augment == "none":
         return cached_eval_transform(prep)
     if augment == "light":
-        return _CachedLightAugment(prep)
+        return CachedCropFlipAugment(prep, LIGHT)
     return _CachedAugment(train_transform(prep, augment))
 
 
-def split_dataset(index: DatasetIndex, samples: Sequence[Sample], prep: Preprocessing, augment: str | None,
-                  cache: DecodeCache | None = None) -> ImageDataset:
-    """A dataset of `samples`: evaluation transform when `augment` is None, else that training preset."""
+def split_dataset(index: DatasetIndex, samples: Sequence[Sample], prep: Preprocessing,
+                  augment: str | CropFlip | None, cache: DecodeCache | None = None) -> ImageDataset:
+    """A dataset of `samples`: evaluation transform when `augment` is None, else that training augmentation
+    (a preset name or the automatic recipe's `CropFlip`)."""
     from desktop_tl.core.transforms import eval_transform
 
     transform = eval_transform(prep) if augment is None else train_transform(prep, augment)

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from desktop_tl.core.decision import Decision, predict_labels
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
@@ -46,15 +48,17 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
 
 
 def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str],
-                    paths: Sequence[str] = (), max_misclassified: int = 200) -> dict[str, Any]:
+                    paths: Sequence[str] = (), max_misclassified: int = 200,
+                    decision: Decision | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro F1, per-class figures, confusion matrix, ROC AUC, mistakes.
 
-    `paths` (relative to the dataset root) label the misclassified images.
+    `paths` (relative to the dataset root) label the misclassified images. Predictions follow
+    `decision` (a two-class threshold) when given, else the most probable class.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64).reshape(len(y_true), len(classes))
     num_classes = len(classes)
-    y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    y_pred = predict_labels(probs, classes, decision)
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     per_class: dict[str, dict[str, Any]] = {}
     recalls, f1s = [], []
@@ -93,6 +97,7 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         "confusion_matrix": matrix.tolist(),
         "per_class": per_class,
         "misclassified": mistakes,
+        "decision": decision.to_dict() if decision else None,
     }
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from desktop_tl.core.data import ImageDataset, make_loader
 from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.decision import Decision
 from desktop_tl.core.evaluate import cautions, compute_metrics
 from desktop_tl.core.preprocess import Preprocessing
 from desktop_tl.core.transforms import eval_transform
@@ -36,16 +37,24 @@ def predict_dataset(model: nn.Module, dataset: ImageDataset, device: torch.devic
     return np.concatenate(probs), np.concatenate(labels), items
 
 
+def predict_split(model: nn.Module, index: DatasetIndex, split: str, prep: Preprocessing, classes: list[str],
+                  device: torch.device, batch_size: int = 32, num_workers: int = -1,
+                  amp_dtype: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Probabilities (images x classes), labels and relative paths of the readable images of a split."""
+    dataset = ImageDataset(index, index.split(split), eval_transform(prep))
+    probs, labels, items = predict_dataset(model, dataset, device, batch_size, num_workers, amp_dtype)
+    return probs.reshape(len(labels), len(classes)), labels, [dataset.samples[i].path for i in items]
+
+
 def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, classes: list[str],
                     device: torch.device, batch_size: int = 32, num_workers: int = -1,
-                    amp_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """Metrics of the validation and test splits, keyed "val" and "test"."""
+                    amp_dtype: torch.dtype | None = None, decision: Decision | None = None) -> dict[str, Any]:
+    """Metrics of the validation and test splits, keyed "val" and "test", under the run's decision rule."""
     result = {}
     for split in ("val", "test"):
-        dataset = ImageDataset(index, index.split(split), eval_transform(prep))
-        probs, labels, items = predict_dataset(model, dataset, device, batch_size, num_workers, amp_dtype)
-        result[split] = compute_metrics(labels, probs.reshape(len(labels), len(classes)), classes,
-                                        [dataset.samples[i].path for i in items])
+        probs, labels, paths = predict_split(model, index, split, prep, classes, device, batch_size, num_workers,
+                                             amp_dtype)
+        result[split] = compute_metrics(labels, probs, classes, paths, decision=decision)
     return result
 
 
@@ -55,13 +64,14 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
     `data_root` says where the dataset lives now if it moved. metrics.json is not changed.
     """
     from desktop_tl.core.export import model_from_checkpoint
-    from desktop_tl.core.runs import load_index
+    from desktop_tl.core.runs import load_index, open_run
 
     model, meta = model_from_checkpoint(run_dir, which)
     index = load_index(run_dir, data_root)
     prep = Preprocessing.from_dict(meta["preprocessing"])
+    decision = open_run(run_dir).decision
     metrics: dict[str, Any] = {"classes": meta["classes"], "checkpoint": which, "epoch": meta["epoch"]}
-    metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu")))
+    metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu"), decision=decision))
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
                                    metrics["test"])

@@ -21,18 +21,28 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """The plan the run follows (shown before training starts, and again on resume)."""
+
+    lines: tuple[str, ...]    # the plan in plain words (core.training.plan.Plan.describe)
+    plan: dict[str, Any]      # Plan.to_dict()
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
 class BatchProgress:
-    """One training batch finished."""
+    """One training batch finished (or, in the linear probe's epoch, one batch of features computed)."""
 
     epoch: int            # 1-based
     epochs: int
     batch: int            # 1-based
     batches: int
-    loss: float           # running mean over the epoch so far
-    accuracy: float       # running training accuracy over the epoch so far
+    loss: float           # running mean over the epoch so far (NaN while features are computed)
+    accuracy: float       # running training accuracy over the epoch so far (NaN while features are computed)
     lr: float
     images_per_sec: float
     eta_seconds: float    # for the whole run
+    phase: str = "train"  # "train" | "features" (the linear probe's feature pass)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class EpochEnd:
     lr: float
     seconds: float
     is_best: bool
+    stage: str = "finetune"   # "probe" | "finetune"
 
 
 @dataclass(frozen=True)
@@ -88,4 +99,4 @@ class Failed:
     hint: str = ""
 
 
-TrainEvent = RunStarted | BatchProgress | EpochEnd | CheckpointSaved | Message | Finished | Failed
+TrainEvent = RunStarted | Planned | BatchProgress | EpochEnd | CheckpointSaved | Message | Finished | Failed

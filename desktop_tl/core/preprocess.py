@@ -32,15 +32,17 @@ class Preprocessing:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_data_config(cls, cfg: dict[str, Any], image_size: int | None = None) -> "Preprocessing":
-        """From timm's resolved data config, optionally overriding the square input size."""
+    def from_data_config(cls, cfg: dict[str, Any], image_size: int | None = None,
+                         crop_pct: float | None = None) -> "Preprocessing":
+        """From timm's resolved data config, optionally overriding the square input size and the share of
+        the image the centre crop keeps (1.0: the whole image)."""
         _, height, width = cfg["input_size"]
         if image_size:
             height = width = int(image_size)
         interpolation = cfg.get("interpolation") or "bicubic"
         if interpolation not in _INTERPOLATIONS:
             interpolation = "bicubic"
-        return cls((int(height), int(width)), interpolation, float(cfg.get("crop_pct") or 1.0),
+        return cls((int(height), int(width)), interpolation, float(crop_pct or cfg.get("crop_pct") or 1.0),
                    tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"]))
 
     def to_dict(self) -> dict[str, Any]:

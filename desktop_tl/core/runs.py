@@ -1,7 +1,8 @@
 """Run folders: everything needed to evaluate, resume or export a run, with relative paths only.
 
 Layout of a run folder:
-- `run.json`       settings, classes, status; the dataset as a path relative to the run folder
+- `run.json`       settings, classes, status, the plan it trains by (written when training first starts)
+                   and the decision rule chosen on validation; the dataset as a path relative to the run folder
 - `dataset.json`   the imported index (relative file paths, labels, splits; no patient identifiers)
 - `last.safetensors`, `best.safetensors`   checkpoints (see `checkpoint`)
 - `metrics.json`   validation and test figures, written once when the run completes
@@ -20,7 +21,9 @@ from desktop_tl.core import checkpoint
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
 from desktop_tl.core.dataset import DatasetIndex, import_dataset
+from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.training.plan import Plan
 
 RUN_FILE = "run.json"
 DATASET_FILE = "dataset.json"
@@ -36,6 +39,8 @@ class RunInfo:
     split: SplitConfig
     classes: list[str]
     status: str                 # "created" | "running" | "finished"
+    plan: Plan | None = None    # decided when training first starts; kept for resume
+    decision: Decision | None = None   # two-class threshold chosen on validation when the run completed
 
     @property
     def finished(self) -> bool:
@@ -72,6 +77,10 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
     """Atomically (re)write `run.json`."""
     payload = {"format": "desktop_tl.run/1", "status": info.status, "classes": info.classes,
                "config": to_dict(info.config), "split": to_dict(info.split)}
+    if info.plan is not None:
+        payload["plan"] = info.plan.to_dict()
+    if info.decision is not None:
+        payload["decision"] = info.decision.to_dict()
     payload.update(extra or {})
     atomic_write_json(info.run_dir / RUN_FILE, payload)
 
@@ -85,8 +94,12 @@ def open_run(run_dir: Path) -> RunInfo:
         status = data["status"]
         if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes) and isinstance(status, str)):
             raise TypeError
-        info = RunInfo(run_dir, from_dict(TrainConfig, data["config"]), from_dict(SplitConfig, data["split"]),
-                       classes, status)
+        config = data["config"]
+        if isinstance(config, dict) and "recipe" not in config:
+            config = dict(config, recipe="custom")   # written before recipes existed: it trained as set
+        plan = Plan.from_dict(data["plan"]) if data.get("plan") is not None else None
+        info = RunInfo(run_dir, from_dict(TrainConfig, config), from_dict(SplitConfig, data["split"]),
+                       classes, status, plan, Decision.from_dict(data.get("decision"), classes))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc

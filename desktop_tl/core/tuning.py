@@ -71,9 +71,16 @@ def _load() -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _remember(key: str, speedup: float) -> None:
+def remembered(key: str) -> dict | None:
+    """What an earlier measurement on this machine stored under `key`, if anything."""
+    known = _load().get(key)
+    return known if isinstance(known, dict) else None
+
+
+def remember(key: str, value: dict) -> None:
+    """Store a measurement under `key` in tuning.json (atomically; silently not when the folder is read-only)."""
     data = _load()
-    data[key] = {"channels_last_speedup": round(speedup, 4)}
+    data[key] = value
     try:
         atomic_write_json(_tuning_path(), data)
     except UserError:
@@ -122,17 +129,17 @@ def choose_layout(requested: str, device: torch.device, model: nn.Module, arch: 
         return LayoutChoice("contiguous")
     probe_batch = max(1, min(batch, 16))
     key = tuning_key(arch, image_size, probe_batch, freeze)
-    known = _load().get(key)
-    if isinstance(known, dict) and isinstance(known.get("channels_last_speedup"), (int, float)):
-        speedup, remembered = float(known["channels_last_speedup"]), True
+    known = remembered(key)
+    from_memory = known is not None and isinstance(known.get("channels_last_speedup"), (int, float))
+    if from_memory:
+        speedup = float(known["channels_last_speedup"])
     else:
         try:
             speedup = measure_channels_last_speedup(model, image_size, probe_batch)
         except (RuntimeError, MemoryError):   # an architecture or machine that cannot run the probe
             return LayoutChoice("contiguous")
-        remembered = False
-        _remember(key, speedup)
-    return LayoutChoice("channels_last" if speedup >= MIN_GAIN else "contiguous", speedup, remembered)
+        remember(key, {"channels_last_speedup": round(speedup, 4)})
+    return LayoutChoice("channels_last" if speedup >= MIN_GAIN else "contiguous", speedup, from_memory)
 
 
 AUTO_BATCH_START = 32

@@ -229,6 +229,11 @@ class FreezeTree(QWidget):
 
         self.summary = QLabel()
         self.summary.setObjectName("freezeSummary")
+        self.recipe_note = QLabel("The automatic recipe decides which layers train: a linear probe of the "
+                                  "classifier, then every layer. Choosing layers here switches the Training "
+                                  "panel to the Custom recipe.", wordWrap=True)
+        self.recipe_note.setObjectName("freezeRecipeNote")
+        self.recipe_note.setStyleSheet("color: #555555;")
         self.head_button = QPushButton("Head only")
         self.head_button.setToolTip("Train only the new classifier (fast; best with few images)")
         self.last_button = QPushButton("Last N blocks")
@@ -255,6 +260,7 @@ class FreezeTree(QWidget):
         presets.addWidget(self.all_button)
         presets.addStretch(1)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.recipe_note)
         layout.addWidget(self.summary)
         layout.addLayout(presets)
         layout.addWidget(self.view, 1)
@@ -266,6 +272,8 @@ class FreezeTree(QWidget):
         state.sig_model_changed.connect(self._on_model_changed)
         state.sig_dataset_changed.connect(self._on_dataset_changed)
         state.sig_freeze_changed.connect(self._on_freeze_changed)
+        state.sig_recipe_changed.connect(lambda recipe, _budget: self.recipe_note.setVisible(recipe == "auto"))
+        self.recipe_note.setVisible(state.config.recipe == "auto")
         self._attempted = False
         if build:
             self.rebuild()
@@ -343,9 +351,14 @@ class FreezeTree(QWidget):
 
     # -- user actions ------------------------------------------------------------------------------
     def apply_preset(self, spec: str) -> None:
-        """Apply a preset spec (head | all | last:N) and publish it."""
+        """Apply a preset spec (head | all | last:N) and publish it (the user chose: the Custom recipe)."""
         if self.model is not None:
+            self._choose_custom()
             self.state.set_freeze(self._apply(spec))
+
+    def _choose_custom(self) -> None:
+        if self.state.config.recipe != "custom":
+            self.state.set_recipe("custom")
 
     @Slot(str, bool)
     def toggle_module(self, name: str, trainable: bool) -> None:
@@ -356,6 +369,7 @@ class FreezeTree(QWidget):
         chosen = (self._trainable | params) if trainable else (self._trainable - params)
         modules = self._covering_modules(chosen)
         spec = "all" if not name and trainable else _freeze().spec_from_trainable_modules(self.model, modules)
+        self._choose_custom()
         self.state.set_freeze(spec)
 
     def _covering_modules(self, chosen: set[str]) -> list[str]:

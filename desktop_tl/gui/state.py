@@ -23,6 +23,8 @@ class AppState(QObject):
     """(architecture name, weights id)."""
     sig_freeze_changed = Signal(str)
     """Freeze spec: head | all | last:N | modules:a,b."""
+    sig_recipe_changed = Signal(str, float)
+    """(recipe "auto" | "custom", time budget in seconds of the automatic recipe)."""
     sig_run_changed = Signal(object)
     """Path of the current run folder, or None."""
     sig_metrics_changed = Signal(object)
@@ -57,6 +59,13 @@ class AppState(QObject):
         if spec != self.config.freeze:
             self.config.freeze = spec
         self.sig_freeze_changed.emit(spec)
+
+    def set_recipe(self, recipe: str, budget: float | None = None) -> None:
+        """The automatic recipe with a time budget, or the custom recipe (the user's own settings)."""
+        self.config.recipe = recipe
+        if budget is not None:
+            self.config.budget = budget
+        self.sig_recipe_changed.emit(recipe, self.config.budget)
 
     def set_run(self, run_dir: Path | None) -> None:
         """A run folder became current (new training, or opened from a project)."""

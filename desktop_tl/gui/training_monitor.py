@@ -23,15 +23,29 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, Q
                                QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
                                QToolButton, QVBoxLayout, QWidget)
 
-from desktop_tl.core.config import AUGMENT_PRESETS
+from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message,
+from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, Planned,
                                     RunStarted)
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
 TRAIN_JOB = "train"
 REDRAW_MS = 66  # ~15 Hz
+RECIPE_CHOICES = (  # (label, recipe, budget preset)
+    ("Quick — about 2 minutes", "auto", "quick"),
+    ("Balanced — up to 10 minutes", "auto", "balanced"),
+    ("Best — up to an hour", "auto", "best"),
+    ("Custom — your own settings", "custom", None),
+)
+ORIENTATION_CHOICES = (
+    ("Automatic (tested on validation)", "auto"),
+    ("Fixed: never flip or turn (e.g. chest films)", "fixed"),
+    ("Free: flips and quarter turns (e.g. microscopy)", "free"),
+)
+PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
+             "computer: a linear probe first, then fine-tuning of every layer while the time budget allows. "
+             "It stops sooner when the validation images stop improving.")
 
 
 def format_duration(seconds: float) -> str:
@@ -72,9 +86,9 @@ def detect_devices() -> list[tuple[str, str]]:
     """(device setting, label) pairs; `auto` shows what it resolves to, e.g. "auto (CPU)"."""
     import torch
 
-    from desktop_tl.core import train
+    from desktop_tl.core.training.session import pick_device
 
-    auto = train.pick_device("auto")
+    auto = pick_device("auto")
     names = {"cpu": "CPU", "mps": "Apple GPU (MPS)"}
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     options = [("auto", f"auto ({f'CUDA: {gpu}' if auto.type == 'cuda' else names.get(auto.type, auto.type)})"),
@@ -242,6 +256,21 @@ class TrainingMonitor(QWidget):
             self.device.blockSignals(False)
 
     def _build_form(self) -> None:
+        self.recipe = QComboBox()
+        self.recipe.setObjectName("recipe")
+        for label, recipe, preset in RECIPE_CHOICES:
+            self.recipe.addItem(label, (recipe, preset))
+        self.recipe.setToolTip("How the run is planned: the automatic recipe chooses image size, layers, epochs and "
+                               "learning rates for your images within the time given; Custom uses the fields below")
+        self.orientation = QComboBox()
+        for label, value in ORIENTATION_CHOICES:
+            self.orientation.addItem(label, value)
+        self.orientation.setToolTip("May training images be mirrored and turned? Say Fixed when left/right or up/down "
+                                    "carries meaning (chest films, text)")
+        self.plan_label = QLabel(PLAN_HINT, wordWrap=True)
+        self.plan_label.setObjectName("planLabel")
+        self.plan_label.setStyleSheet("color: #444444;")
+        self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.epochs = QSpinBox(minimum=1, maximum=1000)
         self.batch_size = QSpinBox(minimum=0, maximum=4096)
         self.batch_size.setSpecialValueText("auto")
@@ -261,22 +290,38 @@ class TrainingMonitor(QWidget):
         else:   # the window shows first; `refresh_devices` runs once the engine (torch) is loaded
             self.device.addItem("auto (detecting…)", "auto")
             self.device.addItem("cpu", "cpu")
-        box = QGroupBox("Hyperparameters")
+        box = QGroupBox("Training")
         grid = QGridLayout(box)
+        grid.addWidget(QLabel("Recipe"), 0, 0)
+        grid.addWidget(self.recipe, 0, 1)
+        grid.addWidget(QLabel("Orientation"), 0, 2)
+        grid.addWidget(self.orientation, 0, 3)
+        grid.addWidget(QLabel("Device"), 0, 4)
+        grid.addWidget(self.device, 0, 5)
+        self.custom_box = QWidget()
+        self.custom_box.setObjectName("customSettings")
+        custom = QGridLayout(self.custom_box)
+        custom.setContentsMargins(0, 0, 0, 0)
         rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
-                ("Image size", self.image_size), ("Augmentation", self.augment), ("Device", self.device)]
+                ("Image size", self.image_size), ("Augmentation", self.augment)]
         for i, (label, widget) in enumerate(rows):
             row, pair = divmod(i, 3)
-            grid.addWidget(QLabel(label), row, 2 * pair)
-            grid.addWidget(widget, row, 2 * pair + 1)
+            custom.addWidget(QLabel(label), row, 2 * pair)
+            custom.addWidget(widget, row, 2 * pair + 1)
         for column in (1, 3, 5):
             grid.setColumnStretch(column, 1)
+            custom.setColumnStretch(column, 1)
+        grid.addWidget(self.custom_box, 1, 0, 1, 6)
+        grid.addWidget(self.plan_label, 2, 0, 1, 6)
         self.settings_box = box
         for spin in (self.epochs, self.batch_size, self.image_size):
             spin.valueChanged.connect(self._write_config)
         self.lr.valueChanged.connect(self._write_config)
         self.augment.currentIndexChanged.connect(self._write_config)
         self.device.currentIndexChanged.connect(self._write_config)
+        self.orientation.currentIndexChanged.connect(self._write_config)
+        self.recipe.currentIndexChanged.connect(self._write_recipe)
+        self.state.sig_recipe_changed.connect(lambda _recipe, _budget: self._show_recipe())
 
         self.run_folder = QLineEdit()
         self.run_folder.setObjectName("runFolder")
@@ -288,7 +333,7 @@ class TrainingMonitor(QWidget):
         folder_row.addWidget(QLabel("Run folder"))
         folder_row.addWidget(self.run_folder, 1)
         folder_row.addWidget(self.choose_button)
-        grid.addLayout(folder_row, 2, 0, 1, 6)
+        grid.addLayout(folder_row, 3, 0, 1, 6)
 
     def _build_controls(self) -> None:
         self.start_button = QPushButton("Start")
@@ -325,9 +370,9 @@ class TrainingMonitor(QWidget):
 
     # -- settings <-> state ----------------------------------------------------------------------------
     def load_from_state(self) -> None:
-        """Show the hyperparameters of `state.config` (after a project was opened)."""
+        """Show the recipe and settings of `state.config` (after a project was opened)."""
         cfg = self.state.config
-        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device)
+        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation)
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -337,10 +382,34 @@ class TrainingMonitor(QWidget):
             self.image_size.setValue(cfg.image_size or 0)
             self.augment.setCurrentText(cfg.augment)
             self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
+            self.orientation.setCurrentIndex(max(0, self.orientation.findData(cfg.orientation)))
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
+        self._show_recipe()
         self._update_buttons()
+
+    def _show_recipe(self) -> None:
+        """Select the recipe of `state.config` (a budget that is no preset gets its own entry)."""
+        cfg = self.state.config
+        preset = next((name for name, seconds in BUDGET_PRESETS.items() if seconds == cfg.budget), None)
+        wanted = ("custom", None) if cfg.recipe == "custom" else ("auto", preset or cfg.budget)
+        if self.recipe.findData(wanted) < 0:
+            self.recipe.insertItem(self.recipe.count() - 1, f"Automatic — up to {cfg.budget / 60:g} minutes", wanted)
+        self.recipe.blockSignals(True)
+        self.recipe.setCurrentIndex(self.recipe.findData(wanted))
+        self.recipe.blockSignals(False)
+        custom = cfg.recipe == "custom"
+        self.custom_box.setVisible(custom)
+        self.orientation.setEnabled(not custom)
+        if self.active_run is None:
+            self.plan_label.setText("Custom: the run trains with the settings above." if custom else PLAN_HINT)
+
+    @Slot()
+    def _write_recipe(self) -> None:
+        recipe, preset = self.recipe.currentData()
+        budget = BUDGET_PRESETS.get(preset, preset) if recipe == "auto" else None
+        self.state.set_recipe(recipe, budget)
 
     @Slot()
     def _write_config(self) -> None:
@@ -349,6 +418,7 @@ class TrainingMonitor(QWidget):
         cfg.image_size = self.image_size.value() or None
         cfg.augment = self.augment.currentText()
         cfg.device = self.device.currentData() or "auto"
+        cfg.orientation = self.orientation.currentData() or "auto"
 
     def set_project_dir(self, folder: Path | None) -> None:
         """New runs go under `folder/runs` (else under ~/desktop_tl_runs)."""
@@ -506,11 +576,13 @@ class TrainingMonitor(QWidget):
             return
         if isinstance(event, BatchProgress):
             x = event.epoch - 1 + event.batch / event.batches
-            self.series["batch_loss"].append(x, event.loss)
-            self.series["batch_accuracy"].append(x, event.accuracy)
+            if event.phase == "train":
+                self.series["batch_loss"].append(x, event.loss)
+                self.series["batch_accuracy"].append(x, event.accuracy)
             done = (event.epoch - 1) * event.batches + event.batch
             self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
-            text = (f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches} · "
+            what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
+            text = (f"Epoch {event.epoch}/{event.epochs} · {what} · "
                     f"{event.images_per_sec:.1f} img/s · ETA {format_duration(event.eta_seconds)}")
             self.progress.setFormat(("Paused — " if self._paused else "") + text)
         elif isinstance(event, EpochEnd):
@@ -526,6 +598,9 @@ class TrainingMonitor(QWidget):
             self._log(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
                       f"{event.total_epochs} epochs {where}; {event.trainable_params:,} of "
                       f"{event.total_params:,} parameters train.")
+        elif isinstance(event, Planned):
+            self.plan_label.setText("<br>".join(_escape(line) for line in event.lines))
+            self._log(("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines))
         elif isinstance(event, Message):
             self._log(f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}")
         elif isinstance(event, CheckpointSaved):

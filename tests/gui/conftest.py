@@ -111,7 +111,7 @@ def tiny_index(tiny_images):
 
 
 def _fast_config(state, **overrides) -> None:
-    settings = dict(model="efficientnet_lite0", weights="bundled", freeze="head", epochs=1, batch_size=4,
+    settings = dict(recipe="custom", model="efficientnet_lite0", weights="bundled", freeze="head", epochs=1, batch_size=4,
                     image_size=64, augment="none", num_workers=0, device="cpu")
     settings.update(overrides)
     for key, value in settings.items():

@@ -36,7 +36,7 @@ def test_fifty_start_stop_cycles(qtbot, tmp_path):
     data = tmp_path / "data"
     copy_demo(data, 4, ("brick", "coins"))
     run = tmp_path / "run"
-    config = TrainConfig(epochs=50, batch_size=2, image_size=32, num_workers=0, augment="light", weights="none",
+    config = TrainConfig(recipe="custom", epochs=50, batch_size=2, image_size=32, num_workers=0, augment="light", weights="none",
                          model="test_efficientnet")  # a tiny timm test net: the cycles, not the model, are tested
     create_run(run, data, config, SplitConfig(val_fraction=0.25, test_fraction=0.25))
 

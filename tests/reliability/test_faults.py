@@ -33,7 +33,7 @@ SMALL = ["--model", "test_efficientnet", "--weights", "none", "--batch-size", "4
 
 
 def _config(epochs=2, **kw):
-    base = dict(model="test_efficientnet", weights="none", epochs=epochs, batch_size=4, image_size=32, num_workers=0,
+    base = dict(recipe="custom", model="test_efficientnet", weights="none", epochs=epochs, batch_size=4, image_size=32, num_workers=0,
                 augment="none")
     return TrainConfig(**dict(base, **kw))
 

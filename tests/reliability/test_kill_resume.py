@@ -135,7 +135,7 @@ def test_kill_between_the_two_checkpoint_writes_of_an_epoch(tmp_path, monkeypatc
     copy_demo(data, 5, ("brick", "coins"))
     run = tmp_path / "run"
     # A learning rate far too small to change any weight: later epochs cannot beat epoch 1.
-    config = TrainConfig(epochs=2, batch_size=4, image_size=32, num_workers=0, augment="none", lr=1e-12,
+    config = TrainConfig(recipe="custom", epochs=2, batch_size=4, image_size=32, num_workers=0, augment="none", lr=1e-12,
                          model="test_efficientnet", weights="none")
     create_run(run, data, config, SplitConfig(val_fraction=0.25, test_fraction=0.2))
     real_save = checkpoint.save_checkpoint

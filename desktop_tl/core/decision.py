@@ -1,0 +1,83 @@
+"""The decision rule a model carries: argmax, or for two classes a threshold on the positive class.
+
+Numpy only: `predict` (no torch), `evaluate` and the training run apply the same rule, read from the
+run folder or from the exported model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Predict `positive` when its probability is at least `threshold`, else the other class."""
+
+    positive: str            # class name
+    threshold: float
+    chosen_on: str = "validation"
+    criterion: str = "balanced accuracy"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, classes: Sequence[str]) -> "Decision | None":
+        """The decision in `data`, or None when absent or not valid for these classes."""
+        if not isinstance(data, dict):
+            return None
+        positive, threshold = data.get("positive"), data.get("threshold")
+        if len(classes) != 2 or positive not in classes or not isinstance(threshold, (int, float)) \
+                or isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0:
+            return None
+        return cls(positive, float(threshold), str(data.get("chosen_on", "validation")),
+                   str(data.get("criterion", "balanced accuracy")))
+
+    @classmethod
+    def from_json(cls, text: str | None, classes: Sequence[str]) -> "Decision | None":
+        """The decision in a JSON string (ONNX metadata), or None."""
+        try:
+            return cls.from_dict(json.loads(text), classes) if text else None
+        except (ValueError, RecursionError):
+            return None
+
+
+def predict_labels(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None) -> np.ndarray:
+    """Predicted class indices: argmax, or the two-class threshold rule of `decision`."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
+    if decision is None or len(classes) != 2:
+        return probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    k = list(classes).index(decision.positive)
+    return np.where(probs[:, k] >= decision.threshold, k, 1 - k).astype(np.int64)
+
+
+def positive_class(train_counts: Sequence[int]) -> int:
+    """The class whose misses matter most by default: the smaller one in training (the second on a tie)."""
+    return 0 if train_counts[0] < train_counts[1] else 1
+
+
+def choose_threshold(labels: Sequence[int], probs: np.ndarray, positive: int) -> float:
+    """The threshold on the positive class's probability with the best balanced accuracy (Youden's J) on
+    these labels; on a tie, the one closest to 0.5. 0.5 when a class is missing."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(probs, dtype=np.float64).reshape(len(labels), -1)[:, positive]
+    is_pos = labels == positive
+    n_pos, n_neg = int(is_pos.sum()), int((~is_pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    distinct = np.unique(scores)
+    # midway between neighbouring scores: the rule does not hinge on one validation image's exact value
+    candidates = np.concatenate([(distinct[1:] + distinct[:-1]) / 2, [0.5]])
+    best, best_key = 0.5, None
+    for t in candidates:
+        predicted = scores >= t
+        balanced = (predicted[is_pos].sum() / n_pos + (~predicted[~is_pos]).sum() / n_neg) / 2
+        key = (round(float(balanced), 12), -abs(float(t) - 0.5))
+        if best_key is None or key > best_key:
+            best, best_key = float(t), key
+    return best

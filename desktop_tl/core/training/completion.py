@@ -1,0 +1,105 @@
+"""The end of a run: the decision rule chosen on validation, then the test split, evaluated once.
+
+For two classes the automatic recipe chooses the threshold on the positive (smaller) class's probability
+that gives the best balanced accuracy on the validation split; it is stored in run.json, applied to the
+validation and test figures, carried into the exported model and applied by `predict`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import torch
+
+from desktop_tl.core import checkpoint, distributed
+from desktop_tl.core.atomic import atomic_write_json
+from desktop_tl.core.decision import Decision, choose_threshold, positive_class, predict_labels
+from desktop_tl.core.evaluate import cautions, compute_metrics
+from desktop_tl.core.evaluation_run import predict_split
+from desktop_tl.core.events import Message, TrainEvent
+from desktop_tl.core.runs import METRICS_FILE, write_run_info
+from desktop_tl.core.training.baseline import TransferCheck, balanced_accuracy
+from desktop_tl.core.training.session import TrainingSession
+
+
+def complete(s: TrainingSession) -> Iterator[TrainEvent]:
+    """Evaluate the best checkpoint on validation (choosing the decision rule) and test; write metrics.json
+    and mark the run finished. Under torchrun rank 0 evaluates alone; the others wait for it."""
+    if not s.main:
+        distributed.barrier()
+        s.info.status = "finished"
+        yield s.finished(completed=True, stopped_by_user=False)
+        return
+    best = checkpoint.load_checkpoint(s.info.run_dir / checkpoint.BEST)
+    s.model.load_state_dict(best.model)
+    classes = s.info.classes
+    n_val, n_test = len(s.val_set), len(s.index.split("test"))
+    yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "
+                          f"and {n_test} test images…")
+    batch = max(s.batch_size, 32)
+    val_probs, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
+                                                     s.cfg.num_workers, s.amp_dtype)
+    decision = _decision(s, val_labels, val_probs)
+    if decision is not None:
+        yield Message("info", f"Decision threshold: {decision.positive!r} when its probability is at least "
+                              f"{decision.threshold:.3f} (chosen on validation for the best balanced accuracy; "
+                              "the most probable class would mean 0.5).")
+    metrics: dict[str, Any] = {"classes": classes, "checkpoint": "best", "best_epoch": s.state["best_epoch"],
+                               "recipe": s.plan.recipe}
+    metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision)
+    test_probs, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,
+                                                        s.cfg.num_workers, s.amp_dtype)
+    metrics["test"] = compute_metrics(test_labels, test_probs, classes, test_paths, decision=decision)
+    metrics["decision"] = decision.to_dict() if decision else None
+    metrics["plan"] = s.plan.to_dict()
+    metrics["history"] = s.state["history"]
+    counts = s.index.counts()
+    notes = cautions(s.state["history"], {c: counts[c]["train"] for c in classes}, metrics["test"])
+    check = _transfer_check(s, val_labels, val_probs)
+    metrics["transfer_check"] = check.to_dict() if check else None
+    if check is not None:
+        yield Message("info" if check.helps else "warning", check.describe())
+        if not check.helps:
+            notes.append(check.describe())
+    metrics["cautions"] = notes
+    metrics["skipped_during_training"] = s.state["skipped_images"]
+    atomic_write_json(s.info.run_dir / METRICS_FILE, _json_safe(metrics))
+    s.info.status, s.info.decision = "finished", decision
+    write_run_info(s.info)
+    distributed.barrier()
+    yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
+
+
+def _decision(s: TrainingSession, labels, probs) -> Decision | None:
+    """The two-class threshold rule, when the plan asks for one and validation has both classes."""
+    if not s.plan.choose_threshold or len(s.info.classes) != 2 or len(set(labels.tolist())) < 2:
+        return None
+    counts = [0, 0]
+    for sample in s.train_samples:
+        counts[sample.label] += 1
+    positive = positive_class(counts)
+    return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive))
+
+
+def _transfer_check(s: TrainingSession, labels, probs) -> TransferCheck | None:
+    """The pretrained model against the from-scratch baseline, both by validation balanced accuracy."""
+    found = s.state.get("transfer_check")
+    if not found or len(labels) == 0:
+        return None
+    pretrained = balanced_accuracy(labels, predict_labels(probs, s.info.classes), len(s.info.classes))
+    return TransferCheck(pretrained, found["baseline_balanced_accuracy"], found["baseline_epochs"],
+                         found["baseline_seconds"])
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) with None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _json_safe(obj.tolist())
+    return obj

@@ -1,0 +1,186 @@
+"""The linear probe: a logistic regression fitted to convergence on features of the frozen backbone.
+
+Features are computed once per view of each training image (flipped or rotated copies where the
+orientation carries no meaning); the L2 penalty and the set of views are chosen on the validation
+split; the result is written into the model's own classifier, so the probe is an ordinary checkpoint
+that fine-tuning starts from (LP-FT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.training.plan import VIEW_SETS
+
+VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda x: x,
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "rot90": lambda x: x.rot90(1, (-2, -1)),
+}
+LBFGS_ITERATIONS = 300
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """The fitted classifier and how it was chosen."""
+
+    weight: torch.Tensor          # (classes, features), for the model's own linear classifier
+    bias: torch.Tensor            # (classes,)
+    view_set: str                 # key of plan.VIEW_SETS
+    l2: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+
+    def install(self, model: nn.Module) -> None:
+        """Write the classifier into `model` (timm's `get_classifier()`, an nn.Linear)."""
+        head = model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(self.weight.to(head.weight))
+            head.bias.copy_(self.bias.to(head.bias))
+
+
+def has_linear_head(model: nn.Module) -> bool:
+    """True when the model's classifier is one nn.Linear with a bias (what the probe fits)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    return isinstance(head, nn.Linear) and head.bias is not None
+
+
+def splits_cleanly(model: nn.Module, prep: Preprocessing) -> bool:
+    """True when the model is exactly classifier(forward_head(forward_features(x), pre_logits=True))
+    with nothing random in between, so features of the frozen backbone can be computed once."""
+    if not all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
+        return False
+    if float(getattr(model, "drop_rate", 0.0) or 0.0) > 0:
+        return False
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return False
+        if float(getattr(module, "drop_prob", 0.0) or 0.0) > 0:
+            return False
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.randn(2, 3, *prep.input_size, generator=torch.Generator().manual_seed(0))
+            whole = model(x)
+            split = model.get_classifier()(pre_logits(model, x))
+            return whole.shape == split.shape and torch.allclose(whole, split, atol=1e-5, rtol=1e-4)
+    except Exception:  # an architecture that does not follow timm's forward_head convention
+        return False
+    finally:
+        model.train(was_training)
+
+
+def pre_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pooled backbone features: what the classifier sees."""
+    return model.forward_head(model.forward_features(images), pre_logits=True)
+
+
+def _weighted_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, labels, weight=class_weights)
+
+
+def fit_logistic(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: float,
+                 class_weights: torch.Tensor | None = None,
+                 start: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression with an L2 penalty on the weights, fitted to convergence with
+    full-batch L-BFGS; returns (weight (classes, features), bias). `features` should be centred and
+    scaled (see `_Scaling`); `start` warm-starts the fit."""
+    weight = torch.zeros(classes, features.shape[1], dtype=torch.float64)
+    bias = torch.zeros(classes, dtype=torch.float64)
+    if start is not None:
+        weight, bias = start[0].clone(), start[1].clone()
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
+    x = features.double()
+    w = class_weights.double() if class_weights is not None else None
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=LBFGS_ITERATIONS, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = _weighted_loss(x @ weight.T + bias, labels, w) + 0.5 * l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """Centre the features and divide by one overall spread: the penalty then treats every feature alike,
+    and the fit folds back into the raw-feature classifier without blowing up near-constant features."""
+
+    mean: torch.Tensor
+    scale: float
+
+    @classmethod
+    def of(cls, features: torch.Tensor) -> "_Scaling":
+        mean = features.double().mean(0)
+        return cls(mean, float((features.double() - mean).square().mean().sqrt()) or 1.0)
+
+    def apply(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.double() - self.mean) / self.scale
+
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classifier on raw features equal to (weight, bias) on scaled ones."""
+        raw_weight = weight / self.scale
+        return raw_weight, bias - raw_weight @ self.mean
+
+
+def _figures(weight, bias, features, labels, class_weights) -> tuple[float, float, float]:
+    """(mean loss, accuracy, standard error of the mean loss) of a fit on some features."""
+    with torch.no_grad():
+        logits = features @ weight.T + bias
+        weights = class_weights.double() if class_weights is not None else None
+        per_image = nn.functional.cross_entropy(logits, labels, weight=weights, reduction="none")
+        scale = weights[labels] if weights is not None else torch.ones_like(per_image)
+        loss = float(per_image.sum() / scale.sum())       # the weighted mean, as the training loss has it
+        spread = float((per_image / scale.mean()).std() / max(1.0, len(labels) ** 0.5)) if len(labels) > 1 else 0.0
+        return loss, float((logits.argmax(1) == labels).double().mean()), spread
+
+
+def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tensor, val_features: torch.Tensor,
+              val_labels: torch.Tensor, classes: int, view_sets: Sequence[str], l2_grid: Sequence[float],
+              class_weights: torch.Tensor | None = None) -> ProbeFit:
+    """The logistic regression chosen on validation: the view set with the lowest validation loss, and in it
+    the strongest L2 penalty whose validation loss is within one standard error of that set's best (the
+    one-standard-error rule: a smaller, better-calibrated classifier that fine-tuning starts gently from).
+    Penalties are fitted from the strongest down, each warm-started from the last. Without validation
+    images the middle of the grid and the first view set are taken."""
+    scaling = _Scaling.of(train_features["identity"])
+    x_plain = scaling.apply(train_features["identity"])
+    if not len(val_labels):
+        view_sets, l2_grid = view_sets[:1], [sorted(l2_grid)[len(l2_grid) // 2]]
+    x_val = scaling.apply(val_features) if len(val_labels) else x_plain[:0]
+    best: tuple[float, list] | None = None
+    for view_set in view_sets:
+        views = VIEW_SETS[view_set]
+        x = scaling.apply(torch.cat([train_features[v] for v in views]))
+        y = train_labels.repeat(len(views))
+        path, start = [], None
+        for l2 in sorted(l2_grid, reverse=True):
+            weight, bias = fit_logistic(x, y, classes, l2, class_weights, start)
+            start = (weight, bias)
+            figures = (_figures(weight, bias, x_val, val_labels, class_weights) if len(val_labels)
+                       else (float("nan"), float("nan"), 0.0))
+            path.append((l2, weight, bias, figures))
+        lowest = min(path, key=lambda p: p[3][0] if len(val_labels) else 0.0)
+        if best is None or lowest[3][0] < best[0]:
+            best = (lowest[3][0], [(view_set, *p) for p in path], lowest)
+    assert best is not None
+    _, path, lowest = best
+    tolerance = lowest[3][0] + lowest[3][2] if len(val_labels) else float("inf")
+    view_set, l2, weight, bias, (val_loss, val_acc, _) = next(p for p in path if not p[4][0] > tolerance)
+    train_loss, train_acc, _ = _figures(weight, bias, x_plain, train_labels, class_weights)
+    raw_weight, raw_bias = scaling.fold(weight, bias)
+    return ProbeFit(raw_weight.float(), raw_bias.float(), view_set, l2, train_loss, train_acc, val_loss, val_acc)

@@ -1,0 +1,258 @@
+"""The resources of one run while it trains: device, model, data, caches, layout, batch size and state."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from desktop_tl.core import checkpoint, distributed
+from desktop_tl.core.catalog import LoadedWeights, create_model, data_config
+from desktop_tl.core.config import to_dict
+from desktop_tl.core.data import ImageDataset, default_num_workers, make_loader, split_dataset
+from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.decode_cache import DecodeCache
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import Finished, Message
+from desktop_tl.core.freeze import apply_freeze
+from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.runs import RunInfo
+from desktop_tl.core.training.plan import FineTuneStage, Plan
+from desktop_tl.core.transforms import CropFlip
+from desktop_tl.core.tuning import (AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit,
+                                    choose_layout)
+
+
+@dataclass
+class RunControl:
+    """Stop and pause requests from another thread; the loop checks them every batch."""
+
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    pause_event: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """Ask the loop to stop at the next batch (the last saved epoch is kept)."""
+        self.stop_event.set()
+
+    def pause(self, paused: bool) -> None:
+        """Pause or resume the loop between batches."""
+        self.pause_event.set() if paused else self.pause_event.clear()
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once `stop` was called."""
+        return self.stop_event.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block while paused, returning early on stop."""
+        while self.pause_event.is_set() and not self.stop_event.is_set():
+            time.sleep(0.05)
+
+
+def pick_device(requested: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an unavailable explicit choice is a UserError."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("The CUDA device was asked for, but no CUDA GPU is available.", "Choose auto or cpu.")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("Apple's MPS device was asked for, but it is not available.", "Choose auto or cpu.")
+    return torch.device(requested)
+
+
+def device_label(device: torch.device) -> str:
+    """Human-readable device name, with the GPU model where there is one."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA (bfloat16 where supported), none elsewhere."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class TrainingSession:
+    """Everything one run trains with; `core.training.loop` drives it through the plan's stages."""
+
+    def __init__(self, info: RunInfo, index: DatasetIndex, control: RunControl, plan: Plan,
+                 built: tuple[nn.Module, LoadedWeights] | None = None) -> None:
+        self.info, self.index, self.control, self.plan = info, index, control, plan
+        cfg = self.cfg = info.config
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.main = self.rank == 0
+        self.device = pick_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", distributed.local_rank())
+        torch.manual_seed(cfg.seed)
+        self.model, self.weights = built or create_model(cfg.model, cfg.weights, len(info.classes))
+        self.finetune = plan.stage("finetune")
+        self.trainable, self.total = apply_freeze(self.model, self.finetune.freeze if self.finetune else "head")
+        self.prep = Preprocessing.from_data_config(data_config(self.model), plan.image_size, plan.crop_pct)
+        self.notes: list[Message] = []
+        # what an interrupted run started with (layout, batch size): it continues with the same
+        self.started_with = checkpoint.read_meta(info.run_dir / checkpoint.LAST) if info.has_checkpoint else {}
+        # caches stay single-process: ranks would race on the same files and feature dictionaries
+        self.cache = self._open_decode_cache() if cfg.decode_cache and self.world == 1 else None
+        self.train_samples = index.split("train")
+        if not self.train_samples:
+            raise UserError("The training split is empty.", "Import a dataset with more images per class.")
+        self.val_set = split_dataset(index, index.split("val"), self.prep, None, self.cache)
+        self._train_sets: dict[Any, ImageDataset] = {}
+        self.model.to(self.device)
+        self.amp_dtype = amp_dtype_for(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True   # fixed input size: let cuDNN pick the fastest kernels
+        self.layout = self._choose_layout()
+        if self.layout.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.batch_size = self._choose_batch_size()
+        self.micro_batch = self.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.class_weights = self._class_weights()
+        self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.class_weights)
+        self.loaders: dict[str, torch.utils.data.DataLoader] = {}
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
+                                      "bad_epochs": 0, "history": [], "skipped_images": 0, "seconds": 0.0,
+                                      "ended_early": None, "probe": None, "transfer_check": None}
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _open_decode_cache(self) -> DecodeCache | None:
+        """The decode cache of every image of the dataset at this geometry (None: decode every time)."""
+        cache, why = DecodeCache.open([s.sha256 for s in self.index.samples], self.prep)
+        if cache is None:
+            self.notes.append(Message("info", f"Decoded-image cache is off for this run: {why}."))
+        return cache
+
+    def _choose_layout(self) -> LayoutChoice:
+        """The memory layout of this run: the one it started with when resuming (so it continues exactly),
+        else measured or remembered (see core.tuning); under torchrun every rank takes rank 0's."""
+        recorded = self.started_with.get("memory_format")
+        if recorded in ("channels_last", "contiguous"):
+            return LayoutChoice(recorded)
+        shared_cpu = self.world > 1 and self.device.type == "cpu"
+        choice = LayoutChoice("contiguous")
+        if self.main or not shared_cpu:
+            freeze = self.finetune.freeze if self.finetune else "head"
+            choice = choose_layout(self.cfg.memory_format, self.device, self.model, self.cfg.model,
+                                   self.prep.input_size, self.plan.batch_size or AUTO_BATCH_START, freeze)
+        if shared_cpu:   # one measurement (rank 0's) decides for all: ranks must compute alike
+            flag = distributed.all_reduce_sum(torch.tensor([1.0 if choice.channels_last else 0.0]))
+            choice = choice if self.main else LayoutChoice("channels_last" if flag.item() else "contiguous")
+        note = choice.describe()
+        if note:
+            self.notes.append(Message("info", note))
+        return choice
+
+    def _choose_batch_size(self) -> int:
+        """The plan's batch size; for automatic (0) the one the run started with when resuming, else the
+        largest that fits on a GPU (searched; under torchrun the smallest over ranks, times the ranks),
+        or 32 elsewhere, capped so that an epoch has several steps (see core.tuning)."""
+        if self.plan.batch_size:
+            return self.plan.batch_size
+        if "batch_size" in self.started_with:
+            return int(self.started_with["batch_size"])
+        n_train = len(self.train_samples)
+        limit = batch_limit(n_train)
+        if self.device.type != "cuda":
+            batch = min(AUTO_BATCH_START, limit)
+            why = (f"capped for {n_train} training images, so that an epoch has several steps"
+                   if limit < AUTO_BATCH_START
+                   else f"on a {self.device.type.upper()} larger batches do not train faster")
+            self.notes.append(Message("info", f"Automatic batch size: {batch} ({why})."))
+            return batch
+        search = automatic_batch_size(self.model, self.device, self.prep.input_size, max(1, limit // self.world),
+                                      self.layout.channels_last, self.amp_dtype)
+        per_rank = int(distributed.all_reduce_min(torch.tensor([search.batch_size], device=self.device)))
+        self.notes.append(Message("info", search.describe(device_label(self.device))
+                                  + (f" Under torchrun: {per_rank} per process x {self.world}." if self.world > 1
+                                     else "")))
+        return per_rank * self.world
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if not self.plan.class_weighted:
+            return None
+        counts = np.bincount([s.label for s in self.train_samples], minlength=len(self.info.classes))
+        weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
+        return torch.tensor(weights, dtype=torch.float32, device=self.device)
+
+    # -- data --------------------------------------------------------------------------------------
+    def train_set(self, augment: str | CropFlip | None) -> ImageDataset:
+        """The training split with this augmentation (None: the evaluation transform), made once."""
+        if augment not in self._train_sets:
+            self._train_sets[augment] = split_dataset(self.index, self.train_samples, self.prep, augment, self.cache)
+        return self._train_sets[augment]
+
+    def augmentation(self, stage: FineTuneStage) -> str | CropFlip:
+        """The training augmentation of a fine-tuning stage (the recipe's own resolves the probe's flips)."""
+        if stage.augment != "auto":
+            return stage.augment
+        flips = stage.flips
+        if flips == "probe":
+            flips = (self.state.get("probe") or {}).get("view_set", "fixed")
+        return CropFlip((0.8, 1.0), flips, stage.colour_jitter)
+
+    def loader(self, name: str, dataset: torch.utils.data.Dataset, shuffle: bool,
+               workers: int | None = None) -> torch.utils.data.DataLoader:
+        """One loader per purpose for the whole run (workers persist between epochs)."""
+        if name not in self.loaders:
+            if workers is None:
+                workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
+            batch = self.batch_size if shuffle else max(self.batch_size, 32)
+            self.loaders[name] = make_loader(dataset, batch, shuffle, 0, workers, self.device.type == "cuda",
+                                             persistent=workers > 0, rank=self.rank if shuffle else 0,
+                                             world=self.world if shuffle else 1)
+        return self.loaders[name]
+
+    def close(self) -> None:
+        """End the loaders' worker processes."""
+        self.loaders.clear()
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        """Checkpoint metadata: everything but tensors, JSON only."""
+        best = self.state["best_val_loss"]
+        return dict(self.state, best_val_loss=best if math.isfinite(best) else None,
+                    config=to_dict(self.cfg), classes=self.info.classes, arch=self.cfg.model,
+                    preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
+                    batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict(),
+                    memory_format=self.layout.memory_format)
+
+    def restore(self) -> dict[str, Any] | None:
+        """Load `last.safetensors` (weights, counters) to continue exactly; returns its optimizer state."""
+        ckpt = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.LAST)
+        self.model.load_state_dict(ckpt.model)
+        meta = ckpt.meta
+        for key in self.state:
+            if key in meta:
+                self.state[key] = meta[key]
+        if self.state["best_val_loss"] is None:
+            self.state["best_val_loss"] = math.inf
+        self.batch_size = int(meta.get("batch_size", self.batch_size))
+        self.micro_batch = int(meta.get("micro_batch", self.batch_size))
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+        return ckpt.optimizer
+
+    def finished(self, completed: bool, stopped_by_user: bool, metrics: dict | None = None) -> Finished:
+        """The Finished event of this run as it stands."""
+        return Finished(self.state["epoch"], self.plan.total_epochs, completed, stopped_by_user,
+                        self.state["best_epoch"], self.state["best_val_loss"], metrics)
+
+    def save(self, is_best: bool, optimizer: torch.optim.Optimizer | None) -> None:
+        """Best first: last.safetensors is the commit point of resume, and it names the best epoch."""
+        if is_best:
+            checkpoint.save_checkpoint(self.info.run_dir / checkpoint.BEST, self.model, self.meta())
+        checkpoint.save_checkpoint(self.info.run_dir / checkpoint.LAST, self.model, self.meta(), optimizer)
