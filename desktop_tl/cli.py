@@ -299,10 +299,11 @@ def _export_summary(run_dir: Path, result, tolerance: float) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from desktop_tl.core.predict import OnnxClassifier, collect_inputs, write_predictions_csv
+    from desktop_tl.core.predict import OnnxClassifier, collect_inputs, describe_decision, write_predictions_csv
 
     classifier = OnnxClassifier(Path(args.model))
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths])))
+    print(describe_decision(classifier.decision))
     for p in predictions:
         if p.error:
             print(f"{p.path}\tskipped: {p.error}")

@@ -16,6 +16,7 @@ from desktop_tl.core import checkpoint
 from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure_writable
 from desktop_tl.core.catalog import create_model
 from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.imageio import ImageLoadError, load_image
 from desktop_tl.core.preprocess import Preprocessing, preprocess
@@ -66,15 +67,19 @@ def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module
     return model.eval(), meta
 
 
-def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """metadata_props of an exported model: preprocessing, classes, provenance; never paths."""
+def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None) -> dict[str, str]:
+    """metadata_props of an exported model: preprocessing, classes, the decision rule (a two-class threshold
+    chosen on validation; absent: the most probable class), provenance; never paths."""
     prep = meta["preprocessing"]
     history = meta.get("history") or []
     best = next((h for h in history if h["epoch"] == meta.get("best_epoch")), None)
+    config = meta["config"]
     summary = {"epochs": meta.get("epoch"), "best_epoch": meta.get("best_epoch"),
-               "freeze": meta["config"]["freeze"], "augment": meta["config"]["augment"],
-               "val_accuracy": best["val_accuracy"] if best else None}
-    return {
+               "recipe": config.get("recipe", "custom"), "val_accuracy": best["val_accuracy"] if best else None}
+    if summary["recipe"] == "custom":
+        summary.update(freeze=config["freeze"], augment=config["augment"])
+    extra = {"decision": json.dumps(decision.to_dict())} if decision is not None else {}
+    return extra | {
         "classes": json.dumps(meta["classes"]),
         "mean": json.dumps(prep["mean"]),
         "std": json.dumps(prep["std"]),
@@ -115,6 +120,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
 
     run_dir = Path(run_dir)
     model, meta = model_from_checkpoint(run_dir, which)
+    decision = open_run(run_dir).decision
     prep = Preprocessing.from_dict(meta["preprocessing"])
     try:
         index = load_index(run_dir, data_root)
@@ -133,7 +139,8 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
                                     opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
     proto = program.model_proto
     _scrub_debug_info(proto)
-    for key, value in onnx_metadata(meta).items():
+    metadata = onnx_metadata(meta, decision)
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "desktop_tl"
@@ -148,7 +155,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
             diffs[f"batch_{batch}"] = float(np.abs(reference - got).max())
     atomic_write_bytes(target, payload)
     result = ExportResult(target.name if target.parent == run_dir else str(target), len(payload), OPSET, diffs,
-                          all(d <= PARITY_TOLERANCE for d in diffs.values()), onnx_metadata(meta))
+                          all(d <= PARITY_TOLERANCE for d in diffs.values()), metadata)
     atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))
     return result
 

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.decision import Decision, predict_labels
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.preprocess import Preprocessing, preprocess
@@ -33,7 +34,7 @@ class Prediction:
 
 
 class OnnxClassifier:
-    """An exported desktop_tl model: preprocessing and classes come from its metadata."""
+    """An exported desktop_tl model: preprocessing, classes and the decision rule come from its metadata."""
 
     def __init__(self, model_path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -72,6 +73,7 @@ class OnnxClassifier:
             raise UserError(f"{model_path.name} has damaged class names in its metadata.",
                             "Export the model again with `desktop-tl export`.")
         self.metadata = dict(props)
+        self.decision: Decision | None = Decision.from_json(props.get("decision"), self.classes)
         self.input_name = self.session.get_inputs()[0].name
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -98,7 +100,7 @@ class OnnxClassifier:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
                     continue
                 row = probs[offset]
-                k = int(row.argmax())
+                k = int(predict_labels(row[None], self.classes, self.decision)[0])
                 yield Prediction(shown, self.classes[k], float(row[k]), {c: float(v) for c, v in zip(self.classes, row)})
 
 
@@ -151,6 +153,14 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
         raise UserError("No image or DICOM file found in the given paths.",
                         f"Supported: {', '.join(sorted(IMAGE_SUFFIXES))} and DICOM.")
     return found
+
+
+def describe_decision(decision: Decision | None) -> str:
+    """The decision rule in words, for the CLI and the window."""
+    if decision is None:
+        return "Decision: the most probable class."
+    return (f"Decision: {decision.positive!r} when its probability is at least {decision.threshold:.3f} "
+            f"(chosen on the {decision.chosen_on} split for the best {decision.criterion}), else the other class.")
 
 
 def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:

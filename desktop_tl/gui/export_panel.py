@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
-from desktop_tl.core.predict import Prediction
+from desktop_tl.core.decision import Decision
+from desktop_tl.core.predict import Prediction, describe_decision
 from desktop_tl.gui.item_models import Column, ImageItem, ImageListModel, RecordTableModel
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
@@ -119,6 +120,15 @@ def prediction_item(prediction: Prediction) -> ImageItem:
     top = sorted(prediction.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:3]
     return ImageItem(path, f"{path.name}\n{prediction.label} ({prediction.probability:.1%})",
                      f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top))
+
+
+def _decision_text(result: "ExportResult") -> str:
+    """The exported model's decision rule in words (the same rule `predict` applies)."""
+    try:
+        classes = json.loads(result.metadata.get("classes", "[]"))
+    except ValueError:
+        classes = []
+    return describe_decision(Decision.from_json(result.metadata.get("decision"), classes))
 
 
 def local_files(mime: QMimeData) -> list[Path]:
@@ -250,7 +260,7 @@ class ExportPanel(QWidget):
             self.size_label.setText(f"{format_size(result.size_bytes)} (ONNX opset {result.opset})")
             self.metadata_model.set_rows(metadata_rows(result.metadata))
         self.try_hint.setText("Drop images or folders here, or choose them, to classify them with the exported "
-                              "model." if self.model_file else
+                              "model. " + _decision_text(result) if self.model_file else
                               "Export first; then drop images or folders here to classify them.")
         self._update_buttons()
 

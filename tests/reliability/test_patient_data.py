@@ -30,19 +30,17 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
         fast = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--workers", "0", "--augment", "none"]
         for argv in (["import-check", "data"], ["import-check", "data", "--json"],
                      ["train", "data", "--out", "runs/run", *fast], ["evaluate", "runs/run", "--json"],
-                     ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"]):
+                     ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"],
+                     ["train", "data", "--out", "runs/auto", "--budget", "20s", "--workers", "0"],
+                     ["export", "runs/auto"]):
             print("$", *argv, flush=True)
             code = main(argv)
             print("exit", code, flush=True)
             if code:
                 sys.exit(code)
-        try:
-            from desktop_tl.core.project import Project, save_project
-        except ImportError:
-            pass
-        else:
-            save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/run")],
-                                                        current_run=Path("runs/run")))
+        from desktop_tl.core.project import Project, save_project
+        save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/run"), Path("runs/auto")],
+                                                    current_run=Path("runs/auto")))
     """)
     env = dict(os.environ, PYTHONPATH=str(REPO), DESKTOP_TL_DATA_DIR=str(user / "data"),
                DESKTOP_TL_CACHE_DIR=str(user / "cache"), PYTHONWARNINGS="default")
@@ -50,6 +48,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     log = done.stdout + done.stderr
     assert done.returncode == 0, log.decode(errors="replace")[-4000:]
     assert (study / "runs" / "run" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
+    auto = (study / "runs" / "auto" / "run.json").read_text()
+    assert '"plan"' in auto and '"decision"' in auto            # the automatic recipe's own outputs are searched too
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),

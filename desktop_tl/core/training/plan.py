@@ -36,6 +36,7 @@ L2_GRID = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 TARGET_STEPS = 400            # optimizer steps a fine-tune of a small dataset needs to converge
 MIN_TARGET_EPOCHS, MAX_EPOCHS = 6, 30
 MIN_FINETUNE_EPOCHS = 3       # fewer than this does not pay for leaving the probe's optimum
+MIN_FINETUNE_SIZE = 96
 PROBE_SHARE = 0.25            # "auto" orientation compares fewer views when their features cost more of the budget
 IMBALANCE_FOR_WEIGHTING = 1.5
 START_SECONDS = 5.0           # model build, loaders, checkpoint writes
@@ -317,9 +318,9 @@ class _Costs:
         return self.start + self.probe + self.evaluation + self.baseline
 
 
-def _candidate_sizes(native: int) -> list[int]:
+def _candidate_sizes(native: int, smallest: int = 64) -> list[int]:
     sizes = {native, 192, 160, 128, 96, 64}
-    return sorted((s for s in sizes if 64 <= s <= native), reverse=True)
+    return sorted((s for s in sizes if smallest <= s <= native), reverse=True) or [native]
 
 
 def _target_epochs(train_images: int, batch: int, budget: float) -> int:
@@ -394,14 +395,15 @@ def _affordable_view_sets(orientation: str, costs: _CostModel, budget: float, na
 def _size_and_epochs(costs: _CostModel, view_sets: tuple[str, ...], target: int, budget: float,
                      model: ModelFacts) -> tuple[int, int, list[str]]:
     """(image size, fine-tuning epochs, reasons): the largest size with at least half the target epochs,
-    else any size with MIN_FINETUNE_EPOCHS, else the linear probe alone at the largest size it fits."""
-    sizes = _candidate_sizes(model.native_size)
+    else any size with MIN_FINETUNE_EPOCHS, else the linear probe alone at the largest size it fits.
+    Fine-tuning below MIN_FINETUNE_SIZE is not planned: the probe at a larger size does better."""
     for wanted in (math.ceil(target / 2), MIN_FINETUNE_EPOCHS):
-        for size in sizes:
+        for size in _candidate_sizes(model.native_size, MIN_FINETUNE_SIZE):
             c = costs.at(size, view_sets)
             fit = math.floor((budget - c.fixed()) / c.epoch) if budget > c.fixed() else 0
             if fit >= wanted:
                 return size, min(fit, target), []
+    sizes = _candidate_sizes(model.native_size)
     size = next((s for s in sizes if costs.at(s, view_sets).fixed() <= budget), sizes[-1])
     return size, 0, [f"The budget of {format_seconds(budget)} leaves no time to fine-tune at {sizes[-1]} px or "
                      "more, so the plan is the linear probe alone."]

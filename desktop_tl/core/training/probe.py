@@ -24,6 +24,7 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "rot90": lambda x: x.rot90(1, (-2, -1)),
 }
 LBFGS_ITERATIONS = 300
+LOSS_TOLERANCE = 0.01        # validation losses closer than this (nats per image) count as equal
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,9 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
               val_labels: torch.Tensor, classes: int, view_sets: Sequence[str], l2_grid: Sequence[float],
               class_weights: torch.Tensor | None = None) -> ProbeFit:
     """The logistic regression chosen on validation: the view set with the lowest validation loss, and in it
-    the strongest L2 penalty whose validation loss is within one standard error of that set's best (the
-    one-standard-error rule: a smaller, better-calibrated classifier that fine-tuning starts gently from).
+    the strongest L2 penalty whose validation loss is within one standard error (at least LOSS_TOLERANCE)
+    of that set's best: the one-standard-error rule, which keeps the classifier small and calibrated, so that
+    fine-tuning starts gently from it, also where validation is separable and its best loss near zero.
     Penalties are fitted from the strongest down, each warm-started from the last. Without validation
     images the middle of the grid and the first view set are taken."""
     scaling = _Scaling.of(train_features["identity"])
@@ -179,7 +181,7 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
             best = (lowest[3][0], [(view_set, *p) for p in path], lowest)
     assert best is not None
     _, path, lowest = best
-    tolerance = lowest[3][0] + lowest[3][2] if len(val_labels) else float("inf")
+    tolerance = lowest[3][0] + max(lowest[3][2], LOSS_TOLERANCE) if len(val_labels) else float("inf")
     view_set, l2, weight, bias, (val_loss, val_acc, _) = next(p for p in path if not p[4][0] > tolerance)
     train_loss, train_acc, _ = _figures(weight, bias, x_plain, train_labels, class_weights)
     raw_weight, raw_bias = scaling.fold(weight, bias)
