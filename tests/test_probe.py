@@ -26,42 +26,48 @@ def test_the_fit_converges_to_the_optimum_of_the_penalised_loss():
     bias.requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(x.double() @ weight.T + bias, y) + 0.05 * weight.square().sum()
     loss.backward()
-    assert weight.grad.abs().max() < 1e-5 and bias.grad.abs().max() < 1e-5
+    assert weight.grad.abs().max() < 1e-4 and bias.grad.abs().max() < 1e-4
 
 
 def test_the_chosen_classifier_is_the_same_on_raw_features_and_generalises():
     x, y = _blobs(200, 16, 4, seed=1)
     xv, yv = _blobs(80, 16, 4, seed=2)
-    fit = fit_probe({"identity": x}, y, xv, yv, 4, ("fixed",), (1e-4, 1e-2, 1.0))
+    fit = fit_probe({"identity": x}, y, {"identity": xv}, yv, 4, ("fixed",), (1e-4, 1e-2, 1.0))
     logits = xv @ fit.weight.T + fit.bias
     assert float((logits.argmax(1) == yv).float().mean()) == pytest.approx(fit.val_accuracy)
     assert fit.val_accuracy >= 0.95 and fit.train_accuracy >= 0.95
     assert fit.val_loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits.double(), yv)), rel=1e-4)
 
 
-def test_views_that_help_validation_are_chosen_and_those_that_hurt_are_not():
-    signal, y = _blobs(40, 6, 2, seed=3)
-    xv, yv = _blobs(400, 6, 2, seed=4)
-    noise = torch.rand(40, 6, generator=torch.Generator().manual_seed(5)) * 4     # no class information at all
-    helpful = {"identity": noise, "hflip": signal}
-    assert fit_probe(helpful, y, xv, yv, 2, ("fixed", "mirror"), (1e-3, 1e-1)).view_set == "mirror"
-    swapped = signal[torch.arange(40) ^ 1]                # each row the features of an image of the other class
-    misleading = {"identity": noise, "hflip": swapped}
-    assert fit_probe(misleading, y, xv, yv, 2, ("fixed", "mirror"), (1e-3, 1e-1)).view_set == "fixed"
+def test_flips_are_used_only_when_they_do_not_change_the_class():
+    x, y = _blobs(60, 6, 3, seed=3)
+    xv, yv = _blobs(300, 6, 3, seed=4)
+    mirrored_x, mirrored_v = _blobs(60, 6, 3, seed=5)[0], _blobs(300, 6, 3, seed=6)[0]
+    # mirrored images look like other images of the same class (textures, cells): mirroring is taken
+    same = fit_probe({"identity": x, "hflip": mirrored_x}, y, {"identity": xv, "hflip": mirrored_v}, yv, 3,
+                     ("fixed", "mirror"), (1e-3, 1e-1))
+    assert same.view_set == "mirror"
+    # a mirrored image looks like the next class (like a mirrored 2 and a 5): the classifier of the
+    # originals does worse on mirrored validation images, so mirroring is refused
+    shift = torch.arange(300) + 1 - 3 * ((torch.arange(300) % 3) == 2).long()
+    other = xv[shift.clamp(max=299)]
+    refused = fit_probe({"identity": x, "hflip": x[(torch.arange(60) + 1) % 60]}, y, {"identity": xv, "hflip": other},
+                        yv, 3, ("fixed", "mirror", "free"), (1e-3, 1e-1))
+    assert refused.view_set == "fixed"
 
 
 def test_the_strongest_penalty_within_one_standard_error_is_taken():
     x, y = _blobs(300, 10, 2, seed=6)
     xv, yv = _blobs(300, 10, 2, seed=7)
     grid = (1e-5, 1e-3, 1e-1, 10.0, 1000.0)
-    fit = fit_probe({"identity": x}, y, xv, yv, 2, ("fixed",), grid)
+    fit = fit_probe({"identity": x}, y, {"identity": xv}, yv, 2, ("fixed",), grid)
     assert fit.l2 in grid and fit.l2 < 1000.0          # a penalty that flattens the classifier is never within
     assert fit.l2 >= 1e-3                              # easy data: a strong penalty costs nothing on validation
 
 
 def test_without_validation_images_the_middle_penalty_is_used():
     x, y = _blobs(60, 5, 3, seed=8)
-    fit = fit_probe({"identity": x, "hflip": x}, y, torch.zeros(0, 5), torch.zeros(0, dtype=torch.long), 3,
+    fit = fit_probe({"identity": x, "hflip": x}, y, {}, torch.zeros(0, dtype=torch.long), 3,
                     ("mirror", "fixed"), (1e-4, 1e-2, 1.0))
     assert fit.l2 == 1e-2 and fit.view_set == "mirror" and np.isnan(fit.val_loss)
 
@@ -72,7 +78,7 @@ def test_class_weights_find_the_small_class():
     xv, yv = _blobs(200, 4, 2, seed=10, shift=0.8)
     recall = {}
     for name, weights in (("plain", None), ("weighted", torch.tensor([130 / 220, 130 / 40]))):
-        fit = fit_probe({"identity": x[keep]}, y[keep], xv, yv, 2, ("fixed",), (1e-2,), weights)
+        fit = fit_probe({"identity": x[keep]}, y[keep], {"identity": xv}, yv, 2, ("fixed",), (1e-2,), weights)
         predicted = (xv @ fit.weight.T + fit.bias).argmax(1)
         recall[name] = float((predicted[yv == 1] == 1).float().mean())
     assert recall["weighted"] > recall["plain"]
@@ -85,3 +91,4 @@ def test_views_and_the_head_of_a_real_model():
     assert VIEWS["rot90"](image).shape == (1, 1, 4, 3)
     model, _ = create_model("efficientnet_lite0", "none", 3)
     assert has_linear_head(model)
+

@@ -63,6 +63,7 @@ def test_the_probe_is_the_first_epoch_and_the_rest_fine_tune(auto_run):
     assert metrics["recipe"] == "auto" and metrics["plan"]["recipe"] == "auto"
     check = metrics["transfer_check"]
     assert 0 <= check["baseline_balanced_accuracy"] <= 1 and isinstance(check["helps"], bool)
+    assert check["verdict"] in ("helps", "no clear gain", "hurts")
     assert any(isinstance(e, Message) and "Pretraining" in e.text for e in events)
 
 

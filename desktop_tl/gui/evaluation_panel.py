@@ -67,14 +67,18 @@ def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
 
 
 def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
-    """One line: images, accuracy with its 95% interval, balanced accuracy, macro F1, ROC AUC."""
+    """Images, accuracy with its 95% interval, balanced accuracy, macro F1, ROC AUC, and the decision rule
+    when the run chose a threshold."""
     if not m or not m.get("images"):
         return f"No {split_name.lower()} images were evaluated."
     low, high = m.get("accuracy_95ci") or (None, None)
     interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
+    decision = m.get("decision")
+    rule = (f" Decision: {decision['positive']!r} when its probability is at least {decision['threshold']:.3f} "
+            f"(chosen on validation)." if isinstance(decision, dict) and "threshold" in decision else "")
     return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
             f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
-            f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.")
+            f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.{rule}")
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ from desktop_tl.gui.worker import EngineController, JobContext
 
 TRAIN_JOB = "train"
 REDRAW_MS = 66  # ~15 Hz
-RECIPE_CHOICES = (  # (label, recipe, budget preset)
-    ("Quick — about 2 minutes", "auto", "quick"),
-    ("Balanced — up to 10 minutes", "auto", "balanced"),
-    ("Best — up to an hour", "auto", "best"),
-    ("Custom — your own settings", "custom", None),
+RECIPE_CHOICES = (  # (label, key): a budget preset of the automatic recipe, or "custom"
+    ("Quick — about 2 minutes", "quick"),
+    ("Balanced — up to 10 minutes", "balanced"),
+    ("Best — up to an hour", "best"),
+    ("Custom — your own settings", "custom"),
 )
 ORIENTATION_CHOICES = (
     ("Automatic (tested on validation)", "auto"),
@@ -258,8 +258,8 @@ class TrainingMonitor(QWidget):
     def _build_form(self) -> None:
         self.recipe = QComboBox()
         self.recipe.setObjectName("recipe")
-        for label, recipe, preset in RECIPE_CHOICES:
-            self.recipe.addItem(label, (recipe, preset))
+        for label, key in RECIPE_CHOICES:
+            self.recipe.addItem(label, key)
         self.recipe.setToolTip("How the run is planned: the automatic recipe chooses image size, layers, epochs and "
                                "learning rates for your images within the time given; Custom uses the fields below")
         self.orientation = QComboBox()
@@ -393,7 +393,7 @@ class TrainingMonitor(QWidget):
         """Select the recipe of `state.config` (a budget that is no preset gets its own entry)."""
         cfg = self.state.config
         preset = next((name for name, seconds in BUDGET_PRESETS.items() if seconds == cfg.budget), None)
-        wanted = ("custom", None) if cfg.recipe == "custom" else ("auto", preset or cfg.budget)
+        wanted = "custom" if cfg.recipe == "custom" else preset or f"{cfg.budget:g}"
         if self.recipe.findData(wanted) < 0:
             self.recipe.insertItem(self.recipe.count() - 1, f"Automatic — up to {cfg.budget / 60:g} minutes", wanted)
         self.recipe.blockSignals(True)
@@ -407,9 +407,11 @@ class TrainingMonitor(QWidget):
 
     @Slot()
     def _write_recipe(self) -> None:
-        recipe, preset = self.recipe.currentData()
-        budget = BUDGET_PRESETS.get(preset, preset) if recipe == "auto" else None
-        self.state.set_recipe(recipe, budget)
+        key = self.recipe.currentData()
+        if key == "custom":
+            self.state.set_recipe("custom")
+        else:
+            self.state.set_recipe("auto", BUDGET_PRESETS.get(key) or float(key))
 
     @Slot()
     def _write_config(self) -> None:

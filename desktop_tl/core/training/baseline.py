@@ -51,23 +51,33 @@ class TransferCheck:
     baseline_seconds: float
 
     @property
+    def verdict(self) -> str:
+        """"helps" (pretrained better by more than MARGIN), "hurts" (the baseline better by more than MARGIN),
+        else "no clear gain"."""
+        gain = self.pretrained_balanced_accuracy - self.baseline_balanced_accuracy
+        return "helps" if gain > MARGIN else "hurts" if gain < -MARGIN else "no clear gain"
+
+    @property
     def helps(self) -> bool:
-        """False when the baseline is as good as the pretrained model (within MARGIN)."""
-        return self.pretrained_balanced_accuracy > self.baseline_balanced_accuracy + MARGIN
+        """True when pretraining did clearly better than training from scratch."""
+        return self.verdict == "helps"
 
     def describe(self) -> str:
-        """One sentence for the user."""
+        """One or two sentences for the user."""
         figures = (f"validation balanced accuracy {self.pretrained_balanced_accuracy:.1%} with the pretrained "
                    f"backbone vs {self.baseline_balanced_accuracy:.1%} for a small network trained from scratch "
                    f"({self.baseline_epochs} epochs, {self.baseline_seconds:.0f} s)")
-        if self.helps:
+        if self.verdict == "helps":
             return f"Pretraining helps: {figures}."
-        return (f"Pretraining does not seem to help on this data: {figures}. The images may be too unlike "
-                "the photographs the backbone learned from; try another backbone, more images, or check the labels.")
+        if self.verdict == "no clear gain":
+            return (f"Pretraining shows no clear gain here: {figures}. The task may be easy, or the backbone's "
+                    "features may not suit these images.")
+        return (f"Pretraining does not help on this data: {figures}. The images may be too unlike the "
+                "photographs the backbone learned from; try another backbone, more images, or check the labels.")
 
     def to_dict(self) -> dict:
         """JSON-ready form, with the verdict."""
-        return dict(asdict(self), helps=self.helps)
+        return dict(asdict(self), verdict=self.verdict, helps=self.helps)
 
 
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -81,6 +91,19 @@ def _shifted(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     padded = nn.functional.pad(images, (SHIFT,) * 4, mode="replicate")
     dy, dx = torch.randint(0, 2 * SHIFT + 1, (2,), generator=generator).tolist()
     return padded[..., dy:dy + images.shape[-2], dx:dx + images.shape[-1]]
+
+
+@torch.no_grad()
+def _precise_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
+    """BatchNorm statistics averaged over the whole training set: after a few hundred steps the running
+    averages have not settled yet, and evaluation would use them."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None          # a cumulative average
+    model.train()
+    for start in range(0, len(images), 256):
+        model(images[start:start + 256])
 
 
 def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
@@ -116,6 +139,7 @@ def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torc
             loss.backward()
             optimizer.step()
             schedule.step()
+    _precise_batchnorm(model, train_x)
     model.eval()
     with torch.no_grad():
         probs = torch.cat([model(val_x[i:i + 256]).softmax(1) for i in range(0, len(val_x), 256)]).numpy()

@@ -59,8 +59,8 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     check = _transfer_check(s, val_labels, val_probs)
     metrics["transfer_check"] = check.to_dict() if check else None
     if check is not None:
-        yield Message("info" if check.helps else "warning", check.describe())
-        if not check.helps:
+        yield Message("warning" if check.verdict == "hurts" else "info", check.describe())
+        if check.verdict != "helps":
             notes.append(check.describe())
     metrics["cautions"] = notes
     metrics["skipped_during_training"] = s.state["skipped_images"]

@@ -29,7 +29,6 @@ from desktop_tl.core.training.probe import VIEWS, fit_probe, pre_logits, splits_
 from desktop_tl.core.training.session import TrainingSession, device_label
 from desktop_tl.core.training.step import Stepper
 
-BUDGET_SLACK = 1.1     # a fine-tuning epoch starts only when it is expected to end within 110% of the budget
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -127,9 +126,11 @@ def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str,
         return "early stopping", (f"Early stopping: validation loss has not improved for "
                                   f"{s.state['bad_epochs']} epochs.")
     budget = s.plan.budget_seconds
-    if budget and s.state["seconds"] + seconds > budget * BUDGET_SLACK:
-        return "time budget", (f"Time budget reached: {s.state['seconds'] / 60:.1f} of {budget / 60:.0f} minutes "
-                               "used, so fine-tuning ends here; the best epoch so far is kept.")
+    after = sum(v for k, v in s.plan.estimated_seconds.items() if k in ("baseline", "evaluation"))
+    if budget and s.state["seconds"] + seconds + after > budget:
+        return "time budget", (f"Time budget: {s.state['seconds'] / 60:.1f} of {budget / 60:g} minutes used and "
+                               f"another epoch (about {seconds:.0f} s) would not fit with the final checks, so "
+                               "fine-tuning ends here; the best epoch so far is kept.")
     return None
 
 
@@ -161,7 +162,7 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     or None when stopped."""
     s.model.eval()
     amp = dict(dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
-    parts = {"train": (s.train_set(None), stage.views), "val": (s.val_set, ("identity",))}
+    parts = {"train": (s.train_set(None), stage.views), "val": (s.val_set, stage.views)}
     loaders = {name: make_loader(ds, max(s.batch_size, 32), False, 0, 0 if s.world > 1 else
                                  (s.cfg.num_workers if s.cfg.num_workers >= 0 else -1))
                for name, (ds, _) in parts.items()}
@@ -200,15 +201,16 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     if not labels["train"]:
         raise UserError("No training image could be read.", "Check that the dataset folder is still there and readable.")
     train_features = {v: torch.cat(f) for v, f in features["train"].items()}
-    val_features = torch.cat(features["val"]["identity"]) if labels["val"] else torch.zeros(0, 1)
+    val_features = {v: torch.cat(f) for v, f in features["val"].items()} if labels["val"] else {}
     val_labels = torch.cat(labels["val"]) if labels["val"] else torch.zeros(0, dtype=torch.long)
     weights = s.class_weights.cpu() if s.class_weights is not None else None
     fit = fit_probe(train_features, torch.cat(labels["train"]), val_features, val_labels, len(s.info.classes),
                     stage.view_sets, stage.l2_grid, weights)
     fit.install(s.model)
     s.state["probe"] = {"view_set": fit.view_set, "l2": fit.l2}
-    views = {"fixed": "original images only", "mirror": "with mirrored copies",
-             "free": "with flipped and rotated copies"}[fit.view_set]
+    views = {"fixed": "original images only (orientation matters here)",
+             "mirror": "with mirrored copies (mirroring does not change the class)",
+             "free": "with flipped and turned copies (orientation carries no meaning)"}[fit.view_set]
     choice = "chosen on validation" if len(val_labels) else "no validation images to choose with"
     yield Message("info", f"Linear probe: {views}, L2 penalty {fit.l2:g} ({choice}); validation loss "
                           f"{fit.val_loss:.3f}, accuracy {fit.val_accuracy:.1%}.")

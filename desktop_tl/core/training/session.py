@@ -202,7 +202,7 @@ class TrainingSession:
         flips = stage.flips
         if flips == "probe":
             flips = (self.state.get("probe") or {}).get("view_set", "fixed")
-        return CropFlip((0.8, 1.0), flips, stage.colour_jitter)
+        return CropFlip((stage.crop_min, 1.0), flips, stage.colour_jitter)
 
     def loader(self, name: str, dataset: torch.utils.data.Dataset, shuffle: bool,
                workers: int | None = None) -> torch.utils.data.DataLoader:

@@ -1,0 +1,27 @@
+"""The negative-transfer check: a small network from scratch, and what is said about the comparison."""
+
+from __future__ import annotations
+
+import torch
+
+from desktop_tl.core.training.baseline import TransferCheck, train_from_scratch
+
+
+def test_the_check_says_which_way_it_went():
+    assert TransferCheck(0.95, 0.70, 20, 3.0).verdict == "helps"
+    assert TransferCheck(0.95, 0.94, 20, 3.0).verdict == "no clear gain"
+    hurts = TransferCheck(0.80, 0.95, 20, 3.0)
+    assert hurts.verdict == "hurts" and not hurts.helps and "does not help" in hurts.describe()
+    assert hurts.to_dict()["verdict"] == "hurts"
+
+
+def test_the_small_network_learns_an_easy_task_from_scratch_and_stops_on_time():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(96, 3, 48, 48, generator=generator) * 0.1
+    labels = torch.arange(96) % 2
+    images[labels == 1, :, 12:36, 12:36] += 2.0           # class 1: a bright square in the middle
+    score, epochs = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8)
+    assert score >= 0.9 and epochs == 8
+    _, stopped_after = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8,
+                                          max_seconds=0.0)
+    assert stopped_after == 1
