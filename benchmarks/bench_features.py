@@ -13,8 +13,8 @@ from common import isolated_cache, machine, replicated_dataset
 def run(data, out, feature_cache: bool, epochs: int):
     from desktop_tl.core.config import SplitConfig, TrainConfig
     from desktop_tl.core.events import EpochEnd, Failed, Finished
-    from desktop_tl.core.runs import create_run
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.training.run import train_run
 
     config = TrainConfig(recipe="custom", epochs=epochs, batch_size=32, image_size=224, freeze="head", augment="none", lr=3e-3,
                          feature_cache=feature_cache)

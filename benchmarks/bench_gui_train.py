@@ -80,8 +80,8 @@ def child_headless(args: argparse.Namespace) -> dict:
     import torch
 
     from desktop_tl import cli
-    from desktop_tl.core import train
-    from desktop_tl.core.runs import create_run
+    from desktop_tl.core.training import run as train
+    from desktop_tl.core.runs.folder import create_run
 
     if args.threads:   # the window's count, passed by the parent (this process imports no GUI module)
         torch.set_num_threads(args.threads)
@@ -119,9 +119,9 @@ def child_window(args: argparse.Namespace) -> dict:
     variant = set(args.variant.split(","))
     if "all-threads" in variant:
         # diagnostics only: the window training with every logical core (the product uses compute_threads())
-        from desktop_tl.gui import training_monitor
+        from desktop_tl.core.training import devices
 
-        training_monitor.compute_threads = lambda: os.cpu_count() or 1
+        devices.compute_threads = lambda: os.cpu_count() or 1
     app = QApplication([])  # noqa: F841 - must exist while the window does
     window = MainWindow()
     window.ask_stop_running_job = lambda: True
@@ -280,7 +280,7 @@ def main() -> None:
         print(RESULT + json.dumps(result), flush=True)
         os._exit(0)   # the window's teardown is not part of the measurement
 
-    from desktop_tl.gui.training_monitor import compute_threads
+    from desktop_tl.core.training.devices import compute_threads
 
     gui_threads = compute_threads()
     systems = {"headless": ("headless", {}), f"headless@{gui_threads}": ("headless", {"threads": gui_threads}),
@@ -304,7 +304,7 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, systems: dict, gui_threads: int, base: Path) -> None:
-    from desktop_tl.core.data import default_num_workers
+    from desktop_tl.core.data.loaders import default_num_workers
 
     data = replicated_dataset(base / "data", args.copies)
     print(machine(), f"| window trains with {gui_threads} torch thread(s); {default_num_workers()} loader worker(s) "

@@ -19,8 +19,8 @@ SPLIT = None
 
 def engine(data: Path, out: Path, size: int, batch: int, epochs: int, decode_cache: bool, workers: int):
     from desktop_tl.core.config import TrainConfig
-    from desktop_tl.core.runs import create_run
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.training.run import train_run
 
     config = TrainConfig(recipe="custom", epochs=epochs, batch_size=batch, image_size=size, freeze="all", augment="light", lr=1e-3,
                          num_workers=workers, decode_cache=decode_cache, label_smoothing=0.0)
@@ -34,7 +34,8 @@ def plain(data: Path, size: int, batch: int, epochs: int, workers: int, items: l
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from desktop_tl.core.catalog import create_model, data_config
+    from desktop_tl.core.models.factory import create_model
+    from desktop_tl.core.models.structure import data_config
 
     model, _ = create_model("efficientnet_lite0", "bundled", 4)
     cfg = data_config(model)
@@ -63,8 +64,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     from desktop_tl.core.config import SplitConfig
-    from desktop_tl.core.data import default_num_workers
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.loaders import default_num_workers
+    from desktop_tl.core.data.importer import import_dataset
 
     SPLIT = SplitConfig(val_fraction=0.1, test_fraction=0.1, seed=0)
     workers = default_num_workers() if args.workers < 0 else args.workers

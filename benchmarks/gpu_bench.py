@@ -68,8 +68,8 @@ def synthetic(name: str, batch: int, size: int, steps: int) -> tuple[float, floa
 def real(name: str, batch: int, size: int, copies: int, base) -> float:
     from common import epoch_train_seconds, replicated_dataset
     from desktop_tl.core.config import SplitConfig, TrainConfig
-    from desktop_tl.core.runs import create_run, load_index
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run, load_index
+    from desktop_tl.core.training.run import train_run
 
     data = base / "data"
     if not data.exists():

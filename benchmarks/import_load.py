@@ -48,7 +48,7 @@ def _generate(root: Path, n: int) -> float:
 
 def measure(n: int) -> dict:
     """Runs in the child process."""
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.importer import import_dataset
 
     with tempfile.TemporaryDirectory(prefix="import_load_") as tmp:
         root = Path(tmp) / "data"

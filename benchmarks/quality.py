@@ -67,8 +67,8 @@ def _train_counts(index) -> list[int]:
 def run_engine(data: Path, work: Path, config, label: str) -> dict:
     """Train one run with the engine (as the CLI does) and summarise its test figures."""
     from desktop_tl.core.events import Failed, Finished, Planned
-    from desktop_tl.core.runs import create_run, load_index
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run, load_index
+    from desktop_tl.core.training.run import train_run
 
     run = work / label
     shutil.rmtree(run, ignore_errors=True)
@@ -98,12 +98,13 @@ def run_logreg(data: Path, work: Path) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
-    from desktop_tl.core.catalog import create_model, data_config
-    from desktop_tl.core.data import ImageDataset, make_loader
-    from desktop_tl.core.dataset import import_dataset
-    from desktop_tl.core.evaluate import compute_metrics
-    from desktop_tl.core.preprocess import Preprocessing
-    from desktop_tl.core.transforms import eval_transform
+    from desktop_tl.core.models.factory import create_model
+    from desktop_tl.core.models.structure import data_config
+    from desktop_tl.core.data.loaders import ImageDataset, make_loader
+    from desktop_tl.core.data.importer import import_dataset
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+    from desktop_tl.core.data.preprocess import Preprocessing
+    from desktop_tl.core.data.transforms import eval_transform
 
     started = time.perf_counter()
     index = import_dataset(data, _split())
@@ -146,11 +147,11 @@ def full_fine_tune(data: Path, seconds: float):
     """A plain full fine-tune whose epochs fill `seconds` on this machine (measured speed, as the recipe plans)."""
     import torch
 
-    from desktop_tl.core.catalog import create_model
+    from desktop_tl.core.models.factory import create_model
     from desktop_tl.core.config import TrainConfig
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.importer import import_dataset
     from desktop_tl.core.training.throughput import measure_throughput
-    from desktop_tl.core.tuning import choose_layout
+    from desktop_tl.core.training.tuning import choose_layout
 
     index = import_dataset(data, _split())
     counts = _train_counts(index)
@@ -167,8 +168,8 @@ def full_fine_tune(data: Path, seconds: float):
 
 def heldout_accuracy(run: Path, heldout: Path) -> float:
     """Accuracy of the run's exported ONNX model (onnxruntime) on images that were never in the dataset."""
-    from desktop_tl.core.export import export_onnx
-    from desktop_tl.core.predict import OnnxClassifier, collect_inputs
+    from desktop_tl.core.deploy.export import export_onnx
+    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 
     export_onnx(run)
     classifier = OnnxClassifier(run / "model.onnx")

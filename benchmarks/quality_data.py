@@ -19,7 +19,6 @@ Needs `pip install -e ".[bench]"` (scikit-learn, elpv-dataset).
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 from pathlib import Path
 

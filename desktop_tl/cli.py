@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.reporting import binary_size, file_size, throttled
 
 EXIT_USAGE = 2
 DEMO_RUNS = Path("runs")
@@ -25,7 +26,7 @@ def _print_error(exc: UserError) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from desktop_tl.core.catalog import format_models_table, list_models
+    from desktop_tl.core.models.catalog import format_models_table, list_models
 
     entries = list_models(args.search or "", include_all=args.all or bool(args.search))
     if args.json:
@@ -37,7 +38,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_import_check(args: argparse.Namespace) -> int:
     from desktop_tl.core.config import SplitConfig
-    from desktop_tl.core.dataset import format_report, import_dataset
+    from desktop_tl.core.data.index import format_report
+    from desktop_tl.core.data.importer import import_dataset
 
     split = SplitConfig(args.val_fraction, args.test_fraction, args.seed)
     split.validate()
@@ -52,8 +54,8 @@ def _weights_choice(model: str, weights: str | None) -> str:
 
     Importing keeps the user's file path out of the run folder (paths can name patients).
     """
-    from desktop_tl.core.catalog import describe_model
-    from desktop_tl.core.weights import import_weights
+    from desktop_tl.core.models.catalog import describe_model
+    from desktop_tl.core.models.store import import_weights
 
     entry = describe_model(model)
     if not weights:
@@ -120,9 +122,9 @@ def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> in
 
     `silent` (ranks other than 0 under torchrun) prints nothing but errors.
     """
-    from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, Planned,
-                                        RunStarted)
-    from desktop_tl.core.train import RunControl, train_run
+    from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished
+    from desktop_tl.core.reporting import describe
+    from desktop_tl.core.training.run import RunControl, train_run
 
     control = RunControl()
     events = train_run(run_dir, control)
@@ -140,54 +142,31 @@ def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> in
             continue
         if silent and not isinstance(event, Failed):
             continue
-        if isinstance(event, RunStarted):
-            where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
-            print(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
-                  f"{event.total_epochs} epochs, {where}; {event.trainable_params:,} of {event.total_params:,} "
-                  f"parameters train.")
-        elif isinstance(event, Planned):
-            print(("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines))
-        elif isinstance(event, BatchProgress):
+        if isinstance(event, BatchProgress):
             now = time.monotonic()
             if quiet or (not tty and now - last_line < 5 and event.batch != event.batches):
                 continue
             last_line = now
-            figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase == "train"
-                       else "linear probe: computing features")
-            line = (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} "
-                    f"{figures} {event.images_per_sec:.1f} img/s ETA {_duration(event.eta_seconds)}")
-            print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", flush=True)
+            print(("\r" + describe(event).ljust(100)) if tty else describe(event), end="" if tty else "\n", flush=True)
         elif isinstance(event, EpochEnd):
-            mark = " (best so far)" if event.is_best else ""
-            stage = " (linear probe)" if event.stage == "probe" else ""
-            print(("\n" if tty and not quiet else "") +
-                  f"epoch {event.epoch}/{event.epochs}{stage}: train loss {event.train_loss:.3f} acc "
-                  f"{event.train_accuracy:.1%} | val loss {event.val_loss:.3f} acc {event.val_accuracy:.1%} "
-                  f"| {event.seconds:.1f}s{mark}")
-        elif isinstance(event, CheckpointSaved):
-            pass
-        elif isinstance(event, Message):
-            print(f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}")
-        elif isinstance(event, Finished):
-            if event.stopped_by_user:
-                print(f"Stopped by the user after {event.epochs_done} complete epoch(s). "
-                      f"Continue with: desktop-tl train ... --out {run_dir} --resume")
-                status = 130
-            elif event.metrics is None:
-                print(f"The run in {run_dir} has already finished ({event.epochs_done} epochs); nothing to do.")
-            else:
-                print(format_metrics(event.metrics))
-                print(f"Saved in {run_dir}: best.safetensors (epoch {event.best_epoch}), last.safetensors, "
-                      "metrics.json")
+            print(("\n" if tty and not quiet else "") + describe(event))
         elif isinstance(event, Failed):
             _print_error(UserError(event.what, event.hint))
             status = EXIT_USAGE
+        elif isinstance(event, Finished) and event.stopped_by_user:
+            print(f"{describe(event)} Continue with: desktop-tl train ... --out {run_dir} --resume")
+            status = 130
+        elif isinstance(event, Finished) and event.metrics is not None:
+            print(format_metrics(event.metrics))
+            print(f"Saved in {run_dir}: best.safetensors (epoch {event.best_epoch}), last.safetensors, metrics.json")
+        elif describe(event):
+            print(describe(event))
     return status
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train here, or as one rank of `torchrun --nproc_per_node N -m desktop_tl train ...` (WORLD_SIZE > 1)."""
-    from desktop_tl.core import distributed
+    from desktop_tl.core.training import distributed
 
     if not distributed.init():
         return _prepare_and_train(args)
@@ -218,23 +197,23 @@ def _prepare_and_train(args: argparse.Namespace) -> int:
 
 def _prepare_run(args: argparse.Namespace) -> int | None:
     """Check `--out` and create the run there unless resuming; an exit status when there is nothing to train."""
-    from desktop_tl.core.runs import RUN_FILE, create_run, open_run, remove_stale_temp_files
+    from desktop_tl.core.runs.folder import RunFolder, create_run
 
-    run_dir = Path(args.out)
-    if (run_dir / RUN_FILE).is_file():
-        info = open_run(run_dir)
+    folder = RunFolder(Path(args.out))
+    if folder.has_run:
+        info = folder.info()      # a clear message when run.json is damaged
         if not args.resume and (info.has_checkpoint or info.finished):
-            raise UserError(f"{run_dir} already holds a run.",
+            raise UserError(f"{folder.path} already holds a run.",
                             "Add --resume to continue it, or choose another --out folder.")
         if args.resume and info.finished:
-            print(f"The run in {run_dir} has already finished ({info.config.epochs} epochs); nothing to do.")
+            print(f"The run in {folder.path} has already finished; nothing to do.")
             return 0
-        removed = remove_stale_temp_files(run_dir)  # left by a crash or a kill in the middle of a save
+        removed = folder.remove_stale_temp_files()  # left by a crash or a kill in the middle of a save
         if removed:
             print(f"Removed {len(removed)} half-written file(s) left by an interrupted save.")
-    if not (run_dir / RUN_FILE).is_file() or not args.resume:
+    if not folder.has_run or not args.resume:
         config, split = _train_config(args)
-        create_run(run_dir, Path(args.data), config, split, progress=_progress_printer("Importing"))
+        create_run(folder.path, Path(args.data), config, split, progress=_progress_printer("Importing"))
     return None
 
 
@@ -264,7 +243,7 @@ def format_metrics(metrics: dict) -> str:
 
 # -- evaluate, export, predict, demo -------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from desktop_tl.core.evaluation_run import evaluate_run
+    from desktop_tl.core.evaluation.splits import evaluate_run
 
     metrics = evaluate_run(Path(args.run), data_root=Path(args.data) if args.data else None, which=args.checkpoint)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
@@ -272,14 +251,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
+    from desktop_tl.core.deploy.export import PARITY_TOLERANCE, export_onnx
 
     result = export_onnx(Path(args.run), Path(args.out) if args.out else None, which=args.checkpoint,
                          data_root=Path(args.data) if args.data else None)
     print(_export_summary(Path(args.run), result, PARITY_TOLERANCE))
     if getattr(args, "int8", False) and result.parity_ok:
-        from desktop_tl.core.quantize import compare_models, format_comparison, quantize_int8
-        from desktop_tl.core.runs import load_index
+        from desktop_tl.core.deploy.quantize import compare_models, format_comparison, quantize_int8
+        from desktop_tl.core.runs.folder import load_index
 
         run_dir = Path(args.run)
         fp32 = Path(result.onnx_file) if Path(result.onnx_file).is_absolute() else run_dir / result.onnx_file
@@ -294,12 +273,12 @@ def _export_summary(run_dir: Path, result, tolerance: float) -> str:
     where = run_dir / result.onnx_file if not Path(result.onnx_file).is_absolute() and "/" not in result.onnx_file else Path(result.onnx_file)
     diffs = ", ".join(f"{k.replace('_', ' ')}: {v:.2e}" for k, v in result.parity_max_abs_diff.items())
     verdict = "OK" if result.parity_ok else f"FAILED (tolerance {tolerance:g})"
-    return (f"Exported {where} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}).\n"
+    return (f"Exported {where} ({file_size(result.size_bytes)}, opset {result.opset}).\n"
             f"Parity with PyTorch on real images, largest probability difference: {diffs} -> {verdict}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from desktop_tl.core.predict import OnnxClassifier, collect_inputs, describe_decision, write_predictions_csv
+    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs, describe_decision, write_predictions_csv
 
     classifier = OnnxClassifier(Path(args.model))
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths])))
@@ -317,9 +296,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget
-    from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
+    from desktop_tl.core.deploy.export import PARITY_TOLERANCE, export_onnx
     from desktop_tl.core.paths import resource_path
-    from desktop_tl.core.runs import create_run
+    from desktop_tl.core.runs.folder import create_run
 
     run_dir = Path(args.out) if args.out else DEMO_RUNS / time.strftime("demo-%Y%m%d-%H%M%S")
     data = resource_path("demo", "images")
@@ -350,13 +329,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- cache ---------------------------------------------------------------------------------------------
 def cmd_cache(args: argparse.Namespace) -> int:
-    from desktop_tl.core.decode_cache import budget_bytes, clear_cache, decode_cache_dir, list_cache_files
+    from desktop_tl.core.data.decode_cache import budget_bytes, clear_cache, decode_cache_dir, list_cache_files
 
     folder = decode_cache_dir()
     if args.action == "clear":
         cleared = clear_cache(folder)
         print(f"Removed {cleared.removed} cache file{'s' * (cleared.removed != 1)} from {folder}, "
-              f"freeing {human_size(cleared.freed_bytes)}.")
+              f"freeing {binary_size(cleared.freed_bytes)}.")
         if cleared.kept:
             print(f"desktop-tl: {cleared.kept} file{'s' * (cleared.kept != 1)} in use by another program "
                   "could not be removed.\n  What to do: close it (a running training) and try again.",
@@ -364,45 +343,24 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return 1
         return 0
     files = list_cache_files(folder)
-    budget = f"budget {human_size(budget_bytes())} (DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES sets it)"
+    budget = f"budget {binary_size(budget_bytes())} (DESKTOP_TL_DECODE_CACHE_BUDGET_BYTES sets it)"
     if not files:
         print(f"Decoded-image cache: {folder}\nEmpty; {budget}.")
         return 0
     full, on_disk = sum(f.size for f in files), sum(f.on_disk for f in files)
     print(f"Decoded-image cache: {folder}\n{len(files)} file{'s' * (len(files) != 1)}, "
-          f"{human_size(full)} when full, {human_size(on_disk)} on disk now; {budget}.")
+          f"{binary_size(full)} when full, {binary_size(on_disk)} on disk now; {budget}.")
     print(f"  {'last used':<16}  {'when full':>10}  {'on disk':>10}  file (least recently used first)")
     for f in files:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.used))
-        print(f"  {used:<16}  {human_size(f.size):>10}  {human_size(f.on_disk):>10}  {f.path.name}")
+        print(f"  {used:<16}  {binary_size(f.size):>10}  {binary_size(f.on_disk):>10}  {f.path.name}")
     return 0
 
 
 # -- plumbing ----------------------------------------------------------------------------------------
-def human_size(size: int) -> str:
-    """Bytes in binary units for people: 512 B, 1.5 KiB, 20.0 GiB."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(units) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{size} B" if unit == 0 else f"{value:.1f} {units[unit]}"
-
-
 def _progress_printer(label: str) -> Callable[[int, int], None]:
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 2:
-            last[0] = now
-            print(f"{label}: {done}/{total} files", file=sys.stderr, flush=True)
-
-    return report
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    """Import progress on stderr, every 2 seconds and at the end."""
+    return throttled(lambda done, total: print(f"{label}: {done}/{total} files", file=sys.stderr, flush=True), 2.0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,7 +64,7 @@ def _step_environment(ctx: dict) -> str:
 
 
 def _step_weights(ctx: dict) -> str:
-    from desktop_tl.core.weights import bundled_architectures
+    from desktop_tl.core.models.bundled import bundled_architectures
 
     loaders = bundled_architectures()
     _check("efficientnet_lite0" in loaders,
@@ -165,8 +165,8 @@ def _step_data(ctx: dict) -> str:
 def _step_train(ctx: dict) -> str:
     from desktop_tl.core.config import SplitConfig, TrainConfig
     from desktop_tl.core.events import BatchProgress, Failed, Finished, Message
-    from desktop_tl.core.runs import create_run
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.training.run import train_run
 
     run_dir = ctx["tmp"] / "run"
     config = TrainConfig(recipe="custom", weights="bundled", epochs=1, batch_size=8, image_size=IMAGE_SIZE, augment="none",
@@ -196,11 +196,11 @@ def _step_workers(ctx: dict) -> str:
         return "skipped (DESKTOP_TL_SMOKE_SKIP_WORKERS=1)"
     import multiprocessing
 
-    from desktop_tl.core.checkpoint import read_meta
-    from desktop_tl.core.data import ImageDataset, make_loader
-    from desktop_tl.core.preprocess import Preprocessing
-    from desktop_tl.core.runs import load_index
-    from desktop_tl.core.transforms import eval_transform
+    from desktop_tl.core.runs.checkpoint import read_meta
+    from desktop_tl.core.data.loaders import ImageDataset, make_loader
+    from desktop_tl.core.data.preprocess import Preprocessing
+    from desktop_tl.core.runs.folder import load_index
+    from desktop_tl.core.data.transforms import eval_transform
 
     index = load_index(ctx["run"])
     prep = Preprocessing.from_dict(read_meta(ctx["run"] / "best.safetensors")["preprocessing"])
@@ -217,7 +217,7 @@ def _step_workers(ctx: dict) -> str:
 
 
 def _step_export(ctx: dict) -> str:
-    from desktop_tl.core.export import PARITY_TOLERANCE, export_onnx
+    from desktop_tl.core.deploy.export import PARITY_TOLERANCE, export_onnx
 
     result = export_onnx(ctx["run"])
     diffs = ", ".join(f"{k}: {v:.1e}" for k, v in result.parity_max_abs_diff.items())
@@ -227,7 +227,7 @@ def _step_export(ctx: dict) -> str:
 
 
 def _step_predict(ctx: dict) -> str:
-    from desktop_tl.core.predict import OnnxClassifier, collect_inputs
+    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 
     classifier = OnnxClassifier(ctx["run"] / "model.onnx", threads=1)
     _check(classifier.classes == ctx["classes"], f"the model's classes {classifier.classes} != {ctx['classes']}")

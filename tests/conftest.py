@@ -72,8 +72,8 @@ def trained_run(tmp_path_factory, small_dataset) -> Path:
     """A finished 1-epoch head-only run of the bundled EfficientNet-Lite0 at 64 px (shared, read-only)."""
     from desktop_tl.core.config import SplitConfig, TrainConfig
     from desktop_tl.core.events import Failed
-    from desktop_tl.core.runs import create_run
-    from desktop_tl.core.train import train_run
+    from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.training.run import train_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "run"
     config = TrainConfig(recipe="custom", epochs=1, batch_size=8, image_size=64, num_workers=0, augment="none")

@@ -22,7 +22,7 @@ def copy_demo_subset(target: Path, per_class: int, classes: tuple[str, ...] = ()
 def train_until_saved(run_dir: Path, epoch: int = 1) -> list:
     """Train the run in `run_dir` and press Stop once `epoch` is saved, as a user would; the events."""
     from desktop_tl.core.events import CheckpointSaved
-    from desktop_tl.core.train import RunControl, train_run
+    from desktop_tl.core.training.run import RunControl, train_run
 
     control = RunControl()
     events = []

@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from desktop_tl.core import checkpoint, data
+from desktop_tl.core.data import loaders as data
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.data import cached_eval_transform, make_loader, split_dataset
-from desktop_tl.core.decode_cache import DecodeCache, cache_box, decode_entry, eval_array
+from desktop_tl.core.data.loaders import cached_eval_transform, make_loader, split_dataset
+from desktop_tl.core.data.decode_cache import DecodeCache, cache_box, decode_entry, eval_array
 from desktop_tl.core.events import BatchProgress, Finished
 from desktop_tl.core.paths import user_cache_dir
-from desktop_tl.core.preprocess import Preprocessing, preprocess
-from desktop_tl.core.runs import create_run, load_index
-from desktop_tl.core.train import train_run
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.runs.folder import create_run, load_index
+from desktop_tl.core.training.run import train_run
 
 from helpers import train_until_saved
 
@@ -47,7 +48,7 @@ def test_eval_tensor_from_the_cache_equals_preprocess(size, crop_pct, interpolat
 
 
 def _dataset_and_cache(small_dataset, tmp_path, prep):
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.importer import import_dataset
 
     index = import_dataset(small_dataset, SPLIT)
     cache, why = DecodeCache.open([s.sha256 for s in index.samples], prep, tmp_path / "cache")
@@ -106,7 +107,7 @@ def test_a_damaged_cache_file_is_rebuilt(small_dataset, tmp_path):
 
 def test_a_cache_too_large_is_switched_off(small_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("DESKTOP_TL_DECODE_CACHE_MAX_BYTES", "1000")
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.importer import import_dataset
 
     index = import_dataset(small_dataset, SPLIT)
     cache, why = DecodeCache.open([s.sha256 for s in index.samples], _prep(), tmp_path / "cache")
@@ -231,7 +232,7 @@ def test_resume_with_the_feature_cache_continues_exactly(tmp_path, small_dataset
 
 
 def test_feature_cache_is_not_used_with_augmentation_or_dropout():
-    from desktop_tl.core.catalog import create_model
+    from desktop_tl.core.models.factory import create_model
     from desktop_tl.core.training.probe import splits_cleanly as _splits_cleanly
 
     model, _ = create_model("efficientnet_lite0", "none", 3)
@@ -245,8 +246,8 @@ def test_transforms_survive_spawned_loader_workers():
     """Windows and macOS start loader workers by spawn: every transform must pickle."""
     import pickle
 
-    from desktop_tl.core.data import cached_train_transform
-    from desktop_tl.core.transforms import eval_transform, train_transform
+    from desktop_tl.core.data.loaders import cached_train_transform
+    from desktop_tl.core.data.transforms import eval_transform, train_transform
 
     prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     image = np.full((40, 40, 3), 128, dtype=np.uint8)
@@ -258,8 +259,8 @@ def test_transforms_survive_spawned_loader_workers():
 
 
 def test_cached_light_augmentation_is_seeded_per_item_and_leaves_the_global_rng_alone():
-    from desktop_tl.core.data import _seeded, cached_train_transform
-    from desktop_tl.core.transforms import random_resized_box
+    from desktop_tl.core.data.loaders import _seeded, cached_train_transform
+    from desktop_tl.core.data.transforms import random_resized_box
 
     prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     entry = np.random.default_rng(0).integers(0, 256, (37, 37, 3), dtype=np.uint8)

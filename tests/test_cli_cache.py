@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_tl.cli import human_size, main
-from desktop_tl.core.decode_cache import DecodeCache, decode_cache_dir, list_cache_files
-from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.cli import main
+from desktop_tl.core.reporting import binary_size as human_size
+from desktop_tl.core.data.decode_cache import DecodeCache, decode_cache_dir, list_cache_files
+from desktop_tl.core.data.preprocess import Preprocessing
 
 PREP = Preprocessing((64, 64), "bicubic", 0.875, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

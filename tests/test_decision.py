@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from desktop_tl.core.decision import Decision, choose_threshold, positive_class, predict_labels
-from desktop_tl.core.evaluate import compute_metrics
+from desktop_tl.core.evaluation.metrics import compute_metrics
 
 CLASSES = ["defective", "functional"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_tl.core import checkpoint
+from desktop_tl.core.runs import checkpoint
 
 TRAIN_ARGS = ["--epochs", "1", "--batch-size", "8", "--image-size", "64", "--workers", "0", "--augment", "none",
               "--freeze", "head", "--no-feature-cache", "--no-decode-cache"]

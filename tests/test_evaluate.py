@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from desktop_tl.core.evaluate import cautions, compute_metrics, roc_auc, wilson_interval
+from desktop_tl.core.evaluation.metrics import cautions, compute_metrics, roc_auc, wilson_interval
 
 
 def test_metrics_match_hand_computation():

@@ -20,7 +20,7 @@ from pydicom.pixels import get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import JPEG2000, JPEGLSLossless
 
-from desktop_tl.core.imageio import ImageLoadError, is_dicom_file, load_image, read_group_id
+from desktop_tl.core.data.imageio import ImageLoadError, is_dicom_file, load_image, read_group_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

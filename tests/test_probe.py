@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from desktop_tl.core.catalog import create_model
+from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.training.probe import VIEWS, fit_logistic, fit_probe, has_linear_head
 
 

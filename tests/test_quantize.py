@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 
 from desktop_tl.cli import main
-from desktop_tl.core.export import export_onnx
-from desktop_tl.core.predict import OnnxClassifier
-from desktop_tl.core.quantize import compare_models, int8_path, quantize_int8
-from desktop_tl.core.runs import load_index
+from desktop_tl.core.deploy.export import export_onnx
+from desktop_tl.core.deploy.predict import OnnxClassifier
+from desktop_tl.core.deploy.quantize import compare_models, int8_path, quantize_int8
+from desktop_tl.core.runs.folder import load_index
 
 
 def test_int8_model_keeps_metadata_and_stays_close(trained_run, tmp_path):

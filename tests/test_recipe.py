@@ -10,14 +10,15 @@ import sys
 import onnx
 import pytest
 
-from desktop_tl.core import checkpoint
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import EpochEnd, Failed, Finished, Message, Planned, RunStarted
-from desktop_tl.core.evaluation_run import evaluate_run
-from desktop_tl.core.export import export_onnx
-from desktop_tl.core.runs import create_run, open_run
-from desktop_tl.core.train import train_run
+from desktop_tl.core.evaluation.splits import evaluate_run
+from desktop_tl.core.deploy.export import export_onnx
+from desktop_tl.core.runs.folder import create_run, open_run
+from desktop_tl.core.training.run import train_run
 from desktop_tl.core.training import throughput
+from desktop_tl.core.training.plan import Plan
 
 from helpers import copy_demo_subset, train_until_saved
 
@@ -44,8 +45,8 @@ def auto_run(tmp_path_factory):
 def test_the_plan_is_shown_first_and_recorded(auto_run):
     run, events, _ = auto_run
     assert isinstance(events[0], RunStarted) and isinstance(events[1], Planned) and not events[1].resumed
-    plan = open_run(run).plan
-    assert plan is not None and plan.recipe == "auto" and plan.to_dict() == events[1].plan
+    plan = Plan.from_dict(open_run(run).plan)
+    assert plan.recipe == "auto" and plan.to_dict() == events[1].plan
     assert [s.kind for s in plan.stages][0] == "probe" and plan.class_weighted and plan.choose_threshold
     assert events[0].total_epochs == plan.total_epochs
     assert plan.estimated_seconds["total"] <= BUDGET
@@ -113,10 +114,10 @@ def test_an_interrupted_auto_run_resumes_on_the_plan_it_started_with(tmp_path, m
     create_run(run, data, TrainConfig(budget=BUDGET, num_workers=0), SPLIT)
     first = train_until_saved(run, epoch=1)                       # stopped once the probe's epoch is saved
     assert isinstance(first[-1], Finished) and first[-1].stopped_by_user and first[-1].epochs_done == 1
-    plan = open_run(run).plan.to_dict()
+    plan = open_run(run).plan
     monkeypatch.setattr(throughput, "measure_throughput", lambda *a, **k: pytest.fail("planned again on resume"))
     events = list(train_run(run))
     assert not any(isinstance(e, Failed) for e in events), events[-1]
     assert events[0].start_epoch == 2 and isinstance(events[1], Planned) and events[1].resumed
-    assert events[1].plan == plan == open_run(run).plan.to_dict()
+    assert events[1].plan == plan == open_run(run).plan
     assert isinstance(events[-1], Finished) and events[-1].completed and open_run(run).finished

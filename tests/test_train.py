@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from desktop_tl.core import checkpoint
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, RunStarted
-from desktop_tl.core.runs import create_run, open_run
-from desktop_tl.core.train import RunControl, train_run
+from desktop_tl.core.runs.folder import create_run, open_run
+from desktop_tl.core.training.run import RunControl, train_run
 from desktop_tl.core.training.loop import lr_factor
 
 from helpers import copy_demo_subset, train_until_saved

@@ -9,7 +9,6 @@ current (from here or from an opened project) is shown.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,10 +41,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_tl.core.config import AUGMENT_PRESETS, SplitConfig
-from desktop_tl.core.dataset import DatasetIndex, import_dataset
+from desktop_tl.core.data.importer import import_dataset
+from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.reporting import throttled
 from desktop_tl.gui.item_models import (
     PATH_ROLE,
     BarDelegate,
@@ -75,25 +76,10 @@ _DEFAULT_DATA_CONFIG = {
 # These functions run on the engine thread: they compute and return data, never touch widgets.
 
 
-def throttled(progress: Callable[[int, int], None], interval_s: float = _PROGRESS_INTERVAL_S
-              ) -> Callable[[int, int], None]:
-    """Forward at most one progress report per `interval_s`, plus the last one."""
-    last = 0.0
-
-    def report(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if done >= total or now - last >= interval_s:
-            last = now
-            progress(done, total)
-
-    return report
-
-
 def import_job(source: Path, split: SplitConfig) -> Callable[[JobContext], DatasetIndex]:
     """A job that imports `source` with `split`; raises UserError or Cancelled like the core."""
     def run(ctx: JobContext) -> DatasetIndex:
-        return import_dataset(source, split, throttled(ctx.progress), ctx.should_stop)
+        return import_dataset(source, split, throttled(ctx.progress, _PROGRESS_INTERVAL_S), ctx.should_stop)
     return run
 
 
@@ -109,7 +95,7 @@ def model_preprocessing(model_name: str | None, image_size: int | None) -> Prepr
             import timm
             import torch
 
-            from desktop_tl.core.catalog import data_config
+            from desktop_tl.core.models.structure import data_config
 
             with torch.device("meta"):
                 model = timm.create_model(model_name, pretrained=False)
@@ -132,8 +118,8 @@ def preview_job(path: Path, preset: str, model_name: str | None, image_size: int
                 count: int = PREVIEW_COUNT, seed: int = 0) -> Callable[[JobContext], PreviewResult]:
     """A job that makes `count` augmented views of `path` as training would see them."""
     def run(ctx: JobContext) -> PreviewResult:
-        from desktop_tl.core.imageio import ImageLoadError, load_image
-        from desktop_tl.core.transforms import augmentation_preview
+        from desktop_tl.core.data.imageio import ImageLoadError, load_image
+        from desktop_tl.core.data.transforms import augmentation_preview
 
         try:
             image = load_image(path)

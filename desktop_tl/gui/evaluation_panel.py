@@ -58,8 +58,8 @@ class Evaluation:
 def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
     """A worker job that evaluates the run's best checkpoint on its validation and test splits."""
     def run(ctx: JobContext) -> Evaluation:
-        from desktop_tl.core.evaluation_run import evaluate_run
-        from desktop_tl.core.runs import load_index
+        from desktop_tl.core.evaluation.splits import evaluate_run
+        from desktop_tl.core.runs.folder import load_index
 
         metrics = evaluate_run(run_dir)
         return Evaluation(run_dir, metrics, load_index(run_dir).root)
@@ -286,7 +286,7 @@ class EvaluationPanel(QWidget):
             key = str(run_dir)
             if key not in self._roots:
                 try:
-                    from desktop_tl.core.runs import load_index
+                    from desktop_tl.core.runs.folder import load_index
 
                     self._roots[key] = load_index(run_dir).root
                 except UserError:

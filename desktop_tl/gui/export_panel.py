@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
 from desktop_tl.core.decision import Decision
-from desktop_tl.core.predict import Prediction, describe_decision
+from desktop_tl.core.reporting import file_size
+from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.gui.item_models import Column, ImageItem, ImageListModel, RecordTableModel
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
@@ -38,7 +40,7 @@ from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
 if TYPE_CHECKING:      # core.export imports torch; the panel loads it only when exporting
-    from desktop_tl.core.export import ExportResult
+    from desktop_tl.core.deploy.export import ExportResult
 
 EXPORT_JOB = "export"
 PREDICT_JOB = "predict"
@@ -47,7 +49,7 @@ PREDICT_JOB = "predict"
 def export_job(run_dir: Path, out: Path) -> Callable[[JobContext], ExportResult]:
     """A worker job that exports the run's best checkpoint to `out` and checks parity."""
     def run(ctx: JobContext) -> ExportResult:
-        from desktop_tl.core.export import export_onnx
+        from desktop_tl.core.deploy.export import export_onnx
 
         return export_onnx(run_dir, out)
     return run
@@ -56,7 +58,7 @@ def export_job(run_dir: Path, out: Path) -> Callable[[JobContext], ExportResult]
 def predict_job(model_file: Path, paths: Sequence[Path]) -> Callable[[JobContext], list[Prediction]]:
     """A worker job that classifies images (files or folders) with an exported model, in order."""
     def run(ctx: JobContext) -> list[Prediction]:
-        from desktop_tl.core.predict import OnnxClassifier, collect_inputs
+        from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 
         inputs = collect_inputs(paths)
         classifier = OnnxClassifier(model_file, threads=2)
@@ -73,20 +75,13 @@ def predict_job(model_file: Path, paths: Sequence[Path]) -> Callable[[JobContext
 
 def read_export(run_dir: Path) -> ExportResult | None:
     """The run's last export as recorded in its export.json, or None (absent or unreadable)."""
-    from desktop_tl.core.export import EXPORT_FILE, ExportResult
+    from desktop_tl.core.deploy.export import ExportResult
 
+    record = RunFolder(run_dir).export_record()
     try:
-        data = json.loads((Path(run_dir) / EXPORT_FILE).read_text(encoding="utf-8"))
-        return ExportResult(**data)
-    except (OSError, ValueError, TypeError):
+        return ExportResult(**record) if record is not None else None
+    except TypeError:
         return None
-
-
-def format_size(size_bytes: int) -> str:
-    """Bytes as KB/MB for people."""
-    if size_bytes >= 1_000_000:
-        return f"{size_bytes / 1_000_000:.1f} MB"
-    return f"{size_bytes / 1000:.0f} KB"
 
 
 def parity_text(result: ExportResult) -> str:
@@ -257,7 +252,7 @@ class ExportPanel(QWidget):
             self.parity.setStyleSheet("" if result.parity_ok else "color: #b00020; font-weight: bold;")
             self.file_label.setText(str(where or result.onnx_file) + ("" if self.model_file else
                                                                        " (not found: export again)"))
-            self.size_label.setText(f"{format_size(result.size_bytes)} (ONNX opset {result.opset})")
+            self.size_label.setText(f"{file_size(result.size_bytes)} (ONNX opset {result.opset})")
             self.metadata_model.set_rows(metadata_rows(result.metadata))
         self.try_hint.setText("Drop images or folders here, or choose them, to classify them with the exported "
                               "model. " + _decision_text(result) if self.model_file else

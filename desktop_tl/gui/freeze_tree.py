@@ -22,7 +22,7 @@ from desktop_tl.gui.worker import EngineController
 if TYPE_CHECKING:   # torch (via core.freeze) loads on first use, not when the window's modules are imported
     from torch import nn
 
-    from desktop_tl.core.freeze import ModuleNode
+    from desktop_tl.core.models.freeze import ModuleNode
 
 _Index = QModelIndex | QPersistentModelIndex
 _DEFAULT_CLASSES = 2
@@ -30,7 +30,7 @@ _DEFAULT_CLASSES = 2
 
 def _freeze():
     """`desktop_tl.core.freeze`, imported on first use (it imports torch)."""
-    from desktop_tl.core import freeze
+    from desktop_tl.core.models import freeze
 
     return freeze
 

@@ -8,7 +8,6 @@ to each other through `AppState`, never directly.
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 from desktop_tl import __version__ as _package_version
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
 from desktop_tl.gui.dataset_panel import DatasetImportPanel
 from desktop_tl.gui.evaluation_panel import EvaluationPanel
@@ -356,7 +356,7 @@ class MainWindow(QMainWindow):
         self.state.set_dataset(None)
         self.state.runs = [str(r) for r in project.runs]
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
-        self.state.set_metrics(self._read_metrics(self.state.run_dir))
+        self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
         self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
         self.training_monitor.set_run_dir(None)
         self.training_monitor.load_from_state()
@@ -376,26 +376,12 @@ class MainWindow(QMainWindow):
 
     def show_run(self, run_dir: Path) -> None:
         """Make a finished run current: its dataset, evaluation and export panels fill in."""
-        from desktop_tl.core.runs import load_index
-
         try:
-            self.state.set_dataset(load_index(run_dir))
+            self.state.set_dataset(RunFolder(run_dir).index())
         except UserError as exc:
             self.show_error(exc.what, exc.hint)
         self.state.set_run(run_dir)
-        self.state.set_metrics(self._read_metrics(run_dir))
-
-    @staticmethod
-    def _read_metrics(run_dir: Path | None) -> dict | None:
-        if run_dir is None:
-            return None
-        from desktop_tl.core.runs import METRICS_FILE
-
-        try:
-            metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return metrics if isinstance(metrics, dict) else None
+        self.state.set_metrics(RunFolder(run_dir).metrics())
 
     def _update_title(self) -> None:
         name = self.project_file.stem if self.project_file else "untitled project"
@@ -506,9 +492,3 @@ class MainWindow(QMainWindow):
             for dock in self.docks.values():
                 dock.widget().close()          # panels stop their own helpers (thumbnail decoding)
         event.accept()
-
-
-if __name__ == "__main__":  # preview: python -m desktop_tl.gui.main_window
-    from desktop_tl.gui.app import run_app
-
-    raise SystemExit(run_app())

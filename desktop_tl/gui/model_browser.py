@@ -21,8 +21,8 @@ from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
 if TYPE_CHECKING:   # the catalog and the weights store import timm and torch: loaded on first use
-    from desktop_tl.core.catalog import ModelEntry
-    from desktop_tl.core.weights import StoredWeights
+    from desktop_tl.core.models.catalog import ModelEntry
+    from desktop_tl.core.models.store import StoredWeights
 
 IMPORT_JOB = "import_weights"
 
@@ -40,7 +40,7 @@ LOADING_TEXT = "Loading models…"
 
 def list_models(query: str = "", include_all: bool = False) -> list[ModelEntry]:
     """`desktop_tl.core.catalog.list_models`, importing the catalog (and timm) on first use."""
-    from desktop_tl.core.catalog import list_models as catalog_list_models
+    from desktop_tl.core.models.catalog import list_models as catalog_list_models
 
     return catalog_list_models(query, include_all=include_all)
 
@@ -320,7 +320,7 @@ class ModelBrowser(QWidget):
         entry = self.current_entry()
         if entry is None:
             return
-        from desktop_tl.core.weights import WEIGHTS_SUFFIXES
+        from desktop_tl.core.models.weight_files import WEIGHTS_SUFFIXES
 
         patterns = " ".join(f"*{suffix}" for suffix in WEIGHTS_SUFFIXES)
         path, _ = QFileDialog.getOpenFileName(self, f"Import weights for {entry.name}", str(Path.home()),
@@ -330,7 +330,7 @@ class ModelBrowser(QWidget):
         arch = entry.name
 
         def job(_ctx: JobContext) -> StoredWeights:
-            from desktop_tl.core.weights import import_weights
+            from desktop_tl.core.models.store import import_weights
 
             return import_weights(Path(path), arch)
 
@@ -344,7 +344,7 @@ class ModelBrowser(QWidget):
     def _on_result(self, kind: str, result: object) -> None:
         if kind != IMPORT_JOB:
             return
-        from desktop_tl.core.weights import StoredWeights
+        from desktop_tl.core.models.store import StoredWeights
 
         if not isinstance(result, StoredWeights):
             return

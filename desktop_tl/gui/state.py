@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.data.index import DatasetIndex
 
 
 class AppState(QObject):

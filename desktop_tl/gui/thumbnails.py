@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
-from desktop_tl.core.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.imageio import ImageLoadError, load_image
 
 THUMBNAIL_SIZE = 96
 

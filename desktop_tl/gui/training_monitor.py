@@ -7,9 +7,7 @@ curves are redrawn by a ~15 Hz timer, never once per batch.
 
 from __future__ import annotations
 
-import functools
 import gc
-import json
 import math
 import time
 from dataclasses import replace
@@ -25,13 +23,15 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, Q
 
 from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, Message, Planned,
-                                    RunStarted)
+from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
+from desktop_tl.core.reporting import describe, duration
+from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
 TRAIN_JOB = "train"
 REDRAW_MS = 66  # ~15 Hz
+STATUS_DEBOUNCE_MS = 250
 RECIPE_CHOICES = (  # (label, key): a budget preset of the automatic recipe, or "custom"
     ("Quick — about 2 minutes", "quick"),
     ("Balanced — up to 10 minutes", "balanced"),
@@ -48,13 +48,6 @@ PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your
              "It stops sooner when the validation images stop improving.")
 
 
-def format_duration(seconds: float) -> str:
-    """0:42, 12:05 or 1:02:03."""
-    seconds = int(max(0.0, seconds)) if math.isfinite(seconds) else 0
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def new_run_dir(base: Path) -> Path:
     """A fresh timestamped run folder name under `base` (not created)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -63,41 +56,6 @@ def new_run_dir(base: Path) -> Path:
         n += 1
         candidate = base / f"run-{stamp}-{n}"
     return candidate
-
-
-@functools.cache
-def _torch_default_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()   # one per physical core; read before any run changes it
-
-
-def compute_threads() -> int:
-    """CPU threads for training in the window: torch's default, as `desktop-tl train` uses, so training in
-    the window is as fast as headless. The window stays responsive without a spare core (training runs on
-    the worker thread; curves redraw at 15 Hz); only from 8 cores up is one left free, costing at most an
-    eighth. (Reserving one of 2 cores cost 35% of the speed and bought no responsiveness:
-    benchmarks/bench_gui_train.py.)"""
-    default = _torch_default_threads()
-    return default - 1 if default >= 8 else default
-
-
-def detect_devices() -> list[tuple[str, str]]:
-    """(device setting, label) pairs; `auto` shows what it resolves to, e.g. "auto (CPU)"."""
-    import torch
-
-    from desktop_tl.core.training.session import pick_device
-
-    auto = pick_device("auto")
-    names = {"cpu": "CPU", "mps": "Apple GPU (MPS)"}
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-    options = [("auto", f"auto ({f'CUDA: {gpu}' if auto.type == 'cuda' else names.get(auto.type, auto.type)})"),
-               ("cpu", "cpu")]
-    if gpu:
-        options.append(("cuda", f"cuda ({gpu})"))
-    if auto.type == "mps":
-        options.append(("mps", "mps (Apple GPU)"))
-    return options
 
 
 class SeriesBuffer:
@@ -249,6 +207,8 @@ class TrainingMonitor(QWidget):
         self.device.blockSignals(True)
         try:
             self.device.clear()
+            from desktop_tl.core.training.devices import detect_devices   # imports torch
+
             for value, label in detect_devices():
                 self.device.addItem(label, value)
             self.device.setCurrentIndex(max(0, self.device.findData(wanted)))
@@ -325,7 +285,10 @@ class TrainingMonitor(QWidget):
 
         self.run_folder = QLineEdit()
         self.run_folder.setObjectName("runFolder")
-        self.run_folder.textChanged.connect(lambda _text: self._update_buttons())
+        # the folder's status is read (JSON only) once typing pauses, not on every keystroke
+        self._status_timer = QTimer(self, singleShot=True, interval=STATUS_DEBOUNCE_MS)
+        self._status_timer.timeout.connect(self._update_buttons)
+        self.run_folder.textChanged.connect(lambda _text: self._status_timer.start())
         self.choose_button = QPushButton("Choose…")
         self.choose_button.setToolTip("Pick a run folder; an unfinished run there can be resumed")
         self.choose_button.clicked.connect(self.choose_run_folder)
@@ -447,27 +410,19 @@ class TrainingMonitor(QWidget):
         if folder:
             self.set_run_dir(Path(folder))
 
-    def _run_status(self, folder: Path | None) -> str:
-        """'new', 'resume', 'finished', 'damaged' or 'occupied' (files but no run) for `folder`."""
-        if folder is None or not folder.exists():
-            return "new"
-        from desktop_tl.core.runs import RUN_FILE, open_run   # imports torch: deferred until a folder is chosen
-
-        if not (folder / RUN_FILE).is_file():
-            return "occupied" if not folder.is_dir() or any(folder.iterdir()) else "new"
-        try:
-            return "finished" if open_run(folder).finished else "resume"
-        except UserError:
-            return "damaged"
+    @staticmethod
+    def _run_status(folder: Path | None) -> str:
+        """core.runs.folder.RunFolder's status of `folder` ("new" when none is chosen)."""
+        return RunFolder(folder).status() if folder is not None else "new"
 
     def _update_buttons(self) -> None:
         training = self.active_run is not None
         busy_other = self.controller.busy and not training
-        status = self._run_status(self.chosen_run_dir())
-        self.start_button.setText("Resume" if status == "resume" else "Start")
+        resumable = self._run_status(self.chosen_run_dir()) in ("created", "interrupted")
+        self.start_button.setText("Resume" if resumable else "Start")
         self.start_button.setEnabled(not training and not busy_other)
         self.start_button.setToolTip("Another task is running" if busy_other else
-                                     "Continue the unfinished run in this folder" if status == "resume" else
+                                     "Continue the unfinished run in this folder" if resumable else
                                      "Train on the imported dataset" if self.state.dataset is not None else
                                      "Import a dataset first")
         self.pause_button.setEnabled(training)
@@ -488,15 +443,14 @@ class TrainingMonitor(QWidget):
                                       "Clear the run folder field to start a new run, or choose another folder."))
             return False
         if status == "damaged":
-            from desktop_tl.core.runs import RUN_FILE
-
-            self._show_failure(Failed(f"{chosen / RUN_FILE} is damaged.", "Choose another run folder."))
+            self._show_failure(Failed(f"The run settings (run.json) in {chosen} are damaged.",
+                                      "Choose another run folder."))
             return False
         if status == "occupied":
             self._show_failure(Failed(f"{chosen} already holds other files and no run.",
                                       "Choose an empty or new folder for the run (or clear the field)."))
             return False
-        resume = status == "resume"
+        resume = status in ("created", "interrupted")
         if not resume and self.state.dataset is None:
             self._show_failure(Failed("No dataset imported yet.",
                                       "Import a dataset folder (drop it on the window) before training."))
@@ -507,12 +461,14 @@ class TrainingMonitor(QWidget):
         def job(ctx: JobContext) -> Path:
             import torch
 
-            from desktop_tl.core import runs, train
+            from desktop_tl.core.runs.folder import create_run
+            from desktop_tl.core.training.devices import compute_threads
+            from desktop_tl.core.training.run import RunControl, train_run
 
             torch.set_num_threads(compute_threads())
             if not resume:
-                runs.create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
-            for event in train.train_run(run_dir, train.RunControl(ctx.stop_event, ctx.pause_event)):
+                create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
+            for event in train_run(run_dir, RunControl(ctx.stop_event, ctx.pause_event)):
                 if isinstance(event, Failed):
                     raise UserError(event.what, event.hint)
                 ctx.event(event)
@@ -577,46 +533,33 @@ class TrainingMonitor(QWidget):
         if self.active_run is None:
             return
         if isinstance(event, BatchProgress):
-            x = event.epoch - 1 + event.batch / event.batches
-            if event.phase == "train":
-                self.series["batch_loss"].append(x, event.loss)
-                self.series["batch_accuracy"].append(x, event.accuracy)
-            done = (event.epoch - 1) * event.batches + event.batch
-            self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
-            what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
-            text = (f"Epoch {event.epoch}/{event.epochs} · {what} · "
-                    f"{event.images_per_sec:.1f} img/s · ETA {format_duration(event.eta_seconds)}")
-            self.progress.setFormat(("Paused — " if self._paused else "") + text)
-        elif isinstance(event, EpochEnd):
+            self._show_progress(event)
+            return
+        if isinstance(event, EpochEnd):
             for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
                 self.series[name].append(float(event.epoch), getattr(event, name))
-            mark = " (best so far)" if event.is_best else ""
-            self._log(f"Epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, accuracy "
-                      f"{event.train_accuracy:.1%} | validation loss {event.val_loss:.3f}, accuracy "
-                      f"{event.val_accuracy:.1%} | {event.seconds:.1f} s{mark}")
         elif isinstance(event, RunStarted):
             self.set_epoch_range(event.total_epochs)
-            where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
-            self._log(f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
-                      f"{event.total_epochs} epochs {where}; {event.trainable_params:,} of "
-                      f"{event.total_params:,} parameters train.")
         elif isinstance(event, Planned):
             self.plan_label.setText("<br>".join(_escape(line) for line in event.lines))
-            self._log(("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines))
-        elif isinstance(event, Message):
-            self._log(f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}")
-        elif isinstance(event, CheckpointSaved):
-            pass
         elif isinstance(event, Finished):
             self._last_finished = event
-            if event.stopped_by_user:
-                self._log(f"Stopped after {event.epochs_done} complete epoch(s). Press Resume to continue.")
-            elif event.metrics is None:
-                self._log(f"This run had already finished ({event.epochs_done} epochs).")
-            else:
-                test = event.metrics.get("test") or {}
-                accuracy = f", test accuracy {test['accuracy']:.1%}" if test.get("images") else ""
-                self._log(f"Finished: best epoch {event.best_epoch}{accuracy}.")
+        text = describe(event)
+        if text:
+            self._log(text + (" Press Resume to continue." if isinstance(event, Finished) and event.stopped_by_user
+                              else ""))
+
+    def _show_progress(self, event: BatchProgress) -> None:
+        x = event.epoch - 1 + event.batch / event.batches
+        if event.phase == "train":
+            self.series["batch_loss"].append(x, event.loss)
+            self.series["batch_accuracy"].append(x, event.accuracy)
+        done = (event.epoch - 1) * event.batches + event.batch
+        self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
+        what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
+        text = (f"Epoch {event.epoch}/{event.epochs} · {what} · {event.images_per_sec:.1f} img/s · "
+                f"ETA about {duration(event.eta_seconds)}")
+        self.progress.setFormat(("Paused — " if self._paused else "") + text)
 
     @Slot(str, object)
     def _on_result(self, kind: str, _result: object) -> None:
@@ -629,7 +572,7 @@ class TrainingMonitor(QWidget):
         self.state.set_run(run_dir)
         metrics = finished.metrics
         if metrics is None and not finished.stopped_by_user:
-            metrics = self._read_metrics(run_dir)         # the run had finished before
+            metrics = RunFolder(run_dir).metrics()        # the run had finished before
         self.state.set_metrics(metrics)                    # None for a stopped run: nothing evaluated yet
         self.sig_training_finished.emit(finished)
 
@@ -657,15 +600,6 @@ class TrainingMonitor(QWidget):
     def _show_failure(self, failed: Failed) -> None:
         self.banner.show_error(failed.what, failed.hint)
         self._log(f"Error: {failed.what}" + (f" What to do: {failed.hint}" if failed.hint else ""))
-
-    @staticmethod
-    def _read_metrics(run_dir: Path) -> dict | None:
-        from desktop_tl.core.runs import METRICS_FILE
-
-        try:
-            return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
 
     def _log(self, line: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
@@ -700,7 +634,7 @@ class TrainingMonitor(QWidget):
 
     def _show_history(self, run_dir: Path) -> None:
         """Plot the finished epochs of a run being resumed (from its last checkpoint's metadata)."""
-        from desktop_tl.core import checkpoint
+        from desktop_tl.core.runs import checkpoint
 
         if not (run_dir / checkpoint.LAST).is_file():
             return                           # stopped before the first epoch ended: it starts over

@@ -105,7 +105,7 @@ def tiny_images(tmp_path_factory) -> Path:
 def tiny_index(tiny_images):
     """The imported DatasetIndex of `tiny_images`."""
     from desktop_tl.core.config import SplitConfig
-    from desktop_tl.core.dataset import import_dataset
+    from desktop_tl.core.data.importer import import_dataset
 
     return import_dataset(tiny_images, SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0))
 

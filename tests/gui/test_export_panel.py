@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_tl.core.export import ExportResult
+from desktop_tl.core.deploy.export import ExportResult
 from desktop_tl.gui.export_panel import EXPORT_JOB, PREDICT_JOB, ExportPanel
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from desktop_tl.core.freeze import apply_freeze
+from desktop_tl.core.models.freeze import apply_freeze
 from desktop_tl.gui.freeze_tree import FreezeTree, build_structure
 
 

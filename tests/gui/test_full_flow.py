@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from desktop_tl.core.predict import OnnxClassifier
+from desktop_tl.core.deploy.predict import OnnxClassifier
 from desktop_tl.gui.export_panel import PREDICT_JOB
 
 TIMEOUT_MS = 180_000

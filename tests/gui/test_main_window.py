@@ -219,7 +219,7 @@ def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, f
 
 def test_a_failing_engine_call_shows_an_error_and_the_window_keeps_working(qtbot, main_window, tiny_index,
                                                                            fast_config, tmp_path, monkeypatch):
-    import desktop_tl.core.train as train
+    import desktop_tl.core.training.run as train
 
     def broken(*args, **kwargs):
         raise RuntimeError("the GPU caught fire (simulated)")

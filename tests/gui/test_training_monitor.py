@@ -10,7 +10,8 @@ from PySide6.QtCore import Qt, QTimer
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Finished
-from desktop_tl.gui.training_monitor import TrainingMonitor, format_duration
+from desktop_tl.core.reporting import clock as format_duration
+from desktop_tl.gui.training_monitor import TrainingMonitor
 
 TRAIN_TIMEOUT_MS = 180_000
 
@@ -159,8 +160,8 @@ def test_window_stays_responsive_while_training(qtbot, monitor, app_state, fast_
 
 def test_engine_failures_show_in_the_panel_and_the_app_keeps_working(qtbot, monitor, app_state, controller,
                                                                      tmp_path, monkeypatch):
-    import desktop_tl.core.runs as runs
-    import desktop_tl.core.train as train
+    import desktop_tl.core.runs.folder as runs
+    import desktop_tl.core.training.run as train
 
     def broken_train_run(*args, **kwargs):
         raise RuntimeError("simulated engine bug")

@@ -23,9 +23,9 @@ import torch  # noqa: F401  (imported once here, inherited by every child)
 import timm  # noqa: F401
 
 import desktop_tl.cli
-import desktop_tl.core.catalog  # noqa: F401
-import desktop_tl.core.export  # noqa: F401
-import desktop_tl.core.train  # noqa: F401
+import desktop_tl.core.deploy.export  # noqa: F401
+import desktop_tl.core.models.catalog  # noqa: F401
+import desktop_tl.core.training.run  # noqa: F401
 
 
 def run_child(argv: list[str], log: str) -> None:

@@ -13,8 +13,8 @@ pytest.importorskip("pytestqt")
 
 from desktop_tl.core.config import SplitConfig, TrainConfig  # noqa: E402
 from desktop_tl.core.events import BatchProgress, Finished  # noqa: E402
-from desktop_tl.core.runs import create_run  # noqa: E402
-from desktop_tl.core.train import RunControl, train_run  # noqa: E402
+from desktop_tl.core.runs.folder import create_run  # noqa: E402
+from desktop_tl.core.training.run import RunControl, train_run  # noqa: E402
 
 from rel_support import copy_demo  # noqa: E402
 

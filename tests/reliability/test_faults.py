@@ -15,12 +15,13 @@ import pytest
 from safetensors import SafetensorError
 
 from desktop_tl.cli import main
-from desktop_tl.core import atomic, checkpoint
+from desktop_tl.core import atomic
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
-from desktop_tl.core.runs import METRICS_FILE, create_run, load_index, open_run
-from desktop_tl.core.train import train_run
+from desktop_tl.core.runs.folder import METRICS_FILE, create_run, load_index, open_run
+from desktop_tl.core.training.run import train_run
 
 from helpers import train_until_saved
 from rel_support import copy_demo, files_under, is_root
@@ -121,8 +122,8 @@ def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, cap
 
 def test_disk_full_while_importing_weights_is_a_clear_error(tmp_path, monkeypatch):
     import torch
-    from desktop_tl.core import weights
-    from desktop_tl.core.catalog import create_model
+    from desktop_tl.core.models import store as weights
+    from desktop_tl.core.models.factory import create_model
 
     model, _ = create_model("efficientnet_lite0", "none", 1000)
     source = tmp_path / "lite0.pth"
@@ -247,7 +248,7 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
     state = _snapshot(run)
 
     # Evaluation: Ctrl+C in the middle (while the test split is scored) changes nothing.
-    from desktop_tl.core import evaluation_run
+    from desktop_tl.core.evaluation import splits as evaluation_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from desktop_tl.cli import main
-from desktop_tl.core.predict import collect_inputs
-from desktop_tl.core.runs import DATASET_FILE, load_index
+from desktop_tl.core.deploy.predict import collect_inputs
+from desktop_tl.core.runs.folder import DATASET_FILE, load_index
 
 from rel_support import (FAST, copy_demo, demo_as, demo_image, dicom_undecodable, dicom_without_pixels,
                          exif_rotated_jpeg, multipage_tiff, palette_png_with_transparency, png_bomb,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from desktop_tl.core import checkpoint
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import Finished
-from desktop_tl.core.runs import METRICS_FILE, create_run, load_index, open_run
-from desktop_tl.core.train import train_run
+from desktop_tl.core.runs.folder import METRICS_FILE, create_run, load_index, open_run
+from desktop_tl.core.training.run import train_run
 
 from rel_support import copy_demo
 

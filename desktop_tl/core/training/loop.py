@@ -16,17 +16,18 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from desktop_tl.core import distributed
-from desktop_tl.core.data import ImageDataset, make_loader
+from desktop_tl.core.training import distributed
+from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import (BatchProgress, CheckpointSaved, EpochEnd, Message, Planned, RunStarted,
                                     TrainEvent)
-from desktop_tl.core.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
-from desktop_tl.core.runs import write_run_info
+from desktop_tl.core.models.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
+from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.plan import BaselineStage, FineTuneStage, ProbeStage
 from desktop_tl.core.training.probe import VIEWS, fit_probe, pre_logits, splits_cleanly
-from desktop_tl.core.training.session import TrainingSession, device_label
+from desktop_tl.core.training.session import TrainingSession
+from desktop_tl.core.training.devices import device_label
 from desktop_tl.core.training.step import Stepper
 
 

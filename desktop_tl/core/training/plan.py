@@ -26,6 +26,7 @@ from typing import Any, Union
 
 from desktop_tl.core.config import BUDGET_PRESETS, ORIENTATIONS
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.reporting import duration
 
 
 # Views of a training image whose features the linear probe sees (see `views.py`).
@@ -237,11 +238,11 @@ class Plan:
     def describe(self) -> list[str]:
         """The plan in plain words, one line per item (for the log and the window)."""
         size = f"{self.image_size} px" if self.image_size else "the model's own size"
-        lines = [f"Recipe: {self.recipe}" + (f", time budget {format_seconds(self.budget_seconds)}"
+        lines = [f"Recipe: {self.recipe}" + (f", time budget {duration(self.budget_seconds)}"
                                               if self.budget_seconds else "") + f"; images at {size}."]
         for number, stage in enumerate(self.stages, start=1):
             lines.append(f"  {number}. {_describe_stage(stage)}"
-                         + (f" (about {format_seconds(self.estimated_seconds[stage.kind])})"
+                         + (f" (about {duration(self.estimated_seconds[stage.kind])})"
                             if stage.kind in self.estimated_seconds else ""))
         extras = []
         if self.class_weighted:
@@ -251,7 +252,7 @@ class Plan:
         if extras:
             lines.append("  " + "; ".join(extras).capitalize() + ".")
         if "total" in self.estimated_seconds:
-            lines.append(f"  Estimated time: {format_seconds(self.estimated_seconds['total'])}, from the speed "
+            lines.append(f"  Estimated time: {duration(self.estimated_seconds['total'])}, from the speed "
                          "measured on this machine" + (" (early stopping can make it shorter)."
                                                         if self.stage("finetune") else "."))
         lines.extend(f"  Why: {reason}" for reason in self.reasons)
@@ -295,15 +296,6 @@ def _describe_auto_augment(stage: FineTuneStage) -> str:
     if stage.colour_jitter:
         parts.append("light colour jitter")
     return ", ".join(parts)
-
-
-def format_seconds(seconds: float) -> str:
-    """45 s, 3 min, 1 h 5 min: a duration for people."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def plan_custom(epochs: int, freeze: str, lr: float, layer_decay: float, weight_decay: float,
@@ -419,7 +411,7 @@ def _size_and_epochs(costs: _CostModel, view_sets: tuple[str, ...], target: int,
                 return size, min(fit, target), []
     sizes = _candidate_sizes(model.native_size)
     size = next((s for s in sizes if costs.at(s, view_sets).fixed() <= budget), sizes[-1])
-    return size, 0, [f"The budget of {format_seconds(budget)} leaves no time to fine-tune at {sizes[-1]} px or "
+    return size, 0, [f"The budget of {duration(budget)} leaves no time to fine-tune at {sizes[-1]} px or "
                      "more, so the plan is the linear probe alone."]
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from desktop_tl.core.preprocess import Preprocessing
+from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.training.plan import VIEW_SETS
 
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

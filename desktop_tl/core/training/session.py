@@ -12,21 +12,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core import checkpoint, distributed
-from desktop_tl.core.catalog import LoadedWeights, create_model, data_config
+from desktop_tl.core.runs import checkpoint
+from desktop_tl.core.training import distributed
+from desktop_tl.core.models.factory import LoadedWeights, create_model
+from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.config import to_dict
-from desktop_tl.core.data import ImageDataset, default_num_workers, make_loader, split_dataset
-from desktop_tl.core.dataset import DatasetIndex
-from desktop_tl.core.decode_cache import DecodeCache
+from desktop_tl.core.data.loaders import ImageDataset, default_num_workers, make_loader, split_dataset
+from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.decode_cache import DecodeCache
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
-from desktop_tl.core.freeze import apply_freeze
-from desktop_tl.core.preprocess import Preprocessing
-from desktop_tl.core.runs import RunInfo
+from desktop_tl.core.models.freeze import apply_freeze
+from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.runs.folder import RunInfo
+from desktop_tl.core.training.devices import amp_dtype_for, device_label, pick_device
 from desktop_tl.core.training.plan import FineTuneStage, Plan
-from desktop_tl.core.transforms import CropFlip
-from desktop_tl.core.tuning import (AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit,
-                                    choose_layout)
+from desktop_tl.core.data.transforms import CropFlip
+from desktop_tl.core.training.tuning import AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit, choose_layout
 
 
 @dataclass
@@ -53,35 +55,6 @@ class RunControl:
         """Block while paused, returning early on stop."""
         while self.pause_event.is_set() and not self.stop_event.is_set():
             time.sleep(0.05)
-
-
-def pick_device(requested: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an unavailable explicit choice is a UserError."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("The CUDA device was asked for, but no CUDA GPU is available.", "Choose auto or cpu.")
-    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("Apple's MPS device was asked for, but it is not available.", "Choose auto or cpu.")
-    return torch.device(requested)
-
-
-def device_label(device: torch.device) -> str:
-    """Human-readable device name, with the GPU model where there is one."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
-
-
-def amp_dtype_for(device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA (bfloat16 where supported), none elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 class TrainingSession:

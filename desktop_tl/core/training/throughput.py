@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from desktop_tl.core.training.plan import Throughput
-from desktop_tl.core.tuning import remember, remembered
+from desktop_tl.core.training.tuning import remember, remembered
 
 FORWARD_BATCH, TRAIN_BATCH = 32, 16
 TIMED_STEPS = 2            # after one warm-up step; the fastest counts (other programs only add time)

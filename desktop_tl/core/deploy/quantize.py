@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from desktop_tl.core.atomic import atomic_write_bytes
-from desktop_tl.core.dataset import DatasetIndex, Sample
+from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.imageio import ImageLoadError, load_image
-from desktop_tl.core.preprocess import Preprocessing, preprocess
+from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 
 INT8_SUFFIX = ".int8.onnx"
 CALIBRATION_IMAGES = 32
@@ -74,7 +74,7 @@ def quantize_int8(fp32: Path, index: DatasetIndex, out: Path | None = None,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from desktop_tl.core.predict import OnnxClassifier
+    from desktop_tl.core.deploy.predict import OnnxClassifier
 
     fp32 = Path(fp32)
     classifier = OnnxClassifier(fp32)
@@ -174,7 +174,7 @@ def _speed(classifier, images: np.ndarray, min_seconds: float = 1.0, batch: int 
 
 def compare_models(fp32: Path, int8: Path, index: DatasetIndex, threads: int | None = None) -> Comparison:
     """Accuracy of both models on the validation and test images, agreement and speed."""
-    from desktop_tl.core.predict import OnnxClassifier
+    from desktop_tl.core.deploy.predict import OnnxClassifier
 
     models = [OnnxClassifier(Path(p), threads=threads) for p in (fp32, int8)]
     images, labels = _arrays(index, index.split("val") + index.split("test"), models[0].prep)

@@ -7,6 +7,9 @@ Layout of a run folder:
 - `last.safetensors`, `best.safetensors`   checkpoints (see `checkpoint`)
 - `metrics.json`   validation and test figures, written once when the run completes
 - `model.onnx`, `export.json`   after export
+
+`RunFolder` answers what a folder holds and what state its run is in by reading JSON only: the window
+asks it as the user types a folder name, so this module imports no torch (checkpoints are in `checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from desktop_tl.core import checkpoint
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
-from desktop_tl.core.dataset import DatasetIndex, import_dataset
+from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.training.plan import Plan
 
 RUN_FILE = "run.json"
 DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.json"
+LAST_CHECKPOINT = "last.safetensors"
+BEST_CHECKPOINT = "best.safetensors"
+MODEL_FILE = "model.onnx"
+EXPORT_FILE = "export.json"
 
 
 @dataclass
@@ -39,7 +45,7 @@ class RunInfo:
     split: SplitConfig
     classes: list[str]
     status: str                 # "created" | "running" | "finished"
-    plan: Plan | None = None    # decided when training first starts; kept for resume
+    plan: dict[str, Any] | None = None   # decided when training first starts, kept for resume (core.training.plan)
     decision: Decision | None = None   # two-class threshold chosen on validation when the run completed
 
     @property
@@ -50,7 +56,7 @@ class RunInfo:
     @property
     def has_checkpoint(self) -> bool:
         """True when at least one epoch was saved."""
-        return (self.run_dir / checkpoint.LAST).is_file()
+        return (self.run_dir / LAST_CHECKPOINT).is_file()
 
 
 def relative_to_run(run_dir: Path, target: Path) -> str:
@@ -78,7 +84,7 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
     payload = {"format": "desktop_tl.run/1", "status": info.status, "classes": info.classes,
                "config": to_dict(info.config), "split": to_dict(info.split)}
     if info.plan is not None:
-        payload["plan"] = info.plan.to_dict()
+        payload["plan"] = info.plan
     if info.decision is not None:
         payload["decision"] = info.decision.to_dict()
     payload.update(extra or {})
@@ -97,7 +103,9 @@ def open_run(run_dir: Path) -> RunInfo:
         config = data["config"]
         if isinstance(config, dict) and "recipe" not in config:
             config = dict(config, recipe="custom")   # written before recipes existed: it trained as set
-        plan = Plan.from_dict(data["plan"]) if data.get("plan") is not None else None
+        plan = data.get("plan")
+        if plan is not None and not isinstance(plan, dict):
+            raise TypeError
         info = RunInfo(run_dir, from_dict(TrainConfig, config), from_dict(SplitConfig, data["split"]),
                        classes, status, plan, Decision.from_dict(data.get("decision"), classes))
     except (KeyError, TypeError) as exc:
@@ -135,7 +143,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[str]:
     rename leaves the temp file behind, invisible and possibly as large as a checkpoint. Only
     call this when nothing else is writing into the run folder (before training resumes).
     """
-    known = (checkpoint.LAST, checkpoint.BEST, RUN_FILE, DATASET_FILE, METRICS_FILE, "model.onnx", "export.json")
+    known = (LAST_CHECKPOINT, BEST_CHECKPOINT, RUN_FILE, DATASET_FILE, METRICS_FILE, MODEL_FILE, EXPORT_FILE)
     removed = []
     for name in known:
         for stale in Path(run_dir).glob(f".{name}.*.tmp"):
@@ -156,3 +164,78 @@ def _read_json(path: Path, what: str) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurd nesting
         raise UserError(f"The {what} file {path} is damaged ({type(exc).__name__}: {str(exc)[:200]}).",
                         "Train the run again into a new folder.") from exc
+
+
+class RunFolder:
+    """One run folder: what state its run is in and what it holds, each read when asked (JSON only).
+
+    `status()`: "new" (no folder, or an empty one), "created" (settings, no epoch saved yet),
+    "interrupted" (epochs saved, not finished), "finished", "damaged" (run.json unreadable or
+    inconsistent) or "occupied" (other files, no run).
+    """
+
+    STATUSES = ("new", "created", "interrupted", "finished", "damaged", "occupied")
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({self.path.name!r})"
+
+    @property
+    def has_run(self) -> bool:
+        """True when the folder holds run settings (run.json)."""
+        return (self.path / RUN_FILE).is_file()
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """True when at least one epoch was saved."""
+        return (self.path / LAST_CHECKPOINT).is_file()
+
+    def status(self) -> str:
+        """See the class docstring."""
+        if not self.path.exists():
+            return "new"
+        if not self.has_run:
+            return "occupied" if not self.path.is_dir() or any(self.path.iterdir()) else "new"
+        try:
+            info = open_run(self.path)
+        except UserError:
+            return "damaged"
+        if info.finished:
+            return "finished"
+        return "interrupted" if self.has_checkpoint else "created"
+
+    @property
+    def resumable(self) -> bool:
+        """True for a run that was created or interrupted and can be (re)started where it stopped."""
+        return self.status() in ("created", "interrupted")
+
+    def info(self) -> RunInfo:
+        """The run's settings and status (UserError when the folder holds no run or it is damaged)."""
+        return open_run(self.path)
+
+    def index(self, data_root: Path | None = None) -> DatasetIndex:
+        """The run's dataset index; `data_root` says where the dataset lives now if it moved."""
+        return load_index(self.path, data_root)
+
+    def metrics(self) -> dict[str, Any] | None:
+        """metrics.json of a finished run, or None (not finished, unreadable)."""
+        return _read_optional(self.path / METRICS_FILE)
+
+    def export_record(self) -> dict[str, Any] | None:
+        """export.json of the run's last export, or None."""
+        return _read_optional(self.path / EXPORT_FILE)
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """See `remove_stale_temp_files`."""
+        return remove_stale_temp_files(self.path)
+
+
+def _read_optional(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is absent, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None

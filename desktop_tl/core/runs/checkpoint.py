@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from desktop_tl.core.atomic import atomic_write
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.models.weight_files import write_safetensors
+from desktop_tl.core.runs.folder import BEST_CHECKPOINT, LAST_CHECKPOINT
 
-LAST = "last.safetensors"
-BEST = "best.safetensors"
+LAST, BEST = LAST_CHECKPOINT, BEST_CHECKPOINT
 _META_KEY = "desktop_tl"
 FORMAT_VERSION = 1
 
@@ -46,23 +44,6 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict[str, Any],
         meta["optimizer_groups"] = state["param_groups"]
     metadata = {_META_KEY: json.dumps(meta)}
     atomic_write(Path(path), lambda tmp: write_safetensors(tmp, tensors, metadata))
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """`safetensors.torch.save_file`, with its I/O failures raised as OSError.
-
-    safetensors reports a full disk or a read-only folder as SafetensorError; as OSError,
-    `atomic_write` turns it into a UserError instead of letting it crash the caller.
-    """
-    try:
-        save_file(tensors, str(path), metadata=metadata)
-    except SafetensorError as exc:
-        raise OSError(_io_errno(str(exc)), f"could not write the file ({exc})") from exc
-
-
-def _io_errno(message: str) -> int:
-    match = re.search(r"os error (\d+)", message)
-    return int(match.group(1)) if match else errno.EIO
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

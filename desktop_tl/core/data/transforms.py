@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageEnhance
 from torchvision.transforms import v2
 
-from desktop_tl.core.preprocess import Preprocessing, preprocess, to_normalized_array
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess, to_normalized_array
 
 
 class _EvalTransform:
@@ -116,7 +116,7 @@ class DecodedCropFlipAugment:
         self.inner = CachedCropFlipAugment(prep, spec)
 
     def __call__(self, image: Image.Image, seed: int | None = None) -> torch.Tensor:
-        from desktop_tl.core.decode_cache import decode_entry
+        from desktop_tl.core.data.decode_cache import decode_entry
 
         return self.inner(decode_entry(image, self.inner.prep), seed)
 

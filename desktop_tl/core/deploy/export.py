@@ -12,18 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core import checkpoint
 from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure_writable
-from desktop_tl.core.catalog import create_model
-from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.runs.trained import model_from_checkpoint
+from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.imageio import ImageLoadError, load_image
-from desktop_tl.core.preprocess import Preprocessing, preprocess
-from desktop_tl.core.runs import load_index, open_run
+from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
 
 OPSET = 18
-EXPORT_FILE = "export.json"
 PARITY_TOLERANCE = 1e-4
 
 
@@ -46,25 +44,6 @@ class _WithSoftmax(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(images), dim=1)
-
-
-def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
-    """The trained model (eval mode, CPU) and its checkpoint metadata."""
-    info = open_run(run_dir)  # a clear message when the folder holds no run at all
-    name = checkpoint.BEST if which == "best" else checkpoint.LAST
-    ckpt = checkpoint.load_checkpoint(Path(run_dir) / name)
-    meta = ckpt.meta
-    damaged = UserError(f"The checkpoint {name} does not belong to this run or is damaged.",
-                        "Use the other checkpoint of the run (--checkpoint best or last), or train again.")
-    if meta.get("classes") != info.classes or not isinstance(meta.get("arch"), str) or \
-            not isinstance(meta.get("preprocessing"), dict):
-        raise damaged
-    model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
-    try:
-        model.load_state_dict(ckpt.model)
-    except RuntimeError as exc:  # tensors missing or of the wrong shape
-        raise damaged from exc
-    return model.eval(), meta
 
 
 def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None) -> dict[str, str]:
@@ -127,7 +106,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     except UserError:
         index = None
     images = parity_images(index, prep)  # first: no slow export, and no model file, when this fails
-    target = Path(out) if out else run_dir / "model.onnx"
+    target = Path(out) if out else run_dir / MODEL_FILE
     ensure_writable(target.parent, target.name)
     wrapped = _WithSoftmax(model).eval()
     height, width = prep.input_size

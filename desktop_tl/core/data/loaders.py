@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from desktop_tl.core.dataset import DatasetIndex, Sample
-from desktop_tl.core.decode_cache import DecodeCache, decode_entry, eval_array
-from desktop_tl.core.imageio import ImageLoadError, load_image
-from desktop_tl.core.preprocess import Preprocessing, to_normalized_array
-from desktop_tl.core.transforms import LIGHT, CropFlip, CachedCropFlipAugment, train_transform
+from desktop_tl.core.data.index import DatasetIndex, Sample
+from desktop_tl.core.data.decode_cache import DecodeCache, decode_entry, eval_array
+from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.data.transforms import LIGHT, CropFlip, CachedCropFlipAugment, train_transform
 
 
 class ImageDataset(Dataset):
@@ -130,7 +130,7 @@ def split_dataset(index: DatasetIndex, samples: Sequence[Sample], prep: Preproce
                   augment: str | CropFlip | None, cache: DecodeCache | None = None) -> ImageDataset:
     """A dataset of `samples`: evaluation transform when `augment` is None, else that training augmentation
     (a preset name or the automatic recipe's `CropFlip`)."""
-    from desktop_tl.core.transforms import eval_transform
+    from desktop_tl.core.data.transforms import eval_transform
 
     transform = eval_transform(prep) if augment is None else train_transform(prep, augment)
     cached = cached_eval_transform(prep) if augment is None else cached_train_transform(prep, augment)

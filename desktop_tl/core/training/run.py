@@ -9,16 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from desktop_tl.core import checkpoint, distributed
-from desktop_tl.core.catalog import create_model, data_config
+from desktop_tl.core.runs import checkpoint
+from desktop_tl.core.training import distributed
+from desktop_tl.core.models.factory import create_model
+from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.config import TrainConfig
-from desktop_tl.core.dataset import DatasetIndex
+from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed, Finished, TrainEvent
-from desktop_tl.core.runs import RunInfo, load_index, open_run, write_run_info
+from desktop_tl.core.runs.folder import RunInfo, load_index, open_run, write_run_info
 from desktop_tl.core.training.loop import run_events
 from desktop_tl.core.training.plan import ModelFacts, Plan, plan_auto, plan_custom
-from desktop_tl.core.training.session import RunControl, TrainingSession, amp_dtype_for, pick_device
+from desktop_tl.core.training.session import RunControl, TrainingSession
+from desktop_tl.core.training.devices import amp_dtype_for, pick_device
 
 __all__ = ["RunControl", "train_run", "make_plan"]
 
@@ -34,11 +37,11 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
         return _custom_plan(cfg), None
     import torch
 
-    from desktop_tl.core.preprocess import Preprocessing
+    from desktop_tl.core.data.preprocess import Preprocessing
     from desktop_tl.core.training.probe import has_linear_head, splits_cleanly
     from desktop_tl.core.training.summary import summarize_data
     from desktop_tl.core.training.throughput import measure_throughput
-    from desktop_tl.core.tuning import choose_layout
+    from desktop_tl.core.training.tuning import choose_layout
 
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -58,19 +61,17 @@ def _custom_plan(cfg: TrainConfig) -> Plan:
                        cfg.batch_size, cfg.class_weighted)
 
 
-def _plan_once(info: RunInfo, index: DatasetIndex) -> tuple | None:
-    """Plan a run that has none yet and record it in run.json (rank 0 plans; under torchrun every rank takes
-    its plan); returns the model built for planning, to train it rather than build it again."""
-    built = None
-    plan = info.plan
-    if plan is None:
-        if distributed.is_main():
-            plan, built = make_plan(info, index)
-        plan = Plan.from_dict(distributed.broadcast_object(plan.to_dict() if plan else None))
-        info.plan = plan
-        if distributed.is_main():
-            write_run_info(info)
-    return built
+def _plan_once(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
+    """The run's plan: the one in run.json, or for a run that has none yet a new one, recorded there (rank 0
+    plans; under torchrun every rank takes its plan); and the model built for planning, if any, to train it
+    rather than build it again."""
+    if info.plan is not None:
+        return Plan.from_dict(info.plan), None
+    plan, built = make_plan(info, index) if distributed.is_main() else (None, None)
+    info.plan = distributed.broadcast_object(plan.to_dict() if plan else None)
+    if distributed.is_main():
+        write_run_info(info)
+    return Plan.from_dict(info.plan), built
 
 
 def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path | None = None
@@ -84,12 +85,12 @@ def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path 
         info = open_run(run_dir)
         if info.finished:
             meta = checkpoint.read_meta(Path(run_dir) / checkpoint.LAST)
-            total = info.plan.total_epochs if info.plan else info.config.epochs
+            total = Plan.from_dict(info.plan).total_epochs if info.plan else info.config.epochs
             yield Finished(meta["epoch"], total, True, False, meta["best_epoch"], meta["best_val_loss"], None)
             return
         index = load_index(run_dir, data_root)
-        built = _plan_once(info, index)
-        session = TrainingSession(info, index, control, info.plan, built)
+        plan, built = _plan_once(info, index)
+        session = TrainingSession(info, index, control, plan, built)
         optimizer_state = session.restore() if info.has_checkpoint else None
         distributed.broadcast_module(session.model)   # every rank starts from rank 0's weights
         yield from run_events(session, optimizer_state)

@@ -18,8 +18,8 @@ import numpy as np
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.decision import Decision, predict_labels
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
-from desktop_tl.core.preprocess import Preprocessing, preprocess
+from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""Import a labelled image dataset: scan the source, decode every file once to check it, split it.
+
+Sources: a folder with one subfolder per class, a folder with train/ and val/ (and optionally test/)
+that each hold class subfolders, or a CSV/TSV file of path and label (see `scan`); the split rule is
+in `splitting`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from desktop_tl.core.config import SplitConfig
+from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_group_id
+from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warnings, find_duplicates
+from desktop_tl.core.data.scan import (CSV_SUFFIXES, SHOW, Found, Scan, hash_group, no_images_error, scan_csv,
+                                       scan_folder)
+from desktop_tl.core.data.splitting import Item, assign_splits, group_leak_warnings, single_group_warning
+from desktop_tl.core.errors import Cancelled, UserError
+from desktop_tl.core.hashing import file_sha256
+
+
+def import_dataset(source: Path, split: SplitConfig | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> DatasetIndex:
+    """Scan `source` (class folders, train/val[/test] folders, or a CSV/TSV), validate and split it.
+
+    Every image is decoded once to check it (and then dropped); `progress(done, total)` is
+    called per file and `should_stop()` checked before each one (raises Cancelled).
+    Raises UserError when the dataset cannot be used, with what to do about it.
+    """
+    config = split or SplitConfig()
+    config.validate()
+    source = Path(source).expanduser().absolute()
+    if not source.exists():
+        raise UserError(f"The dataset {source} does not exist.", "Check the path, or pick the folder or CSV file again.")
+    if source.is_dir():
+        scan = scan_folder(source)
+    elif source.suffix.lower() in CSV_SUFFIXES:
+        scan = scan_csv(source)
+    else:
+        raise UserError(f"{source} is neither a folder nor a .csv/.tsv file.",
+                        "Choose a folder with one subfolder per class, or a CSV file of path and label.")
+    if not scan.found:
+        raise no_images_error(source, scan)
+
+    usable = _validate(scan, progress, should_stop)
+    classes = sorted({f.label for f in scan.found})
+    _check_usable(source, classes, scan, usable)
+    label_of = {name: i for i, name in enumerate(classes)}
+    items = sorted(
+        (Item(f.rel, label_of[f.label], f.split, digest, f.group) for f, digest in usable),
+        key=lambda item: item.rel,
+    )
+    warnings = list(scan.warnings)
+    if scan.presplit:
+        _check_presplit(classes, items)
+        splits = [item.split or "train" for item in items]
+        warnings.extend(group_leak_warnings(items, splits))
+    else:
+        splits, kept_in_train = assign_splits(items, len(classes), config)
+        warnings.extend(single_group_warning(classes[c], items, c) for c in kept_in_train)
+    samples = [Sample(item.rel, item.label, s, item.sha256, item.group) for item, s in zip(items, splits)]
+    duplicates = find_duplicates(samples)
+    warnings.extend(count_warnings(classes, samples, duplicates))
+    return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
+                        skipped=scan.skipped, duplicates=duplicates, warnings=warnings)
+
+
+def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
+              should_stop: Callable[[], bool] | None) -> list[tuple[Found, str]]:
+    """Decode and hash every found file; bad ones go to scan.skipped. Returns (file, sha256) pairs."""
+    total = len(scan.found)
+    if progress:
+        progress(0, total)
+    usable: list[tuple[Found, str]] = []
+    for done, found in enumerate(scan.found, start=1):
+        if should_stop and should_stop():
+            raise Cancelled()
+        path = scan.root / found.rel
+        try:
+            load_image(path).close()  # decoded only to prove it can be; not kept
+            digest = file_sha256(path)
+        except ImageLoadError as exc:
+            scan.skipped.append(Skipped(found.rel, exc.reason))
+        except OSError as exc:
+            scan.skipped.append(Skipped(found.rel, f"cannot read the file ({exc.strerror or exc})"))
+        else:
+            group = found.group or hash_group(read_group_id(path))
+            usable.append((Found(found.rel, found.label, found.split, group), digest))
+        if progress:
+            progress(done, total)
+    return usable
+
+
+def _check_usable(source: Path, classes: list[str], scan: Scan, usable: list[tuple[Found, str]]) -> None:
+    if not usable:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in scan.skipped[:SHOW])
+        raise UserError(f"None of the images in {source.name} could be used: all {len(scan.skipped)} "
+                        f"files were skipped (first: {reasons}).",
+                        "Check that the files are real, complete images; re-export or re-copy them.")
+    if len(classes) < 2:
+        raise UserError(f"Only one class found in {source.name}: '{classes[0]}'.",
+                        "A classifier needs at least two classes: add a folder (or labels) for another class.")
+    per_class = Counter(found.label for found, _ in usable)
+    small = [name for name in classes if per_class[name] < 2]
+    if small:
+        listed = ", ".join(f"'{name}' ({per_class[name]})" for name in small)
+        raise UserError(f"Some classes have fewer than 2 usable images: {listed}.",
+                        "Add more images to those classes, remove them, or fix the skipped files "
+                        "(run import-check to see why files were skipped).")
+
+
+def _check_presplit(classes: list[str], items: list[Item]) -> None:
+    in_train = {item.label for item in items if item.split == "train"}
+    missing = [name for i, name in enumerate(classes) if i not in in_train]
+    if missing:
+        raise UserError(f"No usable training images for class {', '.join(repr(m) for m in missing)} in train/.",
+                        "Every class needs images in train/<class>/; add some or remove the class.")
+

@@ -1,0 +1,237 @@
+"""The imported dataset: its samples with their split, what was left out, and what the samples show
+(identical files, imbalance, missing validation images). Written to and read from a run's dataset.json
+with relative paths only; patient groups are in memory only."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from desktop_tl.core.errors import UserError
+
+SPLITS = ("train", "val", "test")
+HOLDOUT_SPLITS = ("val", "test")
+FEW_IMAGES = 10
+IMBALANCE_RATIO = 3.0
+
+@dataclass(frozen=True)
+class Sample:
+    """One usable image."""
+
+    path: str  # POSIX path relative to the dataset root
+    label: int  # index into DatasetIndex.classes
+    split: str  # "train" | "val" | "test"
+    sha256: str
+    group: str | None = None  # salted hash of patient/group id; in memory only, never written
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out of the dataset, and why."""
+
+    path: str  # relative to the dataset root
+    reason: str
+
+
+@dataclass
+class DuplicateSet:
+    """Files with identical bytes."""
+
+    sha256: str
+    paths: list[str]
+    cross_split: bool  # True when copies landed in different splits (a leak)
+
+
+@dataclass
+class DatasetIndex:
+    """The result of an import: classes, samples with their split, and what was left out."""
+
+    root: Path  # absolute, in memory only
+    source: Path  # folder or CSV file the user gave (absolute, in memory only)
+    source_kind: str  # "folder" | "csv"
+    classes: list[str]
+    samples: list[Sample]
+    skipped: list[Skipped]
+    duplicates: list[DuplicateSet]
+    warnings: list[str]
+
+    def split(self, name: str) -> list[Sample]:
+        """The samples of split `name` ("train", "val" or "test")."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}")
+        return [s for s in self.samples if s.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per class and split: {class: {"train": n, "val": n, "test": n}}."""
+        table = {name: dict.fromkeys(SPLITS, 0) for name in self.classes}
+        for sample in self.samples:
+            table[self.classes[sample.label]][sample.split] += 1
+        return table
+
+    def abs_path(self, sample: Sample) -> Path:
+        """Where the sample's file is on this machine."""
+        return self.root / sample.path
+
+    def to_report(self) -> dict[str, Any]:
+        """A JSON-safe summary with relative paths only (no root, no patient ids)."""
+        counts = self.counts()
+        return {
+            "source_kind": self.source_kind,
+            "classes": [{"name": name, **counts[name], "total": sum(counts[name].values())} for name in self.classes],
+            "totals": {s: len(self.split(s)) for s in SPLITS} | {"total": len(self.samples)},
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "duplicates": [{"sha256": d.sha256, "paths": list(d.paths), "cross_split": d.cross_split}
+                           for d in self.duplicates],
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, relative_source: str) -> dict[str, Any]:
+        """The index for a run folder; `relative_source` is the source relative to that folder."""
+        if PurePosixPath(relative_source).is_absolute() or PureWindowsPath(relative_source).is_absolute():
+            raise ValueError("to_json needs the source as a relative path")
+        return {
+            "source": relative_source,
+            "source_kind": self.source_kind,
+            "classes": list(self.classes),
+            "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256} for s in self.samples],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base_dir: Path) -> DatasetIndex:
+        """Rebuild an index written by `to_json`; the source is resolved relative to `base_dir`.
+
+        Raises UserError when the record is malformed or the data folder no longer exists.
+        """
+        if not isinstance(data, dict):
+            raise _damaged("it is not an object")
+        source_text = data.get("source")
+        kind = data.get("source_kind")
+        classes = data.get("classes")
+        if not isinstance(source_text, str) or not source_text or "\0" in source_text:
+            raise _damaged("'source' must be a path")
+        if kind not in ("folder", "csv"):
+            raise _damaged("'source_kind' must be 'folder' or 'csv'")
+        if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
+                or len(set(classes)) != len(classes)):
+            raise _damaged("'classes' must list at least two different names")
+        samples = [_sample_from_json(item, len(classes)) for item in _json_list(data, "samples")]
+        skipped = [_skipped_from_json(item) for item in _json_list(data, "skipped")]
+        source = (Path(base_dir) / source_text).resolve()  # links resolved before '..', as on disk
+        root = source if kind == "folder" else source.parent
+        if not root.is_dir():
+            raise UserError(f"The data folder of this run is gone: {root} does not exist.",
+                            "Put the images back where they were, or import the dataset again.")
+        duplicates = find_duplicates(samples)
+        return cls(root=root, source=source, source_kind=kind, classes=list(classes), samples=samples,
+                   skipped=skipped, duplicates=duplicates, warnings=count_warnings(classes, samples, duplicates))
+
+
+def format_report(index: DatasetIndex) -> str:
+    """A plain-text summary for the terminal (`desktop-tl import-check`)."""
+    counts = index.counts()
+    width = max([len("class")] + [len(name) for name in index.classes])
+    kind = "class folders" if index.source_kind == "folder" else "CSV file"
+    lines = [
+        f"Dataset: {index.source.name} ({kind})",
+        f"{len(index.classes)} classes, {len(index.samples)} usable images, "
+        f"{len(index.skipped)} skipped, {len(index.duplicates)} sets of identical files",
+        "",
+        f"  {'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}  {'total':>6}",
+    ]
+    for name in index.classes:
+        row = counts[name]
+        lines.append(f"  {name:<{width}}  {row['train']:>6}  {row['val']:>6}  {row['test']:>6}  {sum(row.values()):>6}")
+    totals = {s: len(index.split(s)) for s in SPLITS}
+    lines.append(f"  {'all':<{width}}  {totals['train']:>6}  {totals['val']:>6}  {totals['test']:>6}  {len(index.samples):>6}")
+    if index.skipped:
+        lines += ["", f"Skipped files ({len(index.skipped)}):"]
+        lines += [f"  {s.path}: {s.reason}" for s in index.skipped[:20]]
+        if len(index.skipped) > 20:
+            lines.append(f"  ... and {len(index.skipped) - 20} more")
+    cross = [d for d in index.duplicates if d.cross_split]
+    if cross:
+        lines += ["", f"Identical files in different splits ({len(cross)}):"]
+        lines += [f"  {' = '.join(d.paths)}" for d in cross[:20]]
+    if index.warnings:
+        lines += ["", "Warnings:"]
+        lines += [f"  - {w}" for w in index.warnings]
+    return "\n".join(lines)
+
+
+def find_duplicates(samples: list[Sample]) -> list[DuplicateSet]:
+    by_hash: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_hash[sample.sha256].append(sample)
+    return [DuplicateSet(sha, [s.path for s in copies], len({s.split for s in copies}) > 1)
+            for sha, copies in sorted(by_hash.items(), key=lambda kv: kv[1][0].path) if len(copies) > 1]
+
+
+def count_warnings(classes: list[str], samples: list[Sample], duplicates: list[DuplicateSet]) -> list[str]:
+    """Warnings that follow from the samples alone: imbalance, small classes, leaks."""
+    warnings = []
+    totals = Counter(s.label for s in samples)
+    sizes = sorted(((totals[i], name) for i, name in enumerate(classes)), key=lambda t: t[0])
+    (smallest, small_name), (largest, large_name) = sizes[0], sizes[-1]
+    if smallest and largest / smallest > IMBALANCE_RATIO:
+        warnings.append(f"Classes are imbalanced: '{large_name}' has {largest} images but '{small_name}' only "
+                        f"{smallest}. Consider class weighting or adding images to the small classes.")
+    few = [f"'{name}' ({n})" for n, name in sizes if n < FEW_IMAGES]
+    if few:
+        warnings.append(f"Few images in {', '.join(few)}: under {FEW_IMAGES} per class, results will be unreliable.")
+    in_val = {s.label for s in samples if s.split == "val"}
+    unmeasured = [f"'{name}'" for i, name in enumerate(classes) if i not in in_val]
+    if not in_val:
+        warnings.append("There are no validation images, so training progress cannot be measured.")
+    elif unmeasured:
+        warnings.append(f"No validation images for {', '.join(unmeasured)}, so validation cannot measure "
+                        "those classes.")
+    label_of = {s.path: s.label for s in samples}
+    cross = [d for d in duplicates if d.cross_split]
+    if cross:
+        warnings.append(f"{len(cross)} identical files sit in different splits (e.g. {' = '.join(cross[0].paths)}); "
+                        "the validation score may be too optimistic. Remove the copies.")
+    relabelled = [d for d in duplicates if len({label_of[p] for p in d.paths}) > 1]
+    if relabelled:
+        warnings.append(f"{len(relabelled)} identical files carry different labels "
+                        f"(e.g. {' = '.join(relabelled[0].paths)}). Keep one copy with the right label.")
+    return warnings
+
+
+# --- reading a stored index -----------------------------------------------------------------
+
+
+def _damaged(detail: str) -> UserError:
+    return UserError(f"The stored dataset list is damaged: {detail}.",
+                     "Import the dataset again, or restore the run folder from a backup.")
+
+
+def _json_list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise _damaged(f"'{key}' must be a list")
+    return value
+
+
+def _sample_from_json(item: Any, n_classes: int) -> Sample:
+    if not isinstance(item, dict):
+        raise _damaged("a sample is not an object")
+    path, label, split, sha = item.get("path"), item.get("label"), item.get("split"), item.get("sha256")
+    if (not isinstance(path, str) or not path or "\0" in path or PurePosixPath(path).is_absolute()
+            or PureWindowsPath(path).is_absolute()):
+        raise _damaged(f"sample path {path!r} must be a relative path")
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
+        raise _damaged(f"sample {path!r} has label {label!r}, expected 0..{n_classes - 1}")
+    if split not in SPLITS:
+        raise _damaged(f"sample {path!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
+    if not isinstance(sha, str) or not sha:
+        raise _damaged(f"sample {path!r} has no sha256")
+    return Sample(path, label, split, sha)
+
+
+def _skipped_from_json(item: Any) -> Skipped:
+    if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("reason"), str):
+        raise _damaged("a skipped entry needs a path and a reason")
+    return Skipped(item["path"], item["reason"])

@@ -1,0 +1,1 @@
+"""Taking a model away: ONNX export, int8 quantization, and prediction with onnxruntime alone (no torch)."""

@@ -1,0 +1,91 @@
+"""What the engine says to people, written once for both faces (the CLI prints it, the window logs it):
+one sentence per training event, durations and sizes in words, and progress reports at a readable pace."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from desktop_tl.core.events import (BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted,
+                                    TrainEvent)
+
+
+def clock(seconds: float) -> str:
+    """Elapsed or remaining time as on a stopwatch: 0:42, 12:05 or 1:02:03."""
+    seconds = int(max(0.0, seconds)) if math.isfinite(seconds) else 0
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def duration(seconds: float) -> str:
+    """A duration in words: 45 s, 3 min, 1 h 5 min."""
+    seconds = max(0.0, float(seconds)) if math.isfinite(seconds) else 0.0
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def file_size(size_bytes: int) -> str:
+    """The size of a file people carry around (a model): 850 KB, 13.5 MB."""
+    if size_bytes >= 1_000_000:
+        return f"{size_bytes / 1_000_000:.1f} MB"
+    return f"{size_bytes / 1000:.0f} KB"
+
+
+def binary_size(size: int) -> str:
+    """Bytes in binary units, as disks and caches are measured: 512 B, 1.5 KiB, 20.0 GiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{size} B" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+def throttled(report: Callable[[int, int], None], interval_s: float) -> Callable[[int, int], None]:
+    """`report(done, total)` at most once per `interval_s`, and always for the last item."""
+    last = -math.inf
+
+    def forward(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done >= total or now - last >= interval_s:
+            last = now
+            report(done, total)
+
+    return forward
+
+
+def describe(event: TrainEvent) -> str | None:
+    """One line (the plan: a few) saying what happened; None for events people need not read."""
+    if isinstance(event, RunStarted):
+        where = "from the start" if event.start_epoch == 1 else f"resuming at epoch {event.start_epoch}"
+        return (f"Training {event.train_images} images (validation {event.val_images}) on {event.device}, "
+                f"{event.total_epochs} epochs, {where}; {event.trainable_params:,} of {event.total_params:,} "
+                "parameters train.")
+    if isinstance(event, Planned):
+        return ("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines)
+    if isinstance(event, BatchProgress):
+        figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase == "train"
+                   else "linear probe: computing features")
+        return (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
+                f"{event.images_per_sec:.1f} img/s ETA about {duration(event.eta_seconds)}")
+    if isinstance(event, EpochEnd):
+        stage = " (linear probe)" if event.stage == "probe" else ""
+        return (f"Epoch {event.epoch}/{event.epochs}{stage}: train loss {event.train_loss:.3f}, accuracy "
+                f"{event.train_accuracy:.1%} | validation loss {event.val_loss:.3f}, accuracy "
+                f"{event.val_accuracy:.1%} | {event.seconds:.1f} s" + (" (best so far)" if event.is_best else ""))
+    if isinstance(event, Message):
+        return f"{'Warning' if event.level == 'warning' else 'Note'}: {event.text}"
+    if isinstance(event, Finished):
+        if event.stopped_by_user:
+            return f"Stopped after {event.epochs_done} complete epoch(s); the last one is saved."
+        if event.metrics is None:
+            return f"This run had already finished ({event.epochs_done} epochs)."
+        test = event.metrics.get("test") or {}
+        accuracy = f", test accuracy {test['accuracy']:.1%}" if test.get("images") else ""
+        return f"Finished: best epoch {event.best_epoch}{accuracy}."
+    if isinstance(event, Failed):
+        return f"Error: {event.what}" + (f" What to do: {event.hint}" if event.hint else "")
+    return None
