@@ -80,8 +80,8 @@ def child_headless(args: argparse.Namespace) -> dict:
     import torch
 
     from desktop_tl import cli
-    from desktop_tl.core.training import run as train
     from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.training import run as train
 
     if args.threads:   # the window's count, passed by the parent (this process imports no GUI module)
         torch.set_num_threads(args.threads)
@@ -142,7 +142,7 @@ def child_window(args: argparse.Namespace) -> dict:
 
     wait(lambda: window._engine_views_filled and window.freeze_tree.all_button.isEnabled(), 120, "the engine views")
     split = split_config()
-    window.state.split = split
+    window.state.set_split(split)
     failures: list[object] = []
     window.controller.sig_failed.connect(lambda kind, failed: failures.append((kind, failed)))
     assert window.dataset_panel.import_path(Path(args.data))

@@ -7,8 +7,8 @@ channels-last: most CNNs gain, some lose. Run: python benchmarks/bench_layout.py
 
 from __future__ import annotations
 
-import torch
 import timm
+import torch
 
 from common import machine, training_step_seconds
 

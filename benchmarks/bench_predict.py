@@ -8,7 +8,6 @@ Run: python benchmarks/bench_predict.py
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from common import DEMO, Timer, isolated_cache, machine, replicated_dataset
@@ -27,13 +26,13 @@ def main() -> None:
     import torch
 
     from desktop_tl.core.config import SplitConfig, TrainConfig
-    from desktop_tl.core.deploy.export import export_onnx
-    from desktop_tl.core.runs.trained import model_from_checkpoint
     from desktop_tl.core.data.imageio import load_image
-    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
     from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+    from desktop_tl.core.deploy.export import export_onnx
+    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
     from desktop_tl.core.deploy.quantize import compare_models, format_comparison, quantize_int8
     from desktop_tl.core.runs.folder import create_run, load_index
+    from desktop_tl.core.runs.trained import model_from_checkpoint
     from desktop_tl.core.training.run import train_run
 
     base = isolated_cache()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from common import Timer, engine_epochs, interleave, isolated_cache, machine, replicated_dataset
 
-
 SPLIT = None
 
 
@@ -64,8 +63,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     from desktop_tl.core.config import SplitConfig
-    from desktop_tl.core.data.loaders import default_num_workers
     from desktop_tl.core.data.importer import import_dataset
+    from desktop_tl.core.data.loaders import default_num_workers
 
     SPLIT = SplitConfig(val_fraction=0.1, test_fraction=0.1, seed=0)
     workers = default_num_workers() if args.workers < 0 else args.workers

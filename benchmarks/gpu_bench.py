@@ -42,8 +42,8 @@ def train_flops_per_image(model, size: int) -> float:
 
 
 def synthetic(name: str, batch: int, size: int, steps: int) -> tuple[float, float]:
-    import torch
     import timm
+    import torch
 
     model = timm.create_model(name, pretrained=False, num_classes=4).cuda().to(memory_format=torch.channels_last)
     model.train()
@@ -66,10 +66,11 @@ def synthetic(name: str, batch: int, size: int, steps: int) -> tuple[float, floa
 
 
 def real(name: str, batch: int, size: int, copies: int, base) -> float:
-    from common import epoch_train_seconds, replicated_dataset
     from desktop_tl.core.config import SplitConfig, TrainConfig
     from desktop_tl.core.runs.folder import create_run, load_index
     from desktop_tl.core.training.run import train_run
+
+    from common import epoch_train_seconds, replicated_dataset
 
     data = base / "data"
     if not data.exists():

@@ -98,13 +98,13 @@ def run_logreg(data: Path, work: Path) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
-    from desktop_tl.core.models.factory import create_model
-    from desktop_tl.core.models.structure import data_config
-    from desktop_tl.core.data.loaders import ImageDataset, make_loader
     from desktop_tl.core.data.importer import import_dataset
-    from desktop_tl.core.evaluation.metrics import compute_metrics
+    from desktop_tl.core.data.loaders import ImageDataset, make_loader
     from desktop_tl.core.data.preprocess import Preprocessing
     from desktop_tl.core.data.transforms import eval_transform
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+    from desktop_tl.core.models.factory import create_model
+    from desktop_tl.core.models.structure import data_config
 
     started = time.perf_counter()
     index = import_dataset(data, _split())
@@ -147,9 +147,9 @@ def full_fine_tune(data: Path, seconds: float):
     """A plain full fine-tune whose epochs fill `seconds` on this machine (measured speed, as the recipe plans)."""
     import torch
 
-    from desktop_tl.core.models.factory import create_model
     from desktop_tl.core.config import TrainConfig
     from desktop_tl.core.data.importer import import_dataset
+    from desktop_tl.core.models.factory import create_model
     from desktop_tl.core.training.throughput import measure_throughput
     from desktop_tl.core.training.tuning import choose_layout
 

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from desktop_tl.core.errors import UserError
+from desktop_tl.cli_options import (
+    add_setting_options,
+    choose_recipe,
+    describe_setting_error,
+    given_settings,
+    split_config,
+)
+from desktop_tl.core.errors import SettingError, UserError
 from desktop_tl.core.reporting import binary_size, file_size, throttled
 
 EXIT_USAGE = 2
@@ -17,7 +24,8 @@ DEMO_RUNS = Path("runs")
 
 
 def _print_error(exc: UserError) -> None:
-    print(f"desktop-tl: error: {exc.what}", file=sys.stderr)
+    what = describe_setting_error(exc.setting, exc.what) if isinstance(exc, SettingError) else exc.what
+    print(f"desktop-tl: error: {what}", file=sys.stderr)
     if exc.hint:
         print(f"  What to do: {exc.hint}", file=sys.stderr)
 
@@ -37,11 +45,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_import_check(args: argparse.Namespace) -> int:
-    from desktop_tl.core.config import SplitConfig
-    from desktop_tl.core.data.index import format_report
     from desktop_tl.core.data.importer import import_dataset
+    from desktop_tl.core.data.index import format_report
 
-    split = SplitConfig(args.val_fraction, args.test_fraction, args.seed)
+    split = split_config(args)
     split.validate()
     index = import_dataset(Path(args.data), split, progress=_progress_printer("Checking images") if not args.json else None)
     print(json.dumps(index.to_report(), indent=2) if args.json else format_report(index))
@@ -71,50 +78,15 @@ def _weights_choice(model: str, weights: str | None) -> str:
     return f"imported:{stored.id}"
 
 
-def _batch_size(text: str) -> int:
-    """`--batch-size` value: a whole number, or `auto` (stored as 0)."""
-    if text.strip().lower() == "auto":
-        return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
-
-
-# settings the automatic recipe decides: giving one of them means training with the custom recipe
-CUSTOM_SETTINGS = {"freeze": "freeze", "epochs": "epochs", "lr": "lr", "image_size": "image_size",
-                   "augment": "augment", "label_smoothing": "label_smoothing", "class_weighted": "class_weighted",
-                   "early_stopping": "early_stopping_patience", "layer_decay": "layer_decay"}
-
-
-def _recipe(args: argparse.Namespace) -> tuple[str, dict]:
-    """The recipe and the custom settings given; `--recipe auto` with custom settings is a UserError."""
-    given = {field: getattr(args, option) for option, field in CUSTOM_SETTINGS.items()
-             if getattr(args, option) is not None and getattr(args, option) is not False}
-    if args.recipe == "auto" and given:
-        flags = ", ".join("--" + option.replace("_", "-") for option, field in CUSTOM_SETTINGS.items()
-                          if field in given)
-        raise UserError(f"{flags} cannot be combined with --recipe auto: the automatic recipe chooses them.",
-                        "Leave them out, or add --recipe custom to set them yourself.")
-    recipe = args.recipe or ("custom" if given else "auto")
-    if recipe == "custom" and not args.recipe:
-        print("Note: training with the custom recipe, because "
-              + ", ".join("--" + o.replace("_", "-") for o, f in CUSTOM_SETTINGS.items() if f in given)
-              + " was given (the automatic recipe would choose it).")
-    return recipe, given
-
-
 def _train_config(args: argparse.Namespace):
-    from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget
+    from desktop_tl.core.config import TrainConfig
 
-    recipe, custom = _recipe(args)
-    model = args.model or TrainConfig().model
-    config = TrainConfig(
-        model=model, weights=_weights_choice(model, args.weights), recipe=recipe, budget=parse_budget(args.budget),
-        orientation=args.orientation, batch_size=args.batch_size, device=args.device, seed=args.seed,
-        num_workers=args.workers, decode_cache=not args.no_decode_cache, feature_cache=not args.no_feature_cache,
-        compile=args.compile, memory_format=args.memory_format, **custom)
-    return config, SplitConfig(args.val_fraction, args.test_fraction, args.seed)
+    given = given_settings(args)
+    given["recipe"] = choose_recipe(given)
+    given["model"] = given.get("model") or TrainConfig().model
+    given["weights"] = _weights_choice(given["model"], given.get("weights"))
+    split = split_config(args)
+    return TrainConfig(seed=split.seed, **given), split
 
 
 def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> int:
@@ -365,6 +337,8 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+
     parser = argparse.ArgumentParser(prog="desktop-tl", description="Offline transfer learning for image folders.")
     parser.add_argument("--smoke-test", action="store_true",
                         help="check this installation end to end (window, bundled weights, a tiny training run, "
@@ -377,58 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
 
-    def split_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--val-fraction", type=float, default=0.15, help="share of each class for validation")
-        p.add_argument("--test-fraction", type=float, default=0.15, help="share of each class for the test split")
-        p.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
-
     p = sub.add_parser("import-check", help="check a dataset: classes, splits, skipped files, duplicates")
     p.add_argument("data", help="folder with one subfolder per class, or a CSV/TSV of path,label[,group]")
-    split_args(p)
+    add_setting_options(p, SplitConfig)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=cmd_import_check)
 
     p = sub.add_parser("train", help="fine-tune a pretrained model on a dataset")
     p.add_argument("data", help="dataset folder or CSV (ignored with --resume on an existing run)")
     p.add_argument("--out", required=True, help="run folder for checkpoints, metrics and exports")
-    p.add_argument("--model", help="architecture (default efficientnet_lite0; see `desktop-tl models`)")
-    p.add_argument("--weights", help="bundled | hf | hf:REPO | imported:ID | PATH | none")
-    p.add_argument("--recipe", choices=["auto", "custom"],
-                   help="auto (default): plan the run from the data, the model, this machine's speed and --budget; "
-                        "custom: train with the settings below (implied when one of them is given)")
-    p.add_argument("--budget", default="balanced", metavar="quick|balanced|best|DURATION",
-                   help="time the automatic recipe may take at most: quick (2 min), balanced (10 min, default), "
-                        "best (60 min) or a duration such as 20m or 1h30m; it stops sooner when validation stops "
-                        "improving")
-    p.add_argument("--orientation", default="auto", choices=["auto", "fixed", "free"],
-                   help="automatic recipe: may images be flipped and turned? auto: decided on the validation split; "
-                        "fixed: never (e.g. chest films); free: flips and 90-degree rotations (e.g. microscopy)")
-    custom = p.add_argument_group("custom recipe (giving one of these means --recipe custom)")
-    custom.add_argument("--freeze", help="head (classifier only; default) | last:N | all (full fine-tune) | "
-                                         "modules:NAME,NAME")
-    custom.add_argument("--epochs", type=int, help="planned total number of epochs (default 8)")
-    custom.add_argument("--lr", type=float, help="peak learning rate (AdamW, warm-up then cosine; default 0.001)")
-    custom.add_argument("--image-size", type=int, help="override the model's input size")
-    custom.add_argument("--augment", choices=["none", "light", "strong"], help="augmentation preset (default light)")
-    custom.add_argument("--label-smoothing", type=float, help="default 0.1")
-    custom.add_argument("--class-weighted", action="store_true", help="weight the loss against class imbalance")
-    custom.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                        help="stop after PATIENCE epochs without a better validation loss (default 0: off)")
-    custom.add_argument("--layer-decay", type=float, help="layer-wise LR decay for unfrozen blocks (e.g. 0.7)")
-    p.add_argument("--batch-size", type=_batch_size, default=0, metavar="N|auto",
-                   help="images per optimizer step; auto (default): the recipe's choice, or the largest that fits "
-                        "on the GPU")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--workers", type=int, default=-1, help="data-loading processes (-1: from the cores)")
-    p.add_argument("--no-decode-cache", action="store_true",
-                   help="decode every image every epoch instead of caching the resized images")
-    p.add_argument("--no-feature-cache", action="store_true",
-                   help="run the frozen backbone every epoch (head-only training without augmentation)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model when it pays for itself in this run (GPU, long runs)")
-    p.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
-                   help="tensor layout: auto measures both once per model on a CPU (channels_last on a GPU)")
-    split_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out to its planned total")
+    add_setting_options(p, TrainConfig)
+    add_setting_options(p, SplitConfig)
     p.set_defaults(func=cmd_train)
 
     for name, helptext in (("evaluate", "evaluate a run's best checkpoint on its validation and test splits"),

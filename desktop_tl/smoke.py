@@ -196,11 +196,11 @@ def _step_workers(ctx: dict) -> str:
         return "skipped (DESKTOP_TL_SMOKE_SKIP_WORKERS=1)"
     import multiprocessing
 
-    from desktop_tl.core.runs.checkpoint import read_meta
     from desktop_tl.core.data.loaders import ImageDataset, make_loader
     from desktop_tl.core.data.preprocess import Preprocessing
-    from desktop_tl.core.runs.folder import load_index
     from desktop_tl.core.data.transforms import eval_transform
+    from desktop_tl.core.runs.checkpoint import read_meta
+    from desktop_tl.core.runs.folder import load_index
 
     index = load_index(ctx["run"])
     prep = Preprocessing.from_dict(read_meta(ctx["run"] / "best.safetensors")["preprocessing"])

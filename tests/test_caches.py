@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from desktop_tl.core.data import loaders as data
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.data.loaders import cached_eval_transform, make_loader, split_dataset
+from desktop_tl.core.data import loaders as data
 from desktop_tl.core.data.decode_cache import DecodeCache, cache_box, decode_entry, eval_array
+from desktop_tl.core.data.loaders import cached_eval_transform, make_loader, split_dataset
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.events import BatchProgress, Finished
 from desktop_tl.core.paths import user_cache_dir
-from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, load_index
 from desktop_tl.core.training.run import train_run
 
@@ -247,12 +247,14 @@ def test_transforms_survive_spawned_loader_workers():
     import pickle
 
     from desktop_tl.core.data.loaders import cached_train_transform
-    from desktop_tl.core.data.transforms import eval_transform, train_transform
+    from desktop_tl.core.data.transforms import CropFlip, eval_transform, train_transform
 
     prep = Preprocessing((32, 32), "bicubic", 0.875, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     image = np.full((40, 40, 3), 128, dtype=np.uint8)
-    for transform in (eval_transform(prep), train_transform(prep, "light"), train_transform(prep, "strong"),
-                      cached_eval_transform(prep), cached_train_transform(prep, "light")):
+    recipe = CropFlip((0.8, 1.0), "free", colour_jitter=True)     # the automatic recipe's augmentation
+    augments = ("light", "strong", recipe)
+    for transform in (eval_transform(prep), cached_eval_transform(prep),
+                      *(train_transform(prep, a) for a in augments), *(cached_train_transform(prep, a) for a in augments)):
         clone = pickle.loads(pickle.dumps(transform))
         value = image if "Cached" in type(clone).__name__ else Image.fromarray(image)
         assert clone(value).shape == (3, 32, 32)

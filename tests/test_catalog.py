@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from desktop_tl.core.models.shortlist import SHORTLIST
-from desktop_tl.core.models.factory import LoadedWeights, create_model
-from desktop_tl.core.models.structure import data_config
-from desktop_tl.core.models.catalog import describe_model, format_models_table, list_models
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.bundled import load_bundled_lite0
+from desktop_tl.core.models.catalog import describe_model, format_models_table, list_models
+from desktop_tl.core.models.factory import LoadedWeights, create_model
+from desktop_tl.core.models.shortlist import SHORTLIST
+from desktop_tl.core.models.structure import data_config
 
 
 def _predict(model: torch.nn.Module, image: np.ndarray) -> int:

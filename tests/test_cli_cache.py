@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from desktop_tl.cli import main
-from desktop_tl.core.reporting import binary_size as human_size
 from desktop_tl.core.data.decode_cache import DecodeCache, decode_cache_dir, list_cache_files
 from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.reporting import binary_size as human_size
 
 PREP = Preprocessing((64, 64), "bicubic", 0.875, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -14,8 +14,8 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from desktop_tl.core.config import SplitConfig
-from desktop_tl.core.data.index import DatasetIndex, Sample, format_report
 from desktop_tl.core.data.importer import import_dataset
+from desktop_tl.core.data.index import DatasetIndex, Sample, format_report
 from desktop_tl.core.errors import Cancelled, UserError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

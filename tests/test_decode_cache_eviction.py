@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from desktop_tl.core.data import decode_cache
-from desktop_tl.core.data.decode_cache import DecodeCache, budget_bytes, cache_box, clear_cache, decode_cache_dir, list_cache_files, make_room, remove_stale_temporaries
+from desktop_tl.core.data.decode_cache import (
+    DecodeCache,
+    budget_bytes,
+    cache_box,
+    clear_cache,
+    decode_cache_dir,
+    list_cache_files,
+    make_room,
+    remove_stale_temporaries,
+)
 from desktop_tl.core.data.preprocess import Preprocessing
 
 PREP = Preprocessing((64, 64), "bicubic", 0.875, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

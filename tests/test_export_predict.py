@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from desktop_tl.core.errors import UserError
 from desktop_tl.core.deploy.export import OPSET, export_onnx
 from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
+from desktop_tl.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,10 @@ def test_parity_checked_on_real_images_and_recorded(exported, trained_run):
 def test_onnx_predictions_match_the_pytorch_model(exported, small_dataset, trained_run):
     import torch
 
-    from desktop_tl.core.runs.trained import model_from_checkpoint
     from desktop_tl.core.data.imageio import load_image
     from desktop_tl.core.data.preprocess import Preprocessing
     from desktop_tl.core.data.transforms import eval_transform
+    from desktop_tl.core.runs.trained import model_from_checkpoint
 
     path, _ = exported
     classifier = OnnxClassifier(path)

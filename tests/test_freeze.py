@@ -7,7 +7,15 @@ import timm
 import torch
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.freeze import apply_freeze, freeze_batchnorm_stats, module_tree, optimizer_param_groups, parameter_groups, spec_from_trainable_modules, trainable_names
+from desktop_tl.core.models.freeze import (
+    apply_freeze,
+    freeze_batchnorm_stats,
+    module_tree,
+    optimizer_param_groups,
+    parameter_groups,
+    spec_from_trainable_modules,
+    trainable_names,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from desktop_tl.core.runs import checkpoint
-from desktop_tl.core.training import tuning
-from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import Failed, Finished, Message
+from desktop_tl.core.models.factory import create_model
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run
+from desktop_tl.core.training import tuning
 from desktop_tl.core.training.run import train_run
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

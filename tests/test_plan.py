@@ -7,8 +7,8 @@ import pytest
 from desktop_tl.core.config import BUDGET_PRESETS, parse_budget
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.reporting import duration as format_seconds
-from desktop_tl.core.training.plan import (DataSummary, FineTuneStage, ModelFacts, Plan, ProbeStage, Throughput,
-                                           plan_auto, plan_custom)
+from desktop_tl.core.training.plan import DataSummary, FineTuneStage, ModelFacts, Plan, ProbeStage, Throughput
+from desktop_tl.core.training.planner import plan_auto, plan_custom
 
 LITE0 = ModelFacts("efficientnet_lite0", 224, True)
 # Roughly what a 2-core laptop measures for EfficientNet-Lite0 (images/s): evaluation and fine-tuning.

@@ -10,15 +10,15 @@ import sys
 import onnx
 import pytest
 
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.events import EpochEnd, Failed, Finished, Message, Planned, RunStarted
-from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.deploy.export import export_onnx
+from desktop_tl.core.evaluation.splits import evaluate_run
+from desktop_tl.core.events import EpochEnd, Failed, Finished, Message, Planned, RunStarted
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, open_run
-from desktop_tl.core.training.run import train_run
 from desktop_tl.core.training import throughput
 from desktop_tl.core.training.plan import Plan
+from desktop_tl.core.training.run import train_run
 
 from helpers import copy_demo_subset, train_until_saved
 

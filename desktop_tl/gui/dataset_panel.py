@@ -47,15 +47,8 @@ from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.reporting import throttled
-from desktop_tl.gui.item_models import (
-    PATH_ROLE,
-    BarDelegate,
-    Column,
-    ImageItem,
-    ImageListModel,
-    RecordTableModel,
-)
-from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
+from desktop_tl.gui.item_models import PATH_ROLE, BarDelegate, Column, ImageItem, ImageListModel, RecordTableModel
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache, pil_to_qimage
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -462,6 +455,7 @@ class DatasetImportPanel(QWidget):
         self.dicom_button.clicked.connect(lambda: self.choose_folder(dicom=True))
         self.split_settings.sig_apply.connect(self.resplit)
         self.split_settings.sig_changed.connect(self._on_split_edited)
+        state.sig_split_changed.connect(self.split_settings.set_config)   # a project opened, say
         self.grid.sig_image_chosen.connect(self.preview.set_image)
         self.preview.sig_requested.connect(self.request_preview)
         self.jobs.sig_result.connect(self._on_result)
@@ -502,7 +496,6 @@ class DatasetImportPanel(QWidget):
 
         Returns False (and says why in the panel) when another job is running.
         """
-        self.split_settings.set_config(self.state.split)      # a project may have changed them
         return self._start_import(Path(path), self.state.split)
 
     @Slot(object)
@@ -517,14 +510,13 @@ class DatasetImportPanel(QWidget):
 
     @Slot(object)
     def _on_split_edited(self, split: SplitConfig) -> None:
-        self.state.split = split
+        self.state.set_split(split)
 
     def _start_import(self, source: Path, split: SplitConfig) -> bool:
-        held_out = split.val_fraction + split.test_fraction
-        if held_out >= 0.9:
-            self.message.show_error(f"Validation and test together take {held_out:.0%} of each class, leaving "
-                                    "less than 10% for training.",
-                                    "Lower the validation or test share (0.15 each is a good start).")
+        try:
+            split.validate()
+        except UserError as exc:
+            self.message.show_error(exc.what, exc.hint)
             return False
         if not self.jobs.submit(IMPORT_JOB, import_job(source, split)):
             self.message.show_note(BUSY_MESSAGE)
@@ -564,7 +556,7 @@ class DatasetImportPanel(QWidget):
         if kind == PREVIEW_JOB:
             self.preview.caption.setText(failure.what)
             return
-        if failure.what == STOPPED:
+        if failure.cancelled:
             kept = "the previous dataset is kept" if self.state.dataset is not None else "no dataset was imported"
             self.message.show_note(f"Import cancelled; {kept}.")
         else:

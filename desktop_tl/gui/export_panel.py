@@ -27,14 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_tl.core.decision import Decision
+from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
-from desktop_tl.core.decision import Decision
 from desktop_tl.core.reporting import file_size
 from desktop_tl.core.runs.folder import RunFolder
-from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.gui.item_models import Column, ImageItem, ImageListModel, RecordTableModel
-from desktop_tl.gui.panel_support import BUSY_MESSAGE, STOPPED, JobClient, JobProgress, MessageBar, preview_panel
+from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -327,7 +327,7 @@ class ExportPanel(QWidget):
 
     @Slot(str, object)
     def _on_failed(self, kind: str, failure: Failed) -> None:
-        if failure.what == STOPPED:
+        if failure.cancelled:
             self.message.show_note("Classification stopped.")
         else:
             self.message.show_failure(failure)

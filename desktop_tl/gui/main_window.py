@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 from desktop_tl import __version__ as _package_version
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
+from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.dataset_panel import DatasetImportPanel
 from desktop_tl.gui.evaluation_panel import EvaluationPanel
 from desktop_tl.gui.export_panel import ExportPanel
@@ -278,17 +278,14 @@ class MainWindow(QMainWindow):
         if self._refuse_while_busy("start a new project"):
             return
         self.project_file = None
-        self.state.split = SplitConfig()
-        self.state.config = TrainConfig()
+        self.state.set_split(SplitConfig())
+        self.state.set_config(TrainConfig())
         self.state.set_dataset(None)
-        self.state.set_model(self.state.config.model, self.state.config.weights)
-        self.state.set_freeze(self.state.config.freeze)
         self.state.set_run(None)
         self.state.runs = []
         self.state.set_metrics(None)
         self.training_monitor.set_project_dir(None)
         self.training_monitor.set_run_dir(None)
-        self.training_monitor.load_from_state()
         self._update_title()
 
     def current_project(self) -> Project:
@@ -349,17 +346,14 @@ class MainWindow(QMainWindow):
         return True
 
     def _apply_project(self, project: Project) -> None:
-        self.state.split = project.split
-        self.state.config = project.config
-        self.state.set_model(project.config.model, project.config.weights)
-        self.state.set_freeze(project.config.freeze)
+        self.state.set_split(project.split)
+        self.state.set_config(project.config)
         self.state.set_dataset(None)
         self.state.runs = [str(r) for r in project.runs]
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
         self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
         self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
         self.training_monitor.set_run_dir(None)
-        self.training_monitor.load_from_state()
         missing = []
         if project.data_source is not None:
             if project.data_source.exists():

@@ -11,12 +11,26 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QPushButton,
-                               QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
+from desktop_tl.gui.panel_support import JobClient
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
@@ -191,8 +205,9 @@ class ModelBrowser(QWidget):
         self.weights_combo.activated.connect(self._on_weights_picked)
         self.import_button.clicked.connect(self.import_weights)
         state.sig_model_changed.connect(self._on_state_model)
-        controller.sig_result.connect(self._on_result)
-        controller.sig_failed.connect(self._on_failed)
+        self.jobs = JobClient(controller, self)
+        self.jobs.sig_result.connect(self._on_result)
+        self.jobs.sig_failed.connect(self._on_failed)
 
         self.loaded = False
         """Whether the catalog has been listed once (it imports timm, so the window may defer it)."""
@@ -334,30 +349,21 @@ class ModelBrowser(QWidget):
 
             return import_weights(Path(path), arch)
 
-        if not self.controller.submit(IMPORT_JOB, job):
+        if not self.jobs.submit(IMPORT_JOB, job):
             self._warn("Busy", "Another task is running.", "Import the weights when it has finished.")
             return
         self.import_button.setEnabled(False)
         self.import_button.setText("Checking weights…")
 
     @Slot(str, object)
-    def _on_result(self, kind: str, result: object) -> None:
-        if kind != IMPORT_JOB:
-            return
-        from desktop_tl.core.models.store import StoredWeights
-
-        if not isinstance(result, StoredWeights):
-            return
+    def _on_result(self, _kind: str, result: StoredWeights) -> None:
         self._reset_import_button()
         self.refresh()
         self.select_model(result.arch, f"imported:{result.id}")
 
     @Slot(str, object)
-    def _on_failed(self, kind: str, failed: object) -> None:
-        if kind != IMPORT_JOB:
-            return
+    def _on_failed(self, _kind: str, failed: Failed) -> None:
         self._reset_import_button()
-        assert isinstance(failed, Failed)
         self._warn("These weights do not fit", failed.what, failed.hint)
 
     def _reset_import_button(self) -> None:

@@ -2,7 +2,7 @@
 
 - `JobClient`: one panel's view of the shared `EngineController`; it forwards results,
   failures and progress only for the jobs this panel submitted.
-- `MessageBar`: a label that shows an error (what + hint) or a note inside a panel.
+- `MessageBar`: the one widget that shows an error (what + what to do) or a note inside a panel.
 - `JobProgress`: a progress bar with a Cancel button, bound to a `JobClient`.
 - `preview_panel`: any panel on its own (`python -m desktop_tl.gui.<panel>`), for a quick look.
 """
@@ -13,15 +13,13 @@ import sys
 from typing import Any, Callable, Collection
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
 
 from desktop_tl.core.events import Failed
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
 BUSY_MESSAGE = "Another task is running (training, import or export). Wait for it to finish, then try again."
-STOPPED = "Stopped."
-"""The `Failed.what` the worker reports for a job stopped by the user."""
 
 
 class JobClient(QObject):
@@ -38,6 +36,8 @@ class JobClient(QObject):
     """(done, total) while one of this client's jobs runs."""
     sig_running = Signal(bool)
     """True when one of this client's jobs starts, False when it ended (before sig_result/sig_failed)."""
+    sig_event = Signal(object)
+    """An engine event dataclass (training: RunStarted, BatchProgress, ...) while one of this client's jobs runs."""
 
     def __init__(self, controller: EngineController, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -46,6 +46,7 @@ class JobClient(QObject):
         controller.sig_result.connect(self._on_result)
         controller.sig_failed.connect(self._on_failed)
         controller.sig_progress.connect(self._on_progress)
+        controller.sig_event.connect(self._on_event)
 
     @property
     def running(self) -> bool:
@@ -64,6 +65,11 @@ class JobClient(QObject):
         """Ask this client's running job to stop."""
         if self.active is not None:
             self.controller.stop()
+
+    def pause(self, paused: bool) -> None:
+        """Pause or continue this client's running job."""
+        if self.active is not None:
+            self.controller.pause(paused)
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
@@ -88,24 +94,42 @@ class JobClient(QObject):
         if self.active is not None:
             self.sig_progress.emit(done, total)
 
+    @Slot(object)
+    def _on_event(self, event: object) -> None:
+        if self.active is not None:
+            self.sig_event.emit(event)
 
-class MessageBar(QLabel):
-    """A wrapped label for errors (red, with what to do) and notes; hidden when empty."""
+
+class MessageBar(QFrame):
+    """Errors (what went wrong, then what to do; red) and notes (plain) inside a panel; the user can
+    dismiss it. The one message widget of the window: every panel shows its problems the same way."""
+
+    _STYLES = {"error": "#messageBar { background: #fdecea; border: 1px solid #e57373; border-radius: 4px; }"
+                        "#messageBar QLabel { color: #b71c1c; }",
+               "note": "#messageBar { background: #f3f6fa; border: 1px solid #c5d3e3; border-radius: 4px; }"}
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWordWrap(True)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setObjectName("messageBar")
         self.kind = ""
+        self.label = QLabel(self, wordWrap=True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.close_button = QToolButton(self, text="✕", autoRaise=True)
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.clicked.connect(self.clear_message)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
+
+    def text(self) -> str:
+        """The message shown, as plain text ("" when hidden)."""
+        return self.label.text()
 
     def show_error(self, what: str, hint: str = "") -> None:
         """Show a failure: what went wrong, then what to do."""
-        self.kind = "error"
-        self.setStyleSheet("color: #b00020;")
-        self.setText(what + (f"\nWhat to do: {hint}" if hint else ""))
-        self.show()
+        self._show("error", what + (f"\nWhat to do: {hint}" if hint else ""))
 
     def show_failure(self, failure: Failed) -> None:
         """Show a `Failed` from the worker."""
@@ -113,16 +137,19 @@ class MessageBar(QLabel):
 
     def show_note(self, text: str) -> None:
         """Show a neutral note."""
-        self.kind = "note"
-        self.setStyleSheet("")
-        self.setText(text)
-        self.show()
+        self._show("note", text)
 
     def clear_message(self) -> None:
         """Hide the bar."""
         self.kind = ""
-        self.clear()
+        self.label.clear()
         self.hide()
+
+    def _show(self, kind: str, text: str) -> None:
+        self.kind = kind
+        self.setStyleSheet(self._STYLES[kind])
+        self.label.setText(text)
+        self.show()
 
 
 class JobProgress(QWidget):

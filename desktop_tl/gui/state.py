@@ -1,10 +1,12 @@
 """The window's shared state: what is selected now, announced to every panel by signals.
 
-Panels never call each other; they read and write this object and react to its signals.
+Panels never call each other; they read this object, change it only through its setters, and react to
+its signals. The settings (TrainConfig, SplitConfig) are frozen: a change makes a new object and says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ class AppState(QObject):
     """Freeze spec: head | all | last:N | modules:a,b."""
     sig_recipe_changed = Signal(str, float)
     """(recipe "auto" | "custom", time budget in seconds of the automatic recipe)."""
+    sig_config_changed = Signal(object)
+    """core.config.TrainConfig after any change of the training settings."""
+    sig_split_changed = Signal(object)
+    """core.config.SplitConfig after the split settings changed."""
     sig_run_changed = Signal(object)
     """Path of the current run folder, or None."""
     sig_metrics_changed = Signal(object)
@@ -36,8 +42,8 @@ class AppState(QObject):
         super().__init__(parent)
         self.dataset: DatasetIndex | None = None
         self.data_source: Path | None = None
-        self.split = SplitConfig()
-        self.config = TrainConfig()
+        self._split = SplitConfig()
+        self._config = TrainConfig()
         self.run_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
         self.export = None
@@ -49,23 +55,53 @@ class AppState(QObject):
         self.data_source = index.source if index is not None else None
         self.sig_dataset_changed.emit(index)
 
+    @property
+    def config(self) -> TrainConfig:
+        """The training settings (frozen; change them with `update_config` or `set_config`)."""
+        return self._config
+
+    @property
+    def split(self) -> SplitConfig:
+        """The split settings (frozen; change them with `set_split`)."""
+        return self._split
+
+    def set_config(self, config: TrainConfig) -> None:
+        """All training settings at once (a project opened, a new project); every panel hears of it."""
+        old, self._config = self._config, config
+        if (old.model, old.weights) != (config.model, config.weights):
+            self.sig_model_changed.emit(config.model, config.weights)
+        if old.freeze != config.freeze:
+            self.sig_freeze_changed.emit(config.freeze)
+        if (old.recipe, old.budget) != (config.recipe, config.budget):
+            self.sig_recipe_changed.emit(config.recipe, config.budget)
+        if old != config:
+            self.sig_config_changed.emit(config)
+
+    def update_config(self, **changes: Any) -> None:
+        """Some training settings, e.g. `update_config(epochs=5, lr=1e-3)`."""
+        self.set_config(replace(self._config, **changes))
+
+    def set_split(self, split: SplitConfig) -> None:
+        """New split settings."""
+        if split != self._split:
+            self._split = split
+            self.sig_split_changed.emit(split)
+
     def set_model(self, name: str, weights: str) -> None:
-        """The user picked an architecture and a weights option."""
-        self.config.model, self.config.weights = name, weights
-        self.sig_model_changed.emit(name, weights)
+        """The user picked an architecture and a weights option (announced even when unchanged)."""
+        if (name, weights) == (self._config.model, self._config.weights):
+            self.sig_model_changed.emit(name, weights)
+        self.update_config(model=name, weights=weights)
 
     def set_freeze(self, spec: str) -> None:
-        """The freeze tree or a preset changed which layers train."""
-        if spec != self.config.freeze:
-            self.config.freeze = spec
-        self.sig_freeze_changed.emit(spec)
+        """The freeze tree or a preset changed which layers train (announced even when unchanged)."""
+        if spec == self._config.freeze:
+            self.sig_freeze_changed.emit(spec)
+        self.update_config(freeze=spec)
 
     def set_recipe(self, recipe: str, budget: float | None = None) -> None:
         """The automatic recipe with a time budget, or the custom recipe (the user's own settings)."""
-        self.config.recipe = recipe
-        if budget is not None:
-            self.config.budget = budget
-        self.sig_recipe_changed.emit(recipe, self.config.budget)
+        self.update_config(recipe=recipe, budget=self._config.budget if budget is None else budget)
 
     def set_run(self, run_dir: Path | None) -> None:
         """A run folder became current (new training, or opened from a project)."""

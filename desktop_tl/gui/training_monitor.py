@@ -16,16 +16,31 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGraphicsItem, QGridLayout, QGroupBox,
-                               QHBoxLayout,
-                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGraphicsItem,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
 from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui.panel_support import JobClient, MessageBar
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController, JobContext
 
@@ -82,36 +97,6 @@ class SeriesBuffer:
         self.dirty = True
 
 
-class ErrorBanner(QFrame):
-    """A red strip that says what went wrong and what to do; dismissible."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("errorBanner")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet("#errorBanner { background: #fdecea; border: 1px solid #e57373; border-radius: 4px; }"
-                           "#errorBanner QLabel { color: #b71c1c; }")
-        self.label = QLabel(wordWrap=True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton(text="✕", autoRaise=True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_error(self, what: str, hint: str = "") -> None:
-        """Show `what` (and the hint) and make the banner visible."""
-        self.label.setText(f"<b>{_escape(what)}</b>" + (f"<br>What to do: {_escape(hint)}" if hint else ""))
-        self.show()
-
-    def text(self) -> str:
-        """The banner's message as plain text."""
-        return self.label.text()
-
-
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -164,7 +149,8 @@ class TrainingMonitor(QWidget):
         self._paused = False
         self._last_finished: Finished | None = None
 
-        self.banner = ErrorBanner()
+        self.banner = MessageBar(self)
+        self.jobs = JobClient(controller, self)
         self._detect = detect
         self._build_form()
         self._build_controls()
@@ -193,9 +179,9 @@ class TrainingMonitor(QWidget):
 
         self._redraw_timer = QTimer(self, interval=REDRAW_MS)
         self._redraw_timer.timeout.connect(self.flush_plots)
-        controller.sig_event.connect(self._on_event)
-        controller.sig_result.connect(self._on_result)
-        controller.sig_failed.connect(self._on_failed)
+        self.jobs.sig_event.connect(self._on_event)
+        self.jobs.sig_result.connect(self._on_result)
+        self.jobs.sig_failed.connect(self._on_failed)
         controller.sig_busy_changed.connect(lambda _busy: self._update_buttons())
         state.sig_dataset_changed.connect(lambda _index: self._update_buttons())
         self.load_from_state()
@@ -207,7 +193,7 @@ class TrainingMonitor(QWidget):
         self.device.blockSignals(True)
         try:
             self.device.clear()
-            from desktop_tl.core.training.devices import detect_devices   # imports torch
+            from desktop_tl.core.training.devices import detect_devices  # imports torch
 
             for value, label in detect_devices():
                 self.device.addItem(label, value)
@@ -281,7 +267,7 @@ class TrainingMonitor(QWidget):
         self.device.currentIndexChanged.connect(self._write_config)
         self.orientation.currentIndexChanged.connect(self._write_config)
         self.recipe.currentIndexChanged.connect(self._write_recipe)
-        self.state.sig_recipe_changed.connect(lambda _recipe, _budget: self._show_recipe())
+        self.state.sig_config_changed.connect(lambda _config: self.load_from_state())
 
         self.run_folder = QLineEdit()
         self.run_folder.setObjectName("runFolder")
@@ -378,12 +364,10 @@ class TrainingMonitor(QWidget):
 
     @Slot()
     def _write_config(self) -> None:
-        cfg = self.state.config
-        cfg.epochs, cfg.batch_size, cfg.lr = self.epochs.value(), self.batch_size.value(), self.lr.value()
-        cfg.image_size = self.image_size.value() or None
-        cfg.augment = self.augment.currentText()
-        cfg.device = self.device.currentData() or "auto"
-        cfg.orientation = self.orientation.currentData() or "auto"
+        self.state.update_config(epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
+                                 image_size=self.image_size.value() or None, augment=self.augment.currentText(),
+                                 device=self.device.currentData() or "auto",
+                                 orientation=self.orientation.currentData() or "auto")
 
     def set_project_dir(self, folder: Path | None) -> None:
         """New runs go under `folder/runs` (else under ~/desktop_tl_runs)."""
@@ -435,7 +419,7 @@ class TrainingMonitor(QWidget):
         """Create the run (unless resuming) and train it on the worker; False when nothing started."""
         if self.active_run is not None:
             return False
-        self.banner.hide()
+        self.banner.clear_message()
         chosen = self.chosen_run_dir()
         status = self._run_status(chosen)
         if status == "finished":
@@ -463,18 +447,18 @@ class TrainingMonitor(QWidget):
 
             from desktop_tl.core.runs.folder import create_run
             from desktop_tl.core.training.devices import compute_threads
-            from desktop_tl.core.training.run import RunControl, train_run
+            from desktop_tl.core.training.run import train_run
 
             torch.set_num_threads(compute_threads())
             if not resume:
                 create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
-            for event in train_run(run_dir, RunControl(ctx.stop_event, ctx.pause_event)):
+            for event in train_run(run_dir, ctx.control):
                 if isinstance(event, Failed):
                     raise UserError(event.what, event.hint)
                 ctx.event(event)
             return run_dir
 
-        if not self.controller.submit(TRAIN_JOB, job):
+        if not self.jobs.submit(TRAIN_JOB, job):
             self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
             return False
         self.active_run = run_dir
@@ -502,7 +486,7 @@ class TrainingMonitor(QWidget):
         if self.active_run is None:
             return
         self._paused = not self._paused
-        self.controller.pause(self._paused)
+        self.jobs.pause(self._paused)
         self.pause_button.setText("Continue" if self._paused else "Pause")
         if self._paused:
             self.progress.setFormat("Paused — " + self.progress.format())
@@ -520,7 +504,7 @@ class TrainingMonitor(QWidget):
         """Stop after the current batch; the last completed epoch is kept."""
         if self.active_run is None:
             return
-        self.controller.stop()
+        self.jobs.cancel()
         self._paused = False
         self.stop_button.setEnabled(False)
         self.pause_button.setEnabled(False)
@@ -562,8 +546,8 @@ class TrainingMonitor(QWidget):
         self.progress.setFormat(("Paused — " if self._paused else "") + text)
 
     @Slot(str, object)
-    def _on_result(self, kind: str, _result: object) -> None:
-        if kind != TRAIN_JOB or self.active_run is None:
+    def _on_result(self, _kind: str, _result: object) -> None:
+        if self.active_run is None:
             return
         run_dir, finished = self.active_run, self._last_finished
         self._end_run("Stopped" if finished is not None and finished.stopped_by_user else "Finished")
@@ -577,8 +561,8 @@ class TrainingMonitor(QWidget):
         self.sig_training_finished.emit(finished)
 
     @Slot(str, object)
-    def _on_failed(self, kind: str, failed: object) -> None:
-        if kind != TRAIN_JOB or self.active_run is None:
+    def _on_failed(self, _kind: str, failed: object) -> None:
+        if self.active_run is None:
             return
         assert isinstance(failed, Failed)
         self._end_run("Failed")

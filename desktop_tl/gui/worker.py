@@ -6,13 +6,13 @@ Errors come back as `desktop_tl.core.events.Failed` data, never as exceptions ac
 
 from __future__ import annotations
 
-import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from desktop_tl.core.control import RunControl
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.events import Failed
 
@@ -26,12 +26,12 @@ class Job:
 
 
 class JobContext:
-    """What a running job may use: progress and event reporting, and the stop/pause flags."""
+    """What a running job may use: progress and event reporting, and its RunControl (the Stop and Pause
+    requests, which the engine checks: pass it to `train_run`, or `should_stop` to an import)."""
 
     def __init__(self, worker: "EngineWorker") -> None:
         self._worker = worker
-        self.stop_event = threading.Event()
-        self.pause_event = threading.Event()
+        self.control = RunControl()
 
     def progress(self, done: int, total: int) -> None:
         """Report progress of a counted job (files imported, images classified)."""
@@ -43,7 +43,7 @@ class JobContext:
 
     def should_stop(self) -> bool:
         """True once the user pressed Stop."""
-        return self.stop_event.is_set()
+        return self.control.stop_requested
 
 
 class EngineWorker(QObject):
@@ -70,7 +70,7 @@ class EngineWorker(QObject):
             outcome: object = job.run(context)
             ok = True
         except Cancelled:
-            outcome = Failed("Stopped.", "")
+            outcome = Failed("Stopped.", "", cancelled=True)
         except UserError as exc:
             outcome = Failed(exc.what, exc.hint)
         except MemoryError:
@@ -136,13 +136,13 @@ class EngineController(QObject):
     def stop(self) -> None:
         """Ask the running job to stop (training stops within one batch)."""
         if self.worker.context is not None:
-            self.worker.context.pause_event.clear()
-            self.worker.context.stop_event.set()
+            self.worker.context.control.pause(False)
+            self.worker.context.control.stop()
 
     def pause(self, paused: bool) -> None:
         """Pause or continue the running job (training pauses between batches)."""
         if self.worker.context is not None:
-            (self.worker.context.pause_event.set if paused else self.worker.context.pause_event.clear)()
+            self.worker.context.control.pause(paused)
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
         """Stop any job, end the thread and wait for it; True when the thread ended."""

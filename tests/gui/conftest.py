@@ -114,8 +114,7 @@ def _fast_config(state, **overrides) -> None:
     settings = dict(recipe="custom", model="efficientnet_lite0", weights="bundled", freeze="head", epochs=1, batch_size=4,
                     image_size=64, augment="none", num_workers=0, device="cpu")
     settings.update(overrides)
-    for key, value in settings.items():
-        setattr(state.config, key, value)
+    state.update_config(**settings)
 
 
 @pytest.fixture

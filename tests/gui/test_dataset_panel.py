@@ -134,7 +134,7 @@ def test_resplit_applies_new_fractions(qtbot, panel, app_state, dataset_dir):
     assert app_state.split.val_fraction == 0.25
 
     # A project (or anyone) may set the split in the shared state; the next import uses it.
-    app_state.split = SplitConfig(val_fraction=0.125, test_fraction=0.125, seed=3, group_by_patient=False)
+    app_state.set_split(SplitConfig(val_fraction=0.125, test_fraction=0.125, seed=3, group_by_patient=False))
     _import(qtbot, panel, dataset_dir)
     assert panel.split_settings.config() == app_state.split
     assert {c["val"] for c in app_state.dataset.counts().values()} == {1}
@@ -247,7 +247,7 @@ def test_grid_loads_thumbnails_of_the_shown_class_only(qtbot, panel, app_state, 
 
 
 def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
-    app_state.config.model, app_state.config.image_size = "efficientnet_lite0", 64
+    app_state.update_config(model="efficientnet_lite0", image_size=64)
     _import(qtbot, panel, dataset_dir)
     panel.tabs.setCurrentIndex(2)
     first = panel.grid.model.index(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -22,7 +23,7 @@ def test_full_flow_through_the_window(qtbot, main_window, tiny_images, tmp_path,
     window.show()
 
     # 1. import a small real-image dataset through the dataset panel
-    window.state.split.val_fraction = window.state.split.test_fraction = 0.25
+    window.state.set_split(replace(window.state.split, val_fraction=0.25, test_fraction=0.25))
     with qtbot.waitSignal(window.state.sig_dataset_changed, timeout=TIMEOUT_MS,
                           check_params_cb=lambda index: index is not None):
         assert window.dataset_panel.import_path(tiny_images)
@@ -49,7 +50,7 @@ def test_full_flow_through_the_window(qtbot, main_window, tiny_images, tmp_path,
     monitor.image_size.setValue(64)
     monitor.augment.setCurrentText("none")
     monitor.device.setCurrentIndex(monitor.device.findData("cpu"))
-    window.state.config.num_workers = 0                   # no loader processes in tests
+    window.state.update_config(num_workers=0)             # no loader processes in tests
     run_dir = tmp_path / "runs" / "first"
     monitor.set_run_dir(run_dir)
     with qtbot.waitSignal(monitor.sig_training_finished, timeout=TIMEOUT_MS) as finished:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,8 +97,7 @@ def test_layout_geometry_and_recent_projects_persist(qtbot, tmp_path):
 
 def test_project_round_trip_with_relative_paths(qtbot, main_window, tiny_images, tmp_path):
     window = main_window
-    window.state.split.seed = 7
-    window.state.split.val_fraction = 0.25
+    window.state.set_split(replace(window.state.split, seed=7, val_fraction=0.25))
     _import(qtbot, window, tiny_images)
     window.model_browser.select_model("resnet18", "none")
     window.freeze_tree.last_spin.setValue(2)

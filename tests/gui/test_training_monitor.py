@@ -43,7 +43,7 @@ def _emitted_while(controller, flag: str) -> list[BatchProgress]:
 
     def on_emit(event) -> None:
         context = controller.worker.context
-        if isinstance(event, BatchProgress) and context is not None and getattr(context, flag).is_set():
+        if isinstance(event, BatchProgress) and context is not None and getattr(context.control, flag).is_set():
             seen.append(event)
 
     controller.worker.sig_event.connect(on_emit, Qt.ConnectionType.DirectConnection)
@@ -193,7 +193,7 @@ def test_engine_failures_show_in_the_panel_and_the_app_keeps_working(qtbot, moni
 
 
 def test_real_engine_refusal_and_missing_dataset(qtbot, monitor, app_state, tmp_path):
-    app_state.config.image_size = 8                                  # rejected by TrainConfig.validate
+    app_state.update_config(image_size=8)                            # rejected by TrainConfig.validate
     monitor.set_run_dir(tmp_path / "run")
     with qtbot.waitSignal(monitor.sig_training_failed, timeout=TRAIN_TIMEOUT_MS):
         monitor.start()

@@ -19,8 +19,8 @@ import signal
 import sys
 import time
 
-import torch  # noqa: F401  (imported once here, inherited by every child)
 import timm  # noqa: F401
+import torch  # noqa: F401  (imported once here, inherited by every child)
 
 import desktop_tl.cli
 import desktop_tl.core.deploy.export  # noqa: F401

@@ -16,10 +16,10 @@ from safetensors import SafetensorError
 
 from desktop_tl.cli import main
 from desktop_tl.core import atomic
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, create_run, load_index, open_run
 from desktop_tl.core.training.run import train_run
 
@@ -122,6 +122,7 @@ def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, cap
 
 def test_disk_full_while_importing_weights_is_a_clear_error(tmp_path, monkeypatch):
     import torch
+
     from desktop_tl.core.models import store as weights
     from desktop_tl.core.models.factory import create_model
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from desktop_tl.cli import main
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.runs.folder import DATASET_FILE, RUN_FILE, relative_to_run
 from desktop_tl.core.models.store import import_weights, list_imported
+from desktop_tl.core.runs import checkpoint
+from desktop_tl.core.runs.folder import DATASET_FILE, RUN_FILE, relative_to_run
 
 from rel_support import FAST, copy_demo, demo_image, files_under
 

@@ -15,9 +15,20 @@ from desktop_tl.cli import main
 from desktop_tl.core.deploy.predict import collect_inputs
 from desktop_tl.core.runs.folder import DATASET_FILE, load_index
 
-from rel_support import (FAST, copy_demo, demo_as, demo_image, dicom_undecodable, dicom_without_pixels,
-                         exif_rotated_jpeg, multipage_tiff, palette_png_with_transparency, png_bomb,
-                         sixteen_bit_tiff, truncated_copy)
+from rel_support import (
+    FAST,
+    copy_demo,
+    demo_as,
+    demo_image,
+    dicom_undecodable,
+    dicom_without_pixels,
+    exif_rotated_jpeg,
+    multipage_tiff,
+    palette_png_with_transparency,
+    png_bomb,
+    sixteen_bit_tiff,
+    truncated_copy,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

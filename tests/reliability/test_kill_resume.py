@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.events import Finished
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, create_run, load_index, open_run
 from desktop_tl.core.training.run import train_run
 

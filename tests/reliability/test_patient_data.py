@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from rel_support import REPO, dicom_copy, files_under
 
 SENTINEL = "SENTINEL"

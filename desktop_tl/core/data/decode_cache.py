@@ -43,8 +43,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from desktop_tl.core.paths import user_cache_dir
 from desktop_tl.core.data.preprocess import Preprocessing, to_normalized_array
+from desktop_tl.core.paths import user_cache_dir
 
 FORMAT = 1
 MAGIC = b"DTLDCACHE1\n"

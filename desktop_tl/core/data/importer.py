@@ -14,8 +14,16 @@ from typing import Callable
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_group_id
 from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warnings, find_duplicates
-from desktop_tl.core.data.scan import (CSV_SUFFIXES, SHOW, Found, Scan, hash_group, no_images_error, scan_csv,
-                                       scan_folder)
+from desktop_tl.core.data.scan import (
+    CSV_SUFFIXES,
+    SHOW,
+    Found,
+    Scan,
+    hash_group,
+    no_images_error,
+    scan_csv,
+    scan_folder,
+)
 from desktop_tl.core.data.splitting import Item, assign_splits, group_leak_warnings, single_group_warning
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.hashing import file_sha256

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.data.decode_cache import DecodeCache, decode_entry, eval_array
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.data.preprocess import Preprocessing
-from desktop_tl.core.data.transforms import LIGHT, CropFlip, CachedCropFlipAugment, train_transform
+from desktop_tl.core.data.transforms import LIGHT, CachedCropFlipAugment, CropFlip, train_transform
 
 
 class ImageDataset(Dataset):

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure_writable
-from desktop_tl.core.runs.trained import model_from_checkpoint
+from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.data.imageio import ImageLoadError, load_image
-from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
+from desktop_tl.core.runs.trained import model_from_checkpoint
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4

@@ -16,10 +16,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from desktop_tl.core.atomic import atomic_write_text
-from desktop_tl.core.decision import Decision, predict_labels
-from desktop_tl.core.errors import UserError
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.decision import Decision, predict_labels
+from desktop_tl.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from desktop_tl.core.atomic import atomic_write_bytes
-from desktop_tl.core.data.index import DatasetIndex, Sample
-from desktop_tl.core.errors import UserError
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.errors import UserError
 
 INT8_SUFFIX = ".int8.onnx"
 CALIBRATION_IMAGES = 32
@@ -70,8 +70,13 @@ def quantize_int8(fp32: Path, index: DatasetIndex, out: Path | None = None,
                   count: int = CALIBRATION_IMAGES) -> Path:
     """Write an int8 (QDQ, per-channel weights) copy of the exported model `fp32`; returns its path."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from desktop_tl.core.deploy.predict import OnnxClassifier

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.decision import Decision
-from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
+from desktop_tl.core.decision import Decision
+from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
 
 
 @torch.no_grad()
@@ -63,8 +63,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
 
     `data_root` says where the dataset lives now if it moved. metrics.json is not changed.
     """
-    from desktop_tl.core.runs.trained import model_from_checkpoint
     from desktop_tl.core.runs.folder import load_index, open_run
+    from desktop_tl.core.runs.trained import model_from_checkpoint
 
     model, meta = model_from_checkpoint(run_dir, which)
     index = load_index(run_dir, data_root)

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
-from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.importer import import_dataset
+from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
 

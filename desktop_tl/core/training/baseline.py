@@ -15,7 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
+from desktop_tl.core.events import Message
+from desktop_tl.core.training.plan import BaselineStage
+from desktop_tl.core.training.session import TrainingSession
 
 BATCH = 32
 LR = 3e-3
@@ -145,3 +149,48 @@ def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torc
         probs = torch.cat([model(val_x[i:i + 256]).softmax(1) for i in range(0, len(val_x), 256)]).numpy()
     names = [str(k) for k in range(classes)]
     return balanced_accuracy(val_y.numpy(), predict_labels(probs, names), classes), done
+
+
+def baseline_check(s: TrainingSession, stage: BaselineStage):
+    """Train the small from-scratch network on the split at low resolution; True when done (False: stopped)."""
+    yield Message("info", f"Checking whether pretraining helps: training a small network from scratch "
+                          f"(up to {stage.epochs} epochs at {stage.image_size} px, about {stage.seconds:.0f} s)…")
+    started = time.perf_counter()
+    tensors = {}
+    for name, dataset in (("train", s.train_set(None)), ("val", s.val_set)):
+        tensors[name] = _small_copies(s, dataset, stage.image_size)
+        if tensors[name] is None:
+            return False
+    (train_x, train_y), (val_x, val_y) = tensors["train"], tensors["val"]
+    if len(val_y) == 0:
+        return True
+    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
+    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    score, epochs = train_from_scratch(train_x, train_y, val_x, val_y, len(s.info.classes), stage.epochs, weights,
+                                       s.cfg.seed, mirror, lambda: s.control.stop_requested,
+                                       max(0.0, stage.seconds - (time.perf_counter() - started)))
+    if math.isnan(score):
+        return False
+    s.state["transfer_check"] = {"baseline_balanced_accuracy": score, "baseline_epochs": epochs,
+                                 "baseline_seconds": round(time.perf_counter() - started, 1)}
+    return True
+
+
+def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Every readable image of `dataset` (evaluation transform) shrunk to `size` px, with its label."""
+    images, labels, loaded = [], [], []
+    try:
+        for batch in s.batches(make_loader(dataset, 64, False, 0, 0)):
+            if batch is None:
+                return None
+            batch_images, batch_labels, items, _ = batch
+            if len(batch_labels):
+                images.append(nn.functional.interpolate(batch_images, size=(size, size), mode="bilinear",
+                                                        antialias=True, align_corners=False))
+                labels.append(batch_labels)
+                loaded.extend(items.tolist())
+    finally:
+        dataset.commit_cache(loaded)
+    if not labels:
+        return torch.zeros(0, 3, size, size), torch.zeros(0, dtype=torch.long)
+    return torch.cat(images), torch.cat(labels)

@@ -1,62 +1,21 @@
-"""The training plan: the stages a run goes through, and the automatic recipe that chooses them.
-
-`plan_auto` is a pure function of what is known before training starts: a summary of the data, the
-model's facts, the throughput measured on this machine and the user's time budget. It follows the
-practice for small-data transfer learning:
-
-1. a linear probe: the frozen backbone's features are computed once (with flipped or rotated views
-   where orientation carries no meaning) and a logistic regression is fitted to convergence, its L2
-   penalty chosen on the validation split;
-2. where the budget allows, fine-tuning from that head (LP-FT, Kumar et al., ICLR 2022): every layer
-   trains with layer-wise learning-rate decay, BatchNorm statistics stay as pretrained (the head was
-   fitted on them), warm-up then cosine schedule, early stopping on validation loss;
-3. a cheap baseline without pretraining (a small network trained from scratch) to check that transfer
-   helps at all.
-
-`plan_custom` turns the user's own settings into a one-stage plan, so one loop runs both. A plan is
-frozen, written to run.json and the log before training starts and read back on resume, so an
-interrupted run continues exactly the plan it started with.
+"""The training plan: the stages a run goes through, decided before it starts (see `planner` for the
+automatic recipe that makes one). A plan is frozen, written to run.json and the log before training
+starts and read back on resume, so an interrupted run continues exactly the plan it started with.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from desktop_tl.core.config import BUDGET_PRESETS, ORIENTATIONS
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.reporting import duration
 
-
-# Views of a training image whose features the linear probe sees (see `views.py`).
+# Views of an image whose features the linear probe sees (probe.VIEWS), by the orientation they assume.
 VIEW_SETS = {"fixed": ("identity",), "mirror": ("identity", "hflip"),
              "free": ("identity", "hflip", "vflip", "rot90")}
 
 L2_GRID = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
-TARGET_STEPS = 250            # optimizer steps a fine-tune from a fitted classifier needs on a small dataset
-MIN_TARGET_EPOCHS, MAX_TARGET_EPOCHS, MAX_EPOCHS = 6, 20, 40
-MIN_FINETUNE_EPOCHS = 3       # fewer than this does not pay for leaving the probe's optimum
-MIN_FINETUNE_SIZE = 96
-PROBE_SHARE = 0.25            # "auto" orientation compares fewer views when their features cost more of the budget
-IMBALANCE_FOR_WEIGHTING = 1.5
-START_SECONDS = 5.0           # model build, loaders, checkpoint writes
-DECODE_SECONDS_PER_IMAGE = 0.003
-PROBE_FIT_SECONDS, PROBE_FIT_PER_ROW = 1.0, 0.0025   # the L-BFGS path: rows = images x views over the sets compared
-# A real epoch is slower than the timed steps of the throughput probe (loading, per-group optimizer updates,
-# validation, events): the ratios seen on the benchmark sets on a 2-core laptop (benchmarks/quality.py).
-TRAIN_OVERHEAD, FORWARD_OVERHEAD = 1.4, 1.5
-BASELINE_SHARE, BASELINE_MAX_SECONDS = 0.08, 60.0   # of the budget, for the from-scratch check
-BASELINE_EPOCHS = 20
-BASELINE_SIZE = 48
-# Fine-tuning learning rates (AdamW, peak, for the classifier; earlier layers get less by the layer-wise
-# decay) per model family, warmed up over two epochs. For EfficientNet-Lite0 on the development sets:
-# the digits did best with 1e-3 (held-out accuracy 0.92-0.96 over 3 seeds; 0.88-0.92 with 3e-4), the
-# solar cells with 3e-4 or 5e-4 (validation loss 0.415 after 8 epochs; with 1e-3 the training loss stayed
-# flat and the probe was kept): 5e-4 is the compromise. The other families are scaled from timm's recipes.
-FAMILY_DEFAULTS = {"efficientnet": (5e-4, 0.7), "mobilenet": (5e-4, 0.7), "resnet": (5e-4, 0.7),
-                   "regnet": (5e-4, 0.7), "convnext": (2e-4, 0.7), "vit": (5e-5, 0.75)}
-OTHER_FAMILY = (2e-4, 0.7)
 
 
 @dataclass(frozen=True)
@@ -89,15 +48,6 @@ class ModelFacts:
     native_size: int                  # the input size its weights were trained at
     pretrained: bool
     probe_ok: bool = True             # its classifier is one linear layer on pooled features (see probe.py)
-
-    @property
-    def family(self) -> str:
-        """The family whose fine-tuning defaults apply ("efficientnet", "vit", ...)."""
-        name = self.arch.lower()
-        for family in FAMILY_DEFAULTS:
-            if name.startswith(family) or (family == "efficientnet" and name.startswith("tf_efficientnet")):
-                return family
-        return "other"
 
 
 @dataclass(frozen=True)
@@ -296,147 +246,3 @@ def _describe_auto_augment(stage: FineTuneStage) -> str:
     if stage.colour_jitter:
         parts.append("light colour jitter")
     return ", ".join(parts)
-
-
-def plan_custom(epochs: int, freeze: str, lr: float, layer_decay: float, weight_decay: float,
-                warmup_epochs: float, label_smoothing: float, augment: str, patience: int,
-                image_size: int | None, batch_size: int, class_weighted: bool) -> Plan:
-    """The user's own settings as a one-stage plan (the "custom" recipe)."""
-    stage = FineTuneStage(epochs, freeze, lr, layer_decay, weight_decay, warmup_epochs, label_smoothing,
-                          augment, patience=patience)
-    return Plan("custom", image_size, None, batch_size, class_weighted, False, (stage,))
-
-
-@dataclass(frozen=True)
-class _Costs:
-    """Seconds of each part of an automatic plan at one input size."""
-
-    start: float
-    probe: float
-    epoch: float
-    evaluation: float
-    baseline: float
-
-    def fixed(self) -> float:
-        return self.start + self.probe + self.evaluation + self.baseline
-
-
-def _candidate_sizes(native: int, smallest: int = 64) -> list[int]:
-    sizes = {native, 192, 160, 128, 96, 64}
-    return sorted((s for s in sizes if smallest <= s <= native), reverse=True) or [native]
-
-
-def _target_epochs(train_images: int, batch: int, budget: float) -> int:
-    steps = max(1, math.ceil(train_images / batch))
-    target = min(MAX_TARGET_EPOCHS, max(MIN_TARGET_EPOCHS, math.ceil(TARGET_STEPS / steps)))
-    return min(MAX_EPOCHS, target * 2) if budget >= BUDGET_PRESETS["best"] else target
-
-
-def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_seconds: float,
-              orientation: str = "auto", batch_size: int | None = None) -> Plan:
-    """The automatic recipe for this data, model, machine and budget (see the module docstring).
-
-    The image size is the largest (up to the model's own) at which the probe, the baseline check, the
-    final evaluation and at least half the wanted fine-tuning epochs fit the budget; with too little time
-    for fine-tuning the plan is the linear probe alone.
-    """
-    if orientation not in ORIENTATIONS:
-        raise UserError(f"Unknown orientation setting {orientation!r}.", f"Choose one of {', '.join(ORIENTATIONS)}.")
-    batch = batch_size if batch_size is not None else (0 if speed.device == "cuda" else
-                                                       16 if data.train_images < 512 else 32)
-    costs = _CostModel(data, speed, min(BASELINE_SHARE * budget_seconds, BASELINE_MAX_SECONDS)
-                       if model.pretrained else 0.0)
-    view_sets = _affordable_view_sets(orientation, costs, budget_seconds, model.native_size)
-    target = _target_epochs(data.train_images, batch or 64, budget_seconds)
-    size, epochs, reasons = _size_and_epochs(costs, view_sets, target, budget_seconds, model)
-    if size > data.median_side:
-        reasons.append(f"Images of about {data.median_side} px are enlarged to {size} px, closer to the "
-                       f"{model.native_size} px the backbone was trained at.")
-    elif size < model.native_size:
-        reasons.append(f"{size} px instead of the model's {model.native_size} px, so that fine-tuning fits the budget.")
-    class_weighted = data.imbalance > IMBALANCE_FOR_WEIGHTING
-    if class_weighted:
-        reasons.append(f"The largest class has {data.imbalance:.1f}x as many training images as the smallest: "
-                       "the loss weighs classes equally.")
-    if not model.probe_ok:
-        reasons.append(f"{model.arch}'s classifier is not a single linear layer, so there is no linear probe: "
-                       "the whole network is fine-tuned from a new classifier.")
-        epochs = max(epochs, MIN_FINETUNE_EPOCHS)
-    stages, estimate = _stages(data, model, costs.at(size, view_sets), view_sets, orientation, epochs)
-    return Plan("auto", size, 1.0, batch, class_weighted, len(data.train_counts) == 2, stages,
-                budget_seconds, estimate, tuple(reasons))
-
-
-class _CostModel:
-    """Seconds of each part of an automatic plan, from the data's size and the measured throughput."""
-
-    def __init__(self, data: DataSummary, speed: Throughput, baseline_seconds: float) -> None:
-        self.data, self.speed, self.baseline_seconds = data, speed, baseline_seconds
-
-    def at(self, size: int, view_sets: tuple[str, ...]) -> _Costs:
-        d = self.data
-        views = len({v for s in view_sets for v in VIEW_SETS[s]})
-        rows = d.train_images * sum(len(VIEW_SETS[s]) for s in view_sets)
-        forward = self.speed.forward_ips(size) / FORWARD_OVERHEAD
-        return _Costs(start=START_SECONDS + DECODE_SECONDS_PER_IMAGE * (d.train_images + d.val_images + d.test_images),
-                      probe=views * (d.train_images + d.val_images) / forward + PROBE_FIT_SECONDS
-                      + rows * PROBE_FIT_PER_ROW,
-                      epoch=d.train_images * TRAIN_OVERHEAD / self.speed.train_ips(size) + d.val_images / forward,
-                      evaluation=(d.val_images + d.test_images) / forward,
-                      baseline=self.baseline_seconds)
-
-
-def _affordable_view_sets(orientation: str, costs: _CostModel, budget: float, native: int) -> tuple[str, ...]:
-    """The view sets the probe compares: all that the orientation setting allows, fewer on "auto" when
-    computing their features would take more than PROBE_SHARE of the budget at the model's own size."""
-    if orientation != "auto":
-        return (orientation,)
-    for sets in (("fixed", "mirror", "free"), ("fixed", "mirror")):
-        if costs.at(native, sets).probe <= PROBE_SHARE * budget:
-            return sets
-    return ("fixed",)
-
-
-def _size_and_epochs(costs: _CostModel, view_sets: tuple[str, ...], target: int, budget: float,
-                     model: ModelFacts) -> tuple[int, int, list[str]]:
-    """(image size, fine-tuning epochs, reasons): the largest size at which the target epochs fit, else the
-    largest with half of them, else with MIN_FINETUNE_EPOCHS, else the linear probe alone at the largest
-    size it fits. Fine-tuning below MIN_FINETUNE_SIZE is not planned: the probe at a larger size does
-    better. (On the inspection set, 8 epochs at 160 px reached a lower validation loss than 3 at 224 px.)"""
-    for wanted in (target, math.ceil(target / 2), MIN_FINETUNE_EPOCHS):
-        for size in _candidate_sizes(model.native_size, MIN_FINETUNE_SIZE):
-            c = costs.at(size, view_sets)
-            fit = math.floor((budget - c.fixed()) / c.epoch) if budget > c.fixed() else 0
-            if fit >= wanted:
-                return size, min(fit, target), []
-    sizes = _candidate_sizes(model.native_size)
-    size = next((s for s in sizes if costs.at(s, view_sets).fixed() <= budget), sizes[-1])
-    return size, 0, [f"The budget of {duration(budget)} leaves no time to fine-tune at {sizes[-1]} px or "
-                     "more, so the plan is the linear probe alone."]
-
-
-def _stages(data: DataSummary, model: ModelFacts, c: _Costs, view_sets: tuple[str, ...], orientation: str,
-            epochs: int) -> tuple[tuple[Stage, ...], dict[str, float]]:
-    """The stages of an automatic plan and the estimated seconds of each."""
-    stages: list[Stage] = []
-    estimate = {"start": c.start}
-    if model.probe_ok:
-        views = tuple(v for v in VIEW_SETS["free"] if any(v in VIEW_SETS[s] for s in view_sets))
-        stages.append(ProbeStage(views, view_sets))
-        estimate["probe"] = c.probe
-    if epochs:
-        lr, decay = FAMILY_DEFAULTS.get(model.family, OTHER_FAMILY)
-        flips = ("probe" if model.probe_ok else "mirror") if orientation == "auto" else orientation
-        # BatchNorm statistics stay as pretrained when fine-tuning starts from the probe's classifier,
-        # which was fitted on features computed with them.
-        stages.append(FineTuneStage(epochs, "all", lr, decay, 0.05, min(2.0, epochs / 4), 0.0, "auto",
-                                    flips=flips, colour_jitter=not data.grayscale,
-                                    patience=max(4, math.ceil(epochs / 3)),
-                                    batchnorm="frozen" if model.probe_ok else "train"))
-        estimate["finetune"] = epochs * c.epoch
-    if model.pretrained:
-        stages.append(BaselineStage(BASELINE_SIZE, BASELINE_EPOCHS, round(c.baseline, 1)))
-        estimate["baseline"] = c.baseline
-    estimate["evaluation"] = c.evaluation
-    estimate["total"] = sum(estimate.values())
-    return tuple(stages), {k: round(v, 1) for k, v in estimate.items()}

@@ -8,14 +8,20 @@ checkpoint that fine-tuning starts from (LP-FT), with the flips the probe found 
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from desktop_tl.core.data.loaders import make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
-from desktop_tl.core.training.plan import VIEW_SETS
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import BatchProgress, Message
+from desktop_tl.core.training.plan import VIEW_SETS, ProbeStage
+from desktop_tl.core.training.session import TrainingSession
 
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda x: x,
@@ -206,3 +212,72 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
                                         class_weights)
     raw_weight, raw_bias = scaling.fold(weight, bias)
     return ProbeFit(raw_weight.float(), raw_bias.float(), chosen, l2, train_loss, train_acc, val_loss, val_acc)
+
+
+@torch.no_grad()
+def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
+    """Features of every training view and validation image through the frozen backbone (once), then the
+    logistic regression chosen on validation, written into the classifier. Returns the epoch's figures,
+    or None when stopped."""
+    s.model.eval()
+    amp = dict(dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
+    parts = {"train": (s.train_set(None), stage.views), "val": (s.val_set, stage.views)}
+    loaders = {name: make_loader(ds, max(s.batch_size, 32), False, 0, 0 if s.world > 1 else
+                                 (s.cfg.num_workers if s.cfg.num_workers >= 0 else -1))
+               for name, (ds, _) in parts.items()}
+    total = sum(len(loader) for loader in loaders.values())
+    features: dict[str, dict[str, list[torch.Tensor]]] = {name: {v: [] for v in views}
+                                                          for name, (_, views) in parts.items()}
+    labels: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+    done, images = 0, 0
+    started = time.perf_counter()
+    for name, (dataset, views) in parts.items():
+        loaded: list[int] = []
+        try:
+            for batch in s.batches(loaders[name]):
+                if batch is None:
+                    return None
+                batch_images, batch_labels, items, skipped = batch
+                done += 1
+                s.state["skipped_images"] += skipped if name == "train" else 0
+                if len(batch_labels):
+                    batch_images = batch_images.to(s.device)
+                    for view in views:
+                        viewed = VIEWS[view](batch_images)
+                        if s.layout.channels_last:
+                            viewed = viewed.contiguous(memory_format=torch.channels_last)
+                        with torch.autocast(s.device.type, **amp):
+                            features[name][view].append(pre_logits(s.model, viewed).float().cpu())
+                    labels[name].append(batch_labels)
+                    loaded.extend(items.tolist())
+                    images += len(batch_labels) * len(views)
+                elapsed = time.perf_counter() - started
+                yield BatchProgress(epoch, s.plan.total_epochs, done, total, math.nan, math.nan, 0.0,
+                                    images / max(elapsed, 1e-9),
+                                    _eta(s, elapsed * (total - done) / max(done, 1)), phase="features")
+        finally:
+            dataset.commit_cache(loaded)
+    if not labels["train"]:
+        raise UserError("No training image could be read.", "Check that the dataset folder is still there and readable.")
+    train_features = {v: torch.cat(f) for v, f in features["train"].items()}
+    val_features = {v: torch.cat(f) for v, f in features["val"].items()} if labels["val"] else {}
+    val_labels = torch.cat(labels["val"]) if labels["val"] else torch.zeros(0, dtype=torch.long)
+    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    fit = fit_probe(train_features, torch.cat(labels["train"]), val_features, val_labels, len(s.info.classes),
+                    stage.view_sets, stage.l2_grid, weights)
+    fit.install(s.model)
+    s.state["probe"] = {"view_set": fit.view_set, "l2": fit.l2}
+    views = {"fixed": "original images only (orientation matters here)",
+             "mirror": "with mirrored copies (mirroring does not change the class)",
+             "free": "with flipped and turned copies (orientation carries no meaning)"}[fit.view_set]
+    choice = "chosen on validation" if len(val_labels) else "no validation images to choose with"
+    yield Message("info", f"Linear probe: {views}, L2 penalty {fit.l2:g} ({choice}); validation loss "
+                          f"{fit.val_loss:.3f}, accuracy {fit.val_accuracy:.1%}.")
+    return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
+
+
+def _eta(s: TrainingSession, this_epoch_left: float) -> float:
+    """Seconds left in the run: what remains of this epoch, plus the plan's estimate of what follows it."""
+    estimate = s.plan.estimated_seconds
+    later = sum(v for k, v in estimate.items() if k in ("finetune", "baseline", "evaluation"))
+    return max(0.0, this_epoch_left + later)

@@ -9,19 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from desktop_tl.core.runs import checkpoint
-from desktop_tl.core.training import distributed
-from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.config import TrainConfig
+from desktop_tl.core.control import RunControl
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed, Finished, TrainEvent
+from desktop_tl.core.models.factory import create_model
+from desktop_tl.core.models.structure import data_config
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import RunInfo, load_index, open_run, write_run_info
-from desktop_tl.core.training.loop import run_events
-from desktop_tl.core.training.plan import ModelFacts, Plan, plan_auto, plan_custom
-from desktop_tl.core.training.session import RunControl, TrainingSession
+from desktop_tl.core.training import distributed
 from desktop_tl.core.training.devices import amp_dtype_for, pick_device
+from desktop_tl.core.training.loop import run_events
+from desktop_tl.core.training.plan import ModelFacts, Plan
+from desktop_tl.core.training.planner import plan_auto, plan_custom
+from desktop_tl.core.training.session import TrainingSession
 
 __all__ = ["RunControl", "train_run", "make_plan"]
 

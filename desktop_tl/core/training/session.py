@@ -3,58 +3,36 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core.runs import checkpoint
-from desktop_tl.core.training import distributed
-from desktop_tl.core.models.factory import LoadedWeights, create_model
-from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.config import to_dict
-from desktop_tl.core.data.loaders import ImageDataset, default_num_workers, make_loader, split_dataset
-from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.control import RunControl
 from desktop_tl.core.data.decode_cache import DecodeCache
+from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.loaders import ImageDataset, default_num_workers, make_loader, split_dataset
+from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.data.transforms import CropFlip
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
+from desktop_tl.core.models.factory import LoadedWeights, create_model
 from desktop_tl.core.models.freeze import apply_freeze
-from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.models.structure import data_config
+from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import RunInfo
+from desktop_tl.core.training import distributed
 from desktop_tl.core.training.devices import amp_dtype_for, device_label, pick_device
 from desktop_tl.core.training.plan import FineTuneStage, Plan
-from desktop_tl.core.data.transforms import CropFlip
-from desktop_tl.core.training.tuning import AUTO_BATCH_START, LayoutChoice, automatic_batch_size, batch_limit, choose_layout
-
-
-@dataclass
-class RunControl:
-    """Stop and pause requests from another thread; the loop checks them every batch."""
-
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    pause_event: threading.Event = field(default_factory=threading.Event)
-
-    def stop(self) -> None:
-        """Ask the loop to stop at the next batch (the last saved epoch is kept)."""
-        self.stop_event.set()
-
-    def pause(self, paused: bool) -> None:
-        """Pause or resume the loop between batches."""
-        self.pause_event.set() if paused else self.pause_event.clear()
-
-    @property
-    def stop_requested(self) -> bool:
-        """True once `stop` was called."""
-        return self.stop_event.is_set()
-
-    def wait_while_paused(self) -> None:
-        """Block while paused, returning early on stop."""
-        while self.pause_event.is_set() and not self.stop_event.is_set():
-            time.sleep(0.05)
+from desktop_tl.core.training.tuning import (
+    AUTO_BATCH_START,
+    LayoutChoice,
+    automatic_batch_size,
+    batch_limit,
+    choose_layout,
+)
 
 
 class TrainingSession:
@@ -192,6 +170,15 @@ class TrainingSession:
     def close(self) -> None:
         """End the loaders' worker processes."""
         self.loaders.clear()
+
+    def batches(self, loader):
+        """Batches of `loader`, honouring pause and stop; yields None (and ends) when a stop was asked for."""
+        for batch in loader:
+            self.control.wait_while_paused()
+            if self.control.stop_requested:
+                yield None
+                return
+            yield batch
 
     # -- checkpoints -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:

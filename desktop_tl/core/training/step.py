@@ -8,9 +8,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from desktop_tl.core.training import distributed
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Message, TrainEvent
+from desktop_tl.core.training import distributed
 from desktop_tl.core.training.tuning import COMPILE_PROBE_STEPS, compile_pays_off
 
 

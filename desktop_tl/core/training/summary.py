@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.training.plan import DataSummary
 
 SAMPLED_IMAGES = 48

@@ -23,6 +23,7 @@ from torch import nn
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.paths import user_cache_dir
+
 TUNING_FILE = "tuning.json"
 PROBE_STEPS = 6          # per layout: the first is a warm-up, the fastest of the others counts
 MIN_GAIN = 1.05          # channels-last must be at least 5% faster to be chosen
