@@ -165,9 +165,9 @@ def child_window(args: argparse.Namespace) -> dict:
 
     if variant & {"no-plots", "no-events"}:
         # diagnostics only: what the live curves (and the per-event handling) cost the training thread
-        monitor._redraw_timer.timeout.disconnect(monitor.flush_plots)
+        monitor.charts.redraw_timer.timeout.disconnect(monitor.charts.flush)
     if "no-events" in variant:
-        window.controller.sig_event.disconnect(monitor._on_event)
+        monitor.jobs.sig_event.disconnect(monitor._on_event)
 
     stamped: list[tuple[float, object]] = []            # arrival on the GUI thread
     emitted: list[tuple[float, object]] = []            # emission on the worker thread

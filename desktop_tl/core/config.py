@@ -46,9 +46,8 @@ class SplitConfig:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                label = setting_info(SplitConfig, name)["label"]
-                raise SettingError(name, f"{label[0].upper()}{label[1:]} must be between 0 and 1, got {value}.",
-                                   "Use a fraction such as 0.15.")
+                raise SettingError(name, f"The {setting_info(SplitConfig, name)['label']} must be between 0 and 1, "
+                                         f"got {value}.", "Use a fraction such as 0.15.")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise SettingError("val_fraction", "Validation and test take 90% or more of each class, leaving less "
                                                "than 10% of the images for training.",
@@ -77,7 +76,7 @@ class TrainConfig:
                                "90-degree rotations (e.g. microscopy)", choices=ORIENTATIONS)
     freeze: str = setting("head", "layers that train", "head (classifier only) | last:N | all (full fine-tune) | "
                           "modules:NAME,NAME", recipe_decides=True)
-    epochs: int = setting(8, "epochs", "planned total number of epochs", recipe_decides=True)
+    epochs: int = setting(8, "number of epochs", "planned total number of epochs", recipe_decides=True)
     batch_size: int = setting(0, "batch size", "images per optimizer step; auto (0): the recipe's choice, or the "
                               "largest that fits on the GPU")
     lr: float = setting(1e-3, "learning rate", "peak learning rate (AdamW, warm-up then cosine)", recipe_decides=True)
@@ -132,7 +131,7 @@ class TrainConfig:
         for name, ok, problem, hint in checks:
             if not ok:
                 label = setting_info(TrainConfig, name)["label"]
-                raise SettingError(name, f"{label[0].upper()}{label[1:]} {problem}.", hint)
+                raise SettingError(name, f"The {label} {problem}.", hint)
 
 
 def parse_budget(text: str) -> float:

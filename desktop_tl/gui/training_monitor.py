@@ -8,61 +8,36 @@ curves are redrawn by a ~15 Hz timer, never once per batch.
 from __future__ import annotations
 
 import gc
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QGraphicsItem,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
 from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.panel_support import JobClient, MessageBar
 from desktop_tl.gui.state import AppState
+from desktop_tl.gui.training_curves import TrainingCurves
+from desktop_tl.gui.training_settings import TrainingSettings
 from desktop_tl.gui.worker import EngineController, JobContext
 
 TRAIN_JOB = "train"
-REDRAW_MS = 66  # ~15 Hz
 STATUS_DEBOUNCE_MS = 250
-RECIPE_CHOICES = (  # (label, key): a budget preset of the automatic recipe, or "custom"
-    ("Quick — about 2 minutes", "quick"),
-    ("Balanced — up to 10 minutes", "balanced"),
-    ("Best — up to an hour", "best"),
-    ("Custom — your own settings", "custom"),
-)
-ORIENTATION_CHOICES = (
-    ("Automatic (tested on validation)", "auto"),
-    ("Fixed: never flip or turn (e.g. chest films)", "fixed"),
-    ("Free: flips and quarter turns (e.g. microscopy)", "free"),
-)
-PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
-             "computer: a linear probe first, then fine-tuning of every layer while the time budget allows. "
-             "It stops sooner when the validation images stop improving.")
-
-
 def new_run_dir(base: Path) -> Path:
     """A fresh timestamped run folder name under `base` (not created)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -71,53 +46,6 @@ def new_run_dir(base: Path) -> Path:
         n += 1
         candidate = base / f"run-{stamp}-{n}"
     return candidate
-
-
-class SeriesBuffer:
-    """x/y points in growing float64 arrays (amortised O(1) append, no copy on read)."""
-
-    def __init__(self, capacity: int = 256) -> None:
-        self.x = np.empty(capacity, dtype=np.float64)
-        self.y = np.empty(capacity, dtype=np.float64)
-        self.n = 0
-        self.dirty = False
-
-    def append(self, x: float, y: float) -> None:
-        """Add one point (NaN values are kept; pyqtgraph leaves a gap)."""
-        if self.n == self.x.size:
-            self.x = np.resize(self.x, 2 * self.n)
-            self.y = np.resize(self.y, 2 * self.n)
-        self.x[self.n], self.y[self.n] = x, y
-        self.n += 1
-        self.dirty = True
-
-    def clear(self) -> None:
-        """Forget every point."""
-        self.n = 0
-        self.dirty = True
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _styled_plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
-    widget = pg.PlotWidget(background="w")
-    item = widget.getPlotItem()
-    item.setTitle(title, color="#333333", size="10pt")
-    item.setLabel("bottom", "epoch", color="#333333")
-    item.setLabel("left", y_label, color="#333333")
-    for axis in ("left", "bottom"):
-        item.getAxis(axis).setPen("#888888")
-        item.getAxis(axis).setTextPen("#333333")
-        # Repaint an unchanged axis from a cached pixmap: drawing tick labels is the costliest part of a redraw.
-        item.getAxis(axis).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-    item.showGrid(x=True, y=True, alpha=0.2)
-    item.setDownsampling(auto=True, mode="peak")
-    item.setClipToView(True)
-    item.addLegend(offset=legend_offset, labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 200))
-    widget.setMinimumHeight(160)
-    return widget
 
 
 class TrainingMonitor(QWidget):
@@ -129,15 +57,6 @@ class TrainingMonitor(QWidget):
     """core.events.Finished of the run that just ended (completed or stopped)."""
     sig_training_failed = Signal(object)
     """core.events.Failed when the run could not start or go on."""
-
-    CURVES = {  # name: (plot, legend, colour, width, symbol)
-        "batch_loss": ("loss", "train (batch)", "#90caf9", 1, None),
-        "train_loss": ("loss", "train", "#1565c0", 2, "o"),
-        "val_loss": ("loss", "validation", "#ef6c00", 2, "o"),
-        "batch_accuracy": ("accuracy", "train (batch)", "#a5d6a7", 1, None),
-        "train_accuracy": ("accuracy", "train", "#2e7d32", 2, "o"),
-        "val_accuracy": ("accuracy", "validation", "#ef6c00", 2, "o"),
-    }
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
                  detect: bool = True) -> None:
@@ -154,19 +73,14 @@ class TrainingMonitor(QWidget):
         self._detect = detect
         self._build_form()
         self._build_controls()
-        self._build_plots()
+        self.charts = TrainingCurves(self)
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setObjectName("trainingLog")
         self.log.setMaximumBlockCount(5000)
         self.log.setPlaceholderText("Messages and per-epoch results appear here.")
 
-        charts = QWidget()
-        charts_layout = QHBoxLayout(charts)
-        charts_layout.setContentsMargins(0, 0, 0, 0)
-        charts_layout.addWidget(self.loss_plot)
-        charts_layout.addWidget(self.accuracy_plot)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(charts)
+        splitter.addWidget(self.charts)
         splitter.addWidget(self.log)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
@@ -177,98 +91,20 @@ class TrainingMonitor(QWidget):
         layout.addLayout(self.controls)
         layout.addWidget(splitter, 1)
 
-        self._redraw_timer = QTimer(self, interval=REDRAW_MS)
-        self._redraw_timer.timeout.connect(self.flush_plots)
         self.jobs.sig_event.connect(self._on_event)
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
         controller.sig_busy_changed.connect(lambda _busy: self._update_buttons())
         state.sig_dataset_changed.connect(lambda _index: self._update_buttons())
-        self.load_from_state()
+        state.sig_config_changed.connect(lambda _config: self._update_buttons())
+        self._update_buttons()
 
     # -- building ----------------------------------------------------------------------------------
-    def refresh_devices(self) -> None:
-        """List the devices torch can use (imports torch), keeping the chosen setting."""
-        wanted = self.state.config.device
-        self.device.blockSignals(True)
-        try:
-            self.device.clear()
-            from desktop_tl.core.training.devices import detect_devices  # imports torch
-
-            for value, label in detect_devices():
-                self.device.addItem(label, value)
-            self.device.setCurrentIndex(max(0, self.device.findData(wanted)))
-        finally:
-            self.device.blockSignals(False)
-
     def _build_form(self) -> None:
-        self.recipe = QComboBox()
-        self.recipe.setObjectName("recipe")
-        for label, key in RECIPE_CHOICES:
-            self.recipe.addItem(label, key)
-        self.recipe.setToolTip("How the run is planned: the automatic recipe chooses image size, layers, epochs and "
-                               "learning rates for your images within the time given; Custom uses the fields below")
-        self.orientation = QComboBox()
-        for label, value in ORIENTATION_CHOICES:
-            self.orientation.addItem(label, value)
-        self.orientation.setToolTip("May training images be mirrored and turned? Say Fixed when left/right or up/down "
-                                    "carries meaning (chest films, text)")
-        self.plan_label = QLabel(PLAN_HINT, wordWrap=True)
-        self.plan_label.setObjectName("planLabel")
-        self.plan_label.setStyleSheet("color: #444444;")
-        self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.epochs = QSpinBox(minimum=1, maximum=1000)
-        self.batch_size = QSpinBox(minimum=0, maximum=4096)
-        self.batch_size.setSpecialValueText("auto")
-        self.batch_size.setToolTip("Images per training step; auto (0) uses the largest that fits in the GPU's "
-                                   "memory, or 32 on a CPU")
-        self.lr = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0001)
-        self.image_size = QSpinBox(minimum=0, maximum=1024, singleStep=32)
-        self.image_size.setSpecialValueText("model default")
-        self.image_size.setSuffix(" px")
-        self.image_size.setToolTip("0 uses the model's own input size; smaller is faster")
-        self.augment = QComboBox()
-        self.augment.addItems(list(AUGMENT_PRESETS))
-        self.augment.setToolTip("Random flips, crops and colour changes applied to training images")
-        self.device = QComboBox()
-        if self._detect:
-            self.refresh_devices()
-        else:   # the window shows first; `refresh_devices` runs once the engine (torch) is loaded
-            self.device.addItem("auto (detecting…)", "auto")
-            self.device.addItem("cpu", "cpu")
-        box = QGroupBox("Training")
-        grid = QGridLayout(box)
-        grid.addWidget(QLabel("Recipe"), 0, 0)
-        grid.addWidget(self.recipe, 0, 1)
-        grid.addWidget(QLabel("Orientation"), 0, 2)
-        grid.addWidget(self.orientation, 0, 3)
-        grid.addWidget(QLabel("Device"), 0, 4)
-        grid.addWidget(self.device, 0, 5)
-        self.custom_box = QWidget()
-        self.custom_box.setObjectName("customSettings")
-        custom = QGridLayout(self.custom_box)
-        custom.setContentsMargins(0, 0, 0, 0)
-        rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
-                ("Image size", self.image_size), ("Augmentation", self.augment)]
-        for i, (label, widget) in enumerate(rows):
-            row, pair = divmod(i, 3)
-            custom.addWidget(QLabel(label), row, 2 * pair)
-            custom.addWidget(widget, row, 2 * pair + 1)
-        for column in (1, 3, 5):
-            grid.setColumnStretch(column, 1)
-            custom.setColumnStretch(column, 1)
-        grid.addWidget(self.custom_box, 1, 0, 1, 6)
-        grid.addWidget(self.plan_label, 2, 0, 1, 6)
-        self.settings_box = box
-        for spin in (self.epochs, self.batch_size, self.image_size):
-            spin.valueChanged.connect(self._write_config)
-        self.lr.valueChanged.connect(self._write_config)
-        self.augment.currentIndexChanged.connect(self._write_config)
-        self.device.currentIndexChanged.connect(self._write_config)
-        self.orientation.currentIndexChanged.connect(self._write_config)
-        self.recipe.currentIndexChanged.connect(self._write_recipe)
-        self.state.sig_config_changed.connect(lambda _config: self.load_from_state())
-
+        self.settings = TrainingSettings(self.state, self, detect=self._detect)
+        self.settings_box = self.settings
+        for name in ("recipe", "orientation", "device", "epochs", "batch_size", "lr", "image_size", "augment"):
+            setattr(self, name, getattr(self.settings, name))
         self.run_folder = QLineEdit()
         self.run_folder.setObjectName("runFolder")
         # the folder's status is read (JSON only) once typing pauses, not on every keystroke
@@ -282,7 +118,7 @@ class TrainingMonitor(QWidget):
         folder_row.addWidget(QLabel("Run folder"))
         folder_row.addWidget(self.run_folder, 1)
         folder_row.addWidget(self.choose_button)
-        grid.addLayout(folder_row, 3, 0, 1, 6)
+        self.settings.grid.addLayout(folder_row, 3, 0, 1, 6)
 
     def _build_controls(self) -> None:
         self.start_button = QPushButton("Start")
@@ -302,72 +138,14 @@ class TrainingMonitor(QWidget):
         self.controls.addWidget(self.stop_button)
         self.controls.addWidget(self.progress, 1)
 
-    def _build_plots(self) -> None:
-        self.loss_plot = _styled_plot("Loss", "loss", (-8, 8))                 # legend top right
-        self.accuracy_plot = _styled_plot("Accuracy", "accuracy", (-8, -8))    # legend bottom right
-        self.accuracy_plot.getPlotItem().setYRange(0.0, 1.0, padding=0.02)
-        self._loss_top = 0.0             # upper end of the loss axis; grows in steps, see _grow_loss_range
-        plots = {"loss": self.loss_plot, "accuracy": self.accuracy_plot}
-        self.series: dict[str, SeriesBuffer] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        for name, (plot, legend, colour, width, symbol) in self.CURVES.items():
-            self.series[name] = SeriesBuffer()
-            style = {"pen": pg.mkPen(colour, width=width), "name": legend}
-            if symbol:
-                style.update(symbol=symbol, symbolSize=6, symbolBrush=colour, symbolPen=colour)
-            self.curves[name] = plots[plot].plot(**style)
-
-    # -- settings <-> state ----------------------------------------------------------------------------
     def load_from_state(self) -> None:
-        """Show the recipe and settings of `state.config` (after a project was opened)."""
-        cfg = self.state.config
-        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation)
-        for widget in widgets:
-            widget.blockSignals(True)
-        try:
-            self.epochs.setValue(cfg.epochs)
-            self.batch_size.setValue(cfg.batch_size)
-            self.lr.setValue(cfg.lr)
-            self.image_size.setValue(cfg.image_size or 0)
-            self.augment.setCurrentText(cfg.augment)
-            self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
-            self.orientation.setCurrentIndex(max(0, self.orientation.findData(cfg.orientation)))
-        finally:
-            for widget in widgets:
-                widget.blockSignals(False)
-        self._show_recipe()
+        """Show the settings of `state.config` (after a project was opened)."""
+        self.settings.load_from_state()
         self._update_buttons()
 
-    def _show_recipe(self) -> None:
-        """Select the recipe of `state.config` (a budget that is no preset gets its own entry)."""
-        cfg = self.state.config
-        preset = next((name for name, seconds in BUDGET_PRESETS.items() if seconds == cfg.budget), None)
-        wanted = "custom" if cfg.recipe == "custom" else preset or f"{cfg.budget:g}"
-        if self.recipe.findData(wanted) < 0:
-            self.recipe.insertItem(self.recipe.count() - 1, f"Automatic — up to {cfg.budget / 60:g} minutes", wanted)
-        self.recipe.blockSignals(True)
-        self.recipe.setCurrentIndex(self.recipe.findData(wanted))
-        self.recipe.blockSignals(False)
-        custom = cfg.recipe == "custom"
-        self.custom_box.setVisible(custom)
-        self.orientation.setEnabled(not custom)
-        if self.active_run is None:
-            self.plan_label.setText("Custom: the run trains with the settings above." if custom else PLAN_HINT)
-
-    @Slot()
-    def _write_recipe(self) -> None:
-        key = self.recipe.currentData()
-        if key == "custom":
-            self.state.set_recipe("custom")
-        else:
-            self.state.set_recipe("auto", BUDGET_PRESETS.get(key) or float(key))
-
-    @Slot()
-    def _write_config(self) -> None:
-        self.state.update_config(epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
-                                 image_size=self.image_size.value() or None, augment=self.augment.currentText(),
-                                 device=self.device.currentData() or "auto",
-                                 orientation=self.orientation.currentData() or "auto")
+    def refresh_devices(self) -> None:
+        """List the devices torch can use (imports torch), keeping the chosen setting."""
+        self.settings.refresh_devices()
 
     def set_project_dir(self, folder: Path | None) -> None:
         """New runs go under `folder/runs` (else under ~/desktop_tl_runs)."""
@@ -466,7 +244,7 @@ class TrainingMonitor(QWidget):
         self.set_run_dir(run_dir)
         self._paused = False
         self.pause_button.setText("Pause")
-        self.clear_plots()
+        self.charts.clear()
         if resume:
             self._show_history(run_dir)
         # A full garbage collection over the whole heap (torch, timm, Qt wrappers) holds the GIL for
@@ -475,7 +253,7 @@ class TrainingMonitor(QWidget):
         self._log(f"{'Resuming' if resume else 'Starting'} run in {run_dir}")
         self.progress.setValue(0)
         self.progress.setFormat("Preparing…")
-        self._redraw_timer.start()
+        self.charts.redraw_timer.start()
         self._update_buttons()
         self.sig_training_started.emit(run_dir)
         return True
@@ -520,12 +298,11 @@ class TrainingMonitor(QWidget):
             self._show_progress(event)
             return
         if isinstance(event, EpochEnd):
-            for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
-                self.series[name].append(float(event.epoch), getattr(event, name))
+            self.charts.add_epoch(event.epoch, vars(event))
         elif isinstance(event, RunStarted):
-            self.set_epoch_range(event.total_epochs)
+            self.charts.set_epoch_range(event.total_epochs)
         elif isinstance(event, Planned):
-            self.plan_label.setText("<br>".join(_escape(line) for line in event.lines))
+            self.settings.show_plan(event.lines)
         elif isinstance(event, Finished):
             self._last_finished = event
         text = describe(event)
@@ -536,8 +313,7 @@ class TrainingMonitor(QWidget):
     def _show_progress(self, event: BatchProgress) -> None:
         x = event.epoch - 1 + event.batch / event.batches
         if event.phase == "train":
-            self.series["batch_loss"].append(x, event.loss)
-            self.series["batch_accuracy"].append(x, event.accuracy)
+            self.charts.add_batch(x, event.loss, event.accuracy)
         done = (event.epoch - 1) * event.batches + event.batch
         self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
         what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
@@ -574,8 +350,8 @@ class TrainingMonitor(QWidget):
         self.active_run = None
         self._paused = False
         self.pause_button.setText("Pause")
-        self.flush_plots()
-        self._redraw_timer.stop()
+        self.charts.flush()
+        self.charts.redraw_timer.stop()
         if label == "Finished":
             self.progress.setValue(self.progress.maximum())
         self.progress.setFormat(label)
@@ -588,71 +364,23 @@ class TrainingMonitor(QWidget):
     def _log(self, line: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
 
-    # -- plots -----------------------------------------------------------------------------------------
-    @Slot()
-    def flush_plots(self) -> None:
-        """Push buffered points to the curves that changed (called by the redraw timer)."""
-        changed = False
-        for name, series in self.series.items():
-            if series.dirty:
-                self.curves[name].setData(series.x[:series.n], series.y[:series.n])
-                series.dirty = False
-                changed = True
-        if changed:
-            self._grow_loss_range()
-
-    def _grow_loss_range(self) -> None:
-        """Widen the loss axis in coarse steps when a point would leave it (never on every redraw)."""
-        top = 0.0
-        for name in ("batch_loss", "train_loss", "val_loss"):
-            series = self.series[name]
-            values = series.y[:series.n]
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                top = max(top, float(finite.max()))
-        if top <= self._loss_top:
-            return
-        step = 10 ** math.floor(math.log10(top)) / 2 if top > 0 else 0.5
-        self._loss_top = math.ceil(top * 1.05 / step) * step
-        self.loss_plot.getPlotItem().setYRange(0.0, self._loss_top, padding=0.02)
-
-    def _show_history(self, run_dir: Path) -> None:
-        """Plot the finished epochs of a run being resumed (from its last checkpoint's metadata)."""
-        from desktop_tl.core.runs import checkpoint
-
-        if not (run_dir / checkpoint.LAST).is_file():
-            return                           # stopped before the first epoch ended: it starts over
-        try:
-            history = checkpoint.read_meta(run_dir / checkpoint.LAST).get("history") or []
-        except (UserError, OSError, ValueError):
-            return                           # unreadable: the engine reports it when training resumes
-        for row in history:
-            try:
-                epoch = float(row["epoch"])
-                points = {name: float(row[name]) for name in ("train_loss", "val_loss", "train_accuracy",
-                                                              "val_accuracy")}
-            except (KeyError, TypeError, ValueError):
-                continue
-            for name, value in points.items():
-                self.series[name].append(epoch, value)
-        self.flush_plots()
-
-    def set_epoch_range(self, epochs: int) -> None:
-        """Fix the x axis to the run's epochs, so the axes need no re-layout while points arrive."""
-        for plot in (self.loss_plot, self.accuracy_plot):
-            plot.getPlotItem().setXRange(0.0, float(max(1, epochs)), padding=0.02)
-
-    def clear_plots(self) -> None:
-        """Empty every curve (a new run starts)."""
-        for series in self.series.values():
-            series.clear()
-        self._loss_top = 0.0
-        self.flush_plots()
+    # -- curves ----------------------------------------------------------------------------------------
+    @property
+    def curves(self) -> dict:
+        """The pyqtgraph curves by name (see TrainingCurves.CURVES)."""
+        return self.charts.curves
 
     def point_counts(self) -> dict[str, int]:
         """Points drawn per curve (for checks and tests)."""
-        return {name: 0 if curve.getData()[0] is None else len(curve.getData()[0])
-                for name, curve in self.curves.items()}
+        return self.charts.point_counts()
+
+    def flush_plots(self) -> None:
+        """Draw the points that arrived since the last redraw."""
+        self.charts.flush()
+
+    def _show_history(self, run_dir: Path) -> None:
+        """Plot the finished epochs of a run being resumed."""
+        self.charts.show_history(RunFolder(run_dir).history())
 
 
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor

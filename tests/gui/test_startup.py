@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("torch", "timm", "torchvision", "desktop_tl.core.catalog", "desktop_tl.core.checkpoint",
-         "desktop_tl.core.runs", "desktop_tl.core.train", "desktop_tl.core.export")
+HEAVY = ("torch", "timm", "torchvision", "desktop_tl.core.models.catalog", "desktop_tl.core.runs.checkpoint",
+         "desktop_tl.core.training.run", "desktop_tl.core.deploy.export")
 
 
 def _loaded_after(code: str) -> list[str]:

@@ -227,6 +227,22 @@ class RunFolder:
         """export.json of the run's last export, or None."""
         return _read_optional(self.path / EXPORT_FILE)
 
+    def history(self) -> list[dict[str, Any]]:
+        """The finished epochs (figures per epoch) of the run: from metrics.json once it finished, else from
+        the last checkpoint's metadata (read without torch); [] when there is none or it is unreadable."""
+        metrics = self.metrics()
+        if metrics is not None and isinstance(metrics.get("history"), list):
+            return metrics["history"]
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(self.path / LAST_CHECKPOINT), framework="numpy") as fh:
+                meta = json.loads((fh.metadata() or {})["desktop_tl"])
+        except Exception:  # noqa: BLE001 - absent, damaged or foreign: the engine reports it when training resumes
+            return []
+        history = meta.get("history") if isinstance(meta, dict) else None
+        return history if isinstance(history, list) else []
+
     def remove_stale_temp_files(self) -> list[str]:
         """See `remove_stale_temp_files`."""
         return remove_stale_temp_files(self.path)

@@ -1,0 +1,178 @@
+"""The training panel's settings: recipe (Quick, Balanced, Best or Custom), orientation, device, the custom
+recipe's fields, and the plan a run follows. Reads and writes AppState's training settings."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSpinBox, QWidget
+
+from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS, TrainConfig, setting_info
+from desktop_tl.gui.state import AppState
+
+RECIPE_CHOICES = (  # (label, key): a budget preset of the automatic recipe, or "custom"
+    ("Quick — about 2 minutes", "quick"),
+    ("Balanced — up to 10 minutes", "balanced"),
+    ("Best — up to an hour", "best"),
+    ("Custom — your own settings", "custom"),
+)
+ORIENTATION_CHOICES = (
+    ("Automatic (tested on validation)", "auto"),
+    ("Fixed: never flip or turn (e.g. chest films)", "fixed"),
+    ("Free: flips and quarter turns (e.g. microscopy)", "free"),
+)
+PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
+             "computer: a linear probe first, then fine-tuning of every layer while the time budget allows. "
+             "It stops sooner when the validation images stop improving.")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class TrainingSettings(QGroupBox):
+    """Recipe, orientation, device and custom fields; changes go to `AppState.update_config`."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None, *, detect: bool = True) -> None:
+        super().__init__("Training", parent)
+        self.state = state
+        self.plan_shown = False          # a run's plan is on display (not the hint)
+        self.recipe = QComboBox()
+        self.recipe.setObjectName("recipe")
+        for label, key in RECIPE_CHOICES:
+            self.recipe.addItem(label, key)
+        self.recipe.setToolTip("How the run is planned: the automatic recipe chooses image size, layers, epochs and "
+                               "learning rates for your images within the time given; Custom uses the fields below")
+        self.orientation = QComboBox()
+        for label, value in ORIENTATION_CHOICES:
+            self.orientation.addItem(label, value)
+        self.orientation.setToolTip("May training images be mirrored and turned? Say Fixed when left/right or up/down "
+                                    "carries meaning (chest films, text)")
+        self.plan_label = QLabel(PLAN_HINT, wordWrap=True)
+        self.plan_label.setObjectName("planLabel")
+        self.plan_label.setStyleSheet("color: #444444;")
+        self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.epochs = QSpinBox(minimum=1, maximum=1000)
+        self.batch_size = QSpinBox(minimum=0, maximum=4096)
+        self.batch_size.setSpecialValueText("auto")
+        self.lr = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0001)
+        self.image_size = QSpinBox(minimum=0, maximum=1024, singleStep=32)
+        self.image_size.setSpecialValueText("model default")
+        self.image_size.setSuffix(" px")
+        self.augment = QComboBox()
+        self.augment.addItems(list(AUGMENT_PRESETS))
+        self.device = QComboBox()
+        for name, widget in (("epochs", self.epochs), ("batch_size", self.batch_size), ("lr", self.lr),
+                             ("image_size", self.image_size), ("augment", self.augment), ("device", self.device)):
+            widget.setToolTip(setting_info(TrainConfig, name)["help"].capitalize())
+        if detect:
+            self.refresh_devices()
+        else:   # the window shows first; `refresh_devices` runs once the engine (torch) is loaded
+            self.device.addItem("auto (detecting…)", "auto")
+            self.device.addItem("cpu", "cpu")
+        self._lay_out()
+        for spin in (self.epochs, self.batch_size, self.image_size):
+            spin.valueChanged.connect(self._write_config)
+        self.lr.valueChanged.connect(self._write_config)
+        self.augment.currentIndexChanged.connect(self._write_config)
+        self.device.currentIndexChanged.connect(self._write_config)
+        self.orientation.currentIndexChanged.connect(self._write_config)
+        self.recipe.currentIndexChanged.connect(self._write_recipe)
+        self.state.sig_config_changed.connect(lambda _config: self.load_from_state())
+        self.load_from_state()
+
+    def _lay_out(self) -> None:
+        grid = QGridLayout(self)
+        grid.addWidget(QLabel("Recipe"), 0, 0)
+        grid.addWidget(self.recipe, 0, 1)
+        grid.addWidget(QLabel("Orientation"), 0, 2)
+        grid.addWidget(self.orientation, 0, 3)
+        grid.addWidget(QLabel("Device"), 0, 4)
+        grid.addWidget(self.device, 0, 5)
+        self.custom_box = QWidget()
+        self.custom_box.setObjectName("customSettings")
+        custom = QGridLayout(self.custom_box)
+        custom.setContentsMargins(0, 0, 0, 0)
+        rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                ("Image size", self.image_size), ("Augmentation", self.augment)]
+        for i, (label, widget) in enumerate(rows):
+            row, pair = divmod(i, 3)
+            custom.addWidget(QLabel(label), row, 2 * pair)
+            custom.addWidget(widget, row, 2 * pair + 1)
+        for column in (1, 3, 5):
+            grid.setColumnStretch(column, 1)
+            custom.setColumnStretch(column, 1)
+        grid.addWidget(self.custom_box, 1, 0, 1, 6)
+        grid.addWidget(self.plan_label, 2, 0, 1, 6)
+        self.grid = grid
+
+    def refresh_devices(self) -> None:
+        """List the devices torch can use (imports torch), keeping the chosen setting."""
+        wanted = self.state.config.device
+        self.device.blockSignals(True)
+        try:
+            self.device.clear()
+            from desktop_tl.core.training.devices import detect_devices  # imports torch
+
+            for value, label in detect_devices():
+                self.device.addItem(label, value)
+            self.device.setCurrentIndex(max(0, self.device.findData(wanted)))
+        finally:
+            self.device.blockSignals(False)
+
+    def load_from_state(self) -> None:
+        """Show the recipe and settings of `state.config` (after a project was opened)."""
+        cfg = self.state.config
+        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self.epochs.setValue(cfg.epochs)
+            self.batch_size.setValue(cfg.batch_size)
+            self.lr.setValue(cfg.lr)
+            self.image_size.setValue(cfg.image_size or 0)
+            self.augment.setCurrentText(cfg.augment)
+            self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
+            self.orientation.setCurrentIndex(max(0, self.orientation.findData(cfg.orientation)))
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._show_recipe()
+
+    def _show_recipe(self) -> None:
+        """Select the recipe of `state.config` (a budget that is no preset gets its own entry)."""
+        cfg = self.state.config
+        preset = next((name for name, seconds in BUDGET_PRESETS.items() if seconds == cfg.budget), None)
+        wanted = "custom" if cfg.recipe == "custom" else preset or f"{cfg.budget:g}"
+        if self.recipe.findData(wanted) < 0:
+            self.recipe.insertItem(self.recipe.count() - 1, f"Automatic — up to {cfg.budget / 60:g} minutes", wanted)
+        self.recipe.blockSignals(True)
+        self.recipe.setCurrentIndex(self.recipe.findData(wanted))
+        self.recipe.blockSignals(False)
+        custom = cfg.recipe == "custom"
+        self.custom_box.setVisible(custom)
+        self.orientation.setEnabled(not custom)
+        if not self.plan_shown:
+            self.plan_label.setText("Custom: the run trains with the settings above." if custom else PLAN_HINT)
+
+    @Slot()
+    def _write_recipe(self) -> None:
+        key = self.recipe.currentData()
+        if key == "custom":
+            self.state.set_recipe("custom")
+        else:
+            self.state.set_recipe("auto", BUDGET_PRESETS.get(key) or float(key))
+
+    @Slot()
+    def _write_config(self) -> None:
+        self.state.update_config(epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
+                                 image_size=self.image_size.value() or None, augment=self.augment.currentText(),
+                                 device=self.device.currentData() or "auto",
+                                 orientation=self.orientation.currentData() or "auto")
+
+    def show_plan(self, lines: tuple[str, ...] | None) -> None:
+        """The plan a run follows (None: back to the hint of the chosen recipe)."""
+        self.plan_shown = lines is not None
+        if lines is None:
+            self._show_recipe()
+        else:
+            self.plan_label.setText("<br>".join(_escape(line) for line in lines))
