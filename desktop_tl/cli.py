@@ -17,7 +17,7 @@ from desktop_tl.cli_options import (
     split_config,
 )
 from desktop_tl.core.errors import SettingError, UserError
-from desktop_tl.core.reporting import binary_size, file_size, throttled
+from desktop_tl.core.reporting import binary_size, file_size, format_metrics, throttled
 
 EXIT_USAGE = 2
 DEMO_RUNS = Path("runs")
@@ -189,30 +189,6 @@ def _prepare_run(args: argparse.Namespace) -> int | None:
     return None
 
 
-def format_metrics(metrics: dict) -> str:
-    """The metrics table printed at the end of a run and by `evaluate`."""
-    lines = []
-    for split in ("val", "test"):
-        m = metrics.get(split) or {}
-        if not m.get("images"):
-            lines.append(f"{split}: no images")
-            continue
-        low, high = m["accuracy_95ci"]
-        auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
-        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%}), "
-                     f"balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
-    test = metrics.get("test") or {}
-    if test.get("images"):
-        lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
-        for name, v in test["per_class"].items():
-            recall = "n/a" if v["recall"] is None else f"{v['recall']:.2f}"
-            f1 = "n/a" if v["f1"] is None else f"{v['f1']:.2f}"
-            lines.append(f"{name[:23]:<24}{v['precision']:>10.2f}{recall:>10}{f1:>8}{v['support']:>9}")
-    for note in metrics.get("cautions", []):
-        lines.append(f"Caution: {note}")
-    return "\n".join(lines)
-
-
 # -- evaluate, export, predict, demo -------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from desktop_tl.core.evaluation.splits import evaluate_run
@@ -337,13 +313,20 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from desktop_tl.core.config import SplitConfig, TrainConfig
-
     parser = argparse.ArgumentParser(prog="desktop-tl", description="Offline transfer learning for image folders.")
     parser.add_argument("--smoke-test", action="store_true",
                         help="check this installation end to end (window, bundled weights, a tiny training run, "
                              "ONNX export and parity) in a temporary folder, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_training_commands(sub)
+    _add_model_commands(sub)
+    _add_app_commands(sub)
+    return parser
+
+
+def _add_training_commands(sub) -> None:
+    """models, import-check, train."""
+    from desktop_tl.core.config import SplitConfig, TrainConfig
 
     p = sub.add_parser("models", help="list the model catalog with offline weight availability")
     p.add_argument("--search", help="search every timm architecture by name (wildcards allowed)")
@@ -365,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_options(p, SplitConfig)
     p.set_defaults(func=cmd_train)
 
+
+def _add_model_commands(sub) -> None:
+    """evaluate, export, predict."""
     for name, helptext in (("evaluate", "evaluate a run's best checkpoint on its validation and test splits"),
                            ("export", "export a run's best checkpoint to ONNX and check parity")):
         p = sub.add_parser(name, help=helptext)
@@ -386,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write path,label,probability and per-class columns to this CSV")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_app_commands(sub) -> None:
+    """demo, cache."""
     p = sub.add_parser("demo", help="fine-tune the bundled model on the shipped demo images and export it")
     p.add_argument("--out", help=f"run folder (default: a new {DEMO_RUNS}/demo-DATE-TIME folder)")
     p.add_argument("--budget", default="quick", metavar="quick|balanced|best|DURATION",
@@ -399,7 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="info (default): files, sizes and the budget; clear: remove every cache file "
                         "(rebuilt as needed by later runs)")
     p.set_defaults(func=cmd_cache)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

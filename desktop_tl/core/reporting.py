@@ -88,3 +88,27 @@ def describe(event: TrainEvent) -> str | None:
     if isinstance(event, Failed):
         return f"Error: {event.what}" + (f" What to do: {event.hint}" if event.hint else "")
     return None
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics table printed at the end of a run and by `evaluate`."""
+    lines = []
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        if not m.get("images"):
+            lines.append(f"{split}: no images")
+            continue
+        low, high = m["accuracy_95ci"]
+        auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
+        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%}), "
+                     f"balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
+    test = metrics.get("test") or {}
+    if test.get("images"):
+        lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
+        for name, v in test["per_class"].items():
+            recall = "n/a" if v["recall"] is None else f"{v['recall']:.2f}"
+            f1 = "n/a" if v["f1"] is None else f"{v['f1']:.2f}"
+            lines.append(f"{name[:23]:<24}{v['precision']:>10.2f}{recall:>10}{f1:>8}{v['support']:>9}")
+    for note in metrics.get("cautions", []):
+        lines.append(f"Caution: {note}")
+    return "\n".join(lines)

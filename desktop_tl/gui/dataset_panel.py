@@ -10,29 +10,17 @@ current (from here or from an opened project) is shown.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
-from PySide6.QtCore import QModelIndex, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QListView,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -40,86 +28,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_tl.core.config import AUGMENT_PRESETS, SplitConfig
+from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.reporting import throttled
-from desktop_tl.gui.item_models import PATH_ROLE, BarDelegate, Column, ImageItem, ImageListModel, RecordTableModel
+from desktop_tl.gui.augmentation_preview import PREVIEW_JOB, AugmentationPreview, PreviewResult, preview_job
+from desktop_tl.gui.item_models import BarDelegate, Column, RecordTableModel
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
+from desktop_tl.gui.split_settings import SplitSettings
 from desktop_tl.gui.state import AppState
-from desktop_tl.gui.thumbnails import ThumbnailCache, pil_to_qimage
+from desktop_tl.gui.thumbnail_grid import ThumbnailGrid
+from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
 IMPORT_JOB = "import"
-PREVIEW_JOB = "augment-preview"
-PREVIEW_COUNT = 6
-PREVIEW_SIZE = 128
 _PROGRESS_INTERVAL_S = 0.05
-
-_DEFAULT_DATA_CONFIG = {
-    "input_size": [3, 224, 224], "interpolation": "bicubic", "crop_pct": 0.875,
-    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-}
-
-
-# --------------------------------------------------------------------------- worker-side jobs
-# These functions run on the engine thread: they compute and return data, never touch widgets.
-
 
 def import_job(source: Path, split: SplitConfig) -> Callable[[JobContext], DatasetIndex]:
     """A job that imports `source` with `split`; raises UserError or Cancelled like the core."""
     def run(ctx: JobContext) -> DatasetIndex:
         return import_dataset(source, split, throttled(ctx.progress, _PROGRESS_INTERVAL_S), ctx.should_stop)
-    return run
-
-
-@lru_cache(maxsize=16)
-def model_preprocessing(model_name: str | None, image_size: int | None) -> Preprocessing:
-    """The preprocessing of timm's `model_name` (built on the meta device: no weights, no memory).
-
-    Falls back to 224 px, bicubic, ImageNet mean/std when no model is chosen or it cannot be built.
-    """
-    cfg = _DEFAULT_DATA_CONFIG
-    if model_name:
-        try:
-            import timm
-            import torch
-
-            from desktop_tl.core.models.structure import data_config
-
-            with torch.device("meta"):
-                model = timm.create_model(model_name, pretrained=False)
-            cfg = data_config(model)
-        except Exception:  # noqa: BLE001 - an unknown or exotic model only loses its exact preview
-            cfg = _DEFAULT_DATA_CONFIG
-    return Preprocessing.from_data_config(cfg, image_size)
-
-
-@dataclass(frozen=True)
-class PreviewResult:
-    """Augmented views of one image."""
-
-    path: Path
-    preset: str
-    views: list[Image.Image]
-
-
-def preview_job(path: Path, preset: str, model_name: str | None, image_size: int | None,
-                count: int = PREVIEW_COUNT, seed: int = 0) -> Callable[[JobContext], PreviewResult]:
-    """A job that makes `count` augmented views of `path` as training would see them."""
-    def run(ctx: JobContext) -> PreviewResult:
-        from desktop_tl.core.data.imageio import ImageLoadError, load_image
-        from desktop_tl.core.data.transforms import augmentation_preview
-
-        try:
-            image = load_image(path)
-        except ImageLoadError as exc:
-            raise UserError(f"{path.name} cannot be previewed: {exc.reason}.", "Pick another image.") from exc
-        prep = model_preprocessing(model_name, image_size)
-        return PreviewResult(path, preset, augmentation_preview(image, prep, preset, count, seed))
     return run
 
 
@@ -188,200 +118,12 @@ def fixed_splits(index: DatasetIndex) -> bool:
 # --------------------------------------------------------------------------- widgets
 
 
-class SplitSettings(QGroupBox):
-    """Validation and test fractions, seed, patient grouping; Re-split applies them to the dataset."""
-
-    sig_changed = Signal(object)
-    """SplitConfig after the user edited a setting."""
-    sig_apply = Signal(object)
-    """SplitConfig the user wants the current dataset re-split with."""
-
-    def __init__(self, config: SplitConfig, parent: QWidget | None = None) -> None:
-        super().__init__("Split", parent)
-        self.val = self._fraction_box("Share of each class held out to watch training (validation).")
-        self.test = self._fraction_box("Share of each class kept apart for the final test score.")
-        self.seed = QSpinBox(self)
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setToolTip("Same seed, same split.")
-        self.group = QCheckBox("Keep each patient in one split (DICOM PatientID or CSV group column)", self)
-        self.apply_button = QPushButton("Re-split", self)
-        self.apply_button.setObjectName("applySplit")
-        self.apply_button.setToolTip("Import the same dataset again with these split settings.")
-        self.apply_button.clicked.connect(lambda: self.sig_apply.emit(self.config()))
-        form = QFormLayout(self)
-        form.addRow("Validation", self.val)
-        form.addRow("Test", self.test)
-        form.addRow("Seed", self.seed)
-        form.addRow(self.group)
-        form.addRow(self.apply_button)
-        self.set_config(config)
-        for box in (self.val, self.test):
-            box.valueChanged.connect(self._emit_changed)
-        self.seed.valueChanged.connect(self._emit_changed)
-        self.group.toggled.connect(self._emit_changed)
-
-    def _emit_changed(self, *_) -> None:
-        self.sig_changed.emit(self.config())
-
-    def _fraction_box(self, tip: str) -> QDoubleSpinBox:
-        box = QDoubleSpinBox(self)
-        box.setRange(0.0, 0.8)
-        box.setSingleStep(0.05)
-        box.setDecimals(3)
-        box.setToolTip(tip)
-        return box
-
-    def config(self) -> SplitConfig:
-        """The settings shown."""
-        return SplitConfig(round(self.val.value(), 4), round(self.test.value(), 4), self.seed.value(),
-                           self.group.isChecked())
-
-    def set_config(self, config: SplitConfig) -> None:
-        """Show `config` (without emitting sig_changed)."""
-        for widget in (self.val, self.test, self.seed, self.group):
-            widget.blockSignals(True)
-        self.val.setValue(config.val_fraction)
-        self.test.setValue(config.test_fraction)
-        self.seed.setValue(config.seed)
-        self.group.setChecked(config.group_by_patient)
-        for widget in (self.val, self.test, self.seed, self.group):
-            widget.blockSignals(False)
-
-
-class AugmentationPreview(QWidget):
-    """Preset selector and the augmented views of the chosen image."""
-
-    sig_requested = Signal(object, str)
-    """(image path, preset) the user wants to see."""
-
-    def __init__(self, preset: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.path: Path | None = None
-        self.preset = QComboBox(self)
-        self.preset.addItems(AUGMENT_PRESETS)
-        self.preset.setCurrentText(preset if preset in AUGMENT_PRESETS else "light")
-        self.preset.setToolTip("none: resize and crop only; light: random crops and flips; "
-                               "strong: also vertical flips, colour and geometry changes.")
-        self.show_button = QPushButton("Show", self)
-        self.show_button.setObjectName("previewButton")
-        self.show_button.setEnabled(False)
-        self.caption = QLabel("Click an image to see how training augments it.", self)
-        self.caption.setWordWrap(True)
-        self.views = QListWidget(self)
-        self.views.setObjectName("augmentationViews")
-        self.views.setViewMode(QListView.ViewMode.IconMode)
-        self.views.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
-        self.views.setResizeMode(QListView.ResizeMode.Adjust)
-        self.views.setMovement(QListView.Movement.Static)
-        self.views.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Augmentation", self))
-        row.addWidget(self.preset, 1)
-        row.addWidget(self.show_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addWidget(self.caption)
-        layout.addWidget(self.views, 1)
-        self.show_button.clicked.connect(self.request)
-        self.preset.currentTextChanged.connect(lambda _: self.request())
-
-    def set_image(self, path: Path | None) -> None:
-        """Choose the image to augment and ask for its preview."""
-        self.path = path
-        self.show_button.setEnabled(path is not None)
-        if path is None:
-            self.views.clear()
-            self.caption.setText("Click an image to see how training augments it.")
-        else:
-            self.request()
-
-    def request(self) -> None:
-        """Ask for views of the current image with the current preset."""
-        if self.path is not None:
-            self.sig_requested.emit(self.path, self.preset.currentText())
-
-    def show_views(self, result: PreviewResult) -> None:
-        """Show the augmented views."""
-        self.views.clear()
-        for number, view in enumerate(result.views, start=1):
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(pil_to_qimage(view))), f"#{number}")
-            self.views.addItem(item)
-        size = result.views[0].size if result.views else (0, 0)
-        self.caption.setText(f"{result.path.name}: {len(result.views)} random '{result.preset}' views at "
-                             f"{size[0]}×{size[1]} px, as the model sees them in training.")
-
-
-class ThumbnailGrid(QWidget):
-    """A class selector over a grid of lazily loaded thumbnails."""
-
-    sig_image_chosen = Signal(object)
-    """Absolute path of the clicked image."""
-
-    def __init__(self, thumbnails: ThumbnailCache, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.index: DatasetIndex | None = None
-        self.class_box = QComboBox(self)
-        self.class_box.setObjectName("thumbnailClass")
-        self.count = QLabel(self)
-        self.model = ImageListModel(thumbnails, self)
-        self.view = QListView(self)
-        self.view.setObjectName("thumbnailGrid")
-        self.view.setViewMode(QListView.ViewMode.IconMode)
-        self.view.setIconSize(QSize(thumbnails.size, thumbnails.size))
-        self.view.setGridSize(QSize(thumbnails.size + 28, thumbnails.size + 34))
-        self.view.setUniformItemSizes(True)        # layout must not ask every row for its icon
-        self.view.setLayoutMode(QListView.LayoutMode.Batched)
-        self.view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.view.setMovement(QListView.Movement.Static)
-        self.view.setWordWrap(False)
-        self.view.setModel(self.model)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Class", self))
-        row.addWidget(self.class_box, 1)
-        row.addWidget(self.count)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addWidget(self.view, 1)
-        self.class_box.currentIndexChanged.connect(self._show_class)
-        self.view.clicked.connect(self._on_clicked)
-
-    def set_index(self, index: DatasetIndex | None) -> None:
-        """Show the classes of `index` (the first one selected)."""
-        self.index = index
-        self.class_box.blockSignals(True)
-        self.class_box.clear()
-        if index is not None:
-            self.class_box.addItems(index.classes)
-        self.class_box.blockSignals(False)
-        self._show_class(0 if index is not None and index.classes else -1)
-
-    def select_class(self, name: str) -> None:
-        """Show the images of class `name`."""
-        self.class_box.setCurrentText(name)
-
-    @Slot(int)
-    def _show_class(self, position: int) -> None:
-        index = self.index
-        if index is None or position < 0:
-            self.model.set_items([])
-            self.count.clear()
-            return
-        items = [ImageItem(index.abs_path(s), Path(s.path).name, f"{s.path} ({s.split})")
-                 for s in index.samples if s.label == position]
-        self.model.set_items(items)
-        self.count.setText(f"{len(items)} images")
-
-    @Slot(QModelIndex)
-    def _on_clicked(self, index: QModelIndex) -> None:
-        self.sig_image_chosen.emit(index.data(PATH_ROLE))
-
-
 class DatasetImportPanel(QWidget):
     """Import and inspect a dataset; the current dataset lives in `AppState`."""
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+        """Long on purpose: it builds the widgets and their layout in one place, so that reading it top to bottom is
+        reading the panel as it appears."""
         super().__init__(parent)
         self.setObjectName("datasetImport")
         self.state = state

@@ -129,6 +129,8 @@ class EvaluationPanel(QWidget):
     """Figures, cautions, confusion matrix, per-class table and a gallery of mistakes."""
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+        """Long on purpose: it builds the widgets and their layout in one place, so that reading it top to bottom is
+        reading the panel as it appears."""
         super().__init__(parent)
         self.setObjectName("evaluationPanel")
         self.state = state

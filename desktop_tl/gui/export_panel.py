@@ -135,6 +135,8 @@ class ExportPanel(QWidget):
     """Export to ONNX, show the check, and classify images with the exported file."""
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
+        """Long on purpose: it builds the widgets and their layout in one place, so that reading it top to bottom is
+        reading the panel as it appears."""
         super().__init__(parent)
         self.setObjectName("exportPanel")
         self.setAcceptDrops(True)

@@ -7,8 +7,6 @@ to each other through `AppState`, never directly.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
@@ -21,17 +19,18 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.dataset_panel import DatasetImportPanel
+from desktop_tl.gui.engine_loader import engine_loaded, start_engine_import
 from desktop_tl.gui.evaluation_panel import EvaluationPanel
 from desktop_tl.gui.export_panel import ExportPanel
 from desktop_tl.gui.freeze_tree import FreezeTree
 from desktop_tl.gui.model_browser import ModelBrowser
+from desktop_tl.gui.recent_projects import RecentProjects
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.training_monitor import TrainingMonitor
 from desktop_tl.gui.worker import EngineController
 
 ORGANISATION = "desktop_tl"
 APPLICATION = "desktop-tl"
-MAX_RECENT = 8
 DATASET_FILE_SUFFIXES = (".csv", ".tsv", ".txt")
 _LAYOUT_VERSION = 1
 
@@ -39,36 +38,6 @@ _LAYOUT_VERSION = 1
 def app_settings() -> QSettings:
     """The app's settings file (INI in the user's config folder; tests redirect it with QSettings.setPath)."""
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
-
-
-# Engine modules the panels need once the window is up. Importing them (torch, timm, the catalog)
-# takes seconds, so it happens on a background thread after the window is first shown; nothing
-# that imports torch may run when this module is imported (tests/gui/test_startup.py).
-_ENGINE_MODULES = ("torch", "timm", "desktop_tl.core.catalog", "desktop_tl.core.freeze", "desktop_tl.core.weights",
-                   "desktop_tl.core.train")
-_engine_loaded = threading.Event()
-_engine_lock = threading.Lock()
-_engine_thread: threading.Thread | None = None
-
-
-def _import_engine() -> None:
-    try:
-        for name in _ENGINE_MODULES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the panel that needs it reports the error on the GUI thread
-                pass
-    finally:
-        _engine_loaded.set()
-
-
-def start_engine_import() -> None:
-    """Import the engine modules on a background thread (once per process)."""
-    global _engine_thread
-    with _engine_lock:
-        if _engine_thread is None:
-            _engine_thread = threading.Thread(target=_import_engine, name="engine-import", daemon=True)
-            _engine_thread.start()
 
 
 class MainWindow(QMainWindow):
@@ -164,7 +133,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _poll_engine(self) -> None:
-        if _engine_loaded.is_set():
+        if engine_loaded.is_set():
             self.fill_engine_views()
 
     def fill_engine_views(self) -> None:
@@ -200,7 +169,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Open project…", lambda: self.open_project(), QKeySequence.StandardKey.Open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.setObjectName("recentMenu")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent = RecentProjects(self.recent_menu, app_settings, self.open_project)
         file_menu.addSeparator()
         self._action(file_menu, "&Save project", lambda: self.save_project(), QKeySequence.StandardKey.Save)
         self._action(file_menu, "Save project &as…", lambda: self.save_project_as(),
@@ -218,7 +187,6 @@ class MainWindow(QMainWindow):
 
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About desktop_tl", self.show_about)
-        self._fill_recent_menu()
 
     @Slot()
     def show_about(self) -> None:
@@ -234,35 +202,13 @@ class MainWindow(QMainWindow):
     # -- recent projects -------------------------------------------------------------------------------
     def recent_projects(self) -> list[Path]:
         """Recently opened or saved project files, newest first."""
-        value = app_settings().value("recentProjects", [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [Path(p) for p in items if isinstance(p, str) and p]
+        return self.recent.paths()
 
     def _remember_project(self, path: Path) -> None:
-        recent = [str(path.resolve())] + [str(p) for p in self.recent_projects() if p.resolve() != path.resolve()]
-        app_settings().setValue("recentProjects", recent[:MAX_RECENT])
-        self._fill_recent_menu()
+        self.recent.remember(path)
 
-    @Slot()
     def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.recent_projects()
-        for path in recent:
-            action = self.recent_menu.addAction(path.name)
-            action.setToolTip(str(path))
-            action.setStatusTip(str(path))
-            action.setEnabled(path.is_file())
-            action.triggered.connect(lambda _checked=False, p=path: self.open_project(p))
-        if not recent:
-            self.recent_menu.addAction("No recent projects").setEnabled(False)
-        else:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list").triggered.connect(self._clear_recent)
-
-    @Slot()
-    def _clear_recent(self) -> None:
-        app_settings().remove("recentProjects")
-        self._fill_recent_menu()
+        self.recent.fill()
 
     # -- projects --------------------------------------------------------------------------------------
     def _refuse_while_busy(self, action: str) -> bool:

@@ -149,6 +149,8 @@ class ModelBrowser(QWidget):
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
                  load: bool = True) -> None:
+        """Long on purpose: it builds the widgets and their layout in one place, so that reading it top to bottom is
+        reading the panel as it appears."""
         super().__init__(parent)
         self.setObjectName("modelBrowser")
         self.state, self.controller = state, controller

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -200,43 +199,13 @@ class TrainingMonitor(QWidget):
         self.banner.clear_message()
         chosen = self.chosen_run_dir()
         status = self._run_status(chosen)
-        if status == "finished":
-            self._show_failure(Failed(f"{chosen} already holds a finished run.",
-                                      "Clear the run folder field to start a new run, or choose another folder."))
-            return False
-        if status == "damaged":
-            self._show_failure(Failed(f"The run settings (run.json) in {chosen} are damaged.",
-                                      "Choose another run folder."))
-            return False
-        if status == "occupied":
-            self._show_failure(Failed(f"{chosen} already holds other files and no run.",
-                                      "Choose an empty or new folder for the run (or clear the field)."))
+        refusal = self._refusal(chosen, status)
+        if refusal is not None:
+            self._show_failure(refusal)
             return False
         resume = status in ("created", "interrupted")
-        if not resume and self.state.dataset is None:
-            self._show_failure(Failed("No dataset imported yet.",
-                                      "Import a dataset folder (drop it on the window) before training."))
-            return False
         run_dir = chosen or new_run_dir(self.runs_base())
-        index, config, split = self.state.dataset, replace(self.state.config), replace(self.state.split)
-
-        def job(ctx: JobContext) -> Path:
-            import torch
-
-            from desktop_tl.core.runs.folder import create_run
-            from desktop_tl.core.training.devices import compute_threads
-            from desktop_tl.core.training.run import train_run
-
-            torch.set_num_threads(compute_threads())
-            if not resume:
-                create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
-            for event in train_run(run_dir, ctx.control):
-                if isinstance(event, Failed):
-                    raise UserError(event.what, event.hint)
-                ctx.event(event)
-            return run_dir
-
-        if not self.jobs.submit(TRAIN_JOB, job):
+        if not self.jobs.submit(TRAIN_JOB, self._train_job(run_dir, resume)):
             self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
             return False
         self.active_run = run_dir
@@ -257,6 +226,41 @@ class TrainingMonitor(QWidget):
         self._update_buttons()
         self.sig_training_started.emit(run_dir)
         return True
+
+    def _refusal(self, chosen: Path | None, status: str) -> Failed | None:
+        """Why training cannot start in `chosen` (of RunFolder `status`), or None."""
+        if status == "finished":
+            return Failed(f"{chosen} already holds a finished run.",
+                          "Clear the run folder field to start a new run, or choose another folder.")
+        if status == "damaged":
+            return Failed(f"The run settings (run.json) in {chosen} are damaged.", "Choose another run folder.")
+        if status == "occupied":
+            return Failed(f"{chosen} already holds other files and no run.",
+                          "Choose an empty or new folder for the run (or clear the field).")
+        if status not in ("created", "interrupted") and self.state.dataset is None:
+            return Failed("No dataset imported yet.", "Import a dataset folder (drop it on the window) before training.")
+        return None
+
+    def _train_job(self, run_dir: Path, resume: bool):
+        """The worker job: create the run (unless resuming) with the settings as they are now, and train it."""
+        index, config, split = self.state.dataset, self.state.config, self.state.split
+
+        def job(ctx: JobContext) -> Path:
+            import torch
+
+            from desktop_tl.core.runs.folder import create_run
+            from desktop_tl.core.training.devices import compute_threads
+            from desktop_tl.core.training.run import train_run
+
+            torch.set_num_threads(compute_threads())
+            if not resume:
+                create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
+            for event in train_run(run_dir, ctx.control):
+                if isinstance(event, Failed):
+                    raise UserError(event.what, event.hint)
+                ctx.event(event)
+            return run_dir
+        return job
 
     @Slot()
     def toggle_pause(self) -> None:

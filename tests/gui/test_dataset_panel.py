@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from desktop_tl.core.config import SplitConfig
+from desktop_tl.gui import augmentation_preview
 from desktop_tl.gui import dataset_panel as panel_module
 from desktop_tl.gui import thumbnails as thumbnails_module
 from desktop_tl.gui.dataset_panel import IMPORT_JOB, PREVIEW_JOB, DatasetImportPanel
@@ -254,7 +255,7 @@ def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
     with qtbot.waitSignal(panel.jobs.sig_result, timeout=60_000) as result:
         panel.grid.view.clicked.emit(first)
     assert result.args[0] == PREVIEW_JOB
-    assert panel.preview.views.count() == panel_module.PREVIEW_COUNT
+    assert panel.preview.views.count() == augmentation_preview.PREVIEW_COUNT
     assert "64×64" in panel.preview.caption.text()
     views = result.args[1].views
     assert all(v.size == (64, 64) for v in views)
@@ -262,4 +263,4 @@ def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
     with qtbot.waitSignal(panel.jobs.sig_result, timeout=60_000) as strong:
         panel.preview.preset.setCurrentText("strong")
     assert strong.args[1].preset == "strong"
-    assert panel.preview.views.count() == panel_module.PREVIEW_COUNT
+    assert panel.preview.views.count() == augmentation_preview.PREVIEW_COUNT

@@ -178,9 +178,8 @@ def _resolve_listed(text: str, root: Path) -> Path:
     return Path(os.path.normpath(full))
 
 
-def scan_csv(csv_path: Path) -> Scan:
-    root = csv_path.parent
-    scan = Scan(root=root, kind="csv")
+def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, stripped cells) of every non-empty row; UserError when unreadable or empty."""
     try:
         text = _read_text(csv_path)
     except OSError as exc:
@@ -191,18 +190,31 @@ def scan_csv(csv_path: Path) -> Scan:
     rows = [(reader.line_num, [cell.strip() for cell in row]) for row in reader if any(cell.strip() for cell in row)]
     if not rows:
         raise UserError(f"{csv_path.name} is empty.", "List one image per line: path, label.")
+    return rows
+
+
+def _csv_columns(rows: list[tuple[int, list[str]]], root: Path) -> tuple[bool, int, int, int | None]:
+    """(has a header row, path column, label column, group column or None): named by a header when the first
+    row is one (a known column name, or a first cell that is no image), else path, label[, group]."""
     header = [cell.lower() for cell in rows[0][1]]
     first_path = rows[0][1][0]
     has_header = bool(set(header) & (_PATH_HEADERS | _LABEL_HEADERS | _GROUP_HEADERS)) or not (
         Path(first_path).suffix.lower() in IMAGE_SUFFIXES | {".dcm"} or (root / first_path).is_file())
-    path_col, label_col, group_col = 0, 1, None
     if has_header:
-        rows = rows[1:]
         path_col = next((i for i, name in enumerate(header) if name in _PATH_HEADERS), 0)
         label_col = next((i for i, name in enumerate(header) if name in _LABEL_HEADERS), 1 if path_col == 0 else 0)
-        group_col = next((i for i, name in enumerate(header) if name in _GROUP_HEADERS), None)
-    elif any(len(row) >= 3 for _, row in rows):
-        group_col = 2
+        return True, path_col, label_col, next((i for i, name in enumerate(header) if name in _GROUP_HEADERS), None)
+    return False, 0, 1, 2 if any(len(row) >= 3 for _, row in rows) else None
+
+
+def scan_csv(csv_path: Path) -> Scan:
+    """The images a CSV/TSV lists (paths relative to its folder), with what was left out and why."""
+    root = csv_path.parent
+    scan = Scan(root=root, kind="csv")
+    rows = _csv_rows(csv_path)
+    has_header, path_col, label_col, group_col = _csv_columns(rows, root)
+    if has_header:
+        rows = rows[1:]
 
     def cell(row: list[str], col: int | None) -> str:
         return row[col] if col is not None and col < len(row) else ""

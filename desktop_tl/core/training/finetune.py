@@ -83,6 +83,11 @@ class FineTuning:
         return (*outcome, *self.validate())
 
     def _train(self, epoch: int):
+        """One epoch of optimizer steps; (train loss, train accuracy), or None when stopped.
+
+        One function on purpose: the order of things per batch (pause and stop, learning rate, the step, the
+        compile decision, feature caching, figures summed over ranks) is what resume and torchrun rely on.
+        """
         s, stage, cfg = self.s, self.stage, self.s.cfg
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         mode = ("head" if self._features_ready("train") else "extract") if self.feature_mode else "model"

@@ -218,7 +218,7 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
 def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     """Features of every training view and validation image through the frozen backbone (once), then the
     logistic regression chosen on validation, written into the classifier. Returns the epoch's figures,
-    or None when stopped."""
+    or None when stopped. (One pass over both splits with progress, then the fit: kept together.)"""
     s.model.eval()
     amp = dict(dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
     parts = {"train": (s.train_set(None), stage.views), "val": (s.val_set, stage.views)}

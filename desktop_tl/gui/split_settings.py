@@ -1,0 +1,68 @@
+"""The dataset panel's split settings: validation and test fractions, seed, patients kept together."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPushButton, QSpinBox, QWidget
+
+from desktop_tl.core.config import SplitConfig
+
+
+class SplitSettings(QGroupBox):
+    """Validation and test fractions, seed, patient grouping; Re-split applies them to the dataset."""
+
+    sig_changed = Signal(object)
+    """SplitConfig after the user edited a setting."""
+    sig_apply = Signal(object)
+    """SplitConfig the user wants the current dataset re-split with."""
+
+    def __init__(self, config: SplitConfig, parent: QWidget | None = None) -> None:
+        super().__init__("Split", parent)
+        self.val = self._fraction_box("Share of each class held out to watch training (validation).")
+        self.test = self._fraction_box("Share of each class kept apart for the final test score.")
+        self.seed = QSpinBox(self)
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("Same seed, same split.")
+        self.group = QCheckBox("Keep each patient in one split (DICOM PatientID or CSV group column)", self)
+        self.apply_button = QPushButton("Re-split", self)
+        self.apply_button.setObjectName("applySplit")
+        self.apply_button.setToolTip("Import the same dataset again with these split settings.")
+        self.apply_button.clicked.connect(lambda: self.sig_apply.emit(self.config()))
+        form = QFormLayout(self)
+        form.addRow("Validation", self.val)
+        form.addRow("Test", self.test)
+        form.addRow("Seed", self.seed)
+        form.addRow(self.group)
+        form.addRow(self.apply_button)
+        self.set_config(config)
+        for box in (self.val, self.test):
+            box.valueChanged.connect(self._emit_changed)
+        self.seed.valueChanged.connect(self._emit_changed)
+        self.group.toggled.connect(self._emit_changed)
+
+    def _emit_changed(self, *_) -> None:
+        self.sig_changed.emit(self.config())
+
+    def _fraction_box(self, tip: str) -> QDoubleSpinBox:
+        box = QDoubleSpinBox(self)
+        box.setRange(0.0, 0.8)
+        box.setSingleStep(0.05)
+        box.setDecimals(3)
+        box.setToolTip(tip)
+        return box
+
+    def config(self) -> SplitConfig:
+        """The settings shown."""
+        return SplitConfig(round(self.val.value(), 4), round(self.test.value(), 4), self.seed.value(),
+                           self.group.isChecked())
+
+    def set_config(self, config: SplitConfig) -> None:
+        """Show `config` (without emitting sig_changed)."""
+        for widget in (self.val, self.test, self.seed, self.group):
+            widget.blockSignals(True)
+        self.val.setValue(config.val_fraction)
+        self.test.setValue(config.test_fraction)
+        self.seed.setValue(config.seed)
+        self.group.setChecked(config.group_by_patient)
+        for widget in (self.val, self.test, self.seed, self.group):
+            widget.blockSignals(False)
