@@ -16,9 +16,9 @@ from pathlib import Path
 
 from common import machine
 
-STEP = r"""
+STEP = rf"""
 import sys, torch, timm
-sys.path.insert(0, {here!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from common import training_step_seconds
 torch.manual_seed(0)
 model = timm.create_model("efficientnet_lite0", num_classes=4).to(memory_format=torch.channels_last)
@@ -26,7 +26,7 @@ x = torch.randn(32, 3, 64, 64).contiguous(memory_format=torch.channels_last)
 y = torch.randint(0, 4, (32,))
 seconds = sorted(training_step_seconds(model, x, y, 12)[2:])
 print(seconds[len(seconds) // 2])
-""".format(here=str(Path(__file__).resolve().parent))
+"""
 POLICIES = {"default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
             "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}}
 

@@ -34,9 +34,8 @@ def train_flops_per_image(model, size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randn(8, 3, size, size, device="cuda").contiguous(memory_format=torch.channels_last)
-    with FlopCounterMode(display=False) as counter:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            model(x).float().sum().backward()
+    with FlopCounterMode(display=False) as counter, torch.autocast("cuda", dtype=torch.bfloat16):
+        model(x).float().sum().backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 8
 

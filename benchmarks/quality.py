@@ -36,7 +36,7 @@ import numpy as np
 from common import isolated_cache, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality_data  # noqa: E402
+import quality_data
 
 SYSTEMS = ("old", "logreg", "quick", "balanced", "best", "fullft")
 RESULTS = "quality_results.json"

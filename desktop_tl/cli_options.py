@@ -8,8 +8,9 @@ one of them means `--recipe custom`. A new setting is one field in core.config.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import MISSING, fields
-from typing import Any, Callable
+from typing import Any
 
 from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget, setting_info
 from desktop_tl.core.errors import UserError

@@ -29,8 +29,8 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 IMAGES_PER_CLASS = 10
 IMAGE_SIZE = 64
@@ -208,10 +208,10 @@ def _step_workers(ctx: dict) -> str:
     method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context().get_start_method()
     try:
         images, labels, _, skipped = next(iter(make_loader(dataset, 4, False, 0, num_workers=1)))
-    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+    except Exception as exc:
         raise SmokeFailure(
             f"a DataLoader worker process ({method} start method) failed: {type(exc).__name__}: {exc}. "
-            "Training with loader workers would fail here; use Workers 0 (`--workers 0`).") from exc
+            "Training with loader workers would fail here; on the command line `--workers 0` avoids them.") from exc
     _check(images.shape[0] == 4 and skipped == 0, f"the worker returned {images.shape[0]} images, {skipped} skipped")
     return f"one batch {tuple(images.shape)} from 1 worker process ({method} start method)"
 
@@ -310,7 +310,7 @@ def run_smoke_test() -> int:
                 print(f"[FAIL] {name}: {exc}", file=sys.stderr, flush=True)
                 status = 1
                 break
-            except BaseException as exc:  # noqa: BLE001 - report anything, with its traceback
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 traceback.print_exc()

@@ -69,7 +69,7 @@ def test_torchrun_two_ranks_match_one_process_even_after_one_rank_runs_out_of_me
     assert "rank 1: simulated out of memory" in done.stderr
     # rank 0 alone prints progress and the final metrics
     assert done.stdout.count("Training ") == 1, done.stdout
-    assert done.stdout.count("epoch 1/1: train loss") == 1, done.stdout
+    assert done.stdout.count("Epoch 1/1: train loss") == 1, done.stdout
     for name in (checkpoint.LAST, checkpoint.BEST, "metrics.json", "run.json"):
         assert (multi / name).is_file(), name
     assert json.loads((multi / "run.json").read_text())["status"] == "finished"

@@ -307,5 +307,5 @@ def test_read_group_id(tmp_path):
 
 
 def test_imageio_never_imports_torch():
-    code = "import sys, desktop_tl.core.imageio; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, desktop_tl.core.data.imageio; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

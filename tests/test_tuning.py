@@ -91,7 +91,7 @@ def test_a_damaged_tuning_file_means_measuring_again(fresh_tuning, monkeypatch):
 
 
 def test_unknown_memory_format_is_a_clear_error():
-    with pytest.raises(UserError, match="memory format"):
+    with pytest.raises(UserError, match="memory layout"):
         TrainConfig(memory_format="nhwc").validate()
 
 

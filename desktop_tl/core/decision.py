@@ -7,8 +7,9 @@ run folder or from the exported model's metadata.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Decision:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, classes: Sequence[str]) -> "Decision | None":
+    def from_dict(cls, data: Any, classes: Sequence[str]) -> Decision | None:
         """The decision in `data`, or None when absent or not valid for these classes."""
         if not isinstance(data, dict):
             return None
@@ -39,7 +40,7 @@ class Decision:
                    str(data.get("criterion", "balanced accuracy")))
 
     @classmethod
-    def from_json(cls, text: str | None, classes: Sequence[str]) -> "Decision | None":
+    def from_json(cls, text: str | None, classes: Sequence[str]) -> Decision | None:
         """The decision in a JSON string (ONNX metadata), or None."""
         try:
             return cls.from_dict(json.loads(text), classes) if text else None

@@ -3,10 +3,10 @@ training, made by a worker job with the model's own preprocessing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 from PySide6.QtCore import QSize, Signal

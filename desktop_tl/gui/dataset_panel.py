@@ -9,9 +9,9 @@ current (from here or from an opened project) is shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
@@ -342,7 +342,7 @@ class DatasetImportPanel(QWidget):
         self.split_settings.apply_button.setEnabled(not self.jobs.running)
         self.tabs.setTabText(1, f"Problems ({len(index.skipped) + len(index.duplicates) + len(index.warnings)})")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event) -> None:
         """Stop thumbnail decoding when the panel closes."""
         self.thumbnails.shutdown()
         super().closeEvent(event)

@@ -7,9 +7,10 @@ publishes the result through `state.set_metrics`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, Slot
 from PySide6.QtWidgets import (
@@ -375,7 +376,7 @@ class EvaluationPanel(QWidget):
     def _on_failed(self, kind: str, failure: Failed) -> None:
         self.message.show_failure(failure)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event) -> None:
         """Stop thumbnail decoding when the panel closes."""
         self.thumbnails.shutdown()
         super().closeEvent(event)

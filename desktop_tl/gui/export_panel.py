@@ -1,15 +1,16 @@
 """Export panel: write the current run as one ONNX file, check it, and try it on images.
 
-Export is `core.export.export_onnx` on the worker; its `ExportResult` goes to
+Export is `core.deploy.export.export_onnx` on the worker; its `ExportResult` goes to
 `state.set_export` and is shown here (parity with PyTorch, file, size, metadata).
-"Try it" classifies dropped or chosen images with `core.predict.OnnxClassifier`, also on the worker.
+"Try it" classifies dropped or chosen images with `core.deploy.predict.OnnxClassifier`, also on the worker.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -39,7 +40,7 @@ from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
-if TYPE_CHECKING:      # core.export imports torch; the panel loads it only when exporting
+if TYPE_CHECKING:      # core.deploy.export imports torch; the panel loads it only when exporting
     from desktop_tl.core.deploy.export import ExportResult
 
 EXPORT_JOB = "export"
@@ -117,7 +118,7 @@ def prediction_item(prediction: Prediction) -> ImageItem:
                      f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top))
 
 
-def _decision_text(result: "ExportResult") -> str:
+def _decision_text(result: ExportResult) -> str:
     """The exported model's decision rule in words (the same rule `predict` applies)."""
     try:
         classes = json.loads(result.metadata.get("classes", "[]"))
@@ -294,18 +295,18 @@ class ExportPanel(QWidget):
         self.message.clear_message()
         return True
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept dropped local files or folders once a model is exported."""
         if self.model_file is not None and local_files(event.mimeData()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def dragMoveEvent(self, event) -> None:
         """Keep accepting while the drag moves over the panel."""
         self.dragEnterEvent(event)
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+    def dropEvent(self, event: QDropEvent) -> None:
         """Classify the dropped files and folders."""
         paths = local_files(event.mimeData())
         if paths and self.classify(paths):
@@ -334,7 +335,7 @@ class ExportPanel(QWidget):
         else:
             self.message.show_failure(failure)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event) -> None:
         """Stop thumbnail decoding when the panel closes."""
         self.thumbnails.shutdown()
         super().closeEvent(event)

@@ -1,6 +1,6 @@
 """Model browser: search the catalog, see which weights are available offline, pick a model.
 
-The table is a thin `QAbstractTableModel` over `desktop_tl.core.catalog.ModelEntry` rows; the
+The table is a thin `QAbstractTableModel` over `desktop_tl.core.models.catalog.ModelEntry` rows; the
 catalog decides what is listed. Importing a weights file runs on the engine worker.
 """
 
@@ -53,7 +53,7 @@ LOADING_TEXT = "Loading models…"
 
 
 def list_models(query: str = "", include_all: bool = False) -> list[ModelEntry]:
-    """`desktop_tl.core.catalog.list_models`, importing the catalog (and timm) on first use."""
+    """`desktop_tl.core.models.catalog.list_models`, importing the catalog (and timm) on first use."""
     from desktop_tl.core.models.catalog import list_models as catalog_list_models
 
     return catalog_list_models(query, include_all=include_all)
@@ -99,13 +99,13 @@ class ModelTableModel(QAbstractTableModel):
         """Row of the architecture `name`, or -1."""
         return next((i for i, e in enumerate(self._entries) if e.name == name), -1)
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802 - Qt API
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._entries)
 
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802 - Qt API
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt API
+    def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]

@@ -36,7 +36,7 @@ class AppState(QObject):
     sig_metrics_changed = Signal(object)
     """metrics.json content (dict) of the current run, or None."""
     sig_export_changed = Signal(object)
-    """core.export.ExportResult of the current run, or None."""
+    """core.deploy.export.ExportResult of the current run, or None."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

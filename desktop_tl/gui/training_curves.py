@@ -7,7 +7,8 @@ batch; the loss axis widens in coarse steps, so axes need no re-layout while poi
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg

@@ -7,8 +7,9 @@ Errors come back as `desktop_tl.core.events.Failed` data, never as exceptions ac
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -22,14 +23,14 @@ class Job:
     """A unit of work for the worker: `kind` names it, `run(context)` does it on the worker thread."""
 
     kind: str                                   # "import" | "train" | "evaluate" | "export" | "predict" | ...
-    run: Callable[["JobContext"], Any]
+    run: Callable[[JobContext], Any]
 
 
 class JobContext:
     """What a running job may use: progress and event reporting, and its RunControl (the Stop and Pause
     requests, which the engine checks: pass it to `train_run`, or `should_stop` to an import)."""
 
-    def __init__(self, worker: "EngineWorker") -> None:
+    def __init__(self, worker: EngineWorker) -> None:
         self._worker = worker
         self.control = RunControl()
 

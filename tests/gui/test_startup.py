@@ -16,7 +16,7 @@ def _loaded_after(code: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", code + f"\nimport os, sys; print([m for m in {HEAVY!r} if m in sys.modules], flush=True); os._exit(0)"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    return eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    return eval(done.stdout.strip().splitlines()[-1])
 
 
 def test_importing_the_main_window_loads_no_engine():

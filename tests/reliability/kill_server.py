@@ -23,9 +23,9 @@ import timm  # noqa: F401
 import torch  # noqa: F401  (imported once here, inherited by every child)
 
 import desktop_tl.cli
-import desktop_tl.core.deploy.export  # noqa: F401
-import desktop_tl.core.models.catalog  # noqa: F401
-import desktop_tl.core.training.run  # noqa: F401
+import desktop_tl.core.deploy.export
+import desktop_tl.core.models.catalog
+import desktop_tl.core.training.run
 
 
 def run_child(argv: list[str], log: str) -> None:
@@ -85,7 +85,7 @@ def main() -> None:
         if when == "train":  # AMOUNT seconds after the child's "Training ..." line, in its first epoch
             status = _wait(pid, lambda: _count(log, MARKERS["train"]) > trained_before)
             delay = float(amount)
-            cap = lambda: _count(log, EPOCH_LINE) > epochs_before  # noqa: E731
+            cap = lambda: _count(log, EPOCH_LINE) > epochs_before
         elif when == "epoch":  # after the child's K-th finished epoch, plus a fraction of an epoch's time
             k, fraction = amount.split(":")
             status = _wait(pid, lambda: _count(log, MARKERS["train"]) > trained_before)
@@ -97,7 +97,7 @@ def main() -> None:
             delay = float(amount)
         else:  # "start": AMOUNT seconds after the fork, before training starts
             delay = float(amount) - (time.monotonic() - forked)
-            cap = lambda: _count(log, MARKERS["train"]) > trained_before  # noqa: E731
+            cap = lambda: _count(log, MARKERS["train"]) > trained_before
         deadline = time.monotonic() + delay
         if status is None:
             status = _wait(pid, lambda: time.monotonic() >= deadline or (cap is not None and cap()))

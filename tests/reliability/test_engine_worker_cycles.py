@@ -11,12 +11,12 @@ import pytest
 worker = pytest.importorskip("desktop_tl.gui.worker")
 pytest.importorskip("pytestqt")
 
-from desktop_tl.core.config import SplitConfig, TrainConfig  # noqa: E402
-from desktop_tl.core.events import BatchProgress, Finished  # noqa: E402
-from desktop_tl.core.runs.folder import create_run  # noqa: E402
-from desktop_tl.core.training.run import train_run  # noqa: E402
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.events import BatchProgress, Finished
+from desktop_tl.core.runs.folder import create_run
+from desktop_tl.core.training.run import train_run
 
-from rel_support import copy_demo  # noqa: E402
+from rel_support import copy_demo
 
 CYCLES = 50
 RSS_GROWTH_LIMIT = 200 * 2**20

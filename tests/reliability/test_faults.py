@@ -19,6 +19,7 @@ from desktop_tl.core import atomic
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Failed, Finished, Message, RunStarted
+from desktop_tl.core.models import weight_files
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, create_run, load_index, open_run
 from desktop_tl.core.training.run import train_run
@@ -95,7 +96,7 @@ def test_real_file_size_limit_during_a_checkpoint_write(tmp_path, data):
 def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, capsys, monkeypatch):
     """ENOSPC as safetensors reports it (SafetensorError), after part of the file was written."""
     run = tmp_path / "run"
-    real_save = checkpoint.save_file
+    real_save = weight_files.save_file
     calls = []
 
     def full_disk(tensors, filename, metadata=None):
@@ -106,7 +107,7 @@ def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, cap
             raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         real_save(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(weight_files, "save_file", full_disk)
     assert main(["train", str(data), "--out", str(run), "--epochs", "2", *SMALL]) == 2
     captured = capsys.readouterr()
     assert "No space left on device" in captured.err and "What to do" in captured.err
@@ -115,7 +116,7 @@ def test_disk_full_in_the_cli_is_exit_2_and_no_saved_message(tmp_path, data, cap
     assert checkpoint.load_checkpoint(run / checkpoint.LAST).meta["epoch"] == 1
     assert checkpoint.load_checkpoint(run / checkpoint.BEST).meta["epoch"] == 1
     assert not _temp_files(run) and not (run / METRICS_FILE).exists()
-    monkeypatch.setattr(checkpoint, "save_file", real_save)
+    monkeypatch.setattr(weight_files, "save_file", real_save)
     assert main(["train", "ignored", "--out", str(run), "--resume"]) == 0
     assert "resuming at epoch 2" in capsys.readouterr().out
 
@@ -133,7 +134,7 @@ def test_disk_full_while_importing_weights_is_a_clear_error(tmp_path, monkeypatc
     def full_disk(tensors, filename, metadata=None):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(weight_files, "save_file", full_disk)
     with pytest.raises(UserError, match="No space left on device"):
         weights.import_weights(source, "efficientnet_lite0")
     assert weights.list_imported() == []

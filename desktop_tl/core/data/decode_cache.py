@@ -36,9 +36,9 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -244,7 +244,7 @@ class DecodeCache:
     # -- creation and opening ------------------------------------------------------------------
     @classmethod
     def open(cls, shas: Sequence[str], prep: Preprocessing, folder: Path | None = None
-             ) -> tuple["DecodeCache | None", str]:
+             ) -> tuple[DecodeCache | None, str]:
         """The cache for these images and geometry, created if needed; (None, why) when it cannot be.
 
         Never raises for cache trouble: the caller then simply decodes every time.

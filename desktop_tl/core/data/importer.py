@@ -8,8 +8,8 @@ in `splitting`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_group_id

@@ -9,7 +9,7 @@ a global batch (distributed training gives each rank a slice of the same global 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -33,7 +33,7 @@ class Preprocessing:
 
     @classmethod
     def from_data_config(cls, cfg: dict[str, Any], image_size: int | None = None,
-                         crop_pct: float | None = None) -> "Preprocessing":
+                         crop_pct: float | None = None) -> Preprocessing:
         """From timm's resolved data config, optionally overriding the square input size and the share of
         the image the centre crop keeps (1.0: the whole image)."""
         _, height, width = cfg["input_size"]
@@ -51,7 +51,7 @@ class Preprocessing:
                 "crop_pct": self.crop_pct, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """Inverse of `to_dict`."""
         return cls(tuple(int(v) for v in data["input_size"]), str(data["interpolation"]),
                    float(data["crop_pct"]), tuple(float(v) for v in data["mean"]),

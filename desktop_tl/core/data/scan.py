@@ -8,9 +8,9 @@ import hashlib
 import io
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, is_dicom_file
 from desktop_tl.core.data.index import Skipped

@@ -9,9 +9,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _refuse_external_data(payload: bytes, name: str) -> None:
         return
     try:
         model = onnx.load_model_from_string(payload)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError types
+    except Exception as exc:
         raise UserError(f"{name} is not a valid ONNX model ({type(exc).__name__}).",
                         "Export the model again with `desktop-tl export`.") from exc
     for tensor in _get_all_tensors(model):

@@ -31,7 +31,7 @@ CALIBRATION_IMAGES = 32
 def int8_path(fp32: Path) -> Path:
     """`model.onnx` -> `model.int8.onnx` in the same folder."""
     fp32 = Path(fp32)
-    stem = fp32.name[:-5] if fp32.name.endswith(".onnx") else fp32.name
+    stem = fp32.name.removesuffix(".onnx")
     return fp32.with_name(stem + INT8_SUFFIX)
 
 

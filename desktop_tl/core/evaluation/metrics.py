@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
             f1s.append(f1)
     aucs = [v["roc_auc"] for v in per_class.values() if v["roc_auc"] is not None]
     correct = int(np.trace(matrix))
-    total = int(len(y_true))
+    total = len(y_true)
     low, high = wilson_interval(correct, total)
     mistakes = []
     for i in np.flatnonzero(y_pred != y_true)[:max_misclassified]:

@@ -20,7 +20,7 @@ class ModuleNode:
     type_name: str
     params: int                   # parameters in this module and below
     trainable: int                # of which trainable
-    children: list["ModuleNode"] = field(default_factory=list)
+    children: list[ModuleNode] = field(default_factory=list)
 
     @property
     def short_name(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import timm
@@ -78,7 +78,7 @@ def import_weights(path: Path, arch: str) -> StoredWeights:
         tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
         atomic_write(target, lambda tmp: write_safetensors(tmp, tensors))
     entry = {"id": sha[:16], "arch": arch, "original_name": path.name, "sha256": sha, "file": target.name,
-             "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+             "imported_at": datetime.now(UTC).isoformat(timespec="seconds")}
     atomic_write_json(_manifest_path(), {"version": _MANIFEST_VERSION, "imported": [*entries, entry]})
     return _stored(entry)
 

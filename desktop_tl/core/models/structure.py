@@ -7,7 +7,7 @@ device for structure only: parameter counts, tensor shapes, the layer tree, prep
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import timm
@@ -48,7 +48,7 @@ def require_known(name: str) -> None:
     raise UserError(f"Unknown model {name!r}.", hint)
 
 
-@lru_cache(maxsize=None)
+@cache
 def param_count(name: str) -> int | None:
     """Parameter count from a model built on the meta device (no memory, no weights)."""
     try:
@@ -58,7 +58,7 @@ def param_count(name: str) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
-@lru_cache(maxsize=None)
+@cache
 def state_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes of `arch`'s state dict (with its pretrained class count)."""
     return {k: tuple(v.shape) for k, v in build(arch, meta=True).state_dict().items()}

@@ -145,8 +145,7 @@ def _normalise(obj: Any, name: str) -> dict[str, torch.Tensor]:
         if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
             continue
         for prefix in _KEY_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         state[key] = value
     if not state:
         keys = ", ".join(map(str, list(obj)[:5]))

@@ -8,7 +8,8 @@ validation and test figures, carried into the exported model and applied by `pre
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

@@ -10,7 +10,7 @@ written after every epoch, so a run interrupted anywhere resumes from its last f
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
 from desktop_tl.core.runs.folder import write_run_info

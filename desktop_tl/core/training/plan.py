@@ -5,6 +5,7 @@ starts and read back on resume, so an interrupted run continues exactly the plan
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
@@ -171,11 +172,11 @@ class Plan:
         return next((s for s in self.stages if s.kind == kind), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as written to run.json."""
-        return asdict(self)
+        """JSON-ready form, exactly as run.json holds it (lists, not tuples)."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Plan":
+    def from_dict(cls, data: Any) -> Plan:
         """Inverse of `to_dict`; UserError when the record is damaged."""
         try:
             stages = tuple(_STAGE_TYPES[s["kind"]](**_tuples(s)) for s in data["stages"])

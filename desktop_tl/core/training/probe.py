@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -135,7 +135,7 @@ class _Scaling:
     scale: float
 
     @classmethod
-    def of(cls, features: torch.Tensor) -> "_Scaling":
+    def of(cls, features: torch.Tensor) -> _Scaling:
         mean = features.double().mean(0)
         return cls(mean, float((features.double() - mean).square().mean().sqrt()) or 1.0)
 

@@ -6,8 +6,8 @@ checks a stop flag every batch; the stages, the step and the loop live in `core.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from desktop_tl.core.config import TrainConfig
 from desktop_tl.core.control import RunControl
@@ -25,7 +25,7 @@ from desktop_tl.core.training.plan import ModelFacts, Plan
 from desktop_tl.core.training.planner import plan_auto, plan_custom
 from desktop_tl.core.training.session import TrainingSession
 
-__all__ = ["RunControl", "train_run", "make_plan"]
+__all__ = ["RunControl", "make_plan", "train_run"]
 
 
 def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:

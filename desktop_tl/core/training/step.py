@@ -3,7 +3,7 @@ over torchrun ranks, and the decision whether `torch.compile` pays for itself.""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
