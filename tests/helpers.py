@@ -31,3 +31,16 @@ def train_until_saved(run_dir: Path, epoch: int = 1) -> list:
         if isinstance(event, CheckpointSaved) and event.epoch == epoch:
             control.stop()
     return events
+
+
+def planted_inspection_result() -> dict:
+    """The case a user met: 82% accuracy while the positive class is found 97 times out of 205."""
+    import numpy as np
+
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+
+    labels = np.array([0] * 395 + [1] * 205)
+    found = np.array([False] * 395 + [True] * 97 + [False] * 108)
+    probs = np.where(found[:, None], [[0.2, 0.8]], [[0.8, 0.2]])
+    return compute_metrics(labels, probs, ["good", "defective"])
+

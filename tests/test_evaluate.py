@@ -7,6 +7,8 @@ import pytest
 
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics, roc_auc, wilson_interval
 
+from helpers import planted_inspection_result
+
 
 def test_metrics_match_hand_computation():
     classes = ["a", "b", "c"]
@@ -49,3 +51,24 @@ def test_cautions_name_overfitting_imbalance_and_small_test():
     assert "Class imbalance" in text and "'y'" in text
     assert "only 3 images" in text and "Too few test images" in text
     assert cautions([], {"x": 10, "y": 10}, None) == []
+
+
+def test_a_class_the_model_often_misses_is_said_in_words_beside_the_majority_baseline():
+    test = planted_inspection_result()
+    assert test["accuracy"] == pytest.approx(0.82) and test["majority_class"] == "good"
+    assert test["majority_baseline"] == pytest.approx(395 / 600)
+    notes = cautions([], {"good": 1800, "defective": 900}, test)
+    missed = [n for n in notes if "misses" in n]
+    assert len(missed) == 1 and "misses 108 of 205 'defective' test images" in missed[0] and "47%" in missed[0]
+    assert not any("no better than always" in n for n in notes)   # 82% is well above 66%
+
+
+def test_accuracy_no_better_than_the_largest_class_is_a_caution():
+    test = compute_metrics([0] * 90 + [1] * 10, np.tile([[0.9, 0.1]], (100, 1)), ["normal", "lesion"])
+    notes = cautions([], {"normal": 90, "lesion": 10}, test)
+    assert any("no better than always answering 'normal', which would score 90%" in n for n in notes)
+    assert any("misses 10 of 10 'lesion'" in n for n in notes)
+    balanced = compute_metrics([0] * 10 + [1] * 10, np.tile([[0.9, 0.1], [0.1, 0.9]], (10, 1))[
+        np.r_[0:20:2, 1:20:2]], ["a", "b"])
+    notes = cautions([], {"a": 10, "b": 10}, balanced)
+    assert balanced["accuracy"] == 1.0 and not any("misses" in n or "no better" in n for n in notes)

@@ -100,8 +100,10 @@ def format_metrics(metrics: dict) -> str:
             continue
         low, high = m["accuracy_95ci"]
         auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
-        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%}), "
-                     f"balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
+        baseline = (f" [always {m['majority_class']!r}: {m['majority_baseline']:.1%}]"
+                    if m.get("majority_baseline") is not None else "")
+        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%})"
+                     f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
     test = metrics.get("test") or {}
     if test.get("images"):
         lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")

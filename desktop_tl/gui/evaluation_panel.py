@@ -68,12 +68,14 @@ def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
 
 
 def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
-    """Images, accuracy with its 95% interval, balanced accuracy, macro F1, ROC AUC, and the decision rule
+    """Images, accuracy with its 95% interval and the score of always answering the largest class, balanced accuracy, macro F1, ROC AUC, and the decision rule
     when the run chose a threshold."""
     if not m or not m.get("images"):
         return f"No {split_name.lower()} images were evaluated."
     low, high = m.get("accuracy_95ci") or (None, None)
     interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
+    if m.get("majority_baseline") is not None:
+        interval += f"; always answering {m['majority_class']!r} would score {fmt_percent(m['majority_baseline'])}"
     decision = m.get("decision")
     rule = (f" Decision: {decision['positive']!r} when its probability is at least {decision['threshold']:.3f} "
             f"(chosen on validation)." if isinstance(decision, dict) and "threshold" in decision else "")

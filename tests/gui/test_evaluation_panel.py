@@ -128,3 +128,16 @@ def test_evaluate_failure_is_shown_and_panel_keeps_working(qtbot, panel, app_sta
     assert _matrix(panel) == metrics["test"]["confusion_matrix"]
     app_state.set_metrics(None)
     assert panel.matrix_model.rowCount() == 0 and panel.gallery_model.rowCount() == 0
+
+
+def test_a_planted_result_that_misses_half_the_positives_is_cautioned_in_words(qtbot, panel, app_state):
+    from desktop_tl.core.evaluation.metrics import cautions
+
+    from helpers import planted_inspection_result
+
+    test = planted_inspection_result()
+    app_state.set_metrics({"classes": ["good", "defective"], "val": test, "test": test,
+                           "cautions": cautions([], {"good": 1800, "defective": 900}, test)})
+    assert panel.cautions.isVisible()
+    assert "misses 108 of 205 'defective' test images" in panel.cautions.text()
+    assert "always answering 'good' would score 65.8%" in panel.summary.text()

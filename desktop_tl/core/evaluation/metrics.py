@@ -77,6 +77,8 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
             recalls.append(recall)
             f1s.append(f1)
     aucs = [v["roc_auc"] for v in per_class.values() if v["roc_auc"] is not None]
+    supports = matrix.sum(axis=1)
+    majority = int(supports.argmax()) if len(y_true) else 0
     correct = int(np.trace(matrix))
     total = len(y_true)
     low, high = wilson_interval(correct, total)
@@ -92,6 +94,8 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         "images": total,
         "accuracy": correct / total if total else None,
         "accuracy_95ci": [low, high] if total else None,
+        "majority_class": classes[majority] if total else None,
+        "majority_baseline": float(supports[majority] / total) if total else None,
         "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
         "macro_f1": float(np.mean(f1s)) if f1s else None,
         "roc_auc_ovr": float(np.mean(aucs)) if aucs else None,
@@ -104,7 +108,8 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
 
 def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],
              test_metrics: dict[str, Any] | None) -> list[str]:
-    """Plain-language warnings: overfitting, class imbalance, too few test images."""
+    """Plain-language warnings: overfitting, class imbalance, classes the model often misses, accuracy no
+    better than always answering the largest class, too few test images."""
     notes = []
     if history:
         last = history[-1]
@@ -132,8 +137,29 @@ def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],
         if high - low > 0.1:
             notes.append(f"The test score rests on only {n} images: the true accuracy is plausibly anywhere "
                          f"between {low:.0%} and {high:.0%} (95% interval). Add test images for a firmer figure.")
+        notes.extend(_missed_classes(test_metrics))
+        baseline = test_metrics.get("majority_baseline")
+        if baseline is not None and test_metrics["accuracy"] <= baseline + 0.02:
+            notes.append(f"Accuracy {test_metrics['accuracy']:.0%} is no better than always answering "
+                         f"{test_metrics['majority_class']!r}, which would score {baseline:.0%} on these test "
+                         "images: read balanced accuracy and per-class recall instead.")
         thin = [c for c, v in test_metrics["per_class"].items() if v["support"] < 5]
         if thin:
             notes.append(f"Too few test images for a trustworthy per-class score: {', '.join(thin)} "
                          "(fewer than 5 each).")
+    return notes
+
+
+LOW_SENSITIVITY = 0.7        # a class found less often than this on the test split gets a caution
+
+
+def _missed_classes(test_metrics: dict[str, Any]) -> list[str]:
+    """One sentence per class the model finds in fewer than LOW_SENSITIVITY of its test images (5 or more)."""
+    notes = []
+    for name, v in test_metrics["per_class"].items():
+        if v["support"] >= 5 and v["recall"] is not None and v["recall"] < LOW_SENSITIVITY:
+            missed = v["support"] - round(v["recall"] * v["support"])
+            notes.append(f"The model misses {missed} of {v['support']} {name!r} test images (it finds "
+                         f"{v['recall']:.0%} of them). If missing {name!r} is costly, do not rely on it as it is: "
+                         "add images of that class, or choose a lower threshold for it.")
     return notes
