@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QWidget,
+)
 
 from desktop_tl import __version__ as _package_version
 from desktop_tl.core.config import SplitConfig, TrainConfig
@@ -40,11 +50,21 @@ def app_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
 
 
+DEFAULT_WINDOW_SIZE = QSize(1400, 900)
+MINIMUM_WINDOW_SIZE = QSize(800, 560)      # below this the panels scroll more than they show
+
+
+def default_window_size(available: QSize) -> QSize:
+    """The first-start size: 1400x900, or the screen's free area when that is smaller (a 1366x768 laptop)."""
+    return DEFAULT_WINDOW_SIZE.boundedTo(available).expandedTo(MINIMUM_WINDOW_SIZE)
+
+
 class MainWindow(QMainWindow):
     """Dockable panels: models, dataset, layers, training, evaluation, export."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setMinimumSize(MINIMUM_WINDOW_SIZE)
         self.setObjectName("mainWindow")
         self.setWindowTitle("desktop_tl")
         self.setDockNestingEnabled(True)
@@ -86,9 +106,15 @@ class MainWindow(QMainWindow):
 
     # -- layout --------------------------------------------------------------------------------------
     def _dock(self, title: str, panel: QWidget) -> QDockWidget:
+        """A dock for one panel, inside a scroll area: a panel may be shrunk below its natural size (small
+        screens) and then scrolls instead of overlapping its neighbours."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{panel.objectName()}")
-        dock.setWidget(panel)
+        scroll = QScrollArea(dock)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(panel)
+        dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
@@ -400,7 +426,7 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 900)
+            self.resize(default_window_size(self.screen().availableGeometry().size()))
         layout = settings.value("window/state")
         if isinstance(layout, QByteArray) and not layout.isEmpty():
             self._layout_restored = self.restoreState(layout, _LAYOUT_VERSION)
@@ -430,5 +456,5 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping…")
             self.controller.shutdown()
             for dock in self.docks.values():
-                dock.widget().close()          # panels stop their own helpers (thumbnail decoding)
+                dock.widget().widget().close()  # panels stop their own helpers (thumbnail decoding)
         event.accept()

@@ -23,7 +23,9 @@ class SplitSettings(QGroupBox):
         self.seed = QSpinBox(self)
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("Same seed, same split.")
-        self.group = QCheckBox("Keep each patient in one split (DICOM PatientID or CSV group column)", self)
+        self.group = QCheckBox("Keep each patient in one split", self)
+        self.group.setToolTip("Images of one patient (DICOM PatientID, or the CSV's group column) all go to the "
+                              "same split, so the test score is not flattered by a patient seen in training.")
         self.apply_button = QPushButton("Re-split", self)
         self.apply_button.setObjectName("applySplit")
         self.apply_button.setToolTip("Import the same dataset again with these split settings.")

@@ -117,7 +117,7 @@ class TrainingMonitor(QWidget):
         folder_row.addWidget(QLabel("Run folder"))
         folder_row.addWidget(self.run_folder, 1)
         folder_row.addWidget(self.choose_button)
-        self.settings.grid.addLayout(folder_row, 3, 0, 1, 6)
+        self.settings.grid.addLayout(folder_row, self.settings.grid.rowCount(), 0, 1, 4)
 
     def _build_controls(self) -> None:
         self.start_button = QPushButton("Start")

@@ -81,13 +81,16 @@ class TrainingSettings(QGroupBox):
         self.load_from_state()
 
     def _lay_out(self) -> None:
+        for box in (self.recipe, self.orientation, self.device):    # long choices are elided, not widening the panel
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(16)
         grid = QGridLayout(self)
         grid.addWidget(QLabel("Recipe"), 0, 0)
         grid.addWidget(self.recipe, 0, 1)
         grid.addWidget(QLabel("Orientation"), 0, 2)
         grid.addWidget(self.orientation, 0, 3)
-        grid.addWidget(QLabel("Device"), 0, 4)
-        grid.addWidget(self.device, 0, 5)
+        grid.addWidget(QLabel("Device"), 1, 0)
+        grid.addWidget(self.device, 1, 1)
         self.custom_box = QWidget()
         self.custom_box.setObjectName("customSettings")
         custom = QGridLayout(self.custom_box)
@@ -98,11 +101,12 @@ class TrainingSettings(QGroupBox):
             row, pair = divmod(i, 3)
             custom.addWidget(QLabel(label), row, 2 * pair)
             custom.addWidget(widget, row, 2 * pair + 1)
-        for column in (1, 3, 5):
+        for column in (1, 3):
             grid.setColumnStretch(column, 1)
+        for column in (1, 3, 5):
             custom.setColumnStretch(column, 1)
-        grid.addWidget(self.custom_box, 1, 0, 1, 6)
-        grid.addWidget(self.plan_label, 2, 0, 1, 6)
+        grid.addWidget(self.custom_box, 2, 0, 1, 4)
+        grid.addWidget(self.plan_label, 3, 0, 1, 4)
         self.grid = grid
 
     def refresh_devices(self) -> None:

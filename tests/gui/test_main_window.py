@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QMessageBox, QWidget
 
 from desktop_tl.core.events import BatchProgress
 from desktop_tl.core.project import PROJECT_FORMAT, load_project
-from desktop_tl.gui.main_window import MainWindow, app_settings
+from desktop_tl.gui.main_window import MainWindow, app_settings, default_window_size
 
 PANELS = ("modelBrowser", "datasetImport", "freezeTree", "trainingMonitor", "evaluationPanel", "exportPanel")
 
@@ -74,7 +74,7 @@ def test_layout_geometry_and_recent_projects_persist(qtbot, tmp_path):
     first.show()
     first.docks["exportPanel"].hide()
     first.tabifyDockWidget(first.docks["datasetImport"], first.docks["modelBrowser"])
-    first.resize(1250, 820)
+    first.resize(800, 700)                 # within the offscreen screen (800x800), so restoring keeps it
     assert first.save_project(tmp_path / "one.dtlproj")
     first.close()
     assert not first.controller.thread.isRunning()
@@ -83,7 +83,8 @@ def test_layout_geometry_and_recent_projects_persist(qtbot, tmp_path):
     second = MainWindow()
     qtbot.addWidget(second)
     second.show()
-    assert (second.width(), second.height()) == (first.width(), first.height()) != (1400, 900)
+    default = default_window_size(second.screen().availableGeometry().size())
+    assert (second.width(), second.height()) == (first.width(), first.height()) != (default.width(), default.height())
     assert second.docks["exportPanel"].isHidden()
     assert second.docks["modelBrowser"] in second.tabifiedDockWidgets(second.docks["datasetImport"])
     assert second.recent_projects()[0] == (tmp_path / "one.dtlproj").resolve()
@@ -277,3 +278,39 @@ def test_demo_opens_the_window_only_where_a_person_can_see_it(monkeypatch, env, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert has_real_display() is expected
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1024, 700)])
+def test_the_window_fits_small_screens_without_overlapping_panels(main_window, qtbot, size):
+    """A 1366x768 laptop leaves about 1280x720; at 1024x700 every panel still shows and scrolls to the rest."""
+    from PySide6.QtWidgets import QScrollArea
+
+    assert main_window.minimumSize().width() <= 1024 and main_window.minimumSize().height() <= 700
+    main_window.resize(*size)
+    main_window.show()
+    qtbot.waitExposed(main_window)
+    qtbot.wait(50)
+    assert (main_window.width(), main_window.height()) == size
+    shown = [d for d in main_window.docks.values() if d.isVisible() and not d.visibleRegion().isEmpty()]
+    assert len(shown) == 4, [d.objectName() for d in shown]   # dataset, models, training, one tab of three
+    rects = {d.objectName(): d.geometry() for d in shown}
+    for a in rects:
+        for b in rects:
+            assert a == b or not rects[a].intersects(rects[b]), (a, b, rects[a], rects[b])
+    for dock in shown:
+        scroll = dock.widget()
+        assert isinstance(scroll, QScrollArea)
+        viewport, panel = scroll.viewport().size(), scroll.widget()
+        assert viewport.width() >= 180 and viewport.height() >= 120, (dock.objectName(), viewport)
+        # never squashed (once a panel that filled itself in meanwhile has been laid out again)
+        qtbot.waitUntil(lambda: panel.width() >= panel.minimumSizeHint().width(), timeout=2000)
+        if panel.width() > viewport.width():                      # what does not fit can be scrolled to
+            assert scroll.horizontalScrollBar().maximum() == panel.width() - viewport.width(), dock.objectName()
+
+
+def test_the_first_window_is_no_larger_than_the_screen():
+    from PySide6.QtCore import QSize
+
+    assert default_window_size(QSize(2560, 1400)) == QSize(1400, 900)
+    assert default_window_size(QSize(1366, 728)) == QSize(1366, 728)
+    assert default_window_size(QSize(640, 480)) == QSize(800, 560)    # the minimum; the window manager clips it
