@@ -125,6 +125,7 @@ def child_window(args: argparse.Namespace) -> dict:
     app = QApplication([])  # noqa: F841 - must exist while the window does
     window = MainWindow()
     window.ask_stop_running_job = lambda: True
+    window.ask_save_changes = lambda: "discard"
     window.resize(1400, 900)
     window.show()
 

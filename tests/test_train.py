@@ -94,6 +94,7 @@ def test_resume_continues_exactly(tmp_path, small_dataset):
     list(train_run(straight))
     train_until_saved(interrupted)
     assert checkpoint.read_meta(interrupted / checkpoint.LAST)["epoch"] == 1
+    assert open_run(interrupted).status == "interrupted"          # not "running" once it has stopped
     events = list(train_run(interrupted))
     assert isinstance(events[0], RunStarted) and events[0].start_epoch == 2
     a = load_file(straight / checkpoint.LAST)

@@ -28,15 +28,17 @@ from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
 from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui import dataset_panel, model_browser
+from desktop_tl.gui.augmentation_preview import PREVIEW_JOB
 from desktop_tl.gui.dataset_panel import DatasetImportPanel
 from desktop_tl.gui.engine_loader import engine_loaded, start_engine_import
-from desktop_tl.gui.evaluation_panel import EvaluationPanel
-from desktop_tl.gui.export_panel import ExportPanel
+from desktop_tl.gui.evaluation_panel import EVALUATE_JOB, EvaluationPanel
+from desktop_tl.gui.export_panel import EXPORT_JOB, PREDICT_JOB, ExportPanel
 from desktop_tl.gui.freeze_tree import FreezeTree
 from desktop_tl.gui.model_browser import ModelBrowser
 from desktop_tl.gui.recent_projects import RecentProjects
 from desktop_tl.gui.state import AppState
-from desktop_tl.gui.training_monitor import TrainingMonitor
+from desktop_tl.gui.training_monitor import TRAIN_JOB, TrainingMonitor
 from desktop_tl.gui.worker import EngineController
 
 ORGANISATION = "desktop_tl"
@@ -50,6 +52,9 @@ def app_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
 
 
+JOB_NAMES = {TRAIN_JOB: "Training", dataset_panel.IMPORT_JOB: "The dataset import", EXPORT_JOB: "The export",
+             PREDICT_JOB: "Try it", EVALUATE_JOB: "The evaluation", model_browser.IMPORT_JOB: "The weights import",
+             PREVIEW_JOB: "The augmentation preview"}
 DEFAULT_WINDOW_SIZE = QSize(1400, 900)
 MINIMUM_WINDOW_SIZE = QSize(800, 560)      # below this the panels scroll more than they show
 
@@ -72,6 +77,7 @@ class MainWindow(QMainWindow):
                             | QMainWindow.DockOption.AllowTabbedDocks)
         self.setAcceptDrops(True)
         self.project_file: Path | None = None
+        self._saved_project: Project | None = None     # as last saved or opened; None: never saved
         self.state = AppState(self)
         self.controller = EngineController(self)
 
@@ -258,12 +264,19 @@ class MainWindow(QMainWindow):
         self.state.set_metrics(None)
         self.training_monitor.set_project_dir(None)
         self.training_monitor.set_run_dir(None)
+        self._saved_project = None
         self._update_title()
 
     def current_project(self) -> Project:
-        """The window's state as a Project (paths absolute)."""
+        """The window's state as a Project (paths absolute); a run being trained counts as the current run."""
+        runs = [Path(r) for r in self.state.runs]
+        current = self.state.run_dir
+        training = self.training_monitor.active_run
+        if training is not None:
+            current = Path(training)
+            runs += [current] if current not in runs else []
         return Project(data_source=self.state.data_source, split=self.state.split, config=self.state.config,
-                       runs=[Path(r) for r in self.state.runs], current_run=self.state.run_dir)
+                       runs=runs, current_run=current)
 
     def save_project(self, path: Path | None = None) -> bool:
         """Save to `path` (or the current project file, else ask); False when nothing was saved."""
@@ -277,6 +290,7 @@ class MainWindow(QMainWindow):
             self.show_error(exc.what, exc.hint)
             return False
         self.project_file = target
+        self._saved_project = self.current_project()
         self.training_monitor.set_project_dir(target.parent)
         self._remember_project(target)
         self._update_title()
@@ -313,6 +327,7 @@ class MainWindow(QMainWindow):
             return False
         self.project_file = path
         self._apply_project(project)
+        self._saved_project = self.current_project()
         self._remember_project(path)
         self._update_title()
         return True
@@ -325,7 +340,7 @@ class MainWindow(QMainWindow):
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
         self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
         self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
-        self.training_monitor.set_run_dir(None)
+        self.training_monitor.show_run(self.state.run_dir)
         missing = []
         if project.data_source is not None:
             if project.data_source.exists():
@@ -348,6 +363,7 @@ class MainWindow(QMainWindow):
             self.show_error(exc.what, exc.hint)
         self.state.set_run(run_dir)
         self.state.set_metrics(RunFolder(run_dir).metrics())
+        self.training_monitor.show_run(run_dir)
 
     def _update_title(self) -> None:
         name = self.project_file.stem if self.project_file else "untitled project"
@@ -438,20 +454,44 @@ class MainWindow(QMainWindow):
         settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
         settings.sync()
 
+    def has_unsaved_changes(self) -> bool:
+        """True when quitting would lose something: a dataset or run not in a project file yet, or a project
+        changed since it was saved or opened."""
+        project = self.current_project()
+        if self._saved_project is None:
+            return project.data_source is not None or bool(project.runs)
+        return project != self._saved_project
+
+    def ask_save_changes(self) -> str:
+        """Ask whether to save the project before quitting: "save", "discard" or "cancel" (tests replace this)."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Save the project?",
+            "Save the project before quitting? It records the dataset, the settings and the runs "
+            "(an interrupted run can then be resumed from it).",
+            buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
     def ask_stop_running_job(self) -> bool:
         """Ask whether to stop the running job and quit (tests replace this to avoid a modal box)."""
         answer = QMessageBox.question(
             self, "Stop and quit?",
-            f"A {self.controller.current_kind or 'task'} is still running. Stop it and quit?\n\n"
+            f"{JOB_NAMES.get(self.controller.current_kind or '', 'A task')} is still running. Stop it and quit?\n\n"
             "Training keeps its last finished epoch; you can resume it later.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.controller.thread.isRunning():
-            if self.controller.busy and not self.ask_stop_running_job():
+        """Quit: stop a running job (asked first), offer to save the project, then end the worker thread."""
+        if self.controller.busy and not self.ask_stop_running_job():
+            event.ignore()
+            return
+        if self.has_unsaved_changes():
+            answer = self.ask_save_changes()
+            if answer == "cancel" or (answer == "save" and not self.save_project()):
                 event.ignore()
                 return
+        if self.controller.thread.isRunning():
             self.save_settings()
             self.statusBar().showMessage("Stopping…")
             self.controller.shutdown()

@@ -158,6 +158,22 @@ class TrainingMonitor(QWidget):
         """Use `folder` for the next Start (None: a new timestamped folder)."""
         self.run_folder.setText(str(folder) if folder else "")
 
+    def show_run(self, run_dir: Path | None) -> None:
+        """Show a run opened from a project: its folder (Resume when it was interrupted), the curves of its
+        saved epochs and a line in the log saying where it stands."""
+        self.set_run_dir(run_dir)
+        if self.active_run is not None:
+            return                          # the curves and log belong to the run being trained
+        self.charts.clear()
+        if run_dir is None:
+            return
+        folder = RunFolder(run_dir)
+        history = folder.history()
+        if history:
+            self.charts.set_epoch_range(int(max(row.get("epoch", 0) for row in history)))
+            self.charts.show_history(history)
+        self._log(run_summary(folder.status(), history, run_dir.name))
+
     def chosen_run_dir(self) -> Path | None:
         """The run folder typed or chosen, if any."""
         text = self.run_folder.text().strip()
@@ -385,6 +401,21 @@ class TrainingMonitor(QWidget):
     def _show_history(self, run_dir: Path) -> None:
         """Plot the finished epochs of a run being resumed."""
         self.charts.show_history(RunFolder(run_dir).history())
+
+
+def run_summary(status: str, history: list[dict], name: str) -> str:
+    """One log line for an opened run: its state, the epochs saved and the best validation loss."""
+    state = {"finished": "finished", "interrupted": "interrupted; press Resume to continue it",
+             "created": "not started yet", "damaged": "damaged (its run.json cannot be read)"}.get(status, status)
+    line = f"Run {name}: {state}"
+    losses = [(row["val_loss"], row["epoch"]) for row in history
+              if isinstance(row.get("val_loss"), (int, float)) and isinstance(row.get("epoch"), int)]
+    if history:
+        line += f"; {len(history)} epochs saved"
+    if losses:
+        loss, epoch = min(losses)
+        line += f", best validation loss {loss:.3f} at epoch {epoch}"
+    return line + "."
 
 
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor

@@ -12,7 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QWidget
 
-from desktop_tl.core.events import BatchProgress
+from desktop_tl.core.events import BatchProgress, CheckpointSaved
 from desktop_tl.core.project import PROJECT_FORMAT, load_project
 from desktop_tl.gui.main_window import MainWindow, app_settings, default_window_size
 
@@ -211,6 +211,7 @@ def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, f
     assert asked and window.isVisible() and window.controller.thread.isRunning()
 
     window.ask_stop_running_job = lambda: True                     # now "Yes"
+    window.ask_save_changes = lambda: "discard"
     window.close()
     assert not window.isVisible()
     assert not window.controller.thread.isRunning()
@@ -314,3 +315,44 @@ def test_the_first_window_is_no_larger_than_the_screen():
     assert default_window_size(QSize(2560, 1400)) == QSize(1400, 900)
     assert default_window_size(QSize(1366, 728)) == QSize(1366, 728)
     assert default_window_size(QSize(640, 480)) == QSize(800, 560)    # the minimum; the window manager clips it
+
+
+def test_quitting_during_training_offers_to_save_and_the_run_comes_back_resumable(
+        qtbot, tiny_index, fast_config, tmp_path):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.state.set_dataset(tiny_index)
+    fast_config(window.state, batch_size=1, epochs=5)
+    window.training_monitor.set_run_dir(tmp_path / "run")
+    saved_epochs = []
+    window.controller.sig_event.connect(lambda e: saved_epochs.append(e) if isinstance(e, CheckpointSaved) else None)
+    window.ask_stop_running_job = lambda: True
+    offers = []
+    window.ask_save_changes = lambda: offers.append(True) or "cancel"
+    assert window.training_monitor.start()
+    qtbot.waitUntil(lambda: len(saved_epochs) >= 1, timeout=120_000)
+    window.close()                                                  # "Cancel": nothing stops, nothing closes
+    assert offers and window.isVisible() and window.controller.busy
+
+    window.project_file = tmp_path / "study.dtlproj"                # "Save" writes this project file
+    window.ask_save_changes = lambda: "save"
+    window.close()
+    assert not window.isVisible() and not window.controller.thread.isRunning()
+    project = load_project(tmp_path / "study.dtlproj")
+    assert project.current_run == (tmp_path / "run").resolve() and project.runs == [project.current_run]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+
+    again = MainWindow()
+    again.ask_stop_running_job = lambda: True
+    again.ask_save_changes = lambda: "discard"
+    qtbot.addWidget(again)
+    assert again.open_project(tmp_path / "study.dtlproj")
+    monitor = again.training_monitor
+    assert monitor.chosen_run_dir() == project.current_run
+    qtbot.waitUntil(lambda: monitor.start_button.text() == "Resume", timeout=5_000)
+    qtbot.waitUntil(monitor.start_button.isEnabled, timeout=60_000)    # once the project's dataset is imported
+    epochs = max(e.epoch for e in saved_epochs)                        # the last epoch saved before quitting
+    assert monitor.point_counts()["val_loss"] == epochs                  # the saved epochs' curves are back
+    assert f"interrupted; press Resume to continue it; {epochs} epochs saved" in monitor.log.toPlainText()
+    again.close()

@@ -45,7 +45,7 @@ class RunInfo:
     config: TrainConfig
     split: SplitConfig
     classes: list[str]
-    status: str                 # "created" | "running" | "finished"
+    status: str                 # "created" | "running" | "interrupted" | "finished"
     plan: dict[str, Any] | None = None   # decided when training first starts, kept for resume (core.training.plan)
     decision: Decision | None = None   # two-class threshold chosen on validation when the run completed
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
@@ -38,6 +39,18 @@ def run_events(session: TrainingSession, optimizer_state: dict | None) -> Iterat
         yield from _epochs(s, start_epoch, optimizer_state)
     finally:
         s.close()   # ends persistent loader workers
+        _mark_interrupted(s)
+
+
+def _mark_interrupted(s: TrainingSession) -> None:
+    """A run left unfinished (Stop, quitting the window, an error) says "interrupted" in run.json, not
+    "running". Best effort: a kill cannot get here, and `RunFolder.status()` reads the checkpoints anyway."""
+    if s.main and s.info.status == "running":
+        s.info.status = "interrupted"
+        try:
+            write_run_info(s.info)
+        except UserError:
+            pass    # the error that ended the run (a full disk, say) has already been reported
 
 
 def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None) -> Iterator[TrainEvent]:
