@@ -8,15 +8,16 @@ The same code runs from a source checkout, a wheel install and the PyInstaller b
 3. window        the main window is built, shown (offscreen unless QT_QPA_PLATFORM says otherwise)
                  with the application icon, and closed cleanly (its worker thread ends)
 4. data          a few demo images per class are copied from the app's resources and imported
-5. train         one epoch at 64 px, batch 8, no loader workers, from the bundled weights
-6. workers       one batch through a DataLoader with one worker process (fork or spawn, frozen or not)
-7. export        ONNX export of the trained run; onnxruntime must agree with PyTorch
-8. predict       the exported model classifies a demo image with onnxruntime only
+5. dicom         a JPEG Lossless (Process 14) DICOM file from the resources decodes (pylibjpeg plugins)
+6. train         one epoch at 64 px, batch 8, no loader workers, from the bundled weights
+7. workers       one batch through a DataLoader with one worker process (fork or spawn, frozen or not)
+8. export        ONNX export of the trained run; onnxruntime must agree with PyTorch
+9. predict       the exported model classifies a demo image with onnxruntime only
 
 It writes only into a temporary folder (removed at the end unless DESKTOP_TL_SMOKE_KEEP=1) and never
 touches the user's settings, model store or caches. Exit status 0 when every step passed, 1 with a
 message naming the failed step otherwise, 3 when the whole test ran past DESKTOP_TL_SMOKE_TIMEOUT seconds
-(default 600). DESKTOP_TL_SMOKE_SKIP_WORKERS=1 skips step 6.
+(default 600). DESKTOP_TL_SMOKE_SKIP_WORKERS=1 skips step 7.
 """
 
 from __future__ import annotations
@@ -162,6 +163,21 @@ def _step_data(ctx: dict) -> str:
     return f"{count} images of {len(ctx['classes'])} classes ({', '.join(ctx['classes'])})"
 
 
+def _step_dicom(ctx: dict) -> str:
+    from desktop_tl.core.data.imageio import ImageLoadError, load_image
+    from desktop_tl.core.paths import resource_path
+
+    sample = resource_path("dicom", "jpeg_lossless_sv1.dcm")
+    _check(sample.is_file(), f"the DICOM sample is missing ({sample.name})")
+    try:
+        image = load_image(sample)
+    except ImageLoadError as exc:
+        raise SmokeFailure(f"a JPEG Lossless DICOM file could not be decoded: {exc}. The compressed-DICOM "
+                           "decoders (pylibjpeg and its plugins) are missing from this installation.") from exc
+    _check(image.size == (100, 100), f"the DICOM sample decoded to {image.size}, not 100x100")
+    return "a JPEG Lossless (Process 14) DICOM file decoded (pylibjpeg)"
+
+
 def _step_train(ctx: dict) -> str:
     from desktop_tl.core.config import SplitConfig, TrainConfig
     from desktop_tl.core.events import BatchProgress, Failed, Finished, Message
@@ -243,6 +259,7 @@ STEPS: list[tuple[str, Callable[[dict], str]]] = [
     ("weights", _step_weights),
     ("window", _step_window),
     ("data", _step_data),
+    ("dicom", _step_dicom),
     ("train", _step_train),
     ("workers", _step_workers),
     ("export", _step_export),

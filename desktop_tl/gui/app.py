@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,42 @@ def display_problem() -> str | None:
     return ("desktop-tl: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so the window cannot open.\n"
             "  What to do: run it from a desktop session, or use the command line instead, e.g. `desktop-tl demo`\n"
             "  (see `desktop-tl --help`). To force a Qt platform, set QT_QPA_PLATFORM (e.g. offscreen or xcb).")
+
+
+def missing_libraries(ldd_output: str) -> list[str]:
+    """The shared libraries `ldd` reports as "not found", in its order."""
+    return list(dict.fromkeys(re.findall(r"^\s*(\S+) => not found", ldd_output, flags=re.MULTILINE)))
+
+
+def debian_package(library: str) -> str:
+    """The Debian/Ubuntu package that usually holds `library` (libxcb-cursor.so.0 -> libxcb-cursor0)."""
+    base, _, version = library.partition(".so.")
+    version = version.split(".")[0]
+    return (base + ("-" if base[-1:].isdigit() else "") + version).lower()
+
+
+def xcb_problem() -> str | None:
+    """Why Qt's X11 (xcb) platform plugin would fail to load here, naming the missing libraries; None when it
+    would load, when another platform is used, or when that cannot be checked. Qt itself only says that
+    "no Qt platform plugin could be initialized" and aborts."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" \
+            or os.environ.get("WAYLAND_DISPLAY") or not os.environ.get("DISPLAY") or not shutil.which("ldd"):
+        return None
+    import PySide6
+
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.is_file():
+        return None
+    try:
+        output = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    missing = missing_libraries(output)
+    if not missing:
+        return None
+    return (f"desktop-tl: the window cannot open: Qt's X11 plugin needs {', '.join(missing)}, which this machine "
+            f"lacks.\n  What to do: install them, e.g. `sudo apt install {' '.join(map(debian_package, missing))}` "
+            "(Debian/Ubuntu), or use the command line (`desktop-tl --help`).")
 
 
 def _window_icon():
@@ -47,7 +86,7 @@ def has_real_display() -> bool:
 
 def run_app(argv: Sequence[str] | None = None, run_dir: Path | None = None) -> int:
     """Create the QApplication, show the main window (on `run_dir` if given) and run the event loop."""
-    problem = display_problem()
+    problem = display_problem() or xcb_problem()
     if problem:
         print(problem, file=sys.stderr)
         return NO_DISPLAY_STATUS

@@ -48,3 +48,36 @@ def test_models_fill_in_after_the_window_is_shown():
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+LDD_WITHOUT_XCB_HELPERS = """\
+	linux-vdso.so.1 (0x00007ffd8a3f2000)
+	libQt6XcbQpa.so.6 => /venv/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f2c1c000000)
+	libxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f2c1bf00000)
+	libxcb-icccm.so.4 => not found
+	libxcb-keysyms.so.1 => not found
+	libxkbcommon-x11.so.0 => not found
+	libxcb-icccm.so.4 => not found
+"""
+
+
+def test_the_missing_x11_libraries_are_named_with_the_packages_to_install(monkeypatch, capsys):
+    from desktop_tl.gui import app
+
+    assert app.missing_libraries(LDD_WITHOUT_XCB_HELPERS) == [
+        "libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxkbcommon-x11.so.0"]    # xcb-cursor is there
+    assert [app.debian_package(n) for n in app.missing_libraries(LDD_WITHOUT_XCB_HELPERS)] == [
+        "libxcb-icccm4", "libxcb-keysyms1", "libxkbcommon-x11-0"]
+    assert app.missing_libraries("\tlibc.so.6 => /lib/libc.so.6 (0x1)\n") == []
+
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr(app.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": LDD_WITHOUT_XCB_HELPERS}))
+    assert app.run_app([]) == app.NO_DISPLAY_STATUS                 # before Qt could abort the process
+    err = capsys.readouterr().err
+    assert "libxcb-icccm.so.4, libxcb-keysyms.so.1, libxkbcommon-x11.so.0" in err
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0" in err and "Traceback" not in err
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")              # another platform: nothing to check
+    assert app.xcb_problem() is None

@@ -7,10 +7,15 @@ High-bit-depth data (16-bit TIFF/PNG, 32-bit integer or float images, DICOM with
 VOI LUT or window) is scaled to 8 bits by the image's own minimum and maximum. Scientific
 and medical images often fill only 10-12 of their 16 bits, so scaling by the full 16-bit
 range would leave them nearly black.
+
+Compressed DICOM (JPEG Baseline, Extended and Lossless, JPEG-LS, JPEG 2000, RLE) is decoded by pydicom's
+plugins from the pylibjpeg family. pydicom's own notes about odd files ("excess padding", say) are logged at
+debug level through the "pydicom" logger instead of being printed to the user's terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
 import warnings
@@ -34,6 +39,17 @@ _PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error)
 
 StrPath = str | PathLike[str]
+
+
+def _to_debug(record: logging.LogRecord) -> bool:
+    """Lower pydicom's log records to debug level: notes about a file, not problems of the app."""
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
+
+
+# pydicom both logs and warns each note (pydicom.misc.warn_and_log): keep the log line, drop the warning.
+logging.getLogger("pydicom").addFilter(_to_debug)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
 
 
 class ImageLoadError(Exception):
