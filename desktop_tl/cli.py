@@ -193,9 +193,25 @@ def _prepare_run(args: argparse.Namespace) -> int | None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from desktop_tl.core.evaluation.splits import evaluate_run
 
+    choice = _threshold_choice(args)
+    if choice is not None:
+        from desktop_tl.core.deploy.predict import describe_decision
+        from desktop_tl.core.evaluation.operating_point import choose_decision
+
+        decision = choose_decision(Path(args.run), *choice)
+        print(f"Saved in run.json. {describe_decision(decision)} Export the model again to carry it.")
     metrics = evaluate_run(Path(args.run), data_root=Path(args.data) if args.data else None, which=args.checkpoint)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
+
+
+def _threshold_choice(args: argparse.Namespace) -> tuple[str, float | None] | None:
+    """(criterion, target) of the operating-point option given to `evaluate`, or None."""
+    for criterion, value in (("fixed", args.threshold), ("sensitivity", args.target_sensitivity),
+                             ("specificity", args.target_specificity)):
+        if value is not None:
+            return criterion, value
+    return ("youden", None) if args.youden else None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -230,7 +246,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     classifier = OnnxClassifier(Path(args.model))
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths])))
-    print(describe_decision(classifier.decision))
+    print(describe_decision(classifier.decision, classifier.calibration))
     for p in predictions:
         if p.error:
             print(f"{p.path}\tskipped: {p.error}")
@@ -359,6 +375,16 @@ def _add_model_commands(sub) -> None:
         p.add_argument("--checkpoint", choices=["best", "last"], default="best")
         if name == "evaluate":
             p.add_argument("--json", action="store_true", help="print metrics as JSON")
+            choice = p.add_argument_group(
+                "operating point (two classes): choose the threshold on validation, save it with the run")
+            pick = choice.add_mutually_exclusive_group()
+            pick.add_argument("--threshold", type=float, metavar="P",
+                              help="call the positive class when its probability is at least P")
+            pick.add_argument("--target-sensitivity", type=float, metavar="S",
+                              help="the highest threshold that finds at least S of the positives (e.g. 0.95)")
+            pick.add_argument("--target-specificity", type=float, metavar="S",
+                              help="the lowest threshold that clears at least S of the negatives")
+            pick.add_argument("--youden", action="store_true", help="the best balanced accuracy (the default rule)")
             p.set_defaults(func=cmd_evaluate)
         else:
             p.add_argument("--out", help="ONNX file to write (default RUN/model.onnx)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from desktop_tl.core.evaluation.metrics import cautions, compute_metrics, roc_auc, wilson_interval
+from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.metrics import cautions, compute_metrics, roc_auc
 
 from helpers import planted_inspection_result
 

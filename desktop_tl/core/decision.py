@@ -1,7 +1,8 @@
-"""The decision rule a model carries: argmax, or for two classes a threshold on the positive class.
+"""The rules a model carries: its calibration (temperature scaling of the probabilities) and its decision
+(argmax, or for two classes a threshold on the positive class).
 
-Numpy only: `predict` (no torch), `evaluate` and the training run apply the same rule, read from the
-run folder or from the exported model's metadata.
+Numpy only: `predict` (no torch), `evaluate` and the training run apply the same rules, read from the
+run folder or from the exported model's metadata (the temperature is also folded into the ONNX softmax).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Decision:
         """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
         return asdict(self)
 
+    def reason(self) -> str:
+        """Why this threshold, in words: "chosen on the validation split for the best balanced accuracy"."""
+        goal = "the best balanced accuracy" if self.criterion == "balanced accuracy" else self.criterion
+        return f"chosen on the {self.chosen_on} split for {goal}"
+
     @classmethod
     def from_dict(cls, data: Any, classes: Sequence[str]) -> Decision | None:
         """The decision in `data`, or None when absent or not valid for these classes."""
@@ -46,6 +52,53 @@ class Decision:
             return cls.from_dict(json.loads(text), classes) if text else None
         except (ValueError, RecursionError):
             return None
+
+
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibrated probabilities are softmax(log(p) / temperature), i.e. softmax(logits / temperature);
+    the temperature was fitted on the validation split to minimise its log loss."""
+
+    temperature: float
+    fitted_on: str = "validation"
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """These probabilities (images x classes), calibrated."""
+        return temper(probs, self.temperature)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Calibration | None:
+        """The calibration in `data`, or None when absent or out of range."""
+        if not isinstance(data, dict):
+            return None
+        t = data.get("temperature")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not MIN_TEMPERATURE <= float(t) <= MAX_TEMPERATURE:
+            return None
+        return cls(float(t), str(data.get("fitted_on", "validation")))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Calibration | None:
+        """The calibration in a JSON string (ONNX metadata), or None."""
+        try:
+            return cls.from_dict(json.loads(text)) if text else None
+        except (ValueError, RecursionError):
+            return None
+
+
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(probs) / temperature), row by row (log(p) equals the logits up to a per-row constant)."""
+    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-30, 1.0))
+    z = logp / temperature
+    z -= z.max(axis=1, keepdims=True) if len(z) else 0.0
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def predict_labels(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted, TrainEvent
 
@@ -104,6 +105,8 @@ def format_metrics(metrics: dict) -> str:
                     if m.get("majority_baseline") is not None else "")
         lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%})"
                      f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
+    for split in ("val", "test"):
+        lines.extend(_probability_lines(split, metrics.get(split) or {}))
     test = metrics.get("test") or {}
     if test.get("images"):
         lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
@@ -114,3 +117,23 @@ def format_metrics(metrics: dict) -> str:
     for note in metrics.get("cautions", []):
         lines.append(f"Caution: {note}")
     return "\n".join(lines)
+
+
+def _rate_text(name: str, rate: dict[str, Any]) -> str:
+    if rate.get("value") is None:
+        return f"{name} n/a"
+    low, high = rate["ci95"]
+    return f"{name} {rate['value']:.1%} ({rate['hits']}/{rate['of']}, 95% CI {low:.0%}-{high:.0%})"
+
+
+def _probability_lines(split: str, m: dict[str, Any]) -> list[str]:
+    """The operating point of a two-class decision and the calibration error of one split."""
+    lines = []
+    point, decision = m.get("operating_point"), m.get("decision")
+    if point and decision:
+        rates = ", ".join(_rate_text(label, point[key]) for key, label in (
+            ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV")))
+        lines.append(f"{split} at threshold {point['threshold']:.3f} for {decision['positive']!r}: {rates}")
+    if m.get("ece") is not None:
+        lines.append(f"{split} calibration error (ECE): {m['ece']:.3f}")
+    return lines

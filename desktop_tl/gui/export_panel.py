@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_tl.core.decision import Decision
+from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
@@ -119,12 +119,13 @@ def prediction_item(prediction: Prediction) -> ImageItem:
 
 
 def _decision_text(result: ExportResult) -> str:
-    """The exported model's decision rule in words (the same rule `predict` applies)."""
+    """The exported model's decision rule and calibration in words (the rules `predict` applies)."""
     try:
         classes = json.loads(result.metadata.get("classes", "[]"))
     except ValueError:
         classes = []
-    return describe_decision(Decision.from_json(result.metadata.get("decision"), classes))
+    return describe_decision(Decision.from_json(result.metadata.get("decision"), classes),
+                             Calibration.from_json(result.metadata.get("calibration")))
 
 
 def local_files(mime: QMimeData) -> list[Path]:

@@ -16,7 +16,7 @@ from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
-from desktop_tl.core.decision import Decision
+from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
@@ -38,17 +38,22 @@ class ExportResult:
 
 
 class _WithSoftmax(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    """The model with its calibrated softmax: probabilities = softmax(logits / temperature)."""
+
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model
+        self.temperature = float(temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(images), dim=1)
+        return torch.softmax(self.model(images) / self.temperature, dim=1)
 
 
-def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None) -> dict[str, str]:
+def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
+                  calibration: Calibration | None = None) -> dict[str, str]:
     """metadata_props of an exported model: preprocessing, classes, the decision rule (a two-class threshold
-    chosen on validation; absent: the most probable class), provenance; never paths."""
+    chosen on validation; absent: the most probable class), the calibration (already folded into the
+    graph's softmax; recorded to say so), provenance; never paths."""
     prep = meta["preprocessing"]
     history = meta.get("history") or []
     best = next((h for h in history if h["epoch"] == meta.get("best_epoch")), None)
@@ -58,6 +63,8 @@ def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None) -> dic
     if summary["recipe"] == "custom":
         summary.update(freeze=config["freeze"], augment=config["augment"])
     extra = {"decision": json.dumps(decision.to_dict())} if decision is not None else {}
+    if calibration is not None:
+        extra["calibration"] = json.dumps(calibration.to_dict())
     return extra | {
         "classes": json.dumps(meta["classes"]),
         "mean": json.dumps(prep["mean"]),
@@ -99,7 +106,8 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
 
     run_dir = Path(run_dir)
     model, meta = model_from_checkpoint(run_dir, which)
-    decision = open_run(run_dir).decision
+    info = open_run(run_dir)
+    decision, calibration = info.decision, info.calibration
     prep = Preprocessing.from_dict(meta["preprocessing"])
     try:
         index = load_index(run_dir, data_root)
@@ -108,7 +116,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     images = parity_images(index, prep)  # first: no slow export, and no model file, when this fails
     target = Path(out) if out else run_dir / MODEL_FILE
     ensure_writable(target.parent, target.name)
-    wrapped = _WithSoftmax(model).eval()
+    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0).eval()
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
     with warnings.catch_warnings():
@@ -118,7 +126,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
                                     opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
     proto = program.model_proto
     _scrub_debug_info(proto)
-    metadata = onnx_metadata(meta, decision)
+    metadata = onnx_metadata(meta, decision, calibration)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -18,7 +18,7 @@ import numpy as np
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
-from desktop_tl.core.decision import Decision, predict_labels
+from desktop_tl.core.decision import Calibration, Decision, predict_labels
 from desktop_tl.core.errors import UserError
 
 
@@ -74,6 +74,7 @@ class OnnxClassifier:
                             "Export the model again with `desktop-tl export`.")
         self.metadata = dict(props)
         self.decision: Decision | None = Decision.from_json(props.get("decision"), self.classes)
+        self.calibration: Calibration | None = Calibration.from_json(props.get("calibration"))   # in the graph
         self.input_name = self.session.get_inputs()[0].name
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -155,12 +156,17 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     return found
 
 
-def describe_decision(decision: Decision | None) -> str:
-    """The decision rule in words, for the CLI and the window."""
+def describe_decision(decision: Decision | None, calibration: Calibration | None = None) -> str:
+    """The decision rule (and the calibration of the probabilities) in words, for the CLI and the window."""
     if decision is None:
-        return "Decision: the most probable class."
-    return (f"Decision: {decision.positive!r} when its probability is at least {decision.threshold:.3f} "
-            f"(chosen on the {decision.chosen_on} split for the best {decision.criterion}), else the other class.")
+        text = "Decision: the most probable class."
+    else:
+        text = (f"Decision: {decision.positive!r} when its probability is at least {decision.threshold:.3f} "
+                f"({decision.reason()}), else the other class.")
+    if calibration is not None:
+        text += (f" Probabilities are calibrated (temperature {calibration.temperature:.2f}, fitted on the "
+                 f"{calibration.fitted_on} split).")
+    return text
 
 
 def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from desktop_tl.core.decision import Decision, predict_labels
+from desktop_tl.core.evaluation.calibration import expected_calibration_error, reliability
+from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.operating_point import operating_point
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -35,17 +37,6 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
         ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of an accuracy measured on `total` images."""
-    if total == 0:
-        return 0.0, 1.0
-    p = correct / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str],
@@ -103,7 +94,26 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         "per_class": per_class,
         "misclassified": mistakes,
         "decision": decision.to_dict() if decision else None,
-    }
+    } | _probability_figures(y_true, probs, classes, decision)
+
+
+def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
+                         decision: Decision | None) -> dict[str, Any]:
+    """Calibration error and reliability bins; for two classes the positive class's scores (no paths: the
+    window draws the ROC curve and moves the threshold from them) and the operating point of the decision."""
+    figures: dict[str, Any] = {"ece": expected_calibration_error(probs, y_true),
+                               "reliability": reliability(probs, y_true)}
+    if len(classes) == 2 and len(y_true):
+        if decision is not None:
+            k = list(classes).index(decision.positive)
+        else:       # the smaller class of this split is the one whose misses matter (the second on a tie)
+            k = 0 if (y_true == 0).sum() < (y_true == 1).sum() else 1
+        is_positive, scores = (y_true == k), probs[:, k]
+        figures["scores"] = {"positive": classes[k], "is_positive": is_positive.astype(int).tolist(),
+                             "probability": [round(float(v), 6) for v in scores]}
+        if decision is not None:
+            figures["operating_point"] = operating_point(is_positive, scores, decision.threshold)
+    return figures
 
 
 def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],

@@ -13,7 +13,7 @@ from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
-from desktop_tl.core.decision import Decision
+from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
 
 
@@ -48,12 +48,16 @@ def predict_split(model: nn.Module, index: DatasetIndex, split: str, prep: Prepr
 
 def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, classes: list[str],
                     device: torch.device, batch_size: int = 32, num_workers: int = -1,
-                    amp_dtype: torch.dtype | None = None, decision: Decision | None = None) -> dict[str, Any]:
-    """Metrics of the validation and test splits, keyed "val" and "test", under the run's decision rule."""
+                    amp_dtype: torch.dtype | None = None, decision: Decision | None = None,
+                    calibration: Calibration | None = None) -> dict[str, Any]:
+    """Metrics of the validation and test splits, keyed "val" and "test", with the run's calibrated
+    probabilities and under its decision rule."""
     result = {}
     for split in ("val", "test"):
         probs, labels, paths = predict_split(model, index, split, prep, classes, device, batch_size, num_workers,
                                              amp_dtype)
+        if calibration is not None:
+            probs = calibration.apply(probs)
         result[split] = compute_metrics(labels, probs, classes, paths, decision=decision)
     return result
 
@@ -69,9 +73,12 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
     model, meta = model_from_checkpoint(run_dir, which)
     index = load_index(run_dir, data_root)
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    decision = open_run(run_dir).decision
-    metrics: dict[str, Any] = {"classes": meta["classes"], "checkpoint": which, "epoch": meta["epoch"]}
-    metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu"), decision=decision))
+    info = open_run(run_dir)
+    metrics: dict[str, Any] = {"classes": meta["classes"], "checkpoint": which, "epoch": meta["epoch"],
+                               "decision": info.decision.to_dict() if info.decision else None,
+                               "calibration": info.calibration.to_dict() if info.calibration else None}
+    metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu"),
+                                   decision=info.decision, calibration=info.calibration))
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
                                    metrics["test"])

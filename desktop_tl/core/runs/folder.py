@@ -25,7 +25,7 @@ from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.decision import Decision
+from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.errors import UserError
 
 RUN_FILE = "run.json"
@@ -48,6 +48,7 @@ class RunInfo:
     status: str                 # "created" | "running" | "interrupted" | "finished"
     plan: dict[str, Any] | None = None   # decided when training first starts, kept for resume (core.training.plan)
     decision: Decision | None = None   # two-class threshold chosen on validation when the run completed
+    calibration: Calibration | None = None   # temperature fitted on validation when the run completed
 
     @property
     def finished(self) -> bool:
@@ -88,6 +89,8 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
         payload["plan"] = info.plan
     if info.decision is not None:
         payload["decision"] = info.decision.to_dict()
+    if info.calibration is not None:
+        payload["calibration"] = info.calibration.to_dict()
     payload.update(extra or {})
     atomic_write_json(info.run_dir / RUN_FILE, payload)
 
@@ -108,7 +111,8 @@ def open_run(run_dir: Path) -> RunInfo:
         if plan is not None and not isinstance(plan, dict):
             raise TypeError
         info = RunInfo(run_dir, from_dict(TrainConfig, config), from_dict(SplitConfig, data["split"]),
-                       classes, status, plan, Decision.from_dict(data.get("decision"), classes))
+                       classes, status, plan, Decision.from_dict(data.get("decision"), classes),
+                       Calibration.from_dict(data.get("calibration")))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc

@@ -1,4 +1,8 @@
-"""The end of a run: the decision rule chosen on validation, then the test split, evaluated once.
+"""The end of a run: the calibration and the decision rule chosen on validation, then the test split,
+evaluated once.
+
+The probabilities are calibrated by temperature scaling fitted on the validation split (stored in run.json,
+folded into the exported model's softmax), and the threshold below is chosen on the calibrated ones.
 
 For two classes the automatic recipe chooses the threshold on the positive (smaller) class's probability
 that gives the best balanced accuracy on the validation split; it is stored in run.json, applied to the
@@ -14,7 +18,8 @@ from typing import Any
 import torch
 
 from desktop_tl.core.atomic import atomic_write_json
-from desktop_tl.core.decision import Decision, choose_threshold, positive_class, predict_labels
+from desktop_tl.core.decision import Calibration, Decision, choose_threshold, positive_class, predict_labels
+from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
 from desktop_tl.core.evaluation.splits import predict_split
 from desktop_tl.core.events import Message, TrainEvent
@@ -40,8 +45,10 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "
                           f"and {n_test} test images…")
     batch = max(s.batch_size, 32)
-    val_probs, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
-                                                     s.cfg.num_workers, s.amp_dtype)
+    val_raw, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
+                                                   s.cfg.num_workers, s.amp_dtype)
+    calibration = _calibration(val_labels, val_raw)
+    val_probs = calibration.apply(val_raw) if calibration else val_raw
     decision = _decision(s, val_labels, val_probs)
     if decision is not None:
         yield Message("info", f"Decision threshold: {decision.positive!r} when its probability is at least "
@@ -50,10 +57,17 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics: dict[str, Any] = {"classes": classes, "checkpoint": "best", "best_epoch": s.state["best_epoch"],
                                "recipe": s.plan.recipe}
     metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision)
-    test_probs, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,
-                                                        s.cfg.num_workers, s.amp_dtype)
+    test_raw, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,
+                                                      s.cfg.num_workers, s.amp_dtype)
+    test_probs = calibration.apply(test_raw) if calibration else test_raw
     metrics["test"] = compute_metrics(test_labels, test_probs, classes, test_paths, decision=decision)
     metrics["decision"] = decision.to_dict() if decision else None
+    metrics["calibration"] = _calibration_report(calibration, (val_raw, val_labels), (test_raw, test_labels))
+    if calibration is not None:
+        report = metrics["calibration"]
+        yield Message("info", f"Probabilities calibrated: temperature {calibration.temperature:.2f}, fitted on "
+                              f"validation; calibration error on validation {report['val_ece_before']:.3f} -> "
+                              f"{report['val_ece_after']:.3f}.")
     metrics["plan"] = s.plan.to_dict()
     metrics["history"] = s.state["history"]
     counts = s.index.counts()
@@ -67,10 +81,28 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["cautions"] = notes
     metrics["skipped_during_training"] = s.state["skipped_images"]
     atomic_write_json(s.info.run_dir / METRICS_FILE, _json_safe(metrics))
-    s.info.status, s.info.decision = "finished", decision
+    s.info.status, s.info.decision, s.info.calibration = "finished", decision, calibration
     write_run_info(s.info)
     distributed.barrier()
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
+
+
+def _calibration(labels, probs) -> Calibration | None:
+    """Temperature scaling fitted on the validation split, when it has enough images of two classes or more."""
+    if len(labels) < MIN_IMAGES_TO_FIT or len(set(labels.tolist())) < 2:
+        return None
+    return Calibration(fit_temperature(probs, labels))
+
+
+def _calibration_report(calibration: Calibration | None, *splits) -> dict[str, Any] | None:
+    """The temperature with the expected calibration error of validation and test before and after it."""
+    if calibration is None:
+        return None
+    report: dict[str, Any] = calibration.to_dict()
+    for name, (raw, labels) in zip(("val", "test"), splits, strict=True):
+        report[f"{name}_ece_before"] = expected_calibration_error(raw, labels)
+        report[f"{name}_ece_after"] = expected_calibration_error(calibration.apply(raw), labels) if len(labels) else None
+    return report
 
 
 def _decision(s: TrainingSession, labels, probs) -> Decision | None:
