@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -38,7 +39,9 @@ from desktop_tl.gui.item_models import (
     fmt_number,
     fmt_percent,
 )
+from desktop_tl.gui.operating_point_view import OperatingPointView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
+from desktop_tl.gui.reliability_view import ReliabilityView
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
@@ -68,7 +71,8 @@ def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
 
 
 def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
-    """Images, accuracy with its 95% interval and the score of always answering the largest class, balanced accuracy, macro F1, ROC AUC, and the decision rule
+    """Images, accuracy with its 95% interval and the score of always answering the largest class, balanced
+    accuracy, macro F1, ROC AUC, and the decision rule
     when the run chose a threshold."""
     if not m or not m.get("images"):
         return f"No {split_name.lower()} images were evaluated."
@@ -208,9 +212,17 @@ class EvaluationPanel(QWidget):
         note_row.addWidget(self.show_all_button)
         right_layout.addLayout(note_row)
         right_layout.addWidget(self.gallery, 1)
-        body = QSplitter(Qt.Orientation.Horizontal, self)
-        body.addWidget(left)
-        body.addWidget(right)
+        mistakes = QSplitter(Qt.Orientation.Horizontal, self)
+        mistakes.addWidget(left)
+        mistakes.addWidget(right)
+        self.operating_point = OperatingPointView(self)
+        self.reliability = ReliabilityView(self)
+        body = QTabWidget(self)
+        body.setObjectName("evaluationTabs")
+        body.addTab(mistakes, "Confusion and mistakes")
+        body.addTab(self.operating_point, "Operating point")
+        body.addTab(self.reliability, "Calibration")
+        self.tabs = body
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.progress)
@@ -223,6 +235,7 @@ class EvaluationPanel(QWidget):
         self.matrix.clicked.connect(self._on_cell_clicked)
         self.show_all_button.clicked.connect(lambda: self.show_all_mistakes())
         self.evaluate_button.clicked.connect(lambda: self.evaluate())
+        self.operating_point.sig_saved.connect(lambda _decision: self.evaluate())   # figures under the new rule
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
         self.jobs.sig_running.connect(lambda running: self._update_button())
@@ -259,6 +272,7 @@ class EvaluationPanel(QWidget):
         cautions = (metrics or {}).get("cautions") or []
         self.cautions.setText("\n".join(f"⚠ {c}" for c in cautions))
         self.cautions.setVisible(bool(cautions))
+        self.operating_point.show_metrics(metrics, self.state.run_dir)
         self._show_split()
 
     def _split_metrics(self) -> dict[str, Any] | None:
@@ -275,6 +289,7 @@ class EvaluationPanel(QWidget):
             return
         classes = list(metrics.get("classes") or [])
         self.summary.setText(summary_text(name, m))
+        self.reliability.show_split(metrics, self.split)
         if not m:
             self.matrix_model.set_matrix([], [])
             self.class_model.set_rows([])

@@ -141,3 +141,72 @@ def test_a_planted_result_that_misses_half_the_positives_is_cautioned_in_words(q
     assert panel.cautions.isVisible()
     assert "misses 108 of 205 'defective' test images" in panel.cautions.text()
     assert "always answering 'good' would score 65.8%" in panel.summary.text()
+
+
+def _two_class_run(tmp_path):
+    """A finished two-class run folder whose metrics hold known validation and test scores."""
+    import numpy as np
+
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+    from desktop_tl.core.runs.folder import RunInfo, write_run_info
+
+    rng = np.random.default_rng(3)
+    classes = ["good", "defective"]
+    metrics = {"classes": classes, "decision": None, "cautions": []}
+    for split, n in (("val", 60), ("test", 60)):
+        labels = np.array([0] * (2 * n // 3) + [1] * (n // 3))
+        positive = np.where(labels == 1, rng.uniform(0.3, 1.0, n), rng.uniform(0.0, 0.6, n))
+        metrics[split] = compute_metrics(labels, np.stack([1 - positive, positive], 1), classes)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_run_info(RunInfo(run, TrainConfig(), SplitConfig(), classes, "finished"))
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run, metrics
+
+
+def test_the_operating_point_moves_live_with_the_marker_and_is_saved_with_the_run(
+        qtbot, panel, app_state, controller, tmp_path):
+    from desktop_tl.core.evaluation.operating_point import choose_operating_threshold, operating_point
+    from desktop_tl.core.runs.folder import open_run
+    from desktop_tl.gui.operating_point_view import rates_text
+
+    run, metrics = _two_class_run(tmp_path)
+    app_state.set_run(run)
+    app_state.set_metrics(metrics)
+    view = panel.operating_point
+    val = metrics["val"]["scores"]
+    assert view.positive == "defective" and view.save_button.isEnabled() and view.note.isHidden()
+
+    view.choice.setCurrentIndex([view.choice.itemData(i) for i in range(view.choice.count())].index("sensitivity"))
+    view.target.setValue(0.9)
+    expected = choose_operating_threshold([bool(v) for v in val["is_positive"]], val["probability"], "sensitivity", 0.9)
+    assert view.threshold == pytest.approx(expected)
+    point = operating_point([bool(v) for v in val["is_positive"]], val["probability"], view.threshold)
+    assert point["sensitivity"]["value"] >= 0.9 and rates_text(point) in view.figures.text()
+    assert "Test: sensitivity" in view.figures.text()
+
+    view.marker.setPos(1.0, 1.0)                     # dragged to the top right: every image called positive
+    assert view.threshold == pytest.approx(min(val["probability"])) and view.choice.currentData() == "fixed"
+    view.marker.setPos(0.0, 0.0)                     # bottom left: nothing called
+    assert view.threshold > max(val["probability"]) - 1e-6 and "sensitivity 0%" in view.figures.text()
+    view.threshold_box.setValue(0.5)
+    decision = view.save()
+    assert decision is not None and open_run(run).decision == decision
+    assert decision.threshold == pytest.approx(0.5) and decision.criterion == "a threshold set by hand"
+    qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)   # the re-evaluation (fails: no checkpoint)
+
+
+def test_the_calibration_tab_draws_the_reliability_diagram(qtbot, panel, app_state, tmp_path):
+    run, metrics = _two_class_run(tmp_path)
+    app_state.set_metrics(metrics)
+    panel.set_split("test")
+    assert panel.reliability.bar_heights() == [row["accuracy"] for row in metrics["test"]["reliability"]]
+    assert f"{metrics['test']['ece']:.3f}" in panel.reliability.text.text()
+
+
+def test_the_operating_point_says_it_needs_two_classes(qtbot, panel, app_state, trained_run, metrics):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    assert len(metrics["classes"]) > 2
+    assert not panel.operating_point.note.isHidden() and not panel.operating_point.save_button.isEnabled()
