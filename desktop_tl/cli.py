@@ -205,6 +205,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from desktop_tl.core.evaluation.report import write_report
+
+    target = write_report(Path(args.run), Path(args.out) if args.out else None)
+    print(f"Wrote the report: {target.name} in the {'run' if not args.out else 'chosen'} folder.")
+    return 0
+
+
 def _threshold_choice(args: argparse.Namespace) -> tuple[str, float | None] | None:
     """(criterion, target) of the operating-point option given to `evaluate`, or None."""
     for criterion, value in (("fixed", args.threshold), ("sensitivity", args.target_sensitivity),
@@ -391,6 +399,11 @@ def _add_model_commands(sub) -> None:
             p.add_argument("--int8", action="store_true",
                            help="also write MODEL.int8.onnx (static int8) and print speed and accuracy of both")
             p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write a self-contained HTML evaluation report of a finished run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", help="HTML file to write (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="classify images with an exported ONNX model (no PyTorch needed)")
     p.add_argument("model", help="the .onnx file from `desktop-tl export`")

@@ -183,3 +183,28 @@ def _unfinished_copy(run, tmp_path):
     info = json.loads((copy / "run.json").read_text())
     (copy / "run.json").write_text(json.dumps(dict(info, status="interrupted")))
     return copy
+
+
+def test_the_report_is_one_self_contained_page_without_absolute_paths(two_class_run, tmp_path, capsys):
+    run, data = two_class_run
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    assert "Wrote the report: report.html" in capsys.readouterr().out
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for section in ("Dataset", "Model and recipe", "Figures", "Cautions", "Curves", "Confusion matrix",
+                    "A sample of mistakes"):
+        assert f"<h2>{section}" in page, section
+    assert page.count("<svg") >= 3                              # loss curves, ROC, reliability
+    assert "sensitivity" in page and "calibration error" in page
+    metrics = json.loads((run / "metrics.json").read_text())
+    if metrics["test"]["misclassified"]:
+        assert "data:image/png;base64," in page                 # images embedded, not linked
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    for secret in (str(run), str(data), str(tmp_path), str(run.parent)):
+        assert secret not in page
+
+
+def test_a_report_of_an_unfinished_run_is_refused_with_a_message(two_class_run, tmp_path):
+    from desktop_tl.core.evaluation.report import write_report
+
+    with pytest.raises(UserError, match="has not finished"):
+        write_report(_unfinished_copy(two_class_run[0], tmp_path))

@@ -16,6 +16,7 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -47,6 +48,8 @@ from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
 EVALUATE_JOB = "evaluate"
+REPORT_JOB = "report"
+REPORT_FILE = "report.html"       # core.evaluation.report.REPORT_FILE, without importing the engine here
 SPLITS = (("val", "Validation"), ("test", "Test"))
 
 
@@ -369,6 +372,25 @@ class EvaluationPanel(QWidget):
         self.evaluate_button.setEnabled(self.state.run_dir is not None and not self.jobs.running)
 
     @Slot()
+    def export_report(self, path: Path | None = None) -> bool:
+        """Write the current run's HTML report (asking where unless `path` is given), on the worker."""
+        run_dir = self.state.run_dir
+        if run_dir is None:
+            self.message.show_error("There is no run to report on.", "Train a run or open a project first.")
+            return False
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export report", str(Path(run_dir) / REPORT_FILE),
+                                                    "HTML report (*.html)")
+            if not chosen:
+                return False
+            path = Path(chosen)
+
+        def job(ctx: JobContext) -> Path:
+            from desktop_tl.core.evaluation.report import write_report
+
+            return write_report(run_dir, path)
+        return self.jobs.submit(REPORT_JOB, job)
+
     def evaluate(self) -> bool:
         """Evaluate the current run on the worker; False when there is none or the worker is busy."""
         run_dir = self.state.run_dir
@@ -383,6 +405,10 @@ class EvaluationPanel(QWidget):
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
+        if kind == REPORT_JOB:
+            self.message.show_note(f"Report written: {Path(result).name} (open it in a web browser to read or "
+                                   "print it).")
+            return
         assert isinstance(result, Evaluation)
         self.message.clear_message()
         self._roots[str(result.run_dir)] = result.image_root

@@ -208,6 +208,7 @@ class MainWindow(QMainWindow):
                      QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
         self._action(file_menu, "&Import dataset folder…", self._choose_dataset_folder, "Ctrl+I")
+        self._action(file_menu, "Export &report…", lambda: self.evaluation_panel.export_report())
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 

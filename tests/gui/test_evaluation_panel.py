@@ -210,3 +210,19 @@ def test_the_operating_point_says_it_needs_two_classes(qtbot, panel, app_state, 
     app_state.set_metrics(metrics)
     assert len(metrics["classes"]) > 2
     assert not panel.operating_point.note.isHidden() and not panel.operating_point.save_button.isEnabled()
+
+
+def test_export_report_writes_the_html_on_the_worker_and_says_so(qtbot, panel, app_state, trained_run, metrics,
+                                                                 tmp_path):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    target = tmp_path / "lab report.html"
+    with qtbot.waitSignal(panel.jobs.sig_result, timeout=60_000):
+        assert panel.export_report(target)
+    assert "<h2>Confusion matrix" in target.read_text(encoding="utf-8")
+    assert panel.message.kind == "note" and "lab report.html" in panel.message.text()
+
+
+def test_export_report_without_a_run_is_a_clear_message(qtbot, panel, app_state):
+    assert not panel.export_report()
+    assert panel.message.kind == "error" and "no run to report on" in panel.message.text()

@@ -31,7 +31,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                      ["train", "data", "--out", "runs/run", *fast], ["evaluate", "runs/run", "--json"],
                      ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["train", "data", "--out", "runs/auto", "--budget", "20s", "--workers", "0"],
-                     ["export", "runs/auto"]):
+                     ["evaluate", "runs/auto", "--target-sensitivity", "0.9"], ["export", "runs/auto"],
+                     ["report", "runs/auto"], ["report", "runs/run", "--out", "runs/run-report.html"]):
             print("$", *argv, flush=True)
             code = main(argv)
             print("exit", code, flush=True)
@@ -49,6 +50,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert (study / "runs" / "run" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
     auto = (study / "runs" / "auto" / "run.json").read_text()
     assert '"plan"' in auto and '"decision"' in auto            # the automatic recipe's own outputs are searched too
+    assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),

@@ -69,6 +69,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
                               f"validation; calibration error on validation {report['val_ece_before']:.3f} -> "
                               f"{report['val_ece_after']:.3f}.")
     metrics["plan"] = s.plan.to_dict()
+    metrics["plan_description"] = s.plan.describe()
     metrics["history"] = s.state["history"]
     counts = s.index.counts()
     notes = cautions(s.state["history"], {c: counts[c]["train"] for c in classes}, metrics["test"])
