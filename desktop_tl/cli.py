@@ -250,10 +250,21 @@ def _export_summary(run_dir: Path, result, tolerance: float) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs, describe_decision, write_predictions_csv
+    from desktop_tl.core.deploy.predict import (
+        OnnxClassifier,
+        collect_inputs,
+        describe_decision,
+        write_heatmaps,
+        write_predictions_csv,
+    )
 
     classifier = OnnxClassifier(Path(args.model))
-    predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths])))
+    if args.heatmaps and not classifier.has_heatmaps:
+        raise UserError(f"{Path(args.model).name} carries no heat maps (exported before they existed, or its "
+                        "architecture's head is not a pooled linear layer).",
+                        "Export the model again with `desktop-tl export`, or leave out --heatmaps.")
+    predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths]),
+                                                heatmaps=bool(args.heatmaps)))
     print(describe_decision(classifier.decision, classifier.calibration))
     for p in predictions:
         if p.error:
@@ -263,6 +274,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         write_predictions_csv(Path(args.csv), predictions, classifier.classes)
         print(f"Wrote {len(predictions)} rows to {args.csv}")
+    if args.heatmaps:
+        written = write_heatmaps(Path(args.heatmaps), predictions)
+        print(f"Wrote {written} heat maps (where the model looked for the class it chose) to {args.heatmaps}")
     return 0
 
 
@@ -409,6 +423,8 @@ def _add_model_commands(sub) -> None:
     p.add_argument("model", help="the .onnx file from `desktop-tl export`")
     p.add_argument("paths", nargs="+", help="images, DICOM files or folders (searched recursively)")
     p.add_argument("--csv", help="also write path,label,probability and per-class columns to this CSV")
+    p.add_argument("--heatmaps", metavar="DIR",
+                   help="also write, per image, a PNG of where the model looked for the class it chose")
     p.set_defaults(func=cmd_predict)
 
 

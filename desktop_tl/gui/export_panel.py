@@ -45,6 +45,7 @@ if TYPE_CHECKING:      # core.deploy.export imports torch; the panel loads it on
 
 EXPORT_JOB = "export"
 PREDICT_JOB = "predict"
+MAX_HEATMAPS = 300      # "Try it" shows where the model looked for up to this many images at once
 
 
 def export_job(run_dir: Path, out: Path) -> Callable[[JobContext], ExportResult]:
@@ -65,7 +66,8 @@ def predict_job(model_file: Path, paths: Sequence[Path]) -> Callable[[JobContext
         classifier = OnnxClassifier(model_file, threads=2)
         ctx.progress(0, len(inputs))
         predictions: list[Prediction] = []
-        for prediction in classifier.predict_files(inputs, batch_size=8):
+        heatmaps = classifier.has_heatmaps and len(inputs) <= MAX_HEATMAPS
+        for prediction in classifier.predict_files(inputs, batch_size=8, heatmaps=heatmaps):
             if ctx.should_stop():
                 raise Cancelled()
             predictions.append(prediction)
@@ -114,8 +116,11 @@ def prediction_item(prediction: Prediction) -> ImageItem:
     if prediction.error:
         return ImageItem(path, f"{path.name}\ncannot be read: {prediction.error}", prediction.path)
     top = sorted(prediction.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:3]
+    looked = (f"\nColours: where the model looked for {prediction.label!r} (red: most)."
+              if prediction.heatmap is not None else "")
     return ImageItem(path, f"{path.name}\n{prediction.label} ({prediction.probability:.1%})",
-                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top))
+                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top) + looked,
+                     prediction.heatmap)
 
 
 def _decision_text(result: ExportResult) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRect, Qt
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from desktop_tl.gui.thumbnails import ThumbnailCache
@@ -171,11 +171,22 @@ class MatrixModel(QAbstractTableModel):
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One picture in a gallery: its file, a caption and a tooltip."""
+    """One picture in a gallery: its file, a caption and a tooltip; `picture` (a PIL image, e.g. a heat map
+    over the image) is shown instead of the file's thumbnail when given."""
 
     path: Path
     caption: str
     tooltip: str = ""
+    picture: Any = None
+
+
+def pixmap_from_pil(image: Any, side: int) -> QPixmap:
+    """A PIL image as a QPixmap scaled to fit `side` pixels."""
+    rgb = image.convert("RGB")
+    data = rgb.tobytes()
+    qimage = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation)
 
 
 class ImageListModel(QAbstractListModel):
@@ -190,6 +201,7 @@ class ImageListModel(QAbstractListModel):
         self.thumbnails = thumbnails
         self.items: list[ImageItem] = []
         self._rows_of: dict[str, list[int]] = {}
+        self._pictures: dict[int, QPixmap] = {}
         thumbnails.sig_ready.connect(self._on_thumbnail_ready)
 
     def set_items(self, items: Sequence[ImageItem]) -> None:
@@ -197,6 +209,7 @@ class ImageListModel(QAbstractListModel):
         self.beginResetModel()
         self.items = list(items)
         self._rows_of = {}
+        self._pictures = {}
         for row, item in enumerate(self.items):
             self._rows_of.setdefault(str(item.path), []).append(row)
         self.endResetModel()
@@ -211,6 +224,10 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return item.caption
         if role == Qt.ItemDataRole.DecorationRole:
+            if item.picture is not None:
+                if index.row() not in self._pictures:
+                    self._pictures[index.row()] = pixmap_from_pil(item.picture, self.thumbnails.size)
+                return self._pictures[index.row()]
             return self.thumbnails.pixmap_or_placeholder(item.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.tooltip or str(item.path)

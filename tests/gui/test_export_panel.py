@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -96,8 +97,13 @@ def test_export_shows_parity_and_metadata_then_classifies_dropped_images(
     assert first.startswith(good.name) and "%" in first and any(c in first for c in classes)
     assert "cannot be read" in model.data(model.index(1))
     assert "2 images classified, 1 could not be read" in panel.message.text()
-    with qtbot.waitSignal(panel.thumbnails.sig_ready, timeout=10_000):
-        model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    from desktop_tl.core.deploy.predict import OnnxClassifier
+
+    item = model.items[0]                          # Try it shows where the model looked, as predict computes it
+    expected = next(OnnxClassifier(onnx_file).predict_files([(good, str(good))], heatmaps=True)).heatmap
+    assert item.picture is not None and np.array_equal(np.asarray(item.picture), np.asarray(expected))
+    assert "where the model looked" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    assert not model.data(model.index(0), Qt.ItemDataRole.DecorationRole).isNull()
 
     folder = small_dataset / "coins"
     picked = [str(p) for p in sorted(folder.glob("*"))[:3]]

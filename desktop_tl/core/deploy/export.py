@@ -17,6 +17,7 @@ from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.decision import Calibration, Decision
+from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
@@ -38,15 +39,40 @@ class ExportResult:
 
 
 class _WithSoftmax(nn.Module):
-    """The model with its calibrated softmax: probabilities = softmax(logits / temperature)."""
+    """The model with its calibrated softmax: probabilities = softmax(logits / temperature); with `cam`, also
+    the class activation maps: the classifier's weights applied at every position of the last feature map
+    (CAM, Zhou et al. 2016), which for a global-average-pool + linear head is exactly what each position adds
+    to each class's logit. `predict` turns them into heat maps with numpy alone."""
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0, cam: bool = False) -> None:
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        self.cam = cam
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(images) / self.temperature, dim=1)
+    def forward(self, images: torch.Tensor):
+        if not self.cam:
+            return torch.softmax(self.model(images) / self.temperature, dim=1)
+        features = self.model.forward_features(images)
+        probabilities = torch.softmax(self.model.forward_head(features) / self.temperature, dim=1)
+        weight = self.model.get_classifier().weight
+        return probabilities, torch.einsum("kc,nchw->nkhw", weight, features)
+
+
+def supports_cam(model: nn.Module) -> bool:
+    """True when the model's head is a global average pool and a linear layer, checked by running it: its
+    logits must equal the linear layer applied to the mean of the last feature map."""
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(classifier, nn.Linear) or not hasattr(model, "forward_features"):
+        return False
+    model.eval()
+    with torch.no_grad():
+        images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        features = model.forward_features(images)
+        if features.ndim != 4:
+            return False
+        pooled = classifier(features.mean(dim=(2, 3)))
+        return bool(torch.allclose(model.forward_head(features), pooled, atol=1e-4, rtol=1e-4))
 
 
 def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
@@ -116,12 +142,14 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     images = parity_images(index, prep)  # first: no slow export, and no model file, when this fails
     target = Path(out) if out else run_dir / MODEL_FILE
     ensure_writable(target.parent, target.name)
-    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0).eval()
+    cam = supports_cam(model)
+    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam).eval()
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(wrapped, (example,), input_names=["input"], output_names=["probabilities"],
+        program = torch.onnx.export(wrapped, (example,), input_names=["input"],
+                                    output_names=["probabilities", CAM_OUTPUT] if cam else ["probabilities"],
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                                     opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
     proto = program.model_proto
@@ -137,7 +165,8 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     diffs = {}
     with torch.no_grad():
         for batch in (1, 7):
-            reference = wrapped(torch.from_numpy(images[:batch])).numpy()
+            reference = wrapped(torch.from_numpy(images[:batch]))
+            reference = (reference[0] if cam else reference).numpy()
             got = session.run(None, {"input": images[:batch]})[0]
             diffs[f"batch_{batch}"] = float(np.abs(reference - got).max())
     atomic_write_bytes(target, payload)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_text
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
-from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.data.preprocess import Preprocessing, resize_center_crop, to_normalized_array
 from desktop_tl.core.decision import Calibration, Decision, predict_labels
+from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT, overlay
 from desktop_tl.core.errors import UserError
 
 
@@ -31,6 +33,7 @@ class Prediction:
     probability: float | None
     probabilities: dict[str, float]
     error: str | None = None
+    heatmap: Image.Image | None = None     # where the model looked for the predicted class (when asked for)
 
 
 class OnnxClassifier:
@@ -76,33 +79,53 @@ class OnnxClassifier:
         self.decision: Decision | None = Decision.from_json(props.get("decision"), self.classes)
         self.calibration: Calibration | None = Calibration.from_json(props.get("calibration"))   # in the graph
         self.input_name = self.session.get_inputs()[0].name
+        self.has_heatmaps = CAM_OUTPUT in [o.name for o in self.session.get_outputs()]
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed NCHW float32 batch."""
-        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        return self.session.run(["probabilities"], {self.input_name: batch.astype(np.float32, copy=False)})[0]
 
-    def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16) -> Iterator[Prediction]:
-        """Predictions for (file, display path) pairs, in input order.
+    def predict_with_activations(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, when the model has them, class activation maps (images, classes, h, w)."""
+        if not self.has_heatmaps:
+            return self.predict_arrays(batch), None
+        probs, cams = self.session.run(["probabilities", CAM_OUTPUT],
+                                       {self.input_name: batch.astype(np.float32, copy=False)})
+        return probs, cams
+
+    def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16,
+                      heatmaps: bool = False) -> Iterator[Prediction]:
+        """Predictions for (file, display path) pairs, in input order; with `heatmaps` (and a model that has
+        them) each carries the heat map of its predicted class over the model's input crop.
 
         An unreadable file yields a Prediction with `error` set instead of stopping the run.
         """
         files = list(files)
         for start in range(0, len(files), batch_size):
             arrays: dict[int, np.ndarray] = {}
+            crops: dict[int, Image.Image] = {}
             errors: dict[int, str] = {}
             for offset, (path, _) in enumerate(files[start:start + batch_size]):
                 try:
-                    arrays[offset] = preprocess(load_image(path), self.prep)
+                    crops[offset] = resize_center_crop(load_image(path), self.prep)
+                    arrays[offset] = to_normalized_array(crops[offset], self.prep)
                 except (ImageLoadError, OSError) as exc:
                     errors[offset] = str(exc)
-            probs = dict(zip(arrays, self.predict_arrays(np.stack(list(arrays.values()))))) if arrays else {}
+            probs, cams = {}, {}
+            if arrays:
+                batch_probs, batch_cams = (self.predict_with_activations if heatmaps else
+                                           lambda b: (self.predict_arrays(b), None))(np.stack(list(arrays.values())))
+                probs = dict(zip(arrays, batch_probs, strict=True))
+                cams = dict(zip(arrays, batch_cams, strict=True)) if batch_cams is not None else {}
             for offset, (_, shown) in enumerate(files[start:start + batch_size]):
                 if offset in errors:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
                     continue
                 row = probs[offset]
                 k = int(predict_labels(row[None], self.classes, self.decision)[0])
-                yield Prediction(shown, self.classes[k], float(row[k]), {c: float(v) for c, v in zip(self.classes, row)})
+                heat = overlay(crops[offset], cams[offset][k]) if offset in cams else None
+                yield Prediction(shown, self.classes[k], float(row[k]),
+                                 {c: float(v) for c, v in zip(self.classes, row, strict=True)}, heatmap=heat)
 
 
 def _refuse_external_data(payload: bytes, name: str) -> None:
@@ -184,3 +207,23 @@ def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:
 def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str]) -> None:
     """Write the predictions CSV atomically."""
     atomic_write_text(Path(path), predictions_csv(predictions, classes))
+
+
+def heatmap_name(number: int, shown_path: str) -> str:
+    """The heat map's file name for the `number`-th image (1-based, in the order printed and in the CSV):
+    the number and the image's own file name, never the folders above it."""
+    return f"{number:05d}_{Path(shown_path).name}.heatmap.png"
+
+
+def write_heatmaps(folder: Path, predictions: Iterable[Prediction]) -> int:
+    """Write each prediction's heat map as a PNG in `folder` (atomically); the number written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for number, p in enumerate(predictions, start=1):
+        if p.heatmap is None:
+            continue
+        buffer = io.BytesIO()
+        p.heatmap.save(buffer, format="PNG")
+        atomic_write_bytes(folder / heatmap_name(number, p.path), buffer.getvalue())
+        written += 1
+    return written
