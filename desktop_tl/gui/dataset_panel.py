@@ -335,10 +335,13 @@ class DatasetImportPanel(QWidget):
         self.summary.setText(
             f"{index.source.name} ({kind}): {len(index.classes)} classes, {len(index.samples)} usable images "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
-            f"{len(index.skipped)} skipped, {len(index.warnings)} warnings.")
+            f"{len(index.skipped)} skipped, {len(index.warnings)} warnings, {len(index.duplicates)} sets of identical "
+            "files (see Problems).")
         fixed = fixed_splits(index)
         self.split_settings.setEnabled(not fixed)
-        self.split_settings.setToolTip("The train/ and val/ folders fix the split." if fixed else "")
+        self.split_settings.setToolTip("The dataset's own train/, val/ (and test/) folders are used as the split, "
+                                       "so these settings do not apply." if fixed else "")
+        self.split_settings.setTitle("Split: the dataset's own train/val/test folders" if fixed else "Split")
         self.split_settings.apply_button.setEnabled(not self.jobs.running)
         self.tabs.setTabText(1, f"Problems ({len(index.skipped) + len(index.duplicates) + len(index.warnings)})")
 

@@ -55,6 +55,23 @@ def app_settings() -> QSettings:
 JOB_NAMES = {TRAIN_JOB: "Training", dataset_panel.IMPORT_JOB: "The dataset import", EXPORT_JOB: "The export",
              PREDICT_JOB: "Try it", EVALUATE_JOB: "The evaluation", model_browser.IMPORT_JOB: "The weights import",
              PREVIEW_JOB: "The augmentation preview"}
+GETTING_STARTED = """<h3>Getting started</h3><ol>
+<li><b>Dataset</b>: pick a folder with one subfolder per class (or a CSV/TSV list, or a DICOM folder), or drop
+it on the window. Check the counts, the skipped files and the Problems tab.</li>
+<li><b>Models</b>: the bundled EfficientNet-Lite0 is a good start on a laptop; others show where their
+weights come from.</li>
+<li><b>Training</b>: keep the recipe on <i>Balanced</i> (10 minutes at most) or choose <i>Quick</i> or
+<i>Best</i>. Set <i>Orientation</i> to <i>fixed</i> when a flipped image would mean something else (chest
+films, text). Press Start: the plan is shown first; Stop keeps the last finished epoch, Resume continues.</li>
+<li><b>Evaluation</b>: read the test figures with their interval and the cautions. For two classes, the
+<i>Operating point</i> tab chooses how many positives to find; <i>Calibration</i> shows how far to trust the
+probabilities. File &gt; Export report writes a page to file.</li>
+<li><b>Export</b>: one ONNX file that runs without PyTorch; drop images on <i>Try it</i> to check it, with a
+heat map of where it looked.</li>
+<li>Save the project (File &gt; Save project) to come back to the dataset and runs later.</li>
+</ol><p>Nothing is ever sent over the network. The README that comes with the app has the details:
+<i>The window</i>, <i>Recipes in plain words</i>, <i>Choosing an operating point</i>, <i>Command line</i>
+and <i>Data safety</i>.</p>"""
 DEFAULT_WINDOW_SIZE = QSize(1400, 900)
 MINIMUM_WINDOW_SIZE = QSize(800, 560)      # below this the panels scroll more than they show
 
@@ -219,7 +236,16 @@ class MainWindow(QMainWindow):
         self._action(view_menu, "&Reset layout", self.reset_layout)
 
         help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Getting started", self.show_getting_started, QKeySequence.StandardKey.HelpContents)
         self._action(help_menu, "&About desktop_tl", self.show_about)
+
+    @Slot()
+    def show_getting_started(self) -> None:
+        """Help > Getting started: the first hour in six steps (offline, no browser needed)."""
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Getting started", GETTING_STARTED, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.exec()
 
     @Slot()
     def show_about(self) -> None:

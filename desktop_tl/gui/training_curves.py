@@ -54,10 +54,13 @@ def _styled_plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg
         item.getAxis(axis).setTextPen("#333333")
         # Repaint an unchanged axis from a cached pixmap: drawing tick labels is the costliest part of a redraw.
         item.getAxis(axis).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        item.getAxis(axis).enableAutoSIPrefix(False)      # "loss" ticks 0.2-0.8, not "loss (x0.001)" 200-800
     item.showGrid(x=True, y=True, alpha=0.2)
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
-    item.addLegend(offset=legend_offset, labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 200))
+    # one row of entries along the top edge, so the legend does not sit on the curves
+    item.addLegend(offset=legend_offset, labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 200),
+                   colCount=3)
     widget.setMinimumHeight(160)
     return widget
 

@@ -95,6 +95,7 @@ class TrainingMonitor(QWidget):
         self.jobs.sig_failed.connect(self._on_failed)
         controller.sig_busy_changed.connect(lambda _busy: self._update_buttons())
         state.sig_dataset_changed.connect(lambda _index: self._update_buttons())
+        state.sig_dataset_changed.connect(lambda _index: self._clear_stale_banner())
         state.sig_config_changed.connect(lambda _config: self._update_buttons())
         self._update_buttons()
 
@@ -243,6 +244,12 @@ class TrainingMonitor(QWidget):
         self.sig_training_started.emit(run_dir)
         return True
 
+    def _clear_stale_banner(self) -> None:
+        """A new dataset makes an earlier refusal ("No dataset imported yet", say) obsolete; a training error
+        of the run in progress stays."""
+        if self.active_run is None:
+            self.banner.clear_message()
+
     def _refusal(self, chosen: Path | None, status: str) -> Failed | None:
         """Why training cannot start in `chosen` (of RunFolder `status`), or None."""
         if status == "finished":
@@ -382,7 +389,10 @@ class TrainingMonitor(QWidget):
         self._log(f"Error: {failed.what}" + (f" What to do: {failed.hint}" if failed.hint else ""))
 
     def _log(self, line: str) -> None:
+        """Append a line and follow it (the view scrolls to the newest line)."""
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
+        bar = self.log.verticalScrollBar()
+        bar.setValue(bar.maximum())
 
     # -- curves ----------------------------------------------------------------------------------------
     @property

@@ -57,9 +57,14 @@ def test_constructible_without_arguments_with_dockable_panels(qtbot):
 
 def test_menus(main_window, monkeypatch):
     file_items = _menu_texts(main_window, "File")
-    for item in ("New project", "Open project…", "Open recent", "Save project", "Save project as…", "Quit"):
+    for item in ("New project", "Open project…", "Open recent", "Save project", "Save project as…", "Export report…",
+                 "Quit"):
         assert item in file_items
-    assert "About desktop_tl" in _menu_texts(main_window, "Help")
+    assert _menu_texts(main_window, "Help") == ["Getting started", "About desktop_tl"]
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append(box.text()))
+    main_window.show_getting_started()
+    assert "Operating point" in shown[0] and "Nothing is ever sent over the network" in shown[0]
     view_items = _menu_texts(main_window, "View")
     assert "Reset layout" in view_items and "Training" in view_items
     about = []

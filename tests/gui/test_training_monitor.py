@@ -205,7 +205,10 @@ def test_real_engine_refusal_and_missing_dataset(qtbot, monitor, app_state, tmp_
     assert not monitor.start()
     assert "already holds other files" in monitor.banner.text()
 
+    dataset = app_state.dataset
     app_state.set_dataset(None)
     monitor.set_run_dir(tmp_path / "other")
     assert not monitor.start()
-    assert "No dataset" in monitor.banner.text()
+    assert "No dataset" in monitor.banner.text() and monitor.banner.isVisible()
+    app_state.set_dataset(dataset)                                    # the problem is fixed: the banner goes
+    assert monitor.banner.text() == "" and not monitor.banner.isVisible()

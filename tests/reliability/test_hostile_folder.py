@@ -71,7 +71,7 @@ def _build_hostile_folder(root):
     put("coins/notes.png", b"Patient list, do not share\nline two\n", "not an image (the file holds text)")
     put("grass/page.jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "web page, HTML")
     put("grass/noise.jpg", rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(), "unrecognised file content")
-    put("brick/bomb.png", lambda p: png_bomb(p, 20000), "decompression bomb guard: 400000000 pixels")
+    put("brick/bomb.png", lambda p: png_bomb(p, 20000), "image too large (400,000,000 pixels; images over")
     put("brick/no pixels.dcm", dicom_without_pixels, "DICOM file has no pixel data")
     put("coins/jpeg2000 raw.dcm", dicom_undecodable, "cannot be decoded")
     put("grass/not dicom.dcm", b"this is not DICOM at all " * 40, "not a DICOM file")

@@ -122,8 +122,9 @@ def _check_pixel_count(width: int, height: int) -> None:
 
 
 def _bomb_reason(pixels: int | None) -> str:
-    count = f"{pixels} pixels" if pixels is not None else "too many pixels"
-    return f"image too large (decompression bomb guard: {count}, limit {Image.MAX_IMAGE_PIXELS})"
+    count = f"{pixels:,} pixels" if pixels is not None else "too many pixels"
+    return (f"image too large ({count}; images over {Image.MAX_IMAGE_PIXELS:,} pixels are not read, which guards "
+            "against files built to exhaust memory)")
 
 
 def _load_with_pillow(path: Path) -> Image.Image:
