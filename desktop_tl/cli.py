@@ -201,6 +201,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         decision = choose_decision(Path(args.run), *choice)
         print(f"Saved in run.json. {describe_decision(decision)} Export the model again to carry it.")
     metrics = evaluate_run(Path(args.run), data_root=Path(args.data) if args.data else None, which=args.checkpoint)
+    if args.by is not None:
+        groups = metrics["subgroups"]["test"]
+        if args.by not in groups:
+            known = ", ".join(groups) or "none (add columns to the CSV, or use DICOM files)"
+            raise UserError(f"The test images have no subgroup attribute {args.by!r}.", f"Known attributes: {known}.")
+        metrics["subgroups"]["test"] = {args.by: groups[args.by]}
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
 
@@ -397,6 +403,9 @@ def _add_model_commands(sub) -> None:
         p.add_argument("--checkpoint", choices=["best", "last"], default="best")
         if name == "evaluate":
             p.add_argument("--json", action="store_true", help="print metrics as JSON")
+            p.add_argument("--by", metavar="ATTRIBUTE",
+                           help="test figures per value of one subgroup attribute only (a CSV column such as "
+                                "site, or a DICOM tag: Modality, Manufacturer, BodyPartExamined)")
             choice = p.add_argument_group(
                 "operating point (two classes): choose the threshold on validation, save it with the run")
             pick = choice.add_mutually_exclusive_group()

@@ -107,6 +107,7 @@ def format_metrics(metrics: dict) -> str:
                      f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
     for split in ("val", "test"):
         lines.extend(_probability_lines(split, metrics.get(split) or {}))
+    lines.extend(subgroup_lines(metrics))
     test = metrics.get("test") or {}
     if test.get("images"):
         lines.append(f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
@@ -136,4 +137,20 @@ def _probability_lines(split: str, m: dict[str, Any]) -> list[str]:
         lines.append(f"{split} at threshold {point['threshold']:.3f} for {decision['positive']!r}: {rates}")
     if m.get("ece") is not None:
         lines.append(f"{split} calibration error (ECE): {m['ece']:.3f}")
+    return lines
+
+
+def subgroup_lines(metrics: dict[str, Any], only: str | None = None) -> list[str]:
+    """The test figures per subgroup (all attributes, or `only` that one), one line per group."""
+    lines = []
+    for name, groups in ((metrics.get("subgroups") or {}).get("test") or {}).items():
+        if only is not None and name != only:
+            continue
+        lines.append(f"test by {name}:")
+        for value, row in groups.items():
+            low, high = row["accuracy_95ci"]
+            sensitivity = (f", sensitivity for {row['positive']!r} {row['sensitivity']:.0%} of {row['positives']}"
+                           if row.get("sensitivity") is not None else "")
+            lines.append(f"  {value[:30]:<30} {row['images']:>5} images, accuracy {row['accuracy']:.1%} "
+                         f"({low:.0%}-{high:.0%}){sensitivity}")
     return lines

@@ -44,6 +44,7 @@ from desktop_tl.gui.operating_point_view import OperatingPointView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.reliability_view import ReliabilityView
 from desktop_tl.gui.state import AppState
+from desktop_tl.gui.subgroup_view import SubgroupView
 from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
@@ -220,11 +221,13 @@ class EvaluationPanel(QWidget):
         mistakes.addWidget(right)
         self.operating_point = OperatingPointView(self)
         self.reliability = ReliabilityView(self)
+        self.subgroups = SubgroupView(self)
         body = QTabWidget(self)
         body.setObjectName("evaluationTabs")
         body.addTab(mistakes, "Confusion and mistakes")
         body.addTab(self.operating_point, "Operating point")
         body.addTab(self.reliability, "Calibration")
+        body.addTab(self.subgroups, "Subgroups")
         self.tabs = body
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -276,6 +279,7 @@ class EvaluationPanel(QWidget):
         self.cautions.setText("\n".join(f"⚠ {c}" for c in cautions))
         self.cautions.setVisible(bool(cautions))
         self.operating_point.show_metrics(metrics, self.state.run_dir)
+        self.subgroups.show_metrics(metrics)
         self._show_split()
 
     def _split_metrics(self) -> dict[str, Any] | None:

@@ -226,3 +226,19 @@ def test_export_report_writes_the_html_on_the_worker_and_says_so(qtbot, panel, a
 def test_export_report_without_a_run_is_a_clear_message(qtbot, panel, app_state):
     assert not panel.export_report()
     assert panel.message.kind == "error" and "no run to report on" in panel.message.text()
+
+
+def test_the_subgroups_tab_breaks_the_test_figures_down(qtbot, panel, app_state, tmp_path):
+    run, metrics = _two_class_run(tmp_path)
+    metrics["subgroups"] = {"test": {"site": {
+        "north": {"images": 30, "accuracy": 0.9, "accuracy_95ci": [0.74, 0.97], "balanced_accuracy": 0.88,
+                  "positive": "defective", "sensitivity": 0.8, "positives": 10},
+        "south": {"images": 30, "accuracy": 0.6, "accuracy_95ci": [0.42, 0.75], "balanced_accuracy": 0.55,
+                  "positive": "defective", "sensitivity": 0.3, "positives": 10}}}}
+    app_state.set_metrics(metrics)
+    view = panel.subgroups
+    assert view.attribute.currentText() == "site" and view.table.rowCount() == 2
+    assert view.cell_text(1, 0) == "south" and view.cell_text(1, 2) == "60.0% (42%–75%)"
+    assert view.cell_text(1, 4) == "30% of 10 'defective'"
+    app_state.set_metrics({"classes": ["a", "b"]})
+    assert view.table.rowCount() == 0 and "No subgroups" in view.note.text()

@@ -29,6 +29,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
         fast = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--workers", "0", "--augment", "none"]
         for argv in (["import-check", "data"], ["import-check", "data", "--json"],
                      ["train", "data", "--out", "runs/run", *fast], ["evaluate", "runs/run", "--json"],
+                     ["evaluate", "runs/run", "--by", "Modality"],
                      ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["train", "data", "--out", "runs/auto", "--budget", "20s", "--workers", "0"],
                      ["evaluate", "runs/auto", "--target-sensitivity", "0.9"], ["export", "runs/auto"],

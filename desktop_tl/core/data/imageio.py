@@ -109,6 +109,22 @@ def read_group_id(path: StrPath) -> str | None:
     return value or None
 
 
+DICOM_ATTRIBUTES = ("Modality", "Manufacturer", "BodyPartExamined")   # describe the acquisition, not the person
+
+
+def read_dicom_attributes(path: StrPath) -> tuple[tuple[str, str], ...]:
+    """The non-identifying acquisition tags of a DICOM file (DICOM_ATTRIBUTES that are set), for subgroup
+    figures; () for other files."""
+    if not is_dicom_file(path):
+        return ()
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(DICOM_ATTRIBUTES))
+    except (InvalidDicomError, *_DECODE_ERRORS):
+        return ()
+    values = ((name, str(ds.get(name, "") or "").strip()) for name in DICOM_ATTRIBUTES)
+    return tuple((name, value) for name, value in values if value)
+
+
 def _check_pixel_count(width: int, height: int) -> None:
     """Refuse images over Pillow's decompression-bomb limit.
 

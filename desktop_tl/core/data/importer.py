@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from desktop_tl.core.config import SplitConfig
-from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_group_id
+from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_dicom_attributes, read_group_id
 from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warnings, find_duplicates
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
@@ -57,6 +57,7 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     classes = sorted({f.label for f in scan.found})
     _check_usable(source, classes, scan, usable)
     label_of = {name: i for i, name in enumerate(classes)}
+    attributes = {f.rel: f.attributes for f, _ in usable}
     items = sorted(
         (Item(f.rel, label_of[f.label], f.split, digest, f.group) for f, digest in usable),
         key=lambda item: item.rel,
@@ -69,7 +70,8 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     else:
         splits, kept_in_train = assign_splits(items, len(classes), config)
         warnings.extend(single_group_warning(classes[c], items, c) for c in kept_in_train)
-    samples = [Sample(item.rel, item.label, s, item.sha256, item.group) for item, s in zip(items, splits)]
+    samples = [Sample(item.rel, item.label, s, item.sha256, item.group, attributes[item.rel])
+               for item, s in zip(items, splits, strict=True)]
     duplicates = find_duplicates(samples)
     warnings.extend(count_warnings(classes, samples, duplicates))
     return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
@@ -96,7 +98,8 @@ def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
             scan.skipped.append(Skipped(found.rel, f"cannot read the file ({exc.strerror or exc})"))
         else:
             group = found.group or hash_group(read_group_id(path))
-            usable.append((Found(found.rel, found.label, found.split, group), digest))
+            attributes = found.attributes or read_dicom_attributes(path)
+            usable.append((Found(found.rel, found.label, found.split, group, attributes), digest))
         if progress:
             progress(done, total)
     return usable

@@ -25,6 +25,11 @@ class Sample:
     split: str  # "train" | "val" | "test"
     sha256: str
     group: str | None = None  # salted hash of patient/group id; in memory only, never written
+    attributes: tuple[tuple[str, str], ...] = ()   # subgroups: extra CSV columns, non-identifying DICOM tags
+
+    def attribute(self, name: str) -> str | None:
+        """The value of one subgroup attribute ("site", "Modality", ...), or None."""
+        return dict(self.attributes).get(name)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class DatasetIndex:
         """Where the sample's file is on this machine."""
         return self.root / sample.path
 
+    def attribute_names(self) -> list[str]:
+        """The subgroup attributes the samples carry (CSV columns, DICOM tags), sorted."""
+        return sorted({name for sample in self.samples for name, _ in sample.attributes})
+
     def to_report(self) -> dict[str, Any]:
         """A JSON-safe summary with relative paths only (no root, no patient ids)."""
         counts = self.counts()
@@ -95,7 +104,8 @@ class DatasetIndex:
             "source": relative_source,
             "source_kind": self.source_kind,
             "classes": list(self.classes),
-            "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256} for s in self.samples],
+            "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256}
+                        | ({"attributes": dict(s.attributes)} if s.attributes else {}) for s in self.samples],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
 
@@ -228,7 +238,11 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
         raise _damaged(f"sample {path!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
     if not isinstance(sha, str) or not sha:
         raise _damaged(f"sample {path!r} has no sha256")
-    return Sample(path, label, split, sha)
+    attributes = item.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in attributes.items()):
+        raise _damaged(f"sample {path!r} has attributes that are not names and values")
+    return Sample(path, label, split, sha, attributes=tuple(sorted(attributes.items())))
 
 
 def _skipped_from_json(item: Any) -> Skipped:

@@ -23,6 +23,9 @@ _SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": 
 _PATH_HEADERS = frozenset({"path", "file", "filename", "file_name", "filepath", "file_path", "image", "image_path", "img"})
 _LABEL_HEADERS = frozenset({"label", "class", "category", "target", "diagnosis"})
 _GROUP_HEADERS = frozenset({"group", "group_id", "patient", "patient_id", "patientid", "subject", "subject_id"})
+# Extra columns become subgroup attributes, except those whose name suggests they identify a person.
+_IDENTIFYING_WORDS = ("name", "patient", "subject", "birth", "dob", "mrn", "accession", "address", "phone", "email",
+                      "ssn")
 CSV_SUFFIXES = (".csv", ".tsv")
 SHOW = 5  # how many examples an error or warning lists
 
@@ -35,6 +38,7 @@ class Found:
     label: str
     split: str | None  # fixed by a train/val/test folder layout
     group: str | None  # salted hash
+    attributes: tuple[tuple[str, str], ...] = ()   # extra CSV columns (site, scanner, ...) for subgroups
 
 
 @dataclass
@@ -207,13 +211,32 @@ def _csv_columns(rows: list[tuple[int, list[str]]], root: Path) -> tuple[bool, i
     return False, 0, 1, 2 if any(len(row) >= 3 for _, row in rows) else None
 
 
+def _attribute_columns(header: list[str], used: set[int | None]) -> tuple[list[tuple[int, str]], list[str]]:
+    """The extra columns to read as subgroup attributes, (index, name); and the names refused as identifying."""
+    kept, refused = [], []
+    for col, name in enumerate(cell.strip() for cell in header):
+        if col in used or not name:
+            continue
+        words = name.lower().replace("-", "_").replace(" ", "_").split("_")
+        if any(word in _IDENTIFYING_WORDS for word in words) or "name" in name.lower():
+            refused.append(name)
+        else:
+            kept.append((col, name))
+    return kept, refused
+
+
 def scan_csv(csv_path: Path) -> Scan:
     """The images a CSV/TSV lists (paths relative to its folder), with what was left out and why."""
     root = csv_path.parent
     scan = Scan(root=root, kind="csv")
     rows = _csv_rows(csv_path)
     has_header, path_col, label_col, group_col = _csv_columns(rows, root)
+    extra: list[tuple[int, str]] = []
     if has_header:
+        extra, refused = _attribute_columns(rows[0][1], {path_col, label_col, group_col})
+        if refused:
+            scan.warnings.append(f"Column(s) {', '.join(refused)} of {csv_path.name} look like they identify people; "
+                                 "they are not read (rename a column if it only names a site or scanner).")
         rows = rows[1:]
 
     def cell(row: list[str], col: int | None) -> str:
@@ -251,7 +274,8 @@ def scan_csv(csv_path: Path) -> Scan:
         elif not is_image_file(full):
             scan.skipped.append(Skipped(rel, "not an image file type"))
         else:
-            scan.found.append(Found(rel, label, None, hash_group(cell(row, group_col))))
+            attributes = tuple((name, cell(row, col).strip()) for col, name in extra if cell(row, col).strip())
+            scan.found.append(Found(rel, label, None, hash_group(cell(row, group_col)), attributes))
     if missing and not scan.found:
         shown = ", ".join(listed for listed, _ in missing[:SHOW])
         raise UserError(f"None of the {len(missing)} files listed in {csv_path.name} exist (first: {shown}).",

@@ -15,6 +15,7 @@ from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
 from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
 
 
 @torch.no_grad()
@@ -52,14 +53,23 @@ def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, 
                     calibration: Calibration | None = None) -> dict[str, Any]:
     """Metrics of the validation and test splits, keyed "val" and "test", with the run's calibrated
     probabilities and under its decision rule."""
-    result = {}
+    result: dict[str, Any] = {}
     for split in ("val", "test"):
         probs, labels, paths = predict_split(model, index, split, prep, classes, device, batch_size, num_workers,
                                              amp_dtype)
         if calibration is not None:
             probs = calibration.apply(probs)
         result[split] = compute_metrics(labels, probs, classes, paths, decision=decision)
+        if split == "test":
+            result["subgroups"] = {"test": test_subgroups(index, paths, labels, probs, classes, decision)}
     return result
+
+
+def test_subgroups(index: DatasetIndex, paths: list[str], labels: np.ndarray, probs: np.ndarray,
+                   classes: list[str], decision: Decision | None) -> dict[str, Any]:
+    """The test figures per value of each subgroup attribute of the images (CSV columns, DICOM tags)."""
+    by_path = {sample.path: dict(sample.attributes) for sample in index.samples}
+    return subgroup_report(labels, probs, classes, [by_path.get(p, {}) for p in paths], decision)
 
 
 def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "best") -> dict[str, Any]:
@@ -81,5 +91,5 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
                                    decision=info.decision, calibration=info.calibration))
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
-                                   metrics["test"])
+                                   metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"])
     return metrics

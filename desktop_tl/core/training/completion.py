@@ -21,7 +21,8 @@ from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.decision import Calibration, Decision, choose_threshold, positive_class, predict_labels
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
-from desktop_tl.core.evaluation.splits import predict_split
+from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
+from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, write_run_info
@@ -71,8 +72,10 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["plan"] = s.plan.to_dict()
     metrics["plan_description"] = s.plan.describe()
     metrics["history"] = s.state["history"]
+    metrics["subgroups"] = {"test": test_subgroups(s.index, test_paths, test_labels, test_probs, classes, decision)}
     counts = s.index.counts()
     notes = cautions(s.state["history"], {c: counts[c]["train"] for c in classes}, metrics["test"])
+    notes += subgroup_cautions(metrics["subgroups"]["test"])
     check = _transfer_check(s, val_labels, val_probs)
     metrics["transfer_check"] = check.to_dict() if check else None
     if check is not None:
