@@ -211,6 +211,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_labels(args: argparse.Namespace) -> int:
+    from desktop_tl.core.training.label_review import REVIEW_FILE, review_labels
+
+    suspects = review_labels(Path(args.run))
+    print(f"{len(suspects)} images whose label looks wrong (a model that never saw them disagrees confidently); "
+          f"all saved in {REVIEW_FILE} in the run folder. Check each one: it may be a hard image, not a mistake.")
+    for s in suspects[:max(0, args.top)]:
+        print(f"{s.path}\t{s.split}\tlabelled {s.given!r} ({s.given_probability:.0%})\t"
+              f"looks like {s.suggested!r} ({s.suggested_probability:.0%})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from desktop_tl.core.evaluation.report import write_report
 
@@ -422,6 +434,11 @@ def _add_model_commands(sub) -> None:
             p.add_argument("--int8", action="store_true",
                            help="also write MODEL.int8.onnx (static int8) and print speed and accuracy of both")
             p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("review-labels", help="list training and validation images whose label looks wrong")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--top", type=int, default=30, help="how many suspects to print (all are saved; default 30)")
+    p.set_defaults(func=cmd_review_labels)
 
     p = sub.add_parser("report", help="write a self-contained HTML evaluation report of a finished run")
     p.add_argument("run", help="run folder")

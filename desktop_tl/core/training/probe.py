@@ -102,7 +102,7 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, classes: int, l2:
     """Multinomial logistic regression with an L2 penalty on the weights, fitted to convergence with
     full-batch L-BFGS (until no gradient entry exceeds GRADIENT_TOLERANCE, or LBFGS_ITERATIONS);
     returns (weight (classes, features), bias) in float64. `features` should be centred and scaled
-    (see `_Scaling`); `start` warm-starts the fit. The fit itself runs in float32: on 1,280 features it
+    (see `FeatureScaling`); `start` warm-starts the fit. The fit itself runs in float32: on 1,280 features it
     reaches the same optimum as float64 (validation loss within 1e-3) four to six times as fast."""
     weight = torch.zeros(classes, features.shape[1])
     bias = torch.zeros(classes)
@@ -127,7 +127,7 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, classes: int, l2:
 
 
 @dataclass(frozen=True)
-class _Scaling:
+class FeatureScaling:
     """Centre the features and divide by one overall spread: the penalty then treats every feature alike,
     and the fit folds back into the raw-feature classifier without blowing up near-constant features."""
 
@@ -135,7 +135,7 @@ class _Scaling:
     scale: float
 
     @classmethod
-    def of(cls, features: torch.Tensor) -> _Scaling:
+    def of(cls, features: torch.Tensor) -> FeatureScaling:
         mean = features.double().mean(0)
         return cls(mean, float((features.double() - mean).square().mean().sqrt()) or 1.0)
 
@@ -176,7 +176,7 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
     separable. Penalties are fitted from the strongest down, each warm-started from the last. Without
     validation images the middle of the grid and the first view set are taken.
     """
-    scaling = _Scaling.of(train_features["identity"])
+    scaling = FeatureScaling.of(train_features["identity"])
     has_val = len(val_labels) > 0
     if not has_val:
         view_sets, l2_grid = view_sets[:1], [sorted(l2_grid)[len(l2_grid) // 2]]
