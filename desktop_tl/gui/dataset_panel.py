@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.importer import import_dataset
-from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.index import DatasetIndex, near_duplicate_lines
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.reporting import throttled
@@ -106,6 +106,9 @@ def findings_text(index: DatasetIndex) -> str:
         where = "in different splits (a leak between training and evaluation)" if dup.cross_split else "in one split"
         lines.append(f"• {len(dup.paths)} identical files {where}: {', '.join(dup.paths)}")
     lines += [f"• {w}" for w in index.warnings]
+    near = near_duplicate_lines(index)
+    if near:
+        lines += [f"• {near[1]}"] + near[2:]
     return "\n".join(lines) if lines else "No duplicates, no warnings."
 
 
@@ -336,7 +339,7 @@ class DatasetImportPanel(QWidget):
             f"{index.source.name} ({kind}): {len(index.classes)} classes, {len(index.samples)} usable images "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
             f"{len(index.skipped)} skipped, {len(index.warnings)} warnings, {len(index.duplicates)} sets of identical "
-            "files (see Problems).")
+            f"files, {len(index.near_duplicates)} near-duplicate pairs (see Problems).")
         fixed = fixed_splits(index)
         self.split_settings.setEnabled(not fixed)
         self.split_settings.setToolTip("The dataset's own train/, val/ (and test/) folders are used as the split, "

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_dicom_attributes, read_group_id
-from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warnings, find_duplicates
+from desktop_tl.core.data.index import (
+    DatasetIndex,
+    Sample,
+    Skipped,
+    count_warnings,
+    find_duplicates,
+    near_duplicates_of,
+)
+from desktop_tl.core.data.near_duplicates import image_hashes, near_duplicate_pairs
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
     SHOW,
@@ -53,13 +64,16 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     if not scan.found:
         raise no_images_error(source, scan)
 
-    usable = _validate(scan, progress, should_stop)
+    hashes: dict[str, np.ndarray | None] = {}
+    usable = _validate(scan, progress, should_stop, hashes)
     classes = sorted({f.label for f in scan.found})
     _check_usable(source, classes, scan, usable)
     label_of = {name: i for i, name in enumerate(classes)}
     attributes = {f.rel: f.attributes for f, _ in usable}
+    pairs = near_duplicate_pairs(hashes)
+    cluster = _clusters(pairs)
     items = sorted(
-        (Item(f.rel, label_of[f.label], f.split, digest, f.group) for f, digest in usable),
+        (Item(f.rel, label_of[f.label], f.split, digest, f.group, cluster.get(f.rel)) for f, digest in usable),
         key=lambda item: item.rel,
     )
     warnings = list(scan.warnings)
@@ -74,13 +88,53 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
                for item, s in zip(items, splits, strict=True)]
     duplicates = find_duplicates(samples)
     warnings.extend(count_warnings(classes, samples, duplicates))
+    near = near_duplicates_of(samples, pairs)
+    crossing = sum(n.cross_split for n in near)
+    if crossing:
+        warnings.append(f"{crossing} pairs of near-duplicate images (the same picture re-saved, resized or cropped) "
+                        "sit in different splits of the dataset's own train/val/test folders: the validation and "
+                        "test scores may be too optimistic. Move each pair into one folder.")
+    before = 0 if scan.presplit or not pairs else _twins_in_test(
+        [replace(item, near=None) for item in items], pairs, len(classes), config)
     return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
-                        skipped=scan.skipped, duplicates=duplicates, warnings=warnings)
+                        skipped=scan.skipped, duplicates=duplicates, warnings=warnings, near_duplicates=near,
+                        near_twins_before_fix=before)
+
+
+def _clusters(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
+    """Each image in a near-duplicate pair, mapped to its cluster's first path (pairs chain into clusters)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in list(parent)}
+
+
+def _twins_in_test(items: list[Item], pairs: list[tuple[str, str, int]], n_classes: int,
+                   config: SplitConfig) -> int:
+    """How many test images a split that ignores near duplicates would give a near twin in training."""
+    splits, _ = assign_splits(items, n_classes, config)
+    split_of = {item.rel: s for item, s in zip(items, splits, strict=True)}
+    in_test = set()
+    for a, b, _ in pairs:
+        for x, y in ((a, b), (b, a)):
+            if split_of.get(x) == "test" and split_of.get(y) == "train":
+                in_test.add(x)
+    return len(in_test)
 
 
 def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
-              should_stop: Callable[[], bool] | None) -> list[tuple[Found, str]]:
-    """Decode and hash every found file; bad ones go to scan.skipped. Returns (file, sha256) pairs."""
+              should_stop: Callable[[], bool] | None, hashes: dict[str, np.ndarray | None]) -> list[tuple[Found, str]]:
+    """Decode and hash every found file (its bytes, and its picture into `hashes`); bad ones go to
+    scan.skipped. Returns (file, sha256) pairs."""
     total = len(scan.found)
     if progress:
         progress(0, total)
@@ -90,7 +144,8 @@ def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
             raise Cancelled()
         path = scan.root / found.rel
         try:
-            load_image(path).close()  # decoded only to prove it can be; not kept
+            with load_image(path) as image:   # decoded to prove it can be, and for its perceptual hashes
+                hashes[found.rel] = image_hashes(image)
             digest = file_sha256(path)
         except ImageLoadError as exc:
             scan.skipped.append(Skipped(found.rel, exc.reason))

@@ -5,7 +5,7 @@ with relative paths only; patient groups are in memory only."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -49,6 +49,15 @@ class DuplicateSet:
     cross_split: bool  # True when copies landed in different splits (a leak)
 
 
+@dataclass(frozen=True)
+class NearDuplicate:
+    """Two images that show the same picture (re-saved, resized, re-windowed or cropped slightly)."""
+
+    paths: tuple[str, str]
+    distance: int          # bits between their closest perceptual hashes (see data.near_duplicates)
+    cross_split: bool      # True when they sit in different splits (a leak)
+
+
 @dataclass
 class DatasetIndex:
     """The result of an import: classes, samples with their split, and what was left out."""
@@ -61,6 +70,8 @@ class DatasetIndex:
     skipped: list[Skipped]
     duplicates: list[DuplicateSet]
     warnings: list[str]
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
+    near_twins_before_fix: int = 0   # test images a split ignoring near duplicates would give a twin in training
 
     def split(self, name: str) -> list[Sample]:
         """The samples of split `name` ("train", "val" or "test")."""
@@ -94,6 +105,9 @@ class DatasetIndex:
             "duplicates": [{"sha256": d.sha256, "paths": list(d.paths), "cross_split": d.cross_split}
                            for d in self.duplicates],
             "warnings": list(self.warnings),
+            "near_duplicates": [{"paths": list(n.paths), "distance": n.distance, "cross_split": n.cross_split}
+                                for n in self.near_duplicates],
+            "near_twins_before_fix": self.near_twins_before_fix,
         }
 
     def to_json(self, relative_source: str) -> dict[str, Any]:
@@ -107,6 +121,8 @@ class DatasetIndex:
             "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256}
                         | ({"attributes": dict(s.attributes)} if s.attributes else {}) for s in self.samples],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "near_duplicates": [{"paths": list(n.paths), "distance": n.distance} for n in self.near_duplicates],
+            "near_twins_before_fix": self.near_twins_before_fix,
         }
 
     @classmethod
@@ -135,8 +151,11 @@ class DatasetIndex:
             raise UserError(f"The data folder of this run is gone: {root} does not exist.",
                             "Put the images back where they were, or import the dataset again.")
         duplicates = find_duplicates(samples)
+        near = near_duplicates_of(samples, [_near_from_json(item) for item in data.get("near_duplicates") or []])
+        before = data.get("near_twins_before_fix", 0)
         return cls(root=root, source=source, source_kind=kind, classes=list(classes), samples=samples,
-                   skipped=skipped, duplicates=duplicates, warnings=count_warnings(classes, samples, duplicates))
+                   skipped=skipped, duplicates=duplicates, warnings=count_warnings(classes, samples, duplicates),
+                   near_duplicates=near, near_twins_before_fix=before if isinstance(before, int) else 0)
 
 
 def format_report(index: DatasetIndex) -> str:
@@ -165,10 +184,29 @@ def format_report(index: DatasetIndex) -> str:
     if cross:
         lines += ["", f"Identical files in different splits ({len(cross)}):"]
         lines += [f"  {' = '.join(d.paths)}" for d in cross[:20]]
+    lines += near_duplicate_lines(index)
     if index.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  - {w}" for w in index.warnings]
     return "\n".join(lines)
+
+
+def near_duplicate_lines(index: DatasetIndex, shown: int = 20) -> list[str]:
+    """The near-duplicate pairs in words (those crossing splits first), for the terminal and the window."""
+    if not index.near_duplicates:
+        return []
+    pairs = sorted(index.near_duplicates, key=lambda n: not n.cross_split)
+    crossing = sum(n.cross_split for n in pairs)
+    lines = ["", f"Near duplicates (the same picture re-saved, resized or cropped): {len(pairs)} pairs, "
+                 f"{crossing} across splits."]
+    if index.near_twins_before_fix:
+        lines.append(f"  Each pair was kept in one split; a split ignoring them would have given "
+                     f"{index.near_twins_before_fix} test images a near twin in training.")
+    lines += [f"  {a} ~ {b}{'  (different splits)' if n.cross_split else ''}" for n in pairs[:shown]
+              for a, b in [n.paths]]
+    if len(pairs) > shown:
+        lines.append(f"  ... and {len(pairs) - shown} more")
+    return lines
 
 
 def find_duplicates(samples: list[Sample]) -> list[DuplicateSet]:
@@ -243,6 +281,20 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
                                                    for k, v in attributes.items()):
         raise _damaged(f"sample {path!r} has attributes that are not names and values")
     return Sample(path, label, split, sha, attributes=tuple(sorted(attributes.items())))
+
+
+def near_duplicates_of(samples: list[Sample], pairs: list[tuple[str, str, int]]) -> list[NearDuplicate]:
+    """The near-duplicate pairs among these samples, each marked when it crosses splits."""
+    split_of = {s.path: s.split for s in samples}
+    return [NearDuplicate((a, b), d, split_of[a] != split_of[b]) for a, b, d in pairs
+            if a in split_of and b in split_of]
+
+
+def _near_from_json(item: Any) -> tuple[str, str, int]:
+    if not isinstance(item, dict) or not isinstance(item.get("paths"), list) or len(item["paths"]) != 2 \
+            or not all(isinstance(p, str) for p in item["paths"]) or not isinstance(item.get("distance"), int):
+        raise _damaged("a near-duplicate entry needs two paths and a distance")
+    return item["paths"][0], item["paths"][1], item["distance"]
 
 
 def _skipped_from_json(item: Any) -> Skipped:

@@ -24,10 +24,12 @@ class Item:
     split: str | None
     sha256: str
     group: str | None
+    near: str | None = None     # near-duplicate cluster (data.near_duplicates): kept in one split, like copies
 
 
 def split_units(items: list[Item], by_group: bool) -> list[list[int]]:
-    """Indices of items that must share a split: same file bytes, and same group when grouping."""
+    """Indices of items that must share a split: same file bytes, near duplicates, and same group when
+    grouping."""
     parent = list(range(len(items)))
 
     def find(i: int) -> int:
@@ -38,7 +40,8 @@ def split_units(items: list[Item], by_group: bool) -> list[list[int]]:
 
     first_with: dict[tuple[str, str], int] = {}
     for i, item in enumerate(items):
-        keys = [("sha", item.sha256)] + ([("group", item.group)] if by_group and item.group else [])
+        keys = [("sha", item.sha256)] + ([("group", item.group)] if by_group and item.group else []) \
+            + ([("near", item.near)] if item.near else [])
         for key in keys:
             a, b = find(i), find(first_with.setdefault(key, i))
             parent[max(a, b)] = min(a, b)

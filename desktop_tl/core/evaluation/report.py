@@ -15,6 +15,7 @@ from typing import Any
 
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
+from desktop_tl.core.data.index import near_duplicate_lines
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
 from desktop_tl.core.runs.folder import RunFolder
@@ -99,6 +100,9 @@ def _dataset_section(folder: RunFolder) -> tuple[str, Path | None]:
     text += f"<p>{len(index.skipped)} files skipped at import"
     text += (": " + "; ".join(f"{_esc(s.path)} ({_esc(s.reason)})" for s in index.skipped[:10])
              + (" …" if len(index.skipped) > 10 else "") if index.skipped else "") + ".</p>"
+    near = near_duplicate_lines(index, shown=10)
+    if near:
+        text += "<p>" + "<br>".join(_esc(line.strip()) for line in near if line) + "</p>"
     if index.warnings:
         text += "<ul>" + "".join(f"<li>{_esc(w)}</li>" for w in index.warnings) + "</ul>"
     return text, index.root

@@ -72,6 +72,9 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["plan"] = s.plan.to_dict()
     metrics["plan_description"] = s.plan.describe()
     metrics["history"] = s.state["history"]
+    metrics["near_duplicates"] = {"pairs": len(s.index.near_duplicates),
+                                  "across_splits": sum(n.cross_split for n in s.index.near_duplicates),
+                                  "test_images_with_a_training_twin_before_the_fix": s.index.near_twins_before_fix}
     metrics["subgroups"] = {"test": test_subgroups(s.index, test_paths, test_labels, test_probs, classes, decision)}
     counts = s.index.counts()
     notes = cautions(s.state["history"], {c: counts[c]["train"] for c in classes}, metrics["test"])
