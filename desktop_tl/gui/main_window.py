@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
         self._build_menus()
+        self.state.sig_dataset_changed.connect(lambda _index: self._note_results_of_another_dataset())
         for signal in (self.state.sig_dataset_changed, self.state.sig_model_changed, self.state.sig_freeze_changed,
                        self.state.sig_run_changed):
             signal.connect(self._update_status)
@@ -444,6 +445,19 @@ class MainWindow(QMainWindow):
             self.import_dataset(path)
 
     @Slot(object)
+    def _note_results_of_another_dataset(self) -> None:
+        """After importing another dataset, say that Evaluation, Export and Try it still show the current run,
+        which was trained on a different one."""
+        run_dir, source = self.state.run_dir, self.state.data_source
+        if run_dir is None or source is None:
+            return
+        trained_on = RunFolder(run_dir).dataset_source()
+        if trained_on is not None and trained_on != Path(source).resolve():
+            note = (f"These results are of the run {Path(run_dir).name}, trained on another dataset "
+                    f"({trained_on.name}), not on {Path(source).name} imported now. Train a run on it, or open one.")
+            for panel in (self.evaluation_panel, self.export_panel):
+                panel.message.show_note(note)
+
     def _show_results(self, metrics: object) -> None:
         """Bring the evaluation to the front when a run's figures arrive."""
         if metrics is not None:

@@ -361,3 +361,12 @@ def test_quitting_during_training_offers_to_save_and_the_run_comes_back_resumabl
     assert monitor.point_counts()["val_loss"] == epochs                  # the saved epochs' curves are back
     assert f"interrupted; press Resume to continue it; {epochs} epochs saved" in monitor.log.toPlainText()
     again.close()
+
+
+def test_importing_another_dataset_says_the_results_shown_are_of_another_run(qtbot, main_window, trained_run,
+                                                                              tiny_images):
+    main_window.show_run(trained_run)
+    assert main_window.evaluation_panel.message.text() == ""
+    _import(qtbot, main_window, tiny_images)                         # not the dataset the run was trained on
+    for panel in (main_window.evaluation_panel, main_window.export_panel):
+        assert panel.message.kind == "note" and "trained on another dataset" in panel.message.text()

@@ -224,6 +224,13 @@ class RunFolder:
         """The run's dataset index; `data_root` says where the dataset lives now if it moved."""
         return load_index(self.path, data_root)
 
+    def dataset_source(self) -> Path | None:
+        """The dataset folder or CSV the run was trained on (from dataset.json, without reading the samples'
+        files), or None when that cannot be read."""
+        data = _read_optional(self.path / DATASET_FILE)
+        source = (data or {}).get("source")
+        return (self.path / source).resolve() if isinstance(source, str) and source else None
+
     def metrics(self) -> dict[str, Any] | None:
         """metrics.json of a finished run, or None (not finished, unreadable)."""
         return _read_optional(self.path / METRICS_FILE)
