@@ -246,7 +246,7 @@ def test_stop_at_every_stage_leaves_a_consistent_run(tmp_path, data, capsys, mon
     create_run(run, data, _config(epochs=2), SPLIT)
     events = train_until_saved(run)
     assert isinstance(events[-1], Finished) and events[-1].stopped_by_user and events[-1].epochs_done == 1
-    assert open_run(run).status == "running" and not (run / METRICS_FILE).exists()
+    assert open_run(run).status == "interrupted" and not (run / METRICS_FILE).exists()
     state = _snapshot(run)
 
     # Evaluation: Ctrl+C in the middle (while the test split is scored) changes nothing.
