@@ -211,6 +211,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from desktop_tl.core.deploy.label_assist import rank_unlabelled, write_suggestions
+
+    model = Path(args.model) if args.model else Path(args.run) / "model.onnx"
+    if not model.is_file():
+        raise UserError(f"The run has no exported model ({model.name}).", f"Export it first: desktop-tl export {args.run}")
+    out = Path(args.out)
+    suggestions = rank_unlabelled(model, Path(args.unlabelled), out.parent)
+    write_suggestions(out, suggestions)
+    print(f"Wrote {len(suggestions)} images to {out.name}, the least certain first: label those first (fill the "
+          "label column; the suggestion is the model's guess), then import the CSV as a dataset or add its rows "
+          "to your labels CSV.")
+    for s in suggestions[:10]:
+        print(f"{s.path}\tsuggested {s.suggested!r} ({s.probability:.0%}, margin {s.margin:.2f})")
+    return 0
+
+
 def cmd_review_labels(args: argparse.Namespace) -> int:
     from desktop_tl.core.training.label_review import REVIEW_FILE, review_labels
 
@@ -434,6 +451,13 @@ def _add_model_commands(sub) -> None:
             p.add_argument("--int8", action="store_true",
                            help="also write MODEL.int8.onnx (static int8) and print speed and accuracy of both")
             p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("suggest", help="rank unlabelled images by how much labelling them would help")
+    p.add_argument("run", help="run folder with an exported model (desktop-tl export RUN)")
+    p.add_argument("unlabelled", help="folder of unlabelled images or DICOM files")
+    p.add_argument("--out", required=True, help="labels CSV to write: fill its label column, then import it")
+    p.add_argument("--model", help="ONNX model to use instead of RUN/model.onnx")
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("review-labels", help="list training and validation images whose label looks wrong")
     p.add_argument("run", help="run folder")

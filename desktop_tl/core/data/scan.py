@@ -24,6 +24,7 @@ _PATH_HEADERS = frozenset({"path", "file", "filename", "file_name", "filepath", 
 _LABEL_HEADERS = frozenset({"label", "class", "category", "target", "diagnosis"})
 _GROUP_HEADERS = frozenset({"group", "group_id", "patient", "patient_id", "patientid", "subject", "subject_id"})
 # Extra columns become subgroup attributes, except those whose name suggests they identify a person.
+_OWN_COLUMNS = frozenset({"suggested", "probability", "margin"})   # written by `desktop-tl suggest`, not subgroups
 _IDENTIFYING_WORDS = ("name", "patient", "subject", "birth", "dob", "mrn", "accession", "address", "phone", "email",
                       "ssn")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -215,7 +216,7 @@ def _attribute_columns(header: list[str], used: set[int | None]) -> tuple[list[t
     """The extra columns to read as subgroup attributes, (index, name); and the names refused as identifying."""
     kept, refused = [], []
     for col, name in enumerate(cell.strip() for cell in header):
-        if col in used or not name:
+        if col in used or not name or name.lower() in _OWN_COLUMNS:
             continue
         words = name.lower().replace("-", "_").replace(" ", "_").split("_")
         if any(word in _IDENTIFYING_WORDS for word in words) or "name" in name.lower():

@@ -46,7 +46,7 @@ def subgroup_report(labels: Sequence[int], probs: np.ndarray, classes: Sequence[
     report = {}
     for name in names:
         values = [a.get(name) for a in attributes]
-        if 2 <= len({v for v in values if v}) <= MAX_VALUES:
+        if 2 <= len({v for v in values if v}) <= min(MAX_VALUES, len(values) / 2):   # groups, not identifiers
             report[name] = subgroup_figures(labels, probs, classes, values, decision)
     return report
 

@@ -1,0 +1,55 @@
+"""Label assist: rank unlabelled images by how much an expert's label would teach the model (the least
+confident first: the smallest margin between the two most probable classes), each with the model's
+suggestion, written as a labels CSV the expert completes and imports (the importer reads path,label CSVs;
+rows left without a label are skipped). Uses the exported model through onnxruntime, like `predict`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
+from desktop_tl.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One unlabelled image: its path (relative to the CSV), the suggested class and how sure the model is."""
+
+    path: str
+    suggested: str
+    probability: float
+    margin: float          # top probability minus the second: small = a label here teaches the model most
+
+
+def rank_unlabelled(model: Path, folder: Path, csv_dir: Path) -> list[Suggestion]:
+    """Suggestions for every readable image under `folder`, least confident first, paths relative to
+    `csv_dir` (where the labels CSV will live)."""
+    classifier = OnnxClassifier(model)
+    inputs = collect_inputs([folder])
+    suggestions, unreadable = [], 0
+    for (file, _), p in zip(inputs, classifier.predict_files(inputs), strict=True):
+        if p.error:
+            unreadable += 1
+            continue
+        top = sorted(p.probabilities.values(), reverse=True)
+        relative = Path(os.path.relpath(file.resolve(), Path(csv_dir).resolve())).as_posix()
+        suggestions.append(Suggestion(relative, p.label, p.probability, top[0] - top[1]))
+    if not suggestions:
+        raise UserError(f"None of the {len(inputs)} images in {folder.name} could be read.",
+                        "Check that the folder holds image or DICOM files.")
+    return sorted(suggestions, key=lambda s: (s.margin, s.path))
+
+
+def write_suggestions(path: Path, suggestions: list[Suggestion]) -> None:
+    """The labels CSV to complete: path, an empty label, then the suggestion (atomically)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "suggested", "probability", "margin"])
+    for s in suggestions:
+        writer.writerow([s.path, "", s.suggested, f"{s.probability:.4f}", f"{s.margin:.4f}"])
+    atomic_write_text(path, buffer.getvalue())

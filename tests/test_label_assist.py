@@ -1,0 +1,66 @@
+"""Label assist: unlabelled images ranked least certain first, written as a labels CSV that imports once the
+expert fills its label column."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+
+from desktop_tl.cli import main
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.data.importer import import_dataset
+from desktop_tl.core.deploy.export import export_onnx
+from desktop_tl.core.events import Finished
+from desktop_tl.core.runs.folder import create_run
+from desktop_tl.core.training.run import train_run
+
+from helpers import DEMO_IMAGES, copy_demo_subset
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assist")
+    data = copy_demo_subset(root / "labelled", 12, ("grass", "gravel"))
+    run = root / "run"
+    config = TrainConfig(recipe="custom", epochs=2, image_size=64, freeze="head", augment="none", num_workers=0)
+    create_run(run, data, config, SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0))
+    assert isinstance(list(train_run(run))[-1], Finished)
+    assert export_onnx(run).parity_ok
+    unlabelled = root / "new scans"
+    unlabelled.mkdir()
+    truth = {}
+    for name in ("grass", "gravel"):
+        for image in sorted((DEMO_IMAGES / name).glob("*.jpg"))[20:25]:        # not among the labelled ones
+            shutil.copy(image, unlabelled / image.name)
+            truth[image.name] = name
+    return run, unlabelled, truth
+
+
+def test_suggest_ranks_the_least_certain_first_and_the_filled_csv_imports(exported_run, tmp_path, capsys):
+    run, unlabelled, truth = exported_run
+    out = tmp_path / "to label.csv"
+    assert main(["suggest", str(run), str(unlabelled), "--out", str(out)]) == 0
+    assert "Wrote 10 images" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 10 and all(row["label"] == "" for row in rows)
+    margins = [float(row["margin"]) for row in rows]
+    assert margins == sorted(margins)                               # the most useful to label first
+    assert all(row["suggested"] in ("grass", "gravel") and not row["path"].startswith("/") for row in rows)
+
+    for row in rows:                                                 # the expert fills in the labels
+        row["label"] = truth[row["path"].rsplit("/", 1)[-1]]
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    index = import_dataset(out)
+    assert len(index.samples) == 10 and index.classes == ["grass", "gravel"]
+    assert index.attribute_names() == []                 # the suggestion columns are not subgroups
+
+
+def test_suggest_without_an_exported_model_says_what_to_do(exported_run, tmp_path, capsys):
+    run, unlabelled, _ = exported_run
+    assert main(["suggest", str(tmp_path), str(unlabelled), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "Export it first" in capsys.readouterr().err
