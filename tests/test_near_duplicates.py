@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from desktop_tl.cli import main
+from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.near_duplicates import image_hashes, near_duplicate_pairs
@@ -54,7 +55,7 @@ def _planted(root, originals_per_class=20, copied=2):
 
 def test_every_planted_copy_is_found_and_no_two_originals_are_paired(tmp_path):
     data, planted = _planted(tmp_path / "data")
-    index = import_dataset(data)
+    index = import_dataset(data, SplitConfig(group_near_duplicates=True))
     found = {frozenset(n.paths) for n in index.near_duplicates}
     assert planted <= found, planted - found
     originals = {p for pair in planted for p in pair if "-" not in p}
@@ -108,3 +109,22 @@ def test_each_kind_of_copy_stays_within_the_distance(name):
     photo = Image.open(sorted(DEMO_IMAGES.rglob("*.jpg"))[0])
     a, b = image_hashes(photo), image_hashes(VARIANTS[name](photo))
     assert min(int(np.unpackbits(x ^ y).sum()) for x, y in product(a, b)) <= 6
+
+
+def test_without_grouping_pairs_may_cross_splits_and_the_import_says_how_to_keep_them_together(tmp_path, capsys):
+    data, planted = _planted(tmp_path / "data", copied=4)
+    index = import_dataset(data)                                        # the default: reported, not regrouped
+    assert {frozenset(n.paths) for n in index.near_duplicates} >= planted
+    if any(n.cross_split for n in index.near_duplicates):
+        assert any("--group-near-duplicates" in w for w in index.warnings)
+    assert main(["import-check", str(data), "--group-near-duplicates"]) == 0
+    assert "0 across splits" in capsys.readouterr().out
+
+
+def test_look_alike_chains_are_not_grouped_into_one_unit():
+    from desktop_tl.core.data.importer import MAX_CLUSTER, _clusters
+
+    chain = [(f"{i:02d}.png", f"{i + 1:02d}.png", 4) for i in range(20)]      # 21 images that all look alike
+    assert _clusters(chain) == {}
+    small = _clusters([("a", "b", 0), ("b", "c", 2)])
+    assert small == {"a": "a", "b": "a", "c": "a"} and MAX_CLUSTER >= 3

@@ -40,6 +40,9 @@ class SplitConfig:
     seed: int = setting(0, "seed", "seed of the split and of training")
     group_by_patient: bool = setting(True, "keep patients together",
                                      "keep each patient (DICOM PatientID, CSV group column) in one split", cli=False)
+    group_near_duplicates: bool = setting(False, "keep near duplicates together",
+                                          "keep images that show the same picture (re-saved, resized, cropped "
+                                          "slightly) in one split")
 
     def validate(self) -> None:
         """Raise SettingError when the fractions leave nothing to train on."""

@@ -1,8 +1,9 @@
 """Evaluation panel: a run's validation or test figures, confusion matrix and mistakes.
 
 It shows `state.metrics` (metrics.json of the current run, announced by `sig_metrics_changed`);
-"Evaluate" recomputes them with `core.evaluation_run.evaluate_run` on the worker and
-publishes the result through `state.set_metrics`.
+"Evaluate" recomputes them with `core.evaluation.splits.evaluate_run` on the worker and
+publishes the result through `state.set_metrics`. Tabs: confusion and mistakes (tables in `evaluation_tables`),
+operating point, calibration, subgroups; buttons for the HTML report and the label review.
 """
 
 from __future__ import annotations
@@ -31,15 +32,8 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.gui.item_models import (
-    Column,
-    ImageItem,
-    ImageListModel,
-    MatrixModel,
-    RecordTableModel,
-    fmt_number,
-    fmt_percent,
-)
+from desktop_tl.gui.evaluation_tables import mistake_item, per_class_model, per_class_rows, summary_text
+from desktop_tl.gui.item_models import ImageListModel, MatrixModel
 from desktop_tl.gui.operating_point_view import OperatingPointView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.reliability_view import ReliabilityView
@@ -50,6 +44,7 @@ from desktop_tl.gui.worker import EngineController, JobContext
 
 EVALUATE_JOB = "evaluate"
 REPORT_JOB = "report"
+REVIEW_JOB = "review-labels"
 REPORT_FILE = "report.html"       # core.evaluation.report.REPORT_FILE, without importing the engine here
 SPLITS = (("val", "Validation"), ("test", "Test"))
 
@@ -74,68 +69,6 @@ def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
     return run
 
 
-def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
-    """Images, accuracy with its 95% interval and the score of always answering the largest class, balanced
-    accuracy, macro F1, ROC AUC, and the decision rule
-    when the run chose a threshold."""
-    if not m or not m.get("images"):
-        return f"No {split_name.lower()} images were evaluated."
-    low, high = m.get("accuracy_95ci") or (None, None)
-    interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
-    if m.get("majority_baseline") is not None:
-        interval += f"; always answering {m['majority_class']!r} would score {fmt_percent(m['majority_baseline'])}"
-    decision = m.get("decision")
-    rule = (f" Decision: {decision['positive']!r} when its probability is at least {decision['threshold']:.3f} "
-            f"(chosen on validation)." if isinstance(decision, dict) and "threshold" in decision else "")
-    return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
-            f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
-            f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.{rule}")
-
-
-@dataclass(frozen=True)
-class ClassMetrics:
-    """One row of the per-class table."""
-
-    name: str
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    support: int
-    roc_auc: float | None
-
-
-def per_class_rows(m: dict[str, Any], classes: list[str]) -> list[ClassMetrics]:
-    """Per-class figures in class order."""
-    table = m.get("per_class") or {}
-    return [ClassMetrics(c, table[c].get("precision"), table[c].get("recall"), table[c].get("f1"),
-                         int(table[c].get("support") or 0), table[c].get("roc_auc"))
-            for c in classes if c in table]
-
-
-def per_class_model(parent=None) -> RecordTableModel[ClassMetrics]:
-    """Class, precision, recall, F1, support (test images of the class), ROC AUC."""
-    return RecordTableModel([
-        Column("Class", lambda r: r.name),
-        Column("Precision", lambda r: r.precision, text=fmt_percent, align_right=True,
-               tooltip=lambda r: f"Of the images predicted {r.name!r}, the share that really are."),
-        Column("Recall", lambda r: r.recall, text=fmt_percent, align_right=True,
-               tooltip=lambda r: f"Of the real {r.name!r} images, the share found."),
-        Column("F1", lambda r: r.f1, text=fmt_number, align_right=True),
-        Column("Images", lambda r: r.support, align_right=True),
-        Column("ROC AUC", lambda r: r.roc_auc, text=fmt_number, align_right=True),
-    ], parent)
-
-
-def mistake_item(root: Path | None, mistake: dict[str, Any]) -> ImageItem:
-    """A gallery item for one entry of `misclassified`."""
-    path = (root / mistake["path"]) if root is not None else Path(mistake["path"])
-    top = sorted(mistake.get("probabilities", {}).items(), key=lambda kv: kv[1], reverse=True)[:3]
-    odds = ", ".join(f"{c} {p:.0%}" for c, p in top)
-    return ImageItem(path, f"{mistake['true']} → {mistake['predicted']}\n{mistake['probability']:.0%}",
-                     f"{mistake['path']}\ntrue: {mistake['true']}, predicted: {mistake['predicted']} "
-                     f"({mistake['probability']:.1%})\n{odds}")
-
-
 class EvaluationPanel(QWidget):
     """Figures, cautions, confusion matrix, per-class table and a gallery of mistakes."""
 
@@ -156,6 +89,10 @@ class EvaluationPanel(QWidget):
         for key, name in SPLITS:
             self.split_box.addItem(name, key)
         self.split_box.setCurrentIndex(1)
+        self.review_button = QPushButton("Review labels…", self)
+        self.review_button.setObjectName("reviewLabelsButton")
+        self.review_button.setToolTip("List training and validation images whose label looks wrong, and correct "
+                                      "them into a labels CSV (your files are not moved).")
         self.evaluate_button = QPushButton("Evaluate", self)
         self.evaluate_button.setObjectName("evaluateButton")
         self.evaluate_button.setToolTip("Evaluate the run's best checkpoint again on its validation and test images.")
@@ -204,6 +141,7 @@ class EvaluationPanel(QWidget):
         top.addWidget(QLabel("Split", self))
         top.addWidget(self.split_box)
         top.addStretch(1)
+        top.addWidget(self.review_button)
         top.addWidget(self.evaluate_button)
         left = QSplitter(Qt.Orientation.Vertical, self)
         left.addWidget(self._titled("Confusion matrix (rows: true, columns: predicted)", self.matrix))
@@ -241,6 +179,7 @@ class EvaluationPanel(QWidget):
         self.matrix.clicked.connect(self._on_cell_clicked)
         self.show_all_button.clicked.connect(lambda: self.show_all_mistakes())
         self.evaluate_button.clicked.connect(lambda: self.evaluate())
+        self.review_button.clicked.connect(lambda: self.review_labels())
         self.operating_point.sig_saved.connect(lambda _decision: self.evaluate())   # figures under the new rule
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
@@ -373,7 +312,8 @@ class EvaluationPanel(QWidget):
     # -- evaluate ---------------------------------------------------------------------------------
 
     def _update_button(self) -> None:
-        self.evaluate_button.setEnabled(self.state.run_dir is not None and not self.jobs.running)
+        for button in (self.evaluate_button, self.review_button):
+            button.setEnabled(self.state.run_dir is not None and not self.jobs.running)
 
     @Slot()
     def export_report(self, path: Path | None = None) -> bool:
@@ -395,6 +335,31 @@ class EvaluationPanel(QWidget):
             return write_report(run_dir, path)
         return self.jobs.submit(REPORT_JOB, job)
 
+    def review_labels(self) -> bool:
+        """Find suspected label errors of the current run on the worker, then open the review grid."""
+        run_dir = self.state.run_dir
+        if run_dir is None:
+            self.message.show_error("There is no run whose labels to review.", "Train a run or open a project first.")
+            return False
+
+        def job(ctx: JobContext):
+            from desktop_tl.core.runs.folder import load_index
+            from desktop_tl.core.training.label_review import review_labels
+
+            return run_dir, load_index(run_dir), review_labels(run_dir)
+        return self.jobs.submit(REVIEW_JOB, job)
+
+    def _open_review(self, result) -> None:
+        from desktop_tl.gui.label_review_dialog import LabelReviewDialog  # loads the engine: only when asked
+
+        run_dir, index, suspects = result
+        if not suspects:
+            self.message.show_note("No suspected label errors: a model that never saw each image agrees with its "
+                                   "label.")
+            return
+        self.review = LabelReviewDialog(run_dir, index, suspects, self)
+        self.review.open()
+
     def evaluate(self) -> bool:
         """Evaluate the current run on the worker; False when there is none or the worker is busy."""
         run_dir = self.state.run_dir
@@ -409,6 +374,9 @@ class EvaluationPanel(QWidget):
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
+        if kind == REVIEW_JOB:
+            self._open_review(result)
+            return
         if kind == REPORT_JOB:
             self.message.show_note(f"Report written: {Path(result).name} (open it in a web browser to read or "
                                    "print it).")

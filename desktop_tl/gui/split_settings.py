@@ -26,6 +26,9 @@ class SplitSettings(QGroupBox):
         self.group = QCheckBox("Keep each patient in one split", self)
         self.group.setToolTip("Images of one patient (DICOM PatientID, or the CSV's group column) all go to the "
                               "same split, so the test score is not flattered by a patient seen in training.")
+        self.near = QCheckBox("Keep near duplicates together", self)
+        self.near.setToolTip("Images that show the same picture (saved again, resized, re-windowed or cropped "
+                             "slightly) go to the same split, so no test image has its twin in training.")
         self.apply_button = QPushButton("Re-split", self)
         self.apply_button.setObjectName("applySplit")
         self.apply_button.setToolTip("Import the same dataset again with these split settings.")
@@ -35,12 +38,14 @@ class SplitSettings(QGroupBox):
         form.addRow("Test", self.test)
         form.addRow("Seed", self.seed)
         form.addRow(self.group)
+        form.addRow(self.near)
         form.addRow(self.apply_button)
         self.set_config(config)
         for box in (self.val, self.test):
             box.valueChanged.connect(self._emit_changed)
         self.seed.valueChanged.connect(self._emit_changed)
         self.group.toggled.connect(self._emit_changed)
+        self.near.toggled.connect(self._emit_changed)
 
     def _emit_changed(self, *_) -> None:
         self.sig_changed.emit(self.config())
@@ -56,15 +61,16 @@ class SplitSettings(QGroupBox):
     def config(self) -> SplitConfig:
         """The settings shown."""
         return SplitConfig(round(self.val.value(), 4), round(self.test.value(), 4), self.seed.value(),
-                           self.group.isChecked())
+                           self.group.isChecked(), self.near.isChecked())
 
     def set_config(self, config: SplitConfig) -> None:
         """Show `config` (without emitting sig_changed)."""
-        for widget in (self.val, self.test, self.seed, self.group):
+        for widget in (self.val, self.test, self.seed, self.group, self.near):
             widget.blockSignals(True)
         self.val.setValue(config.val_fraction)
         self.test.setValue(config.test_fraction)
         self.seed.setValue(config.seed)
         self.group.setChecked(config.group_by_patient)
-        for widget in (self.val, self.test, self.seed, self.group):
+        self.near.setChecked(config.group_near_duplicates)
+        for widget in (self.val, self.test, self.seed, self.group, self.near):
             widget.blockSignals(False)

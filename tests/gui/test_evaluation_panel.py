@@ -242,3 +242,17 @@ def test_the_subgroups_tab_breaks_the_test_figures_down(qtbot, panel, app_state,
     assert view.cell_text(1, 4) == "30% of 10 'defective'"
     app_state.set_metrics({"classes": ["a", "b"]})
     assert view.table.rowCount() == 0 and "No subgroups" in view.note.text()
+
+
+def test_review_labels_runs_on_the_worker_then_opens_the_grid_or_says_there_is_nothing(
+        qtbot, panel, app_state, trained_run, metrics):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    with qtbot.waitSignal(panel.jobs.sig_result, timeout=120_000):
+        qtbot.mouseClick(panel.review_button, Qt.MouseButton.LeftButton)
+    review = getattr(panel, "review", None)
+    if review is not None:
+        assert review.isVisible() and review.model.rowCount() == len(review.suspects) > 0
+        review.close()
+    else:
+        assert "No suspected label errors" in panel.message.text()

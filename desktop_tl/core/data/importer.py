@@ -39,6 +39,8 @@ from desktop_tl.core.data.splitting import Item, assign_splits, group_leak_warni
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.hashing import file_sha256
 
+MAX_CLUSTER = 8     # near duplicates of one picture; a larger chain is look-alikes, not copies
+
 
 def import_dataset(source: Path, split: SplitConfig | None = None,
                    progress: Callable[[int, int], None] | None = None,
@@ -91,10 +93,12 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     near = near_duplicates_of(samples, pairs)
     crossing = sum(n.cross_split for n in near)
     if crossing:
-        warnings.append(f"{crossing} pairs of near-duplicate images (the same picture re-saved, resized or cropped) "
-                        "sit in different splits of the dataset's own train/val/test folders: the validation and "
-                        "test scores may be too optimistic. Move each pair into one folder.")
-    before = 0 if scan.presplit or not pairs else _twins_in_test(
+        remedy = ("Move each pair into one folder." if scan.presplit else
+                  "Tick 'keep near duplicates together' (or --group-near-duplicates) to keep each pair in one split.")
+        warnings.append(f"{crossing} pairs of near-duplicate images (the same picture re-saved, resized or cropped, or "
+                        "images that look almost alike) sit in different splits: the validation and test scores may "
+                        f"be too optimistic. {remedy}")
+    before = 0 if scan.presplit or not pairs or not config.group_near_duplicates else _twins_in_test(
         [replace(item, near=None) for item in items], pairs, len(classes), config)
     return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
                         skipped=scan.skipped, duplicates=duplicates, warnings=warnings, near_duplicates=near,
@@ -102,7 +106,9 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
 
 
 def _clusters(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
-    """Each image in a near-duplicate pair, mapped to its cluster's first path (pairs chain into clusters)."""
+    """Each image in a near-duplicate pair, mapped to its cluster's first path (pairs chain into clusters).
+    Clusters larger than MAX_CLUSTER are look-alikes (solar cells of one module, digits), not copies of one
+    picture: they are left out, so that grouping cannot swallow a whole class."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -115,7 +121,9 @@ def _clusters(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
     for a, b, _ in pairs:
         ra, rb = find(a), find(b)
         parent[max(ra, rb)] = min(ra, rb)
-    return {x: find(x) for x in list(parent)}
+    roots = {x: find(x) for x in list(parent)}
+    sizes = Counter(roots.values())
+    return {x: root for x, root in roots.items() if sizes[root] <= MAX_CLUSTER}
 
 
 def _twins_in_test(items: list[Item], pairs: list[tuple[str, str, int]], n_classes: int,

@@ -27,9 +27,9 @@ class Item:
     near: str | None = None     # near-duplicate cluster (data.near_duplicates): kept in one split, like copies
 
 
-def split_units(items: list[Item], by_group: bool) -> list[list[int]]:
-    """Indices of items that must share a split: same file bytes, near duplicates, and same group when
-    grouping."""
+def split_units(items: list[Item], by_group: bool, by_near: bool = False) -> list[list[int]]:
+    """Indices of items that must share a split: same file bytes; with `by_group` the same patient/group, with
+    `by_near` the same near-duplicate cluster."""
     parent = list(range(len(items)))
 
     def find(i: int) -> int:
@@ -41,7 +41,7 @@ def split_units(items: list[Item], by_group: bool) -> list[list[int]]:
     first_with: dict[tuple[str, str], int] = {}
     for i, item in enumerate(items):
         keys = [("sha", item.sha256)] + ([("group", item.group)] if by_group and item.group else []) \
-            + ([("near", item.near)] if item.near else [])
+            + ([("near", item.near)] if by_near and item.near else [])
         for key in keys:
             a, b = find(i), find(first_with.setdefault(key, i))
             parent[max(a, b)] = min(a, b)
@@ -67,7 +67,7 @@ def holdout_targets(n_images: int, nunits: int, config: SplitConfig) -> dict[str
 
 def assign_splits(items: list[Item], n_classes: int, config: SplitConfig) -> tuple[list[str], list[int]]:
     """A split per item, and the classes kept wholly in training because they form one unit."""
-    units = split_units(items, config.group_by_patient)
+    units = split_units(items, config.group_by_patient, config.group_near_duplicates)
     random.Random(config.seed).shuffle(units)
     units.sort(key=len, reverse=True)  # stable: equal sizes keep the seeded order
     unit_counts = [Counter(items[i].label for i in unit) for unit in units]

@@ -11,9 +11,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 from desktop_tl.core.errors import UserError
+
+
+def least_certain_first(probabilities: np.ndarray) -> np.ndarray:
+    """Row indices ordered by the margin between each row's two largest probabilities, smallest first: where
+    the model hesitates most, an expert's label teaches it most (margin sampling)."""
+    top2 = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)[:, -2:]
+    return np.argsort(top2[:, 1] - top2[:, 0], kind="stable")
 
 
 @dataclass(frozen=True)
@@ -31,18 +40,18 @@ def rank_unlabelled(model: Path, folder: Path, csv_dir: Path) -> list[Suggestion
     `csv_dir` (where the labels CSV will live)."""
     classifier = OnnxClassifier(model)
     inputs = collect_inputs([folder])
-    suggestions, unreadable = [], 0
-    for (file, _), p in zip(inputs, classifier.predict_files(inputs), strict=True):
-        if p.error:
-            unreadable += 1
-            continue
+    read = [(file, p) for (file, _), p in zip(inputs, classifier.predict_files(inputs), strict=True) if not p.error]
+    if not read:
+        raise UserError(f"None of the {len(inputs)} images in {folder.name} could be read.",
+                        "Check that the folder holds image or DICOM files.")
+    probabilities = np.array([[p.probabilities[c] for c in classifier.classes] for _, p in read])
+    suggestions = []
+    for i in least_certain_first(probabilities):
+        file, p = read[i]
         top = sorted(p.probabilities.values(), reverse=True)
         relative = Path(os.path.relpath(file.resolve(), Path(csv_dir).resolve())).as_posix()
         suggestions.append(Suggestion(relative, p.label, p.probability, top[0] - top[1]))
-    if not suggestions:
-        raise UserError(f"None of the {len(inputs)} images in {folder.name} could be read.",
-                        "Check that the folder holds image or DICOM files.")
-    return sorted(suggestions, key=lambda s: (s.margin, s.path))
+    return suggestions
 
 
 def write_suggestions(path: Path, suggestions: list[Suggestion]) -> None:

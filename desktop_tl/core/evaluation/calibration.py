@@ -50,9 +50,9 @@ def reliability(probs: np.ndarray, labels: Sequence[int], bins: int = RELIABILIT
     """The reliability diagram: images binned by their top probability, with each bin's mean confidence,
     accuracy and count (empty bins left out)."""
     labels = np.asarray(labels, dtype=np.int64)
-    probs = np.asarray(probs, dtype=np.float64).reshape(len(labels), -1)
     if not len(labels):
         return []
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(labels), -1)
     confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
     which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
     rows = []

@@ -11,6 +11,7 @@ its own, ranked by how far the other class leads. The list is saved in the run f
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,17 @@ def review_labels(run_dir: Path) -> list[Suspect]:
                                                     "reviewed": len(samples),
                                                     "suspects": [asdict(s) for s in suspects]})
     return suspects
+
+
+def save_decisions(run_dir: Path, decisions: dict[str, dict[str, str]]) -> None:
+    """Record the expert's decisions in label_review.json: {path: {"action": "keep" | "relabel" | "exclude",
+    "label": class (relabel only)}}. The suspects stay as they were found."""
+    path = Path(run_dir) / REVIEW_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    record["decisions"] = decisions
+    atomic_write_json(path, record)

@@ -1,0 +1,72 @@
+"""The evaluation panel's text and tables: the summary line of a split, the per-class rows and the gallery's
+mistake items, from a metrics dict (metrics.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desktop_tl.gui.item_models import Column, ImageItem, RecordTableModel, fmt_number, fmt_percent
+
+
+def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
+    """Images, accuracy with its 95% interval and the score of always answering the largest class, balanced
+    accuracy, macro F1, ROC AUC, and the decision rule
+    when the run chose a threshold."""
+    if not m or not m.get("images"):
+        return f"No {split_name.lower()} images were evaluated."
+    low, high = m.get("accuracy_95ci") or (None, None)
+    interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
+    if m.get("majority_baseline") is not None:
+        interval += f"; always answering {m['majority_class']!r} would score {fmt_percent(m['majority_baseline'])}"
+    decision = m.get("decision")
+    rule = (f" Decision: {decision['positive']!r} when its probability is at least {decision['threshold']:.3f} "
+            f"(chosen on validation)." if isinstance(decision, dict) and "threshold" in decision else "")
+    return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
+            f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
+            f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.{rule}")
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """One row of the per-class table."""
+
+    name: str
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int
+    roc_auc: float | None
+
+
+def per_class_rows(m: dict[str, Any], classes: list[str]) -> list[ClassMetrics]:
+    """Per-class figures in class order."""
+    table = m.get("per_class") or {}
+    return [ClassMetrics(c, table[c].get("precision"), table[c].get("recall"), table[c].get("f1"),
+                         int(table[c].get("support") or 0), table[c].get("roc_auc"))
+            for c in classes if c in table]
+
+
+def per_class_model(parent=None) -> RecordTableModel[ClassMetrics]:
+    """Class, precision, recall, F1, support (test images of the class), ROC AUC."""
+    return RecordTableModel([
+        Column("Class", lambda r: r.name),
+        Column("Precision", lambda r: r.precision, text=fmt_percent, align_right=True,
+               tooltip=lambda r: f"Of the images predicted {r.name!r}, the share that really are."),
+        Column("Recall", lambda r: r.recall, text=fmt_percent, align_right=True,
+               tooltip=lambda r: f"Of the real {r.name!r} images, the share found."),
+        Column("F1", lambda r: r.f1, text=fmt_number, align_right=True),
+        Column("Images", lambda r: r.support, align_right=True),
+        Column("ROC AUC", lambda r: r.roc_auc, text=fmt_number, align_right=True),
+    ], parent)
+
+
+def mistake_item(root: Path | None, mistake: dict[str, Any]) -> ImageItem:
+    """A gallery item for one entry of `misclassified`."""
+    path = (root / mistake["path"]) if root is not None else Path(mistake["path"])
+    top = sorted(mistake.get("probabilities", {}).items(), key=lambda kv: kv[1], reverse=True)[:3]
+    odds = ", ".join(f"{c} {p:.0%}" for c, p in top)
+    return ImageItem(path, f"{mistake['true']} → {mistake['predicted']}\n{mistake['probability']:.0%}",
+                     f"{mistake['path']}\ntrue: {mistake['true']}, predicted: {mistake['predicted']} "
+                     f"({mistake['probability']:.1%})\n{odds}")
