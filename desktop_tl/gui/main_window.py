@@ -24,9 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_tl import __version__ as _package_version
-from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
+from desktop_tl.core.project import PROJECT_SUFFIX, Project
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui import dataset_panel, model_browser
 from desktop_tl.gui.augmentation_preview import PREVIEW_JOB
@@ -36,6 +35,7 @@ from desktop_tl.gui.evaluation_panel import EVALUATE_JOB, EvaluationPanel
 from desktop_tl.gui.export_panel import EXPORT_JOB, PREDICT_JOB, ExportPanel
 from desktop_tl.gui.freeze_tree import FreezeTree
 from desktop_tl.gui.model_browser import ModelBrowser
+from desktop_tl.gui.project_actions import ProjectActions
 from desktop_tl.gui.recent_projects import RecentProjects
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.training_monitor import TRAIN_JOB, TrainingMonitor
@@ -81,7 +81,7 @@ def default_window_size(available: QSize) -> QSize:
     return DEFAULT_WINDOW_SIZE.boundedTo(available).expandedTo(MINIMUM_WINDOW_SIZE)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ProjectActions, QMainWindow):
     """Dockable panels: models, dataset, layers, training, evaluation, export."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -259,130 +259,6 @@ class MainWindow(QMainWindow):
                           "<p>Nothing is ever downloaded. Models come from timm; the bundled "
                           "EfficientNet-Lite0 weights are ImageNet-1k.</p><p>License: Apache-2.0</p>")
 
-    # -- recent projects -------------------------------------------------------------------------------
-    def recent_projects(self) -> list[Path]:
-        """Recently opened or saved project files, newest first."""
-        return self.recent.paths()
-
-    def _remember_project(self, path: Path) -> None:
-        self.recent.remember(path)
-
-    def _fill_recent_menu(self) -> None:
-        self.recent.fill()
-
-    # -- projects --------------------------------------------------------------------------------------
-    def _refuse_while_busy(self, action: str) -> bool:
-        if self.controller.busy:
-            self.show_error(f"Cannot {action} while a task is running.",
-                            "Wait for it to finish or stop it in the Training panel.")
-            return True
-        return False
-
-    @Slot()
-    def new_project(self) -> None:
-        """Start over: no dataset, default model and settings, no runs."""
-        if self._refuse_while_busy("start a new project"):
-            return
-        self.project_file = None
-        self.state.set_split(SplitConfig())
-        self.state.set_config(TrainConfig())
-        self.state.set_dataset(None)
-        self.state.set_run(None)
-        self.state.runs = []
-        self.state.set_metrics(None)
-        self.training_monitor.set_project_dir(None)
-        self.training_monitor.set_run_dir(None)
-        self._saved_project = None
-        self._update_title()
-
-    def current_project(self) -> Project:
-        """The window's state as a Project (paths absolute); a run being trained counts as the current run."""
-        runs = [Path(r) for r in self.state.runs]
-        current = self.state.run_dir
-        training = self.training_monitor.active_run
-        if training is not None:
-            current = Path(training)
-            runs += [current] if current not in runs else []
-        return Project(data_source=self.state.data_source, split=self.state.split, config=self.state.config,
-                       runs=runs, current_run=current)
-
-    def save_project(self, path: Path | None = None) -> bool:
-        """Save to `path` (or the current project file, else ask); False when nothing was saved."""
-        target = Path(path) if path else self.project_file
-        if target is None:
-            return self.save_project_as()
-        target = with_suffix(target)
-        try:
-            save_project(target, self.current_project())
-        except UserError as exc:
-            self.show_error(exc.what, exc.hint)
-            return False
-        self.project_file = target
-        self._saved_project = self.current_project()
-        self.training_monitor.set_project_dir(target.parent)
-        self._remember_project(target)
-        self._update_title()
-        self.statusBar().showMessage(f"Saved {target}", 5000)
-        return True
-
-    def save_project_as(self, path: Path | None = None) -> bool:
-        """Ask where to save (unless `path` is given), then save."""
-        if path is None:
-            start = str(self.project_file or Path.home() / f"project{PROJECT_SUFFIX}")
-            chosen, _ = QFileDialog.getSaveFileName(self, "Save project", start,
-                                                    f"desktop_tl projects (*{PROJECT_SUFFIX})")
-            if not chosen:
-                return False
-            path = Path(chosen)
-        return self.save_project(path)
-
-    def open_project(self, path: Path | None = None) -> bool:
-        """Open a project file (asking for one when `path` is None); a damaged file is refused with a message."""
-        if self._refuse_while_busy("open a project"):
-            return False
-        if path is None:
-            start = str(self.project_file.parent if self.project_file else Path.home())
-            chosen, _ = QFileDialog.getOpenFileName(self, "Open project", start,
-                                                    f"desktop_tl projects (*{PROJECT_SUFFIX});;All files (*)")
-            if not chosen:
-                return False
-            path = Path(chosen)
-        path = Path(path)
-        try:
-            project = load_project(path)
-        except UserError as exc:
-            self.show_error(exc.what, exc.hint, title="Cannot open the project")
-            return False
-        self.project_file = path
-        self._apply_project(project)
-        self._saved_project = self.current_project()
-        self._remember_project(path)
-        self._update_title()
-        return True
-
-    def _apply_project(self, project: Project) -> None:
-        self.state.set_split(project.split)
-        self.state.set_config(project.config)
-        self.state.set_dataset(None)
-        self.state.runs = [str(r) for r in project.runs]
-        self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
-        self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
-        self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
-        self.training_monitor.show_run(self.state.run_dir)
-        missing = []
-        if project.data_source is not None:
-            if project.data_source.exists():
-                self.dataset_panel.import_path(project.data_source)
-            else:
-                missing.append(f"the dataset {project.data_source}")
-        if project.current_run is not None and self.state.run_dir is None:
-            missing.append(f"the run folder {project.current_run}")
-        if missing:
-            self.show_error(f"The project opened, but {' and '.join(missing)} could not be found.",
-                            "Import the dataset again (drop its folder on the window); moved folders can be "
-                            "found again if you keep them next to the project file.",
-                            title="Some files are missing")
-
     def show_run(self, run_dir: Path) -> None:
         """Make a finished run current: its dataset, evaluation and export panels fill in."""
         try:
@@ -494,24 +370,6 @@ class MainWindow(QMainWindow):
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
         settings.sync()
-
-    def has_unsaved_changes(self) -> bool:
-        """True when quitting would lose something: a dataset or run not in a project file yet, or a project
-        changed since it was saved or opened."""
-        project = self.current_project()
-        if self._saved_project is None:
-            return project.data_source is not None or bool(project.runs)
-        return project != self._saved_project
-
-    def ask_save_changes(self) -> str:
-        """Ask whether to save the project before quitting: "save", "discard" or "cancel" (tests replace this)."""
-        buttons = QMessageBox.StandardButton
-        answer = QMessageBox.question(
-            self, "Save the project?",
-            "Save the project before quitting? It records the dataset, the settings and the runs "
-            "(an interrupted run can then be resumed from it).",
-            buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
-        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
 
     def ask_stop_running_job(self) -> bool:
         """Ask whether to stop the running job and quit (tests replace this to avoid a modal box)."""
