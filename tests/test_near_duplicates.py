@@ -128,3 +128,18 @@ def test_look_alike_chains_are_not_grouped_into_one_unit():
     assert _clusters(chain) == {}
     small = _clusters([("a", "b", 0), ("b", "c", 2)])
     assert small == {"a": "a", "b": "a", "c": "a"} and MAX_CLUSTER >= 3
+
+
+def test_a_set_of_look_alikes_is_called_that_instead_of_copies(tmp_path):
+    from desktop_tl.core.data.index import look_alikes, near_duplicate_lines
+
+    root = tmp_path / "cells"
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    for name in ("ok", "crack"):                      # 20 images per class, all nearly the same picture
+        (root / name).mkdir(parents=True)
+        for i in range(20):
+            noise = rng.integers(0, 6, (64, 64), dtype=np.uint8)
+            Image.fromarray(base + noise).save(root / name / f"{i}.png")
+    index = import_dataset(root)
+    assert look_alikes(index) and "look alike" in " ".join(near_duplicate_lines(index))

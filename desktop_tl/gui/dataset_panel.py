@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.importer import import_dataset
-from desktop_tl.core.data.index import DatasetIndex, near_duplicate_lines
+from desktop_tl.core.data.index import DatasetIndex, look_alikes, near_duplicate_lines
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.reporting import throttled
@@ -339,14 +339,16 @@ class DatasetImportPanel(QWidget):
             f"{index.source.name} ({kind}): {len(index.classes)} classes, {len(index.samples)} usable images "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
             f"{len(index.skipped)} skipped, {len(index.warnings)} warnings, {len(index.duplicates)} sets of identical "
-            f"files, {len(index.near_duplicates)} near-duplicate pairs (see Problems).")
+            f"files, {len(index.near_duplicates)} near-duplicate pairs{' (look-alikes)' if look_alikes(index) else ''} "
+            "(see Problems).")
         fixed = fixed_splits(index)
         self.split_settings.setEnabled(not fixed)
         self.split_settings.setToolTip("The dataset's own train/, val/ (and test/) folders are used as the split, "
                                        "so these settings do not apply." if fixed else "")
         self.split_settings.setTitle("Split: the dataset's own train/val/test folders" if fixed else "Split")
         self.split_settings.apply_button.setEnabled(not self.jobs.running)
-        self.tabs.setTabText(1, f"Problems ({len(index.skipped) + len(index.duplicates) + len(index.warnings)})")
+        problems = len(index.skipped) + len(index.duplicates) + len(index.warnings) + len(index.near_duplicates)
+        self.tabs.setTabText(1, f"Problems ({problems})")
 
     def closeEvent(self, event) -> None:
         """Stop thumbnail decoding when the panel closes."""

@@ -191,6 +191,14 @@ def format_report(index: DatasetIndex) -> str:
     return "\n".join(lines)
 
 
+LOOK_ALIKE_SHARE = 0.1   # more near-duplicate pairs than this share of the images: a set of look-alikes
+
+
+def look_alikes(index: DatasetIndex) -> bool:
+    """True when the near-duplicate pairs are too many to be copies: the images of the set look alike."""
+    return len(index.near_duplicates) > LOOK_ALIKE_SHARE * max(len(index.samples), 1)
+
+
 def near_duplicate_lines(index: DatasetIndex, shown: int = 20) -> list[str]:
     """The near-duplicate pairs in words (those crossing splits first), for the terminal and the window."""
     if not index.near_duplicates:
@@ -199,6 +207,9 @@ def near_duplicate_lines(index: DatasetIndex, shown: int = 20) -> list[str]:
     crossing = sum(n.cross_split for n in pairs)
     lines = ["", f"Near duplicates (the same picture re-saved, resized or cropped): {len(pairs)} pairs, "
                  f"{crossing} across splits."]
+    if look_alikes(index):
+        lines.append(f"  That is many for {len(index.samples)} images: the pictures of this dataset look alike, so "
+                     "these pairs are mostly look-alikes rather than copies (the check cannot tell them apart here).")
     if index.near_twins_before_fix:
         lines.append(f"  Each pair was kept in one split; a split ignoring them would have given "
                      f"{index.near_twins_before_fix} test images a near twin in training.")
