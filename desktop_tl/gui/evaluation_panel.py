@@ -8,14 +8,13 @@ operating point, calibration, subgroups; buttons for the HTML report and the lab
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
+from desktop_tl.gui.evaluation_jobs import Evaluation, evaluate_job, exported_model, heatmap_job, report_job, review_job
 from desktop_tl.gui.evaluation_tables import mistake_item, per_class_model, per_class_rows, summary_text
 from desktop_tl.gui.item_models import ImageListModel, MatrixModel
 from desktop_tl.gui.operating_point_view import OperatingPointView
@@ -40,33 +40,14 @@ from desktop_tl.gui.reliability_view import ReliabilityView
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.subgroup_view import SubgroupView
 from desktop_tl.gui.thumbnails import ThumbnailCache
-from desktop_tl.gui.worker import EngineController, JobContext
+from desktop_tl.gui.worker import EngineController
 
 EVALUATE_JOB = "evaluate"
 REPORT_JOB = "report"
 REVIEW_JOB = "review-labels"
+HEATMAP_JOB = "heatmaps"
 REPORT_FILE = "report.html"       # core.evaluation.report.REPORT_FILE, without importing the engine here
 SPLITS = (("val", "Validation"), ("test", "Test"))
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What the Evaluate job returns: the metrics and where the run's images are."""
-
-    run_dir: Path
-    metrics: dict[str, Any]
-    image_root: Path
-
-
-def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
-    """A worker job that evaluates the run's best checkpoint on its validation and test splits."""
-    def run(ctx: JobContext) -> Evaluation:
-        from desktop_tl.core.evaluation.splits import evaluate_run
-        from desktop_tl.core.runs.folder import load_index
-
-        metrics = evaluate_run(run_dir)
-        return Evaluation(run_dir, metrics, load_index(run_dir).root)
-    return run
 
 
 class EvaluationPanel(QWidget):
@@ -123,6 +104,10 @@ class EvaluationPanel(QWidget):
         self.gallery_note = QLabel(self)
         self.gallery_note.setObjectName("galleryNote")
         self.gallery_note.setWordWrap(True)
+        self.heatmaps: dict[str, Any] = {}        # mistake path -> heat map from the run's exported model
+        self.heatmap_box = QCheckBox("Where it looked", self)
+        self.heatmap_box.setToolTip("Show each mistake with a heat map of where the exported model looked for the "
+                                    "class it chose (export the run first).")
         self.show_all_button = QPushButton("Show all mistakes", self)
         self.show_all_button.setEnabled(False)
         self.gallery_model = ImageListModel(self.thumbnails, self)
@@ -151,6 +136,7 @@ class EvaluationPanel(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         note_row = QHBoxLayout()
         note_row.addWidget(self.gallery_note, 1)
+        note_row.addWidget(self.heatmap_box)
         note_row.addWidget(self.show_all_button)
         right_layout.addLayout(note_row)
         right_layout.addWidget(self.gallery, 1)
@@ -180,6 +166,7 @@ class EvaluationPanel(QWidget):
         self.show_all_button.clicked.connect(lambda: self.show_all_mistakes())
         self.evaluate_button.clicked.connect(lambda: self.evaluate())
         self.review_button.clicked.connect(lambda: self.review_labels())
+        self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
         self.operating_point.sig_saved.connect(lambda _decision: self.evaluate())   # figures under the new rule
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
@@ -213,6 +200,8 @@ class EvaluationPanel(QWidget):
     def show_metrics(self, metrics: dict[str, Any] | None) -> None:
         """Show a metrics dict (metrics.json content), or nothing."""
         self.metrics = metrics
+        self.heatmaps = {}
+        self.heatmap_box.setChecked(False)
         self.thumbnails.clear()
         cautions = (metrics or {}).get("cautions") or []
         self.cautions.setText("\n".join(f"⚠ {c}" for c in cautions))
@@ -264,7 +253,8 @@ class EvaluationPanel(QWidget):
 
     def _set_gallery(self, mistakes: list[dict[str, Any]], note: str) -> None:
         root = self._image_root() if mistakes else None
-        self.gallery_model.set_items([mistake_item(root, m) for m in mistakes])
+        shown = self.heatmaps if self.heatmap_box.isChecked() else {}
+        self.gallery_model.set_items([mistake_item(root, m, shown.get(m["path"])) for m in mistakes])
         self.gallery_note.setText(note)
 
     @Slot()
@@ -328,12 +318,26 @@ class EvaluationPanel(QWidget):
             if not chosen:
                 return False
             path = Path(chosen)
+        return self.jobs.submit(REPORT_JOB, report_job(run_dir, path))
 
-        def job(ctx: JobContext) -> Path:
-            from desktop_tl.core.evaluation.report import write_report
+    def _on_heatmaps_toggled(self, on: bool) -> None:
+        if on and not self.heatmaps:
+            self.show_heatmaps()
+        else:
+            self._show_split()
 
-            return write_report(run_dir, path)
-        return self.jobs.submit(REPORT_JOB, job)
+    def show_heatmaps(self) -> bool:
+        """Compute heat maps of the stored mistakes with the exported model, on the worker."""
+        model = exported_model(self.state.run_dir) if self.state.run_dir else None
+        root, metrics = self._image_root(), self.metrics or {}
+        if model is None or root is None:
+            self.message.show_note("Export the run first (Export panel): the heat maps come from the exported "
+                                   "model, the same as Try it and predict show.")
+            self.heatmap_box.setChecked(False)
+            return False
+        paths = sorted({m["path"] for split in ("val", "test") for m in (metrics.get(split) or {}).get(
+            "misclassified") or []})
+        return self.jobs.submit(HEATMAP_JOB, heatmap_job(model, root, paths))
 
     def review_labels(self) -> bool:
         """Find suspected label errors of the current run on the worker, then open the review grid."""
@@ -341,13 +345,7 @@ class EvaluationPanel(QWidget):
         if run_dir is None:
             self.message.show_error("There is no run whose labels to review.", "Train a run or open a project first.")
             return False
-
-        def job(ctx: JobContext):
-            from desktop_tl.core.runs.folder import load_index
-            from desktop_tl.core.training.label_review import review_labels
-
-            return run_dir, load_index(run_dir), review_labels(run_dir)
-        return self.jobs.submit(REVIEW_JOB, job)
+        return self.jobs.submit(REVIEW_JOB, review_job(run_dir))
 
     def _open_review(self, result) -> None:
         from desktop_tl.gui.label_review_dialog import LabelReviewDialog  # loads the engine: only when asked
@@ -374,6 +372,10 @@ class EvaluationPanel(QWidget):
 
     @Slot(str, object)
     def _on_result(self, kind: str, result: object) -> None:
+        if kind == HEATMAP_JOB:
+            self.heatmaps = dict(result)
+            self._show_split()
+            return
         if kind == REVIEW_JOB:
             self._open_review(result)
             return

@@ -62,11 +62,14 @@ def per_class_model(parent=None) -> RecordTableModel[ClassMetrics]:
     ], parent)
 
 
-def mistake_item(root: Path | None, mistake: dict[str, Any]) -> ImageItem:
-    """A gallery item for one entry of `misclassified`."""
+def mistake_item(root: Path | None, mistake: dict[str, Any], heatmap: Any = None) -> ImageItem:
+    """A gallery item for one entry of `misclassified`; with `heatmap` (a PIL image from the exported model),
+    that is shown instead of the plain thumbnail."""
     path = (root / mistake["path"]) if root is not None else Path(mistake["path"])
     top = sorted(mistake.get("probabilities", {}).items(), key=lambda kv: kv[1], reverse=True)[:3]
     odds = ", ".join(f"{c} {p:.0%}" for c, p in top)
     return ImageItem(path, f"{mistake['true']} → {mistake['predicted']}\n{mistake['probability']:.0%}",
                      f"{mistake['path']}\ntrue: {mistake['true']}, predicted: {mistake['predicted']} "
-                     f"({mistake['probability']:.1%})\n{odds}")
+                     f"({mistake['probability']:.1%})\n{odds}"
+                     + ("\nColours: where the exported model looked (red: most)." if heatmap is not None else ""),
+                     heatmap)

@@ -256,3 +256,26 @@ def test_review_labels_runs_on_the_worker_then_opens_the_grid_or_says_there_is_n
         review.close()
     else:
         assert "No suspected label errors" in panel.message.text()
+
+
+def test_where_it_looked_shows_the_mistakes_with_the_exported_models_heat_maps(qtbot, panel, app_state, trained_run,
+                                                                                tmp_path):
+    import shutil
+
+    from desktop_tl.core.deploy.export import export_onnx
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    app_state.set_run(run)
+    app_state.set_metrics(json.loads((run / "metrics.json").read_text(encoding="utf-8")))
+    panel.heatmap_box.setChecked(True)                             # not exported yet: a note, box unticked
+    assert not panel.heatmap_box.isChecked() and "Export the run first" in panel.message.text()
+    export_onnx(run)
+    with qtbot.waitSignal(panel.jobs.sig_result, timeout=120_000):
+        panel.heatmap_box.setChecked(True)
+    model = panel.gallery_model
+    assert model.rowCount() > 0, "the tiny run made no mistakes; the fixture should be barely trained"
+    assert all(item.picture is not None for item in model.items)
+    assert "where the exported model looked" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    panel.heatmap_box.setChecked(False)                            # back to plain thumbnails
+    assert all(item.picture is None for item in model.items)

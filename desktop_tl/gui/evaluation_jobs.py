@@ -1,0 +1,69 @@
+"""The Evaluation panel's worker jobs (evaluate, report, label review, heat maps of mistakes), each a function
+the worker runs with a JobContext; the engine modules are imported inside, on the worker, when first needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui.worker import JobContext
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the Evaluate job returns: the metrics and where the run's images are."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    image_root: Path
+
+
+def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
+    """Evaluate the run's best checkpoint on its validation and test splits."""
+    def run(ctx: JobContext) -> Evaluation:
+        from desktop_tl.core.evaluation.splits import evaluate_run
+        from desktop_tl.core.runs.folder import load_index
+
+        metrics = evaluate_run(run_dir)
+        return Evaluation(run_dir, metrics, load_index(run_dir).root)
+    return run
+
+
+def report_job(run_dir: Path, out: Path) -> Callable[[JobContext], Path]:
+    """Write the run's HTML report to `out`."""
+    def run(ctx: JobContext) -> Path:
+        from desktop_tl.core.evaluation.report import write_report
+
+        return write_report(run_dir, out)
+    return run
+
+
+def review_job(run_dir: Path) -> Callable[[JobContext], tuple]:
+    """Find the run's suspected label errors: (run_dir, its dataset index, the suspects)."""
+    def run(ctx: JobContext) -> tuple:
+        from desktop_tl.core.runs.folder import load_index
+        from desktop_tl.core.training.label_review import review_labels
+
+        return run_dir, load_index(run_dir), review_labels(run_dir)
+    return run
+
+
+def exported_model(run_dir: Path) -> Path | None:
+    """The run's exported ONNX file (from export.json), or None."""
+    name = (RunFolder(run_dir).export_record() or {}).get("onnx_file")
+    model = (Path(run_dir) / name) if isinstance(name, str) else None
+    return model if model is not None and model.is_file() else None
+
+
+def heatmap_job(model: Path, root: Path, paths: list[str]) -> Callable[[JobContext], dict[str, Any]]:
+    """Heat maps (PIL images) of these dataset images from the exported model, by path."""
+    def run(ctx: JobContext) -> dict[str, Any]:
+        from desktop_tl.core.deploy.predict import OnnxClassifier
+
+        classifier = OnnxClassifier(model, threads=2)
+        found = classifier.predict_files([(root / p, p) for p in paths], heatmaps=True)
+        return {p.path: p.heatmap for p in found if p.heatmap is not None}
+    return run
