@@ -143,3 +143,12 @@ def test_a_set_of_look_alikes_is_called_that_instead_of_copies(tmp_path):
             Image.fromarray(base + noise).save(root / name / f"{i}.png")
     index = import_dataset(root)
     assert look_alikes(index) and "look alike" in " ".join(near_duplicate_lines(index))
+
+
+def test_a_very_large_set_says_near_duplicates_were_not_looked_for(tmp_path, monkeypatch):
+    from desktop_tl.core.data import importer
+
+    monkeypatch.setattr(importer, "MAX_IMAGES", 10)
+    data = copy_demo_subset(tmp_path / "big", 6, ("brick", "grass"))
+    index = import_dataset(data)
+    assert any("Near duplicates were not looked for" in w for w in index.warnings) and index.near_duplicates == []

@@ -24,7 +24,7 @@ from desktop_tl.core.data.index import (
     find_duplicates,
     near_duplicates_of,
 )
-from desktop_tl.core.data.near_duplicates import image_hashes, near_duplicate_pairs
+from desktop_tl.core.data.near_duplicates import MAX_IMAGES, image_hashes, near_duplicate_pairs
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
     SHOW,
@@ -72,7 +72,10 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     _check_usable(source, classes, scan, usable)
     label_of = {name: i for i, name in enumerate(classes)}
     attributes = {f.rel: f.attributes for f, _ in usable}
-    pairs = near_duplicate_pairs(hashes)
+    pairs = near_duplicate_pairs(hashes) if len(hashes) <= MAX_IMAGES else []
+    if len(hashes) > MAX_IMAGES:
+        scan.warnings.append(f"Near duplicates were not looked for: with more than {MAX_IMAGES:,} images the "
+                             "comparison would take too long.")
     cluster = _clusters(pairs)
     items = sorted(
         (Item(f.rel, label_of[f.label], f.split, digest, f.group, cluster.get(f.rel)) for f, digest in usable),
