@@ -1,8 +1,9 @@
 """The Evaluation panel's operating point: the ROC curves of validation and test with a marker to drag, the
 threshold chosen by target sensitivity, target specificity or Youden's J on validation, sensitivity,
 specificity, PPV and NPV with their 95% intervals updating live, and Save, which stores the threshold with
-the run (core.evaluation.operating_point.choose_decision). Two-class runs only; the figures are computed
-from the scores in metrics.json, so nothing is run again while the marker moves."""
+the run (core.evaluation.operating_point.choose_decision; two-class runs). With more classes each class can
+be looked at against the rest (one-vs-rest). The figures are computed from the scores in metrics.json, so
+nothing is run again while the marker moves."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QP
 
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.metrics import one_vs_rest_scores
 from desktop_tl.core.evaluation.operating_point import (
     choose_decision,
     choose_operating_threshold,
@@ -75,6 +77,9 @@ class OperatingPointView(QWidget):
         self.test_dot = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(COLOURS["test"]))
         item.addItem(self.test_dot)
 
+        self.class_box = QComboBox(self)
+        self.class_box.setToolTip("For more than two classes: the class against all the others (one-vs-rest)")
+        self.metrics: dict[str, Any] | None = None
         self.choice = QComboBox(self)
         for key, name in CHOICES:
             self.choice.addItem(name, key)
@@ -90,10 +95,13 @@ class OperatingPointView(QWidget):
         self.figures = QLabel(self)
         self.figures.setObjectName("operatingPointFigures")
         self.figures.setWordWrap(True)
-        self.note = QLabel("The operating point applies to two-class runs.", self)
+        self.note = QLabel("No scores to draw the curves from: press Evaluate to compute them for this run.", self)
         self.note.setWordWrap(True)
 
         controls = QGridLayout()
+        self.class_label = QLabel("Class", self)
+        controls.addWidget(self.class_label, 2, 0)
+        controls.addWidget(self.class_box, 2, 1)
         controls.addWidget(QLabel("Choose by", self), 0, 0)
         controls.addWidget(self.choice, 0, 1)
         controls.addWidget(self.target, 0, 2)
@@ -109,6 +117,7 @@ class OperatingPointView(QWidget):
         layout.addWidget(self.plot, 1)
 
         self.choice.currentIndexChanged.connect(lambda _: self._apply_choice())
+        self.class_box.currentIndexChanged.connect(lambda _: self._show_class())
         self.target.valueChanged.connect(lambda _: self._apply_choice())
         self.threshold_box.valueChanged.connect(self._on_threshold_typed)
         self.marker.sigPositionChanged.connect(self._on_marker_moved)
@@ -117,20 +126,40 @@ class OperatingPointView(QWidget):
 
     # -- input -------------------------------------------------------------------------------------------
     def show_metrics(self, metrics: dict[str, Any] | None, run_dir: Path | None) -> None:
-        """Show a run's two-class scores (metrics.json), starting at its saved threshold."""
-        self.run_dir = run_dir
-        self.scores = {key: (metrics or {}).get(key, {}).get("scores") for key, _ in SPLIT_NAMES}
+        """Show a run's scores (metrics.json), starting at its saved threshold: the positive class of a
+        two-class run, or one class against the rest for more classes (chosen in the Class box)."""
+        self.run_dir, self.metrics = run_dir, metrics
+        classes = list((metrics or {}).get("classes") or [])
+        multi = len(classes) > 2 and any("class_scores" in ((metrics or {}).get(k) or {}) for k, _ in SPLIT_NAMES)
+        self.class_box.blockSignals(True)
+        self.class_box.clear()
+        self.class_box.addItems(classes if multi else [])
+        self.class_box.blockSignals(False)
+        for widget in (self.class_box, self.class_label):
+            widget.setVisible(multi)
+        self._show_class()
+
+    def _show_class(self) -> None:
+        metrics, run_dir = self.metrics, self.run_dir
+        classes = list((metrics or {}).get("classes") or [])
+        name = self.class_box.currentText()
+        self.scores = {key: (one_vs_rest_scores((metrics or {}).get(key) or {}, classes, name) if name else
+                             ((metrics or {}).get(key) or {}).get("scores")) for key, _ in SPLIT_NAMES}
         self.scores = {k: v for k, v in self.scores.items() if isinstance(v, dict) and v.get("probability")}
         usable = "val" in self.scores
         for widget in (self.choice, self.target, self.threshold_box, self.plot, self.figures):
             widget.setEnabled(usable)
-        self.save_button.setEnabled(usable and run_dir is not None)
+        self.save_button.setEnabled(usable and run_dir is not None and not name)
+        self.save_button.setToolTip("Store this threshold with the run: evaluate, export, predict and Try it use "
+                                    "it (export again to carry it)" if not name else
+                                    "A threshold is stored for two-class models; with more classes the most "
+                                    "probable class is predicted, and these curves show how one class fares.")
         self.note.setVisible(not usable)
         self.curves = {key: roc_curve(self._is_positive(key), s["probability"]) for key, s in self.scores.items()}
         for key, line in self.lines.items():
             curve = self.curves.get(key)
             line.setData(curve["fpr"] if curve else [], curve["tpr"] if curve else [])
-        decision = (metrics or {}).get("decision")
+        decision = (metrics or {}).get("decision") if not name else None
         if usable:
             start = decision["threshold"] if isinstance(decision, dict) and "threshold" in decision else 0.5
             self.choice.blockSignals(True)

@@ -205,11 +205,24 @@ def test_the_calibration_tab_draws_the_reliability_diagram(qtbot, panel, app_sta
     assert f"{metrics['test']['ece']:.3f}" in panel.reliability.text.text()
 
 
-def test_the_operating_point_says_it_needs_two_classes(qtbot, panel, app_state, trained_run, metrics):
+def test_with_more_classes_each_class_is_looked_at_against_the_rest(qtbot, panel, app_state, trained_run, metrics):
+    from desktop_tl.core.evaluation.metrics import one_vs_rest_scores
+    from desktop_tl.core.evaluation.operating_point import operating_point
+
     app_state.set_run(trained_run)
     app_state.set_metrics(metrics)
-    assert len(metrics["classes"]) > 2
-    assert not panel.operating_point.note.isHidden() and not panel.operating_point.save_button.isEnabled()
+    view = panel.operating_point
+    classes = metrics["classes"]
+    assert len(classes) > 2 and not view.class_box.isHidden() and view.note.isHidden()
+    assert [view.class_box.itemText(i) for i in range(view.class_box.count())] == classes
+    view.class_box.setCurrentIndex(2)
+    assert view.positive == classes[2] and not view.save_button.isEnabled()   # no threshold for more classes
+    view.threshold_box.setValue(0.3)
+    val = one_vs_rest_scores(metrics["val"], classes, classes[2])
+    point = operating_point([bool(v) for v in val["is_positive"]], val["probability"], 0.3)
+    assert f"sensitivity {point['sensitivity']['value']:.0%}" in view.figures.text()
+    app_state.set_metrics({"classes": classes, "val": {"images": 0}, "test": {"images": 0}})   # an old run
+    assert not view.note.isHidden() and not view.save_button.isEnabled()
 
 
 def test_export_report_writes_the_html_on_the_worker_and_says_so(qtbot, panel, app_state, trained_run, metrics,

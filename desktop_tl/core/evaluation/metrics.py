@@ -100,7 +100,8 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
 def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
                          decision: Decision | None) -> dict[str, Any]:
     """Calibration error and reliability bins; for two classes the positive class's scores (no paths: the
-    window draws the ROC curve and moves the threshold from them) and the operating point of the decision."""
+    window draws the ROC curve and moves the threshold from them) and the operating point of the decision;
+    for more classes every class's probabilities, for one-vs-rest curves."""
     figures: dict[str, Any] = {"ece": expected_calibration_error(probs, y_true),
                                "reliability": reliability(probs, y_true)}
     if len(classes) == 2 and len(y_true):
@@ -113,7 +114,23 @@ def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequenc
                              "probability": [round(float(v), 6) for v in scores]}
         if decision is not None:
             figures["operating_point"] = operating_point(is_positive, scores, decision.threshold)
+    elif len(classes) > 2 and len(y_true) and len(classes) <= MAX_CLASSES_WITH_SCORES:
+        figures["class_scores"] = {"labels": y_true.astype(int).tolist(),
+                                   "probabilities": np.round(probs, 5).tolist()}
     return figures
+
+
+MAX_CLASSES_WITH_SCORES = 50        # one-vs-rest curves in the window; beyond this metrics.json would grow a lot
+
+
+def one_vs_rest_scores(m: dict[str, Any], classes: Sequence[str], name: str) -> dict[str, Any] | None:
+    """The `scores` of one class against the rest, from a split's `class_scores` (for the ROC view)."""
+    stored = m.get("class_scores")
+    if not isinstance(stored, dict) or name not in classes:
+        return None
+    k = list(classes).index(name)
+    return {"positive": name, "is_positive": [int(label == k) for label in stored["labels"]],
+            "probability": [row[k] for row in stored["probabilities"]]}
 
 
 def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],
