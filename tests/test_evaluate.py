@@ -73,3 +73,11 @@ def test_accuracy_no_better_than_the_largest_class_is_a_caution():
         np.r_[0:20:2, 1:20:2]], ["a", "b"])
     notes = cautions([], {"a": 10, "b": 10}, balanced)
     assert balanced["accuracy"] == 1.0 and not any("misses" in n or "no better" in n for n in notes)
+
+
+def test_two_class_scores_follow_the_runs_positive_class_not_each_splits_smaller_one():
+    probs = np.tile([[0.3, 0.7]], (10, 1))
+    labels = [0] * 3 + [1] * 7                        # 'b' is the larger class of this split
+    assert compute_metrics(labels, probs, ["a", "b"])["scores"]["positive"] == "a"
+    kept = compute_metrics(labels, probs, ["a", "b"], positive="b")["scores"]
+    assert kept["positive"] == "b" and kept["is_positive"] == [0] * 3 + [1] * 7 and kept["probability"][0] == 0.7

@@ -41,11 +41,13 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
 
 def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str],
                     paths: Sequence[str] = (), max_misclassified: int = 200,
-                    decision: Decision | None = None) -> dict[str, Any]:
+                    decision: Decision | None = None, positive: str | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro F1, per-class figures, confusion matrix, ROC AUC, mistakes.
 
     `paths` (relative to the dataset root) label the misclassified images. Predictions follow
-    `decision` (a two-class threshold) when given, else the most probable class.
+    `decision` (a two-class threshold) when given, else the most probable class. For two classes the scores
+    kept for the ROC view are the decision's positive class, else `positive` (the smaller training class),
+    else this split's smaller class.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64).reshape(len(y_true), len(classes))
@@ -94,19 +96,19 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         "per_class": per_class,
         "misclassified": mistakes,
         "decision": decision.to_dict() if decision else None,
-    } | _probability_figures(y_true, probs, classes, decision)
+    } | _probability_figures(y_true, probs, classes, decision, positive)
 
 
 def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
-                         decision: Decision | None) -> dict[str, Any]:
+                         decision: Decision | None, positive: str | None = None) -> dict[str, Any]:
     """Calibration error and reliability bins; for two classes the positive class's scores (no paths: the
     window draws the ROC curve and moves the threshold from them) and the operating point of the decision;
     for more classes every class's probabilities, for one-vs-rest curves."""
     figures: dict[str, Any] = {"ece": expected_calibration_error(probs, y_true),
                                "reliability": reliability(probs, y_true)}
     if len(classes) == 2 and len(y_true):
-        if decision is not None:
-            k = list(classes).index(decision.positive)
+        if decision is not None or positive in classes:
+            k = list(classes).index(decision.positive if decision is not None else positive)
         else:       # the smaller class of this split is the one whose misses matter (the second on a tie)
             k = 0 if (y_true == 0).sum() < (y_true == 1).sum() else 1
         is_positive, scores = (y_true == k), probs[:, k]

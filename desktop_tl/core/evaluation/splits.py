@@ -13,7 +13,7 @@ from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
-from desktop_tl.core.decision import Calibration, Decision
+from desktop_tl.core.decision import Calibration, Decision, positive_class
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
 
@@ -54,12 +54,14 @@ def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, 
     """Metrics of the validation and test splits, keyed "val" and "test", with the run's calibrated
     probabilities and under its decision rule."""
     result: dict[str, Any] = {}
+    train = [index.counts()[c]["train"] for c in classes]
+    smaller = classes[positive_class(train)] if len(classes) == 2 else None
     for split in ("val", "test"):
         probs, labels, paths = predict_split(model, index, split, prep, classes, device, batch_size, num_workers,
                                              amp_dtype)
         if calibration is not None:
             probs = calibration.apply(probs)
-        result[split] = compute_metrics(labels, probs, classes, paths, decision=decision)
+        result[split] = compute_metrics(labels, probs, classes, paths, decision=decision, positive=smaller)
         if split == "test":
             result["subgroups"] = {"test": test_subgroups(index, paths, labels, probs, classes, decision)}
     return result

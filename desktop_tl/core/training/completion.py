@@ -57,11 +57,13 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
                               "the most probable class would mean 0.5).")
     metrics: dict[str, Any] = {"classes": classes, "checkpoint": "best", "best_epoch": s.state["best_epoch"],
                                "recipe": s.plan.recipe}
-    metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision)
+    smaller = _smaller_training_class(s) if len(classes) == 2 else None
+    metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision, positive=smaller)
     test_raw, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,
                                                       s.cfg.num_workers, s.amp_dtype)
     test_probs = calibration.apply(test_raw) if calibration else test_raw
-    metrics["test"] = compute_metrics(test_labels, test_probs, classes, test_paths, decision=decision)
+    metrics["test"] = compute_metrics(test_labels, test_probs, classes, test_paths, decision=decision,
+                                      positive=smaller)
     metrics["decision"] = decision.to_dict() if decision else None
     metrics["calibration"] = _calibration_report(calibration, (val_raw, val_labels), (test_raw, test_labels))
     if calibration is not None:
@@ -112,14 +114,19 @@ def _calibration_report(calibration: Calibration | None, *splits) -> dict[str, A
     return report
 
 
+def _smaller_training_class(s: TrainingSession) -> str:
+    """The two-class run's positive class: the smaller one in training (the second on a tie)."""
+    counts = [0, 0]
+    for sample in s.train_samples:
+        counts[sample.label] += 1
+    return s.info.classes[positive_class(counts)]
+
+
 def _decision(s: TrainingSession, labels, probs) -> Decision | None:
     """The two-class threshold rule, when the plan asks for one and validation has both classes."""
     if not s.plan.choose_threshold or len(s.info.classes) != 2 or len(set(labels.tolist())) < 2:
         return None
-    counts = [0, 0]
-    for sample in s.train_samples:
-        counts[sample.label] += 1
-    positive = positive_class(counts)
+    positive = s.info.classes.index(_smaller_training_class(s))
     return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive))
 
 
