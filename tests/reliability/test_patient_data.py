@@ -33,7 +33,9 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                      ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["train", "data", "--out", "runs/auto", "--budget", "20s", "--workers", "0"],
                      ["evaluate", "runs/auto", "--target-sensitivity", "0.9"], ["export", "runs/auto"],
-                     ["report", "runs/auto"], ["report", "runs/run", "--out", "runs/run-report.html"]):
+                     ["report", "runs/auto"], ["report", "runs/run", "--out", "runs/run-report.html"],
+                     ["predict", "runs/auto/model.onnx", "data", "--heatmaps", "runs/heatmaps"],
+                     ["review-labels", "runs/auto"], ["suggest", "runs/auto", "data", "--out", "runs/suggest.csv"]):
             print("$", *argv, flush=True)
             code = main(argv)
             print("exit", code, flush=True)
@@ -51,7 +53,9 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert (study / "runs" / "run" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
     auto = (study / "runs" / "auto" / "run.json").read_text()
     assert '"plan"' in auto and '"decision"' in auto            # the automatic recipe's own outputs are searched too
-    assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports
+    assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
+    assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
+    assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 18             # heat maps, label review, assist
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),
