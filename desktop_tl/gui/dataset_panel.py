@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -169,7 +170,11 @@ class DatasetImportPanel(QWidget):
         problems_layout.addWidget(QLabel("Skipped files", problems))
         problems_layout.addWidget(self.skipped_table, 2)
         problems_layout.addWidget(QLabel("Duplicates and warnings", problems))
-        problems_layout.addWidget(self.findings, 1)
+        findings = QScrollArea(problems)              # a long list of pairs scrolls; the table keeps its rows
+        findings.setWidgetResizable(True)
+        findings.setWidget(self.findings)
+        problems_layout.addWidget(findings, 1)
+        self.skipped_table.setMinimumHeight(self.skipped_table.verticalHeader().defaultSectionSize() * 6 + 28)
         self.tabs.addTab(problems, "Problems")
         images = QSplitter(Qt.Orientation.Horizontal, self)
         images.addWidget(self.grid)

@@ -33,6 +33,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.gui.evaluation_jobs import Evaluation, evaluate_job, exported_model, heatmap_job, report_job, review_job
 from desktop_tl.gui.evaluation_tables import mistake_item, per_class_model, per_class_rows, summary_text
+from desktop_tl.gui.image_viewer import ImageViewer
 from desktop_tl.gui.item_models import ImageListModel, MatrixModel
 from desktop_tl.gui.operating_point_view import OperatingPointView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
@@ -121,6 +122,8 @@ class EvaluationPanel(QWidget):
         self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
         self.gallery.setMovement(QListView.Movement.Static)
         self.gallery.setModel(self.gallery_model)
+        self.gallery.setToolTip("Double-click an image to see it larger")
+        self.gallery.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Split", self))
@@ -167,6 +170,7 @@ class EvaluationPanel(QWidget):
         self.evaluate_button.clicked.connect(lambda: self.evaluate())
         self.review_button.clicked.connect(lambda: self.review_labels())
         self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
+        self.gallery.doubleClicked.connect(self.show_large)
         self.operating_point.sig_saved.connect(lambda _decision: self.evaluate())   # figures under the new rule
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
@@ -338,6 +342,12 @@ class EvaluationPanel(QWidget):
         paths = sorted({m["path"] for split in ("val", "test") for m in (metrics.get(split) or {}).get(
             "misclassified") or []})
         return self.jobs.submit(HEATMAP_JOB, heatmap_job(model, root, paths))
+
+    def show_large(self, index: QModelIndex) -> None:
+        """Open a mistake (or its heat map) larger, with its caption (double-click in the gallery)."""
+        item = self.gallery_model.items[index.row()]
+        self.viewer = ImageViewer(item.path, item.tooltip, item.picture, self)
+        self.viewer.show()
 
     def review_labels(self) -> bool:
         """Find suspected label errors of the current run on the worker, then open the review grid."""

@@ -264,3 +264,12 @@ def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
         panel.preview.preset.setCurrentText("strong")
     assert strong.args[1].preset == "strong"
     assert panel.preview.views.count() == augmentation_preview.PREVIEW_COUNT
+
+
+def test_the_skipped_files_table_shows_several_rows(qtbot, app_state, controller):
+    from desktop_tl.gui.dataset_panel import DatasetImportPanel
+
+    panel = DatasetImportPanel(app_state, controller)
+    qtbot.addWidget(panel)
+    rows = panel.skipped_table.minimumHeight() // panel.skipped_table.verticalHeader().defaultSectionSize()
+    assert rows >= 6

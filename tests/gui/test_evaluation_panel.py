@@ -292,3 +292,16 @@ def test_where_it_looked_shows_the_mistakes_with_the_exported_models_heat_maps(q
     assert "where the exported model looked" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
     panel.heatmap_box.setChecked(False)                            # back to plain thumbnails
     assert all(item.picture is None for item in model.items)
+
+
+def test_double_clicking_a_mistake_shows_it_larger(qtbot, panel, app_state, trained_run, metrics):
+    app_state.set_run(trained_run)
+    app_state.set_metrics(metrics)
+    model = panel.gallery_model
+    assert model.rowCount() > 0
+    panel.show_large(model.index(0))
+    viewer = panel.viewer
+    qtbot.addWidget(viewer)
+    assert viewer.isVisible() and viewer.image.pixmap() is not None and not viewer.image.pixmap().isNull()
+    assert max(viewer.image.pixmap().width(), viewer.image.pixmap().height()) > panel.thumbnails.size
+    viewer.close()
