@@ -28,10 +28,9 @@ class Decision:
         """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
         return asdict(self)
 
-    def reason(self) -> str:
-        """Why this threshold, in words: "chosen on the validation split for the best balanced accuracy"."""
-        goal = "the best balanced accuracy" if self.criterion == "balanced accuracy" else self.criterion
-        return f"chosen on the {self.chosen_on} split for {goal}"
+    def rule(self) -> str:
+        """The rule in words (see `rule_text`)."""
+        return rule_text(self.positive, self.threshold, self.chosen_on, self.criterion)
 
     @classmethod
     def from_dict(cls, data: Any, classes: Sequence[str]) -> Decision | None:
@@ -52,6 +51,15 @@ class Decision:
             return cls.from_dict(json.loads(text), classes) if text else None
         except (ValueError, RecursionError):
             return None
+
+
+def rule_text(positive: str, threshold: float, chosen_on: str = "validation",
+              criterion: str = "balanced accuracy") -> str:
+    """A two-class decision rule in words, from its fields (a Decision, or its dict in metrics.json):
+    "'defective' when its probability is at least 0.406 (chosen on the validation split for the best balanced
+    accuracy)"."""
+    goal = "the best balanced accuracy" if criterion == "balanced accuracy" else criterion
+    return f"{positive!r} when its probability is at least {threshold:.3f} (chosen on the {chosen_on} split for {goal})"
 
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0

@@ -120,11 +120,21 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _rate_text(name: str, rate: dict[str, Any]) -> str:
+def rate_text(rate: dict[str, Any], decimals: int = 1) -> str:
+    """One rate of an operating point (core.evaluation.operating_point) with its count and 95% interval:
+    "94.1% (16/17; 95% CI 73%–99%)", or "n/a" when nothing was counted."""
     if rate.get("value") is None:
-        return f"{name} n/a"
+        return "n/a"
     low, high = rate["ci95"]
-    return f"{name} {rate['value']:.1%} ({rate['hits']}/{rate['of']}, 95% CI {low:.0%}-{high:.0%})"
+    return f"{rate['value']:.{decimals}%} ({rate['hits']}/{rate['of']}; 95% CI {low:.0%}–{high:.0%})"
+
+
+OPERATING_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV"))
+
+
+def operating_point_text(point: dict[str, Any], decimals: int = 1) -> str:
+    """Sensitivity, specificity, PPV and NPV of an operating point, on one line (the CLI and the window)."""
+    return ", ".join(f"{label} {rate_text(point[key], decimals)}" for key, label in OPERATING_RATES)
 
 
 def _probability_lines(split: str, m: dict[str, Any]) -> list[str]:
@@ -132,9 +142,8 @@ def _probability_lines(split: str, m: dict[str, Any]) -> list[str]:
     lines = []
     point, decision = m.get("operating_point"), m.get("decision")
     if point and decision:
-        rates = ", ".join(_rate_text(label, point[key]) for key, label in (
-            ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV")))
-        lines.append(f"{split} at threshold {point['threshold']:.3f} for {decision['positive']!r}: {rates}")
+        lines.append(f"{split} at threshold {point['threshold']:.3f} for {decision['positive']!r}: "
+                     f"{operating_point_text(point)}")
     if m.get("ece") is not None:
         lines.append(f"{split} calibration error (ECE): {m['ece']:.3f}")
     return lines

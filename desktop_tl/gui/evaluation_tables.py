@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from desktop_tl.core.decision import rule_text
 from desktop_tl.gui.item_models import Column, ImageItem, RecordTableModel, fmt_number, fmt_percent
 
 
@@ -21,8 +22,7 @@ def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
     if m.get("majority_baseline") is not None:
         interval += f"; always answering {m['majority_class']!r} would score {fmt_percent(m['majority_baseline'])}"
     decision = m.get("decision")
-    rule = (f" Decision: {decision['positive']!r} when its probability is at least {decision['threshold']:.3f} "
-            f"(chosen on validation)." if isinstance(decision, dict) and "threshold" in decision else "")
+    rule = f" Decision: {rule_text(**decision)}." if isinstance(decision, dict) and "threshold" in decision else ""
     return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
             f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
             f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.{rule}")

@@ -24,25 +24,13 @@ from desktop_tl.core.evaluation.operating_point import (
     operating_point,
     roc_curve,
 )
+from desktop_tl.core.reporting import operating_point_text
+from desktop_tl.gui.unit_square_plot import unit_square_plot
 
 CHOICES = (("youden", "Best balanced accuracy (Youden)"), ("sensitivity", "Target sensitivity"),
            ("specificity", "Target specificity"), ("fixed", "Threshold set by hand"))
 SPLIT_NAMES = (("val", "Validation"), ("test", "Test"))
 COLOURS = {"val": (31, 119, 180), "test": (214, 39, 40)}
-
-
-def rates_text(point: dict[str, Any]) -> str:
-    """Sensitivity, specificity, PPV and NPV with their counts and 95% intervals, on one line."""
-    parts = []
-    for key, name in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"),
-                      ("npv", "NPV")):
-        rate = point[key]
-        if rate["value"] is None:
-            parts.append(f"{name} n/a")
-            continue
-        low, high = rate["ci95"]
-        parts.append(f"{name} {rate['value']:.0%} ({rate['hits']}/{rate['of']}; {low:.0%}–{high:.0%})")
-    return ", ".join(parts)
 
 
 class OperatingPointView(QWidget):
@@ -59,16 +47,10 @@ class OperatingPointView(QWidget):
         self.curves: dict[str, dict[str, list[float]]] = {}
         self.threshold = 0.5
 
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setMinimumHeight(160)
+        self.plot = unit_square_plot("1 − specificity (false alarms among negatives)", "sensitivity", 160)
         item = self.plot.getPlotItem()
-        item.setLabel("bottom", "1 − specificity (false alarms among negatives)")
-        item.setLabel("left", "sensitivity")
-        item.setXRange(0, 1, padding=0.02)
-        item.setYRange(0, 1, padding=0.02)
         item.showGrid(x=True, y=True, alpha=0.3)
         item.addLegend(offset=(-10, -10))
-        item.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
         self.lines = {key: item.plot([], [], pen=pg.mkPen(COLOURS[key], width=2), name=name)
                       for key, name in SPLIT_NAMES}
         self.marker = pg.TargetItem(pos=(0, 0), size=14, movable=True, pen=pg.mkPen(COLOURS["val"], width=2))
@@ -191,7 +173,7 @@ class OperatingPointView(QWidget):
         self.marker.blockSignals(False)
         self.test_dot.setData(*([[v] for v in self._roc_xy(points["test"])] if "test" in points else [[], []]))
         lines = [f"{self.positive!r} when its probability is at least {self.threshold:.3f}:"]
-        lines += [f"{name}: {rates_text(points[key])}" for key, name in SPLIT_NAMES if key in points]
+        lines += [f"{name}: {operating_point_text(points[key], decimals=0)}" for key, name in SPLIT_NAMES if key in points]
         self.figures.setText("\n".join(lines))
 
     @staticmethod

@@ -9,6 +9,8 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from desktop_tl.gui.unit_square_plot import unit_square_plot
+
 
 def calibration_text(metrics: dict[str, Any] | None, split: str) -> str:
     """The calibration of a split in words: the temperature and the error before and after it."""
@@ -32,16 +34,9 @@ class ReliabilityView(QWidget):
         self.setObjectName("reliabilityDiagram")
         self.text = QLabel(self)
         self.text.setWordWrap(True)
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setMinimumHeight(140)
-        item = self.plot.getPlotItem()
-        item.setLabel("bottom", "confidence (top probability)")
-        item.setLabel("left", "accuracy")
-        item.setXRange(0, 1, padding=0.02)
-        item.setYRange(0, 1, padding=0.02)
-        item.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.plot = unit_square_plot("confidence (top probability)", "accuracy", 140)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.09, brush=pg.mkBrush(31, 119, 180, 160))
-        item.addItem(self.bars)
+        self.plot.getPlotItem().addItem(self.bars)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.text)

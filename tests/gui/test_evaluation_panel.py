@@ -168,8 +168,8 @@ def _two_class_run(tmp_path):
 def test_the_operating_point_moves_live_with_the_marker_and_is_saved_with_the_run(
         qtbot, panel, app_state, controller, tmp_path):
     from desktop_tl.core.evaluation.operating_point import choose_operating_threshold, operating_point
+    from desktop_tl.core.reporting import operating_point_text
     from desktop_tl.core.runs.folder import open_run
-    from desktop_tl.gui.operating_point_view import rates_text
 
     run, metrics = _two_class_run(tmp_path)
     app_state.set_run(run)
@@ -183,7 +183,7 @@ def test_the_operating_point_moves_live_with_the_marker_and_is_saved_with_the_ru
     expected = choose_operating_threshold([bool(v) for v in val["is_positive"]], val["probability"], "sensitivity", 0.9)
     assert view.threshold == pytest.approx(expected)
     point = operating_point([bool(v) for v in val["is_positive"]], val["probability"], view.threshold)
-    assert point["sensitivity"]["value"] >= 0.9 and rates_text(point) in view.figures.text()
+    assert point["sensitivity"]["value"] >= 0.9 and operating_point_text(point, decimals=0) in view.figures.text()
     assert "Test: sensitivity" in view.figures.text()
 
     view.marker.setPos(1.0, 1.0)                     # dragged to the top right: every image called positive

@@ -198,13 +198,19 @@ def test_dropping_a_folder_imports_it(qtbot, main_window, tiny_images, tmp_path)
     assert not refused.isAccepted()
 
 
-def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, fast_config, tmp_path):
+def _window_ready_to_train(qtbot, tiny_index, fast_config, run_dir: Path) -> MainWindow:
+    """A shown window with a tiny dataset, a slow-enough training setting (batch 1, 5 epochs) and a run folder."""
     window = MainWindow()
     qtbot.addWidget(window)
     window.show()
     window.state.set_dataset(tiny_index)
     fast_config(window.state, batch_size=1, epochs=5)
-    window.training_monitor.set_run_dir(tmp_path / "run")
+    window.training_monitor.set_run_dir(run_dir)
+    return window
+
+
+def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, fast_config, tmp_path):
+    window = _window_ready_to_train(qtbot, tiny_index, fast_config, tmp_path / "run")
     batches = []
     window.controller.sig_event.connect(lambda e: batches.append(e) if isinstance(e, BatchProgress) else None)
     asked = []
@@ -324,12 +330,7 @@ def test_the_first_window_is_no_larger_than_the_screen():
 
 def test_quitting_during_training_offers_to_save_and_the_run_comes_back_resumable(
         qtbot, tiny_index, fast_config, tmp_path):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.show()
-    window.state.set_dataset(tiny_index)
-    fast_config(window.state, batch_size=1, epochs=5)
-    window.training_monitor.set_run_dir(tmp_path / "run")
+    window = _window_ready_to_train(qtbot, tiny_index, fast_config, tmp_path / "run")
     saved_epochs = []
     window.controller.sig_event.connect(lambda e: saved_epochs.append(e) if isinstance(e, CheckpointSaved) else None)
     window.ask_stop_running_job = lambda: True

@@ -184,8 +184,7 @@ def describe_decision(decision: Decision | None, calibration: Calibration | None
     if decision is None:
         text = "Decision: the most probable class."
     else:
-        text = (f"Decision: {decision.positive!r} when its probability is at least {decision.threshold:.3f} "
-                f"({decision.reason()}), else the other class.")
+        text = f"Decision: {decision.rule()}, else the other class."
     if calibration is not None:
         text += (f" Probabilities are calibrated (temperature {calibration.temperature:.2f}, fitted on the "
                  f"{calibration.fitted_on} split).")

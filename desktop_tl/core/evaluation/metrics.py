@@ -111,11 +111,9 @@ def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequenc
             k = list(classes).index(decision.positive if decision is not None else positive)
         else:       # the smaller class of this split is the one whose misses matter (the second on a tie)
             k = 0 if (y_true == 0).sum() < (y_true == 1).sum() else 1
-        is_positive, scores = (y_true == k), probs[:, k]
-        figures["scores"] = {"positive": classes[k], "is_positive": is_positive.astype(int).tolist(),
-                             "probability": [round(float(v), 6) for v in scores]}
+        figures["scores"] = _scores_against_the_rest(classes[k], k, y_true, probs[:, k])
         if decision is not None:
-            figures["operating_point"] = operating_point(is_positive, scores, decision.threshold)
+            figures["operating_point"] = operating_point(y_true == k, probs[:, k], decision.threshold)
     elif len(classes) > 2 and len(y_true) and len(classes) <= MAX_CLASSES_WITH_SCORES:
         figures["class_scores"] = {"labels": y_true.astype(int).tolist(),
                                    "probabilities": np.round(probs, 5).tolist()}
@@ -131,8 +129,13 @@ def one_vs_rest_scores(m: dict[str, Any], classes: Sequence[str], name: str) -> 
     if not isinstance(stored, dict) or name not in classes:
         return None
     k = list(classes).index(name)
-    return {"positive": name, "is_positive": [int(label == k) for label in stored["labels"]],
-            "probability": [row[k] for row in stored["probabilities"]]}
+    return _scores_against_the_rest(name, k, stored["labels"], [row[k] for row in stored["probabilities"]])
+
+
+def _scores_against_the_rest(name: str, k: int, labels: Sequence[int], probability: Sequence[float]) -> dict[str, Any]:
+    """The ROC view's `scores`: class `name` (index `k`) against the rest, with its probability per image."""
+    return {"positive": name, "is_positive": [int(label == k) for label in labels],
+            "probability": [round(float(v), 6) for v in probability]}
 
 
 def cautions(history: Sequence[dict[str, float]], train_counts: dict[str, int],

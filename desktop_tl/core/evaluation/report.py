@@ -16,8 +16,10 @@ from typing import Any
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import near_duplicate_lines
+from desktop_tl.core.decision import rule_text
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
+from desktop_tl.core.reporting import OPERATING_RATES, rate_text
 from desktop_tl.core.runs.folder import RunFolder
 
 MISTAKES_SHOWN = 12
@@ -123,23 +125,14 @@ def _figures_section(metrics: dict[str, Any]) -> str:
                    "ROC AUC", "calibration error"], rows)
     decision = metrics.get("decision")
     if isinstance(decision, dict):
-        text += (f"<p>Operating point: {_esc(repr(decision['positive']))} when its probability is at least "
-                 f"{decision['threshold']:.3f} (chosen on the {_esc(decision['chosen_on'])} split for "
-                 f"{_esc(decision['criterion'])}).</p>")
+        text += f"<p>Operating point: {_esc(rule_text(**decision))}.</p>"
         point_rows = []
         for split, name in (("val", "validation"), ("test", "test")):
             point = (metrics.get(split) or {}).get("operating_point")
             if point:
-                point_rows.append([name] + [_rate(point[k]) for k in ("sensitivity", "specificity", "ppv", "npv")])
+                point_rows.append([name] + [rate_text(point[k]) for k, _ in OPERATING_RATES])
         text += _table(["split", "sensitivity", "specificity", "PPV", "NPV"], point_rows)
     return text
-
-
-def _rate(rate: dict[str, Any]) -> str:
-    if rate["value"] is None:
-        return "n/a"
-    low, high = rate["ci95"]
-    return f"{rate['value']:.1%} ({rate['hits']}/{rate['of']}; {low:.0%}–{high:.0%})"
 
 
 def _curves(metrics: dict[str, Any]) -> str:
