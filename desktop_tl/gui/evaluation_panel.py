@@ -137,11 +137,12 @@ class EvaluationPanel(QWidget):
         right = QWidget(self)
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
-        note_row = QHBoxLayout()
-        note_row.addWidget(self.gallery_note, 1)
-        note_row.addWidget(self.heatmap_box)
-        note_row.addWidget(self.show_all_button)
-        right_layout.addLayout(note_row)
+        gallery_row = QHBoxLayout()           # below the note, so that the gallery side stays narrow
+        gallery_row.addWidget(self.heatmap_box)
+        gallery_row.addStretch(1)
+        gallery_row.addWidget(self.show_all_button)
+        right_layout.addWidget(self.gallery_note)
+        right_layout.addLayout(gallery_row)
         right_layout.addWidget(self.gallery, 1)
         mistakes = QSplitter(Qt.Orientation.Horizontal, self)
         mistakes.addWidget(left)
@@ -185,7 +186,7 @@ class EvaluationPanel(QWidget):
         box = QWidget(self)
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel(title, box))
+        layout.addWidget(QLabel(title, box, wordWrap=True))   # a long title wraps instead of widening the panel
         layout.addWidget(widget, 1)
         return box
 
