@@ -1,7 +1,8 @@
 """Project files (`.dtlproj`): what the window was working on, as JSON with relative paths.
 
 A project records the dataset source, the split, the model and weights, the freeze spec, the
-hyperparameters and the run folders. Paths are stored relative to the project file so a project
+hyperparameters, the run folders and the labels CSV of images confirmed with label assist (absent from files
+written before label assist: they load with none). Paths are stored relative to the project file so a project
 folder can be moved or shared as a whole. Nothing here imports Qt.
 """
 
@@ -32,6 +33,7 @@ class Project:
     config: TrainConfig = field(default_factory=TrainConfig)
     runs: list[Path] = field(default_factory=list)
     current_run: Path | None = None
+    labels_csv: Path | None = None      # labels confirmed with label assist, joined to training (data.confirmed)
 
 
 def _relative(target: Path, base: Path) -> str:
@@ -60,6 +62,7 @@ def project_to_json(project: Project, project_file: Path) -> dict[str, Any]:
         "hyperparameters": hyper,
         "runs": [_relative(r, base) for r in project.runs],
         "current_run": _relative(project.current_run, base) if project.current_run else None,
+        "labels_csv": _relative(project.labels_csv, base) if project.labels_csv else None,
     }
 
 
@@ -105,6 +108,7 @@ def project_from_json(data: Any, project_file: Path) -> Project:
             raise _damaged(project_file, "'runs' must be a list of folders")
         run_paths = [_absolute(_text_or_none(r, "run folder", project_file) or ".", base) for r in runs]
         current = _text_or_none(data.get("current_run"), "current run", project_file)
+        labels = _text_or_none(data.get("labels_csv"), "labels CSV", project_file)
     except UserError as exc:
         if exc.what.startswith("The project file"):
             raise
@@ -112,7 +116,8 @@ def project_from_json(data: Any, project_file: Path) -> Project:
     config.validate()
     split.validate()
     return Project(data_source=_absolute(source, base) if source else None, split=split, config=config,
-                   runs=run_paths, current_run=_absolute(current, base) if current else None)
+                   runs=run_paths, current_run=_absolute(current, base) if current else None,
+                   labels_csv=_absolute(labels, base) if labels else None)
 
 
 def load_project(project_file: Path) -> Project:

@@ -142,6 +142,13 @@ def _twins_in_test(items: list[Item], pairs: list[tuple[str, str, int]], n_class
     return len(in_test)
 
 
+def check_scanned(scan: Scan, progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> list[tuple[Found, str]]:
+    """Decode and hash every file a scan found, as an import does (bad ones go to scan.skipped);
+    (file, sha256) pairs of the usable ones."""
+    return _validate(scan, progress, should_stop, {})
+
+
 def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
               should_stop: Callable[[], bool] | None, hashes: dict[str, np.ndarray | None]) -> list[tuple[Found, str]]:
     """Decode and hash every found file (its bytes, and its picture into `hashes`); bad ones go to

@@ -72,6 +72,7 @@ class DatasetIndex:
     warnings: list[str]
     near_duplicates: list[NearDuplicate] = field(default_factory=list)
     near_twins_before_fix: int = 0   # test images a split ignoring near duplicates would give a twin in training
+    confirmed: int = 0   # images joined to training from label assist's confirmed labels (data.confirmed)
 
     def split(self, name: str) -> list[Sample]:
         """The samples of split `name` ("train", "val" or "test")."""

@@ -1,21 +1,25 @@
 """Label assist: rank unlabelled images by how much an expert's label would teach the model (the least
 confident first: the smallest margin between the two most probable classes), each with the model's
 suggestion, written as a labels CSV the expert completes and imports (the importer reads path,label CSVs;
-rows left without a label are skipped). Uses the exported model through onnxruntime, like `predict`."""
+rows left without a label are skipped). Uses the exported model through onnxruntime, like `predict`. The
+CLI's `suggest` writes the ranking; the window's label assist shows it with heat maps and writes what the
+expert confirms (data.confirmed)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
-from desktop_tl.core.errors import UserError
+from desktop_tl.core.errors import Cancelled, UserError
 
 
 def least_certain_first(probabilities: np.ndarray) -> np.ndarray:
@@ -33,14 +37,25 @@ class Suggestion:
     suggested: str
     probability: float
     margin: float          # top probability minus the second: small = a label here teaches the model most
+    heatmap: Image.Image | None = field(default=None, compare=False, repr=False)   # for the suggested class
 
 
-def rank_unlabelled(model: Path, folder: Path, csv_dir: Path) -> list[Suggestion]:
+def rank_unlabelled(model: Path, folder: Path, csv_dir: Path, heatmaps: bool = False,
+                    progress: Callable[[int, int], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> list[Suggestion]:
     """Suggestions for every readable image under `folder`, least confident first, paths relative to
-    `csv_dir` (where the labels CSV will live)."""
+    `csv_dir` (where the labels CSV will live); with `heatmaps` (and a model that has them) each carries the
+    heat map of its suggested class. `progress(done, total)` per image; `should_stop()` raises Cancelled."""
     classifier = OnnxClassifier(model)
     inputs = collect_inputs([folder])
-    read = [(file, p) for (file, _), p in zip(inputs, classifier.predict_files(inputs), strict=True) if not p.error]
+    predictions = []
+    for done, prediction in enumerate(classifier.predict_files(inputs, heatmaps=heatmaps), start=1):
+        if should_stop and should_stop():
+            raise Cancelled()
+        predictions.append(prediction)
+        if progress:
+            progress(done, len(inputs))
+    read = [(file, p) for (file, _), p in zip(inputs, predictions, strict=True) if not p.error]
     if not read:
         raise UserError(f"None of the {len(inputs)} images in {folder.name} could be read.",
                         "Check that the folder holds image or DICOM files.")
@@ -50,7 +65,7 @@ def rank_unlabelled(model: Path, folder: Path, csv_dir: Path) -> list[Suggestion
         file, p = read[i]
         top = sorted(p.probabilities.values(), reverse=True)
         relative = Path(os.path.relpath(file.resolve(), Path(csv_dir).resolve())).as_posix()
-        suggestions.append(Suggestion(relative, p.label, p.probability, top[0] - top[1]))
+        suggestions.append(Suggestion(relative, p.label, p.probability, top[0] - top[1], p.heatmap))
     return suggestions
 
 
