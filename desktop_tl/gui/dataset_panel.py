@@ -5,15 +5,19 @@ its `DatasetIndex` (class counts, skipped files, duplicates, warnings, thumbnail
 preview of the training augmentation. It talks to the rest of the window only through
 `AppState`: a successful import calls `state.set_dataset`, and any dataset that becomes
 current (from here or from an opened project) is shown.
+
+Label assist starts here too: "Unlabelled…" scores a folder of unlabelled images with the current run's
+exported model on the worker and opens the labelling grid (`unlabelled_dialog`); the labels confirmed there
+join the training split of every import (`core.data.confirmed`), and Retrain asks the window for a new run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -30,13 +34,18 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_tl.core.config import SplitConfig
+from desktop_tl.core.data.confirmed import CONFIRMED_FILE
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex, look_alikes, near_duplicate_lines
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.reporting import throttled
+from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.augmentation_preview import PREVIEW_JOB, AugmentationPreview, PreviewResult, preview_job
+from desktop_tl.gui.evaluation_jobs import exported_model
 from desktop_tl.gui.item_models import BarDelegate, Column, RecordTableModel
+from desktop_tl.gui.label_assist_jobs import Retraining, Scored, retrain_job, score_job
+from desktop_tl.gui.near_duplicate_view import NearDuplicateView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
 from desktop_tl.gui.split_settings import SplitSettings
 from desktop_tl.gui.state import AppState
@@ -45,12 +54,21 @@ from desktop_tl.gui.thumbnails import ThumbnailCache
 from desktop_tl.gui.worker import EngineController, JobContext
 
 IMPORT_JOB = "import"
+ASSIST_JOB = "label-assist"
+RETRAIN_JOB = "retrain"
 _PROGRESS_INTERVAL_S = 0.05
 
-def import_job(source: Path, split: SplitConfig) -> Callable[[JobContext], DatasetIndex]:
-    """A job that imports `source` with `split`; raises UserError or Cancelled like the core."""
+def import_job(source: Path, split: SplitConfig, labels_csv: Path | None = None) -> Callable[[JobContext], DatasetIndex]:
+    """A job that imports `source` with `split`, then joins the labels confirmed in `labels_csv` (when it exists)
+    to the training split; raises UserError or Cancelled like the core."""
     def run(ctx: JobContext) -> DatasetIndex:
-        return import_dataset(source, split, throttled(ctx.progress, _PROGRESS_INTERVAL_S), ctx.should_stop)
+        progress = throttled(ctx.progress, _PROGRESS_INTERVAL_S)
+        index = import_dataset(source, split, progress, ctx.should_stop)
+        if labels_csv is not None and labels_csv.is_file():
+            from desktop_tl.core.data.confirmed import with_confirmed
+
+            index = with_confirmed(index, labels_csv, progress, ctx.should_stop)
+        return index
     return run
 
 
@@ -125,6 +143,9 @@ def fixed_splits(index: DatasetIndex) -> bool:
 class DatasetImportPanel(QWidget):
     """Import and inspect a dataset; the current dataset lives in `AppState`."""
 
+    sig_train_requested = Signal()
+    """Retrain: the dataset with the confirmed labels and the settings are in `AppState`; start a new run."""
+
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None) -> None:
         """Long on purpose: it builds the widgets and their layout in one place, so that reading it top to bottom is
         reading the panel as it appears."""
@@ -141,10 +162,14 @@ class DatasetImportPanel(QWidget):
         self.csv_button.setToolTip("A table of image path and label (and optionally patient/group).")
         self.dicom_button = QPushButton("DICOM folder…", self)
         self.dicom_button.setToolTip("A folder with one subfolder per class holding DICOM files.")
+        self.unlabelled_button = QPushButton("Unlabelled…", self)
+        self.unlabelled_button.setObjectName("unlabelledButton")
+        self.unlabelled_button.setToolTip("Label a folder of unlabelled images, those where a label helps the current "
+                                          "model most first (needs a finished run exported in the Export panel).")
         self.summary = QLabel("No dataset yet: pick a folder or a CSV file, or drop it on the window.", self)
         self.summary.setObjectName("datasetSummary")
         self.summary.setWordWrap(True)
-        self.progress = JobProgress(self.jobs, self, cancellable={IMPORT_JOB})
+        self.progress = JobProgress(self.jobs, self, cancellable={IMPORT_JOB, ASSIST_JOB, RETRAIN_JOB})
         self.message = MessageBar(self)
         self.split_settings = SplitSettings(state.split, self)
         self.split_settings.apply_button.setEnabled(False)
@@ -162,6 +187,8 @@ class DatasetImportPanel(QWidget):
         self.findings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.grid = ThumbnailGrid(self.thumbnails, self)
         self.preview = AugmentationPreview(state.config.augment, self)
+        self.near_view = NearDuplicateView(self)
+        self.assist = None            # the open labelling grid (unlabelled_dialog.UnlabelledDialog)
 
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.class_table, "Classes")
@@ -174,6 +201,9 @@ class DatasetImportPanel(QWidget):
         findings.setWidgetResizable(True)
         findings.setWidget(self.findings)
         problems_layout.addWidget(findings, 1)
+        self.near_label = QLabel("Near duplicates (select a pair to see both images)", problems)
+        problems_layout.addWidget(self.near_label)
+        problems_layout.addWidget(self.near_view, 2)
         self.skipped_table.setMinimumHeight(self.skipped_table.verticalHeader().defaultSectionSize() * 6 + 28)
         self.tabs.addTab(problems, "Problems")
         images = QSplitter(Qt.Orientation.Horizontal, self)
@@ -184,7 +214,7 @@ class DatasetImportPanel(QWidget):
         self.tabs.addTab(images, "Images")
 
         buttons = QHBoxLayout()
-        for button in (self.folder_button, self.csv_button, self.dicom_button):
+        for button in (self.folder_button, self.csv_button, self.dicom_button, self.unlabelled_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         top = QHBoxLayout()
@@ -203,6 +233,8 @@ class DatasetImportPanel(QWidget):
         self.folder_button.clicked.connect(lambda: self.choose_folder())
         self.csv_button.clicked.connect(lambda: self.choose_csv())
         self.dicom_button.clicked.connect(lambda: self.choose_folder(dicom=True))
+        self.unlabelled_button.clicked.connect(lambda: self.label_unlabelled())
+        self.near_view.sig_keep_together.connect(self.keep_near_duplicates_together)
         self.split_settings.sig_apply.connect(self.resplit)
         self.split_settings.sig_changed.connect(self._on_split_edited)
         state.sig_split_changed.connect(self.split_settings.set_config)   # a project opened, say
@@ -268,7 +300,7 @@ class DatasetImportPanel(QWidget):
         except UserError as exc:
             self.message.show_error(exc.what, exc.hint)
             return False
-        if not self.jobs.submit(IMPORT_JOB, import_job(source, split)):
+        if not self.jobs.submit(IMPORT_JOB, import_job(source, split, self.state.labels_csv)):
             self.message.show_note(BUSY_MESSAGE)
             return False
         self.message.show_note(f"Checking every image of {source.name}…")
@@ -283,6 +315,89 @@ class DatasetImportPanel(QWidget):
             return False
         self.preview.caption.setText(f"Augmenting {Path(path).name}…")
         return True
+
+    def keep_near_duplicates_together(self) -> bool:
+        """Split the dataset again with each near-duplicate pair in one split (the Split box's checkbox)."""
+        split = replace(self.state.split, group_near_duplicates=True)
+        self.split_settings.set_config(split)
+        return self.resplit(split)
+
+    # -- label assist ----------------------------------------------------------------------------
+
+    def labels_csv_target(self) -> Path | None:
+        """Where confirmed labels go: the project's labels CSV, else one next to the project file, else next
+        to the folder of the current run's folder; None without a run."""
+        if self.state.labels_csv is not None:
+            return Path(self.state.labels_csv)
+        if self.state.project_dir is not None:
+            return Path(self.state.project_dir) / CONFIRMED_FILE
+        return Path(self.state.run_dir).parent / CONFIRMED_FILE if self.state.run_dir else None
+
+    def label_unlabelled(self, folder: Path | None = None) -> bool:
+        """Score a folder of unlabelled images (asking for one unless given) with the current run's exported
+        model on the worker, then open the labelling grid; False (and why) when that cannot start."""
+        run_dir = self.state.run_dir
+        model = exported_model(run_dir) if run_dir is not None else None
+        if run_dir is None or model is None or RunFolder(run_dir).status() != "finished":
+            self.message.show_error("Label assist needs a finished run with an exported model: its suggestions and "
+                                    "heat maps come from that model.",
+                                    "Train a run to the end (or open a project with one), export it in the Export "
+                                    "panel, then choose Unlabelled… again.")
+            return False
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Choose the folder of unlabelled images",
+                                                      str(self._start_dir()))
+            if not chosen:
+                return False
+            folder = Path(chosen)
+        labels_csv = self.labels_csv_target()
+        if not self.jobs.submit(ASSIST_JOB, score_job(Path(run_dir), model, Path(folder), labels_csv)):
+            self.message.show_note(BUSY_MESSAGE)
+            return False
+        self.message.show_note(f"Scoring the images of {Path(folder).name} with the model of {Path(run_dir).name}…")
+        return True
+
+    def _open_assist(self, scored: Scored) -> None:
+        from desktop_tl.gui.unlabelled_dialog import UnlabelledDialog
+
+        if not scored.suggestions:
+            self.message.show_note(f"All {scored.already} images of that folder are already labelled in "
+                                   f"{scored.labels_csv.name}.")
+            return
+        already = f" ({scored.already} already labelled are left out)" if scored.already else ""
+        self.message.show_note(f"{len(scored.suggestions)} images to label{already}; confirmed labels are saved in "
+                               f"{scored.labels_csv}.")
+        self.assist = UnlabelledDialog(scored.suggestions, scored.classes, scored.labels_csv, self)
+        self.assist.sig_saved.connect(self._on_labels_saved)
+        self.assist.sig_retrain.connect(lambda _csv: self.retrain())
+        self.assist.open()
+
+    @Slot(object, int)
+    def _on_labels_saved(self, labels_csv: Path, listed: int) -> None:
+        self.state.labels_csv = Path(labels_csv)
+        self.message.show_note(f"{labels_csv.name} lists {listed} images you labelled; they join the training split "
+                               "when you retrain (or import the dataset again), and the project records the file.")
+
+    def retrain(self) -> bool:
+        """Join the confirmed labels to the dataset's training split and take the current run's settings,
+        starting from its best checkpoint (on the worker); then ask the window to train a new run."""
+        run_dir, index, labels_csv = self.state.run_dir, self.state.dataset, self.state.labels_csv
+        if run_dir is None or index is None or labels_csv is None or not Path(labels_csv).is_file():
+            self.message.show_error("Retraining needs a run, its imported dataset and labels confirmed with "
+                                    "Unlabelled….", "Import the dataset, label some images, then retrain.")
+            return False
+        if not self.jobs.submit(RETRAIN_JOB, retrain_job(Path(run_dir), index, Path(labels_csv))):
+            self.message.show_note(BUSY_MESSAGE)
+            return False
+        self.message.show_note("Adding the images you labelled to the training split…")
+        return True
+
+    def _start_retraining(self, retraining: Retraining) -> None:
+        self.state.set_dataset(retraining.index)
+        self.state.set_config(retraining.config)
+        self.message.show_note(f"Retraining on {len(retraining.index.samples)} images ({retraining.index.confirmed} "
+                               f"labelled by you, all in training; validation and test unchanged). {retraining.note}")
+        self.sig_train_requested.emit()
 
     def _start_dir(self) -> Path:
         source = self.source or self.state.data_source
@@ -300,11 +415,23 @@ class DatasetImportPanel(QWidget):
         elif kind == PREVIEW_JOB:
             assert isinstance(result, PreviewResult)
             self.preview.show_views(result)
+        elif kind == ASSIST_JOB:
+            assert isinstance(result, Scored)
+            self._open_assist(result)
+        elif kind == RETRAIN_JOB:
+            assert isinstance(result, Retraining)
+            self._start_retraining(result)
 
     @Slot(str, object)
     def _on_failed(self, kind: str, failure: Failed) -> None:
         if kind == PREVIEW_JOB:
             self.preview.caption.setText(failure.what)
+            return
+        if kind in (ASSIST_JOB, RETRAIN_JOB):
+            if failure.cancelled:
+                self.message.show_note("Cancelled.")
+            else:
+                self.message.show_failure(failure)
             return
         if failure.cancelled:
             kept = "the previous dataset is kept" if self.state.dataset is not None else "no dataset was imported"
@@ -315,7 +442,7 @@ class DatasetImportPanel(QWidget):
     @Slot(bool)
     def _on_running(self, running: bool) -> None:
         importing = running and self.jobs.active == IMPORT_JOB
-        for button in (self.folder_button, self.csv_button, self.dicom_button):
+        for button in (self.folder_button, self.csv_button, self.dicom_button, self.unlabelled_button):
             button.setEnabled(not importing)
         self.split_settings.apply_button.setEnabled(not importing and (self.source or self.state.data_source)
                                                     is not None)
@@ -330,6 +457,7 @@ class DatasetImportPanel(QWidget):
             self.skipped_model.set_rows([])
             self.findings.clear()
             self.grid.set_index(None)
+            self.near_view.set_index(None, False)
             self.summary.setText("No dataset yet: pick a folder or a CSV file, or drop it on the window.")
             self.split_settings.apply_button.setEnabled(False)
             return
@@ -338,6 +466,10 @@ class DatasetImportPanel(QWidget):
         self.skipped_model.set_rows(index.skipped)
         self.findings.setText(findings_text(index))
         self.grid.set_index(index)
+        fixed = fixed_splits(index)
+        self.near_view.set_index(index, not fixed)
+        for widget in (self.near_label, self.near_view):
+            widget.setVisible(bool(index.near_duplicates))
         kind = "class folders" if index.source_kind == "folder" else "CSV/TSV file"
         totals = {s: len(index.split(s)) for s in ("train", "val", "test")}
         self.summary.setText(
@@ -345,8 +477,9 @@ class DatasetImportPanel(QWidget):
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
             f"{len(index.skipped)} skipped, {len(index.warnings)} warnings, {len(index.duplicates)} sets of identical "
             f"files, {len(index.near_duplicates)} near-duplicate pairs{' (look-alikes)' if look_alikes(index) else ''} "
-            "(see Problems).")
-        fixed = fixed_splits(index)
+            "(see Problems)."
+            + (f" {index.confirmed} of the training images are ones you labelled with Unlabelled…."
+               if index.confirmed else ""))
         self.split_settings.setEnabled(not fixed)
         self.split_settings.setToolTip("The dataset's own train/, val/ (and test/) folders are used as the split, "
                                        "so these settings do not apply." if fixed else "")
@@ -358,6 +491,7 @@ class DatasetImportPanel(QWidget):
     def closeEvent(self, event) -> None:
         """Stop thumbnail decoding when the panel closes."""
         self.thumbnails.shutdown()
+        self.near_view.shutdown()
         super().closeEvent(event)
 
 

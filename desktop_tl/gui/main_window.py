@@ -124,6 +124,7 @@ class MainWindow(ProjectActions, QMainWindow):
             signal.connect(self._update_status)
         self.controller.sig_busy_changed.connect(self._update_status)
         self.state.sig_metrics_changed.connect(self._show_results)
+        self.dataset_panel.sig_train_requested.connect(self.retrain)
         self._update_status()
         self._update_title()
         self._restore_settings()
@@ -279,6 +280,13 @@ class MainWindow(ProjectActions, QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", str(Path.home()))
         if folder:
             self.import_dataset(Path(folder))
+
+    def retrain(self) -> bool:
+        """Label assist's Retrain: a new run (a fresh folder) with the dataset and settings the Dataset panel
+        just put in the state, shown in the Training panel."""
+        self.training_monitor.set_run_dir(None)
+        self.docks[self.training_monitor.objectName()].raise_()
+        return self.training_monitor.start()
 
     def import_dataset(self, path: Path) -> None:
         """Hand a folder (or CSV list) to the dataset panel and bring that panel to the front."""

@@ -49,6 +49,7 @@ class ProjectActions:
         self.state.set_run(None)
         self.state.runs = []
         self.state.set_metrics(None)
+        self.state.project_dir, self.state.labels_csv = None, None
         self.training_monitor.set_project_dir(None)
         self.training_monitor.set_run_dir(None)
         self._saved_project = None
@@ -63,7 +64,7 @@ class ProjectActions:
             current = Path(training)
             runs += [current] if current not in runs else []
         return Project(data_source=self.state.data_source, split=self.state.split, config=self.state.config,
-                       runs=runs, current_run=current)
+                       runs=runs, current_run=current, labels_csv=self.state.labels_csv)
 
     def save_project(self, path: Path | None = None) -> bool:
         """Save to `path` (or the current project file, else ask); False when nothing was saved."""
@@ -79,6 +80,7 @@ class ProjectActions:
         self.project_file = target
         self._saved_project = self.current_project()
         self.training_monitor.set_project_dir(target.parent)
+        self.state.project_dir = target.parent
         self._remember_project(target)
         self._update_title()
         self.statusBar().showMessage(f"Saved {target}", 5000)
@@ -127,6 +129,8 @@ class ProjectActions:
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
         self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
         self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
+        self.state.project_dir = self.project_file.parent if self.project_file else None
+        self.state.labels_csv = project.labels_csv       # before the import below, which joins its labels
         self.training_monitor.show_run(self.state.run_dir)
         missing = []
         if project.data_source is not None:

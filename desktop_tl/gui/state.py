@@ -48,6 +48,8 @@ class AppState(QObject):
         self.metrics: dict[str, Any] | None = None
         self.export = None
         self.runs: list[str] = []
+        self.project_dir: Path | None = None     # the project file's folder, once saved or opened
+        self.labels_csv: Path | None = None      # labels confirmed with label assist (core.data.confirmed)
 
     def set_dataset(self, index: DatasetIndex | None) -> None:
         """A dataset was imported (or cleared)."""
