@@ -21,6 +21,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     for i in range(9):
         dicom_copy(data / "ct" / f"ct_{i}.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-123-{i % 3}", i + 1)
         dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 3}", i + 1)
+    dicom_copy(study / "unlabelled" / "ct_u.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 20)
+    dicom_copy(study / "unlabelled" / "mr_u.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 21)
     user = tmp_path / "user"
     script = textwrap.dedent("""
         import sys
@@ -41,9 +43,19 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
             print("exit", code, flush=True)
             if code:
                 sys.exit(code)
+        from desktop_tl.core.config import SplitConfig
+        from desktop_tl.core.data.confirmed import save_confirmed, with_confirmed
+        from desktop_tl.core.data.importer import import_dataset
         from desktop_tl.core.project import Project, save_project
+        from desktop_tl.core.runs.folder import create_run
+        from desktop_tl.core.runs.retrain import retrain_config
+        # label assist in the window: confirmed labels, then Retrain (a new run from run's best checkpoint)
+        save_confirmed(Path("runs/confirmed_labels.csv"), {"../unlabelled/ct_u.dcm": "ct", "../unlabelled/mr_u.dcm": "mr"})
+        joined = with_confirmed(import_dataset(Path("data")), Path("runs/confirmed_labels.csv"))
+        create_run(Path("runs/retrain"), joined, retrain_config(Path("runs/run")).config, SplitConfig())
         save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/run"), Path("runs/auto")],
-                                                    current_run=Path("runs/auto")))
+                                                    current_run=Path("runs/auto"),
+                                                    labels_csv=Path("runs/confirmed_labels.csv")))
     """)
     env = dict(os.environ, PYTHONPATH=str(REPO), DESKTOP_TL_DATA_DIR=str(user / "data"),
                DESKTOP_TL_CACHE_DIR=str(user / "cache"), PYTHONWARNINGS="default")
@@ -56,6 +68,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
     assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
     assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 18             # heat maps, label review, assist
+    assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),
