@@ -91,16 +91,18 @@ def _train_config(args: argparse.Namespace):
 
 
 def run_training(run_dir: Path, quiet: bool = False, silent: bool = False) -> int:
-    """Drive `train_run` with a console progress line; Ctrl+C stops after the current batch.
+    """Drive `train_run` with a console progress line; Ctrl+C stops after the current batch. What is printed
+    (but the progress line) also goes to the run's log.txt (core.runs.run_log).
 
-    `silent` (ranks other than 0 under torchrun) prints nothing but errors.
+    `silent` (ranks other than 0 under torchrun) prints nothing but errors and writes no log.
     """
     from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished
     from desktop_tl.core.reporting import describe
+    from desktop_tl.core.runs.run_log import logged
     from desktop_tl.core.training.run import RunControl, train_run
 
     control = RunControl()
-    events = train_run(run_dir, control)
+    events = train_run(run_dir, control) if silent else logged(run_dir, train_run(run_dir, control))
     status = 0
     tty = sys.stdout.isatty()
     last_line = 0.0

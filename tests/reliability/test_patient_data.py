@@ -68,6 +68,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
     assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
     assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 18             # heat maps, label review, assist
+    assert "Epoch 1/1" in (study / "runs" / "run" / "log.txt").read_text()           # and the runs' logs
+    assert (study / "runs" / "auto" / "log.txt").is_file()
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
