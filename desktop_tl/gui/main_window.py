@@ -125,6 +125,7 @@ class MainWindow(ProjectActions, QMainWindow):
         self.controller.sig_busy_changed.connect(self._update_status)
         self.state.sig_metrics_changed.connect(self._show_results)
         self.dataset_panel.sig_train_requested.connect(self.retrain)
+        self.training_monitor.sig_open_run.connect(self.show_run)
         self._update_status()
         self._update_title()
         self._restore_settings()
@@ -228,6 +229,7 @@ class MainWindow(ProjectActions, QMainWindow):
         file_menu.addSeparator()
         self._action(file_menu, "&Import dataset folder…", self._choose_dataset_folder, "Ctrl+I")
         self._action(file_menu, "Export &report…", lambda: self.evaluation_panel.export_report())
+        self._action(file_menu, "R&uns of this project…", self.training_monitor.show_runs)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 

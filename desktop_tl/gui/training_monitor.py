@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -29,7 +30,10 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
 from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.core.runs.listing import RunSummary, find_runs
+from desktop_tl.core.runs.run_log import RunLog, logged, read_log
 from desktop_tl.gui.panel_support import JobClient, MessageBar
+from desktop_tl.gui.runs_dialog import RunsDialog
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.training_curves import TrainingCurves
 from desktop_tl.gui.training_settings import TrainingSettings
@@ -56,6 +60,8 @@ class TrainingMonitor(QWidget):
     """core.events.Finished of the run that just ended (completed or stopped)."""
     sig_training_failed = Signal(object)
     """core.events.Failed when the run could not start or go on."""
+    sig_open_run = Signal(object)
+    """Path of a run the user chose in the runs list to make current (its evaluation and export)."""
 
     def __init__(self, state: AppState, controller: EngineController, parent: QWidget | None = None, *,
                  detect: bool = True) -> None:
@@ -66,6 +72,7 @@ class TrainingMonitor(QWidget):
         self.active_run: Path | None = None
         self._paused = False
         self._last_finished: Finished | None = None
+        self._runs_dialog: RunsDialog | None = None
 
         self.banner = MessageBar(self)
         self.jobs = JobClient(controller, self)
@@ -118,6 +125,12 @@ class TrainingMonitor(QWidget):
         folder_row.addWidget(QLabel("Run folder"))
         folder_row.addWidget(self.run_folder, 1)
         folder_row.addWidget(self.choose_button)
+        self.runs_button = QPushButton("Runs…")
+        self.runs_button.setObjectName("runsButton")
+        self.runs_button.setToolTip("The project's runs (finished, interrupted, running): see their curves and "
+                                    "log, resume an interrupted one")
+        self.runs_button.clicked.connect(self.show_runs)
+        folder_row.addWidget(self.runs_button)
         self.settings.grid.addLayout(folder_row, self.settings.grid.rowCount(), 0, 1, 4)
 
     def _build_controls(self) -> None:
@@ -160,8 +173,8 @@ class TrainingMonitor(QWidget):
         self.run_folder.setText(str(folder) if folder else "")
 
     def show_run(self, run_dir: Path | None) -> None:
-        """Show a run opened from a project: its folder (Resume when it was interrupted), the curves of its
-        saved epochs and a line in the log saying where it stands."""
+        """Show a run opened from a project or the runs list: its folder (Resume when it was interrupted), the
+        curves of its saved epochs, its log as it was shown while it trained, and a line saying where it stands."""
         self.set_run_dir(run_dir)
         if self.active_run is not None:
             return                          # the curves and log belong to the run being trained
@@ -173,7 +186,41 @@ class TrainingMonitor(QWidget):
         if history:
             self.charts.set_epoch_range(int(max(row.get("epoch", 0) for row in history)))
             self.charts.show_history(history)
+        self.log.clear()
+        earlier = read_log(run_dir)
+        if earlier:
+            self.log.appendPlainText("\n".join(earlier))
         self._log(run_summary(folder.status(), history, run_dir.name))
+
+    def project_runs(self) -> list[RunSummary]:
+        """The runs the project records (and this session trained or trains: "running") and those in the
+        project's runs folder, newest first."""
+        recorded = [Path(r) for r in self.state.runs] + ([self.active_run] if self.active_run else [])
+        runs = find_runs(recorded, self.runs_base() if self.project_dir else None)
+        active = self.active_run.resolve() if self.active_run else None
+        return [replace(run, status="running") if run.path.resolve() == active else run for run in runs]
+
+    @Slot()
+    def show_runs(self) -> None:
+        """Open (or bring forward) the list of the project's runs."""
+        if self._runs_dialog is None:
+            dialog = self._runs_dialog = RunsDialog(self.project_runs, lambda: self.controller.busy, self)
+            dialog.sig_selected.connect(lambda path: self.show_run(path) if self.active_run is None else None)
+            dialog.sig_resume.connect(self.resume_run)
+            dialog.sig_make_current.connect(self.sig_open_run)
+            for signal in (self.sig_training_started, self.sig_training_finished, self.sig_training_failed):
+                signal.connect(lambda _arg: dialog.refresh() if dialog.isVisible() else None)
+            self.controller.sig_busy_changed.connect(lambda _busy: dialog.update_buttons())
+        self._runs_dialog.refresh()
+        self._runs_dialog.show()
+        self._runs_dialog.raise_()
+
+    def resume_run(self, run_dir: Path) -> bool:
+        """Show an interrupted run and continue it where it stopped; False when nothing started."""
+        if self.active_run is not None:
+            return False
+        self.show_run(run_dir)
+        return self.start()
 
     def chosen_run_dir(self) -> Path | None:
         """The run folder typed or chosen, if any."""
@@ -278,7 +325,7 @@ class TrainingMonitor(QWidget):
             torch.set_num_threads(compute_threads())
             if not resume:
                 create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
-            for event in train_run(run_dir, ctx.control):
+            for event in logged(run_dir, train_run(run_dir, ctx.control)):
                 if isinstance(event, Failed):
                     raise UserError(event.what, event.hint)
                 ctx.event(event)
@@ -295,9 +342,9 @@ class TrainingMonitor(QWidget):
         self.pause_button.setText("Continue" if self._paused else "Pause")
         if self._paused:
             self.progress.setFormat("Paused — " + self.progress.format())
-            self._log("Paused (after the current batch).")
+            self._log("Paused (after the current batch).", keep=True)
         else:
-            self._log("Continuing.")
+            self._log("Continuing.", keep=True)
 
     @property
     def paused(self) -> bool:
@@ -314,7 +361,7 @@ class TrainingMonitor(QWidget):
         self.stop_button.setEnabled(False)
         self.pause_button.setEnabled(False)
         self.progress.setFormat("Stopping after the current batch…")
-        self._log("Stopping after the current batch…")
+        self._log("Stopping after the current batch…", keep=True)
 
     # -- events ----------------------------------------------------------------------------------------
     @Slot(object)
@@ -388,9 +435,12 @@ class TrainingMonitor(QWidget):
         self.banner.show_error(failed.what, failed.hint)
         self._log(f"Error: {failed.what}" + (f" What to do: {failed.hint}" if failed.hint else ""))
 
-    def _log(self, line: str) -> None:
-        """Append a line and follow it (the view scrolls to the newest line)."""
+    def _log(self, line: str, keep: bool = False) -> None:
+        """Append a line and follow it (the view scrolls to the newest line); `keep`: also in the log.txt of the
+        run being trained (the engine's events go there from the worker)."""
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
+        if keep and self.active_run is not None:
+            RunLog(self.active_run).write(line)
         bar = self.log.verticalScrollBar()
         bar.setValue(bar.maximum())
 
