@@ -23,10 +23,10 @@ def _stages(plan: Plan) -> list[str]:
 
 def test_small_images_get_probe_then_fine_tuning_upscaled_within_the_quick_budget():
     plan = plan_auto(DIGITS, LITE0, LAPTOP, BUDGET_PRESETS["quick"])
-    assert _stages(plan) == ["probe", "finetune", "baseline"]
+    assert _stages(plan) == ["probe", "baseline", "finetune"]   # the check can replace fine-tuning
     assert plan.image_size > DIGITS.median_side and plan.crop_pct == 1.0
     assert plan.estimated_seconds["total"] <= BUDGET_PRESETS["quick"]
-    probe, finetune = plan.stages[0], plan.stages[1]
+    probe, finetune = plan.stages[0], plan.stage("finetune")
     assert isinstance(probe, ProbeStage) and probe.view_sets == ("fixed", "mirror", "free")
     assert isinstance(finetune, FineTuneStage) and finetune.freeze == "all" and finetune.batchnorm == "frozen"
     assert finetune.flips == "probe" and finetune.layer_decay < 1 and finetune.patience >= 3
@@ -64,9 +64,9 @@ def test_colour_images_get_colour_jitter_and_orientation_settings_are_kept():
     colour = DataSummary((30, 30, 30), 15, 15, 144, grayscale=False)
     fixed = plan_auto(colour, LITE0, LAPTOP, 600.0, orientation="fixed")
     assert fixed.stages[0].view_sets == ("fixed",) and fixed.stages[0].views == ("identity",)
-    assert fixed.stages[1].flips == "fixed" and fixed.stages[1].colour_jitter
+    assert fixed.stage("finetune").flips == "fixed" and fixed.stage("finetune").colour_jitter
     free = plan_auto(colour, LITE0, LAPTOP, 600.0, orientation="free")
-    assert free.stages[0].views == ("identity", "hflip", "vflip", "rot90") and free.stages[1].flips == "free"
+    assert free.stages[0].views == ("identity", "hflip", "vflip", "rot90") and free.stage("finetune").flips == "free"
     with pytest.raises(UserError):
         plan_auto(colour, LITE0, LAPTOP, 600.0, orientation="sideways")
 
@@ -90,13 +90,15 @@ def test_plan_round_trip_and_epoch_mapping():
     again = Plan.from_dict(plan.to_dict())
     assert again == plan
     assert plan.stage_at(1)[0].kind == "probe"
-    assert plan.stage_at(2) == (plan.stages[1], 1)
-    assert plan.stage_at(plan.total_epochs) == (plan.stages[1], plan.stages[1].epochs)
+    finetune = plan.stage("finetune")
+    assert plan.stage_at(2) == (finetune, 1)
+    assert plan.stage_at(plan.total_epochs) == (finetune, finetune.epochs)
     with pytest.raises(IndexError):
         plan.stage_at(plan.total_epochs + 1)
-    assert plan.first_epoch_of(plan.stages[1]) == 2
+    assert plan.first_epoch_of(finetune) == 2
     text = "\n".join(plan.describe())
     assert "Linear probe" in text and "Fine-tune every layer" in text and "Estimated time" in text
+    assert "becomes the model and fine-tuning is skipped" in text
     with pytest.raises(UserError, match="plan"):
         Plan.from_dict({"stages": [{"kind": "dance"}]})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from desktop_tl.core.training.baseline import TransferCheck, train_from_scratch
+from desktop_tl.core.training.baseline import MIN_EPOCHS, TransferCheck, train_from_scratch
 
 
 def test_the_check_says_which_way_it_went():
@@ -20,8 +20,10 @@ def test_the_small_network_learns_an_easy_task_from_scratch_and_stops_on_time():
     images = torch.randn(96, 3, 48, 48, generator=generator) * 0.1
     labels = torch.arange(96) % 2
     images[labels == 1, :, 12:36, 12:36] += 2.0           # class 1: a bright square in the middle
-    score, epochs = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8)
-    assert score >= 0.9 and epochs == 8
-    _, stopped_after = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8,
-                                          max_seconds=0.0)
-    assert stopped_after == 1
+    fit = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8)
+    assert fit.val_balanced_accuracy >= 0.9 and fit.epochs == 8 and fit.val_accuracy >= 0.9
+    assert fit.train_loss < 0.5
+    short = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=40, max_seconds=0.0)
+    assert short.epochs == MIN_EPOCHS            # as many epochs as fit the time, at least MIN_EPOCHS
+    assert train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8,
+                              should_stop=lambda: True) is None

@@ -72,7 +72,7 @@ def describe(event: TrainEvent) -> str | None:
         return (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
                 f"{event.images_per_sec:.1f} img/s ETA about {duration(event.eta_seconds)}")
     if isinstance(event, EpochEnd):
-        stage = " (linear probe)" if event.stage == "probe" else ""
+        stage = {"probe": " (linear probe)", "scratch": " (small network trained from scratch)"}.get(event.stage, "")
         return (f"Epoch {event.epoch}/{event.epochs}{stage}: train loss {event.train_loss:.3f}, accuracy "
                 f"{event.train_accuracy:.1%} | validation loss {event.val_loss:.3f}, accuracy "
                 f"{event.val_accuracy:.1%} | {event.seconds:.1f} s" + (" (best so far)" if event.is_best else ""))

@@ -9,6 +9,7 @@ from torch import nn
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.factory import create_model
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import open_run
 
@@ -24,7 +25,10 @@ def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module
     if meta.get("classes") != info.classes or not isinstance(meta.get("arch"), str) or \
             not isinstance(meta.get("preprocessing"), dict):
         raise damaged
-    model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
+    if meta["arch"] == SCRATCH_ARCH:
+        model: nn.Module = ScratchNet(len(meta["classes"]), int(meta.get("scratch_size", 48)))
+    else:
+        model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:  # tensors missing or of the wrong shape

@@ -1,8 +1,11 @@
 """The negative-transfer check: a small network trained from scratch on the same split.
 
-If a few seconds of training a small convolutional network without any pretraining do as well on the
-validation split as the pretrained backbone, pretraining does not help on this data, and the user is
-told so plainly (log, metrics.json, evaluation panel).
+It runs right after the linear probe. If the small network does clearly better on the validation split than
+the pretrained backbone's probe, pretraining does not help on this data: the user is told so plainly (log,
+metrics.json, evaluation panel) and the small network becomes the run's model, fine-tuning skipped (on
+scikit-learn's 8x8 digits it reaches 0.97 on 1,497 held-out digits in seconds, where fine-tuning the
+pretrained backbone for minutes reached 0.90-0.95). Otherwise the run fine-tunes the pretrained model, and
+at the end the check compares that model with the small one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.events import Message
+from desktop_tl.core.models.scratch import ScratchNet, shrink
 from desktop_tl.core.training.plan import BaselineStage
 from desktop_tl.core.training.session import TrainingSession
 
@@ -25,24 +29,8 @@ BATCH = 32
 LR = 3e-3
 SHIFT = 4                  # random translation by up to this many pixels, as augmentation
 MARGIN = 0.02              # balanced accuracy within this of the baseline counts as "no better"
-
-
-class SmallCNN(nn.Module):
-    """Four 3x3 convolution blocks (16-128 channels, BatchNorm, ReLU, max-pool), global pooling, linear."""
-
-    def __init__(self, classes: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for width in (16, 32, 64, 128):
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            channels = width
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(channels, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean((2, 3)))
+MIN_EPOCHS = 15            # 8x8 digits: held-out accuracy 0.96-0.97 after 20 epochs, 0.66 (validation) after 2
+TIMED_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +41,7 @@ class TransferCheck:
     baseline_balanced_accuracy: float
     baseline_epochs: int
     baseline_seconds: float
+    delivered_scratch: bool = False      # the small network became the run's model
 
     @property
     def verdict(self) -> str:
@@ -68,9 +57,13 @@ class TransferCheck:
 
     def describe(self) -> str:
         """One or two sentences for the user."""
-        figures = (f"validation balanced accuracy {self.pretrained_balanced_accuracy:.1%} with the pretrained "
-                   f"backbone vs {self.baseline_balanced_accuracy:.1%} for a small network trained from scratch "
+        pretrained = "the pretrained backbone's linear probe" if self.delivered_scratch else "the pretrained backbone"
+        figures = (f"validation balanced accuracy {self.pretrained_balanced_accuracy:.1%} with {pretrained} vs "
+                   f"{self.baseline_balanced_accuracy:.1%} for a small network trained from scratch "
                    f"({self.baseline_epochs} epochs, {self.baseline_seconds:.0f} s)")
+        if self.delivered_scratch:
+            return (f"Pretraining does not help on this data: {figures}. The run's model is that small network; "
+                    "fine-tuning the pretrained backbone was skipped.")
         if self.verdict == "helps":
             return f"Pretraining helps: {figures}."
         if self.verdict == "no clear gain":
@@ -82,6 +75,19 @@ class TransferCheck:
     def to_dict(self) -> dict:
         """JSON-ready form, with the verdict."""
         return dict(asdict(self), verdict=self.verdict, helps=self.helps)
+
+
+@dataclass(frozen=True)
+class ScratchFit:
+    """A small network trained from scratch, with its figures on the training and validation images."""
+
+    model: ScratchNet
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    val_balanced_accuracy: float
 
 
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -110,29 +116,57 @@ def _precise_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
         model(images[start:start + 256])
 
 
+def _epochs_that_fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
+                     epochs: int, max_seconds: float) -> int:
+    """How many of `epochs` fit in `max_seconds` (at least MIN_EPOCHS: fewer would not show what training
+    from scratch can do), from the median of a few timed training steps after a warm-up one, so that the
+    learning-rate schedule runs its whole course."""
+    if not math.isfinite(max_seconds):
+        return epochs
+    times = []
+    for _ in range(TIMED_STEPS + 1):
+        started = time.perf_counter()
+        loss_fn(model(images[:BATCH]), labels[:BATCH]).backward()
+        model.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    epoch_seconds = float(np.median(times[1:])) * math.ceil(len(labels) / BATCH) * 1.2
+    fit = math.floor(max_seconds / max(epoch_seconds, 1e-6))
+    return min(epochs, max(MIN_EPOCHS, fit))
+
+
+def _figures(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
+             classes: int) -> tuple[float, float, float]:
+    """(loss, accuracy, balanced accuracy) of `model` in eval mode on the tensors (NaN when empty)."""
+    if len(labels) == 0:
+        return math.nan, math.nan, math.nan
+    with torch.no_grad():
+        logits = torch.cat([model(images[i:i + 256]) for i in range(0, len(images), 256)])
+    predicted = predict_labels(logits.softmax(1).numpy(), [str(k) for k in range(classes)])
+    return (float(loss_fn(logits, labels)), float((predicted == labels.numpy()).mean()),
+            balanced_accuracy(labels.numpy(), predicted, classes))
+
+
 def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
                        classes: int, epochs: int, class_weights: torch.Tensor | None = None, seed: int = 0,
                        mirror: bool = False, should_stop=lambda: False,
-                       max_seconds: float = float("inf")) -> tuple[float, int]:
-    """(validation balanced accuracy, epochs run) of a SmallCNN trained up to `epochs` epochs (AdamW,
-    one-cycle schedule) on the tensors; it stops after the epoch that passes `max_seconds`."""
-    started = time.perf_counter()
+                       max_seconds: float = float("inf")) -> ScratchFit | None:
+    """A ScratchNet trained (AdamW, one-cycle schedule) on images already at its size, for `epochs` epochs or
+    as many as fit in `max_seconds`; None when `should_stop` said so."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SmallCNN(classes)
+        model = ScratchNet(classes, train_x.shape[-1])
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    epochs = _epochs_that_fit(model, train_x, train_y, loss_fn, epochs, max_seconds)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.05)
     steps = epochs * math.ceil(len(train_y) / BATCH)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, steps), pct_start=0.1)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
-    done = 0
-    while done < epochs and (done == 0 or time.perf_counter() - started < max_seconds):
-        done += 1
+    for _ in range(epochs):
         model.train()
         order = torch.randperm(len(train_y), generator=generator)
         for start in range(0, len(order), BATCH):
             if should_stop():
-                return float("nan"), done
+                return None
             items = order[start:start + BATCH]
             images = _shifted(train_x[items], generator)
             if mirror:
@@ -145,14 +179,14 @@ def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torc
             schedule.step()
     _precise_batchnorm(model, train_x)
     model.eval()
-    with torch.no_grad():
-        probs = torch.cat([model(val_x[i:i + 256]).softmax(1) for i in range(0, len(val_x), 256)]).numpy()
-    names = [str(k) for k in range(classes)]
-    return balanced_accuracy(val_y.numpy(), predict_labels(probs, names), classes), done
+    train_loss, train_acc, _ = _figures(model, train_x, train_y, loss_fn, classes)
+    val_loss, val_acc, val_balanced = _figures(model, val_x, val_y, loss_fn, classes)
+    return ScratchFit(model, epochs, train_loss, train_acc, val_loss, val_acc, val_balanced)
 
 
 def baseline_check(s: TrainingSession, stage: BaselineStage):
-    """Train the small from-scratch network on the split at low resolution; True when done (False: stopped)."""
+    """Train the small from-scratch network on the split at low resolution and record its validation figure
+    in the session's state; returns the fit, or None when stopped (or without validation images)."""
     yield Message("info", f"Checking whether pretraining helps: training a small network from scratch "
                           f"(up to {stage.epochs} epochs at {stage.image_size} px, about {stage.seconds:.0f} s)…")
     started = time.perf_counter()
@@ -160,24 +194,36 @@ def baseline_check(s: TrainingSession, stage: BaselineStage):
     for name, dataset in (("train", s.train_set(None)), ("val", s.val_set)):
         tensors[name] = _small_copies(s, dataset, stage.image_size)
         if tensors[name] is None:
-            return False
+            return None
     (train_x, train_y), (val_x, val_y) = tensors["train"], tensors["val"]
     if len(val_y) == 0:
-        return True
+        return None
     mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
     weights = s.class_weights.cpu() if s.class_weights is not None else None
-    score, epochs = train_from_scratch(train_x, train_y, val_x, val_y, len(s.info.classes), stage.epochs, weights,
-                                       s.cfg.seed, mirror, lambda: s.control.stop_requested,
-                                       max(0.0, stage.seconds - (time.perf_counter() - started)))
-    if math.isnan(score):
-        return False
-    s.state["transfer_check"] = {"baseline_balanced_accuracy": score, "baseline_epochs": epochs,
+    fit = train_from_scratch(train_x, train_y, val_x, val_y, len(s.info.classes), stage.epochs, weights,
+                             s.cfg.seed, mirror, lambda: s.control.stop_requested,
+                             max(0.0, stage.seconds - (time.perf_counter() - started)))
+    if fit is None:
+        return None
+    s.state["transfer_check"] = {"baseline_balanced_accuracy": fit.val_balanced_accuracy,
+                                 "baseline_epochs": fit.epochs,
                                  "baseline_seconds": round(time.perf_counter() - started, 1)}
+    return fit
+
+
+def scratch_wins(s: TrainingSession, fit: ScratchFit) -> bool:
+    """True when the small network did clearly better (by more than MARGIN) on validation than the linear
+    probe just fitted: it then becomes the run's model. Recorded in the session's transfer check."""
+    probe = (s.state.get("probe") or {}).get("val_balanced_accuracy")
+    if probe is None or not fit.val_balanced_accuracy > probe + MARGIN:
+        return False
+    s.state["transfer_check"].update(pretrained_balanced_accuracy=probe, delivered_scratch=True)
     return True
 
 
 def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Every readable image of `dataset` (evaluation transform) shrunk to `size` px, with its label."""
+    """Every readable image of `dataset` (evaluation transform) shrunk to `size` px as ScratchNet shrinks its
+    input, with its label."""
     images, labels, loaded = [], [], []
     try:
         for batch in s.batches(make_loader(dataset, 64, False, 0, 0)):
@@ -185,8 +231,7 @@ def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int) -> tuple
                 return None
             batch_images, batch_labels, items, _ = batch
             if len(batch_labels):
-                images.append(nn.functional.interpolate(batch_images, size=(size, size), mode="bilinear",
-                                                        antialias=True, align_corners=False))
+                images.append(shrink(batch_images, size))
                 labels.append(batch_labels)
                 loaded.extend(items.tolist())
     finally:

@@ -131,13 +131,17 @@ def _decision(s: TrainingSession, labels, probs) -> Decision | None:
 
 
 def _transfer_check(s: TrainingSession, labels, probs) -> TransferCheck | None:
-    """The pretrained model against the from-scratch baseline, both by validation balanced accuracy."""
+    """The pretrained model against the from-scratch baseline, both by validation balanced accuracy (when the
+    small network became the run's model, the pretrained figure is the linear probe's)."""
     found = s.state.get("transfer_check")
     if not found or len(labels) == 0:
         return None
-    pretrained = balanced_accuracy(labels, predict_labels(probs, s.info.classes), len(s.info.classes))
+    if found.get("delivered_scratch"):
+        pretrained = found["pretrained_balanced_accuracy"]
+    else:
+        pretrained = balanced_accuracy(labels, predict_labels(probs, s.info.classes), len(s.info.classes))
     return TransferCheck(pretrained, found["baseline_balanced_accuracy"], found["baseline_epochs"],
-                         found["baseline_seconds"])
+                         found["baseline_seconds"], bool(found.get("delivered_scratch")))
 
 
 def _json_safe(obj: Any) -> Any:

@@ -1,9 +1,10 @@
 """The epoch loop: the plan's stages one epoch at a time, as a generator of plain events.
 
 Each epoch is a function of the session: `probe_epoch` (features once, then the logistic regression),
-`FineTuning.epoch` (the optimizer over the training split, then `validate`). After the epochs come the
-from-scratch baseline check and `complete` (the decision threshold on validation, then the test split,
-evaluated once). The stop flag is checked every batch; best.safetensors then last.safetensors are
+`FineTuning.epoch` (the optimizer over the training split, then `validate`). Between the probe and
+fine-tuning comes the from-scratch check (`baseline`): when the small network does clearly better than the
+probe it becomes the run's model in an epoch of its own and fine-tuning is skipped. Then `complete` (the
+calibration and decision threshold on validation, then the test split, evaluated once). The stop flag is checked every batch; best.safetensors then last.safetensors are
 written after every epoch, so a run interrupted anywhere resumes from its last finished epoch.
 """
 
@@ -16,13 +17,17 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import baseline_check
+from desktop_tl.core.training.baseline import baseline_check, scratch_wins
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.devices import device_label
 from desktop_tl.core.training.finetune import FineTuning
 from desktop_tl.core.training.plan import BaselineStage, FineTuneStage, ProbeStage
 from desktop_tl.core.training.probe import probe_epoch
 from desktop_tl.core.training.session import TrainingSession
+
+SCRATCH_ENDING = ("pretraining does not help", "The small network trained from scratch did clearly better on "
+                  "validation than the pretrained backbone's linear probe: it is the run's model, and fine-tuning "
+                  "is skipped.")
 
 
 def run_events(session: TrainingSession, optimizer_state: dict | None) -> Iterator[TrainEvent]:
@@ -66,34 +71,38 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None) 
             break
         stage, _ = s.plan.stage_at(epoch)
         epoch_started = time.perf_counter()
+        kind, optimizer = stage.kind, None
         if isinstance(stage, ProbeStage):
             outcome = yield from probe_epoch(s, stage, epoch)
-            optimizer = None
         else:
-            if finetuning is None:
-                finetuning = FineTuning(s, stage, optimizer_state)
-            outcome = yield from finetuning.epoch(epoch)
-            optimizer = finetuning.optimizer
+            scratch = (yield from _check_before_finetuning(s)) if _check_due(s, stage, epoch) else False
+            if scratch is not False:       # the small network's figures, or None when stopped
+                kind, outcome = "scratch", scratch
+            else:
+                if finetuning is None:
+                    finetuning = FineTuning(s, stage, optimizer_state)
+                outcome = yield from finetuning.epoch(epoch)
+                optimizer = finetuning.optimizer
         if outcome is None:
             yield s.finished(completed=False, stopped_by_user=True)
             return
         train_loss, train_acc, val_loss, val_acc = outcome
-        is_best = val_loss < s.state["best_val_loss"] or len(s.val_set) == 0
+        is_best = val_loss < s.state["best_val_loss"] or len(s.val_set) == 0 or kind == "scratch"
         if is_best:
             s.state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
         else:
             s.state["bad_epochs"] += 1
         lr = optimizer.param_groups[-1]["lr"] if optimizer is not None else 0.0
         seconds = time.perf_counter() - epoch_started
-        s.state["history"].append({"epoch": epoch, "stage": stage.kind, "train_loss": train_loss,
+        s.state["history"].append({"epoch": epoch, "stage": kind, "train_loss": train_loss,
                                    "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
                                    "lr": lr, "seconds": round(seconds, 2)})
         s.state["epoch"] = epoch
         s.state["seconds"] = clock.total()
-        ending = _ending(s, stage, epoch, seconds)
+        ending = _ending(s, stage, epoch, seconds) if kind != "scratch" else SCRATCH_ENDING
         s.state["ended_early"] = ending[0] if ending else None
         yield EpochEnd(epoch, s.plan.total_epochs, train_loss, train_acc, val_loss, val_acc, lr, seconds, is_best,
-                       stage.kind)
+                       kind)
         if s.main:   # under torchrun only rank 0 writes; the others wait until the files are there
             s.save(is_best, optimizer)
         distributed.barrier()
@@ -104,11 +113,30 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None) 
             yield Message("info", ending[1])
     baseline = s.plan.stage("baseline")
     if isinstance(baseline, BaselineStage) and s.state["transfer_check"] is None and s.main:
-        done = yield from baseline_check(s, baseline)
-        if not done:
+        yield from baseline_check(s, baseline)
+        if s.control.stop_requested:
             yield s.finished(completed=False, stopped_by_user=True)
             return
     yield from complete(s)
+
+
+def _check_due(s: TrainingSession, stage: FineTuneStage, epoch: int) -> bool:
+    """True at the first fine-tuning epoch after a linear probe, when the from-scratch check has not run yet
+    (a single process: under torchrun the check runs after the epochs, on rank 0)."""
+    return (s.world == 1 and s.state["transfer_check"] is None and s.plan.stage("probe") is not None
+            and isinstance(s.plan.stage("baseline"), BaselineStage) and epoch == s.plan.first_epoch_of(stage))
+
+
+def _check_before_finetuning(s: TrainingSession):
+    """The from-scratch check between the probe and fine-tuning. Returns the epoch's figures when the small
+    network wins and becomes the run's model, False when fine-tuning goes ahead, None when stopped."""
+    fit = yield from baseline_check(s, s.plan.stage("baseline"))
+    if s.control.stop_requested:
+        return None
+    if fit is None or not scratch_wins(s, fit):
+        return False
+    s.adopt(fit.model)
+    return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
 
 
 def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str, str] | None:
@@ -119,7 +147,8 @@ def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str,
         return "early stopping", (f"Early stopping: validation loss has not improved for "
                                   f"{s.state['bad_epochs']} epochs.")
     budget = s.plan.budget_seconds
-    after = sum(v for k, v in s.plan.estimated_seconds.items() if k in ("baseline", "evaluation"))
+    still = ("evaluation",) if s.state["transfer_check"] else ("baseline", "evaluation")
+    after = sum(v for k, v in s.plan.estimated_seconds.items() if k in still)
     if budget and s.state["seconds"] + seconds + after > budget:
         return "time budget", (f"Time budget: {s.state['seconds'] / 60:.1f} of {budget / 60:g} minutes used and "
                                f"another epoch (about {seconds:.0f} s) would not fit with the final checks, so "

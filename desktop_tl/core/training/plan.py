@@ -192,7 +192,8 @@ class Plan:
         lines = [f"Recipe: {self.recipe}" + (f", time budget {duration(self.budget_seconds)}"
                                               if self.budget_seconds else "") + f"; images at {size}."]
         for number, stage in enumerate(self.stages, start=1):
-            lines.append(f"  {number}. {_describe_stage(stage)}"
+            after_probe = number > 1 and self.stages[number - 2].kind == "probe"
+            lines.append(f"  {number}. {_describe_stage(stage, after_probe)}"
                          + (f" (about {duration(self.estimated_seconds[stage.kind])})"
                             if stage.kind in self.estimated_seconds else ""))
         extras = []
@@ -215,7 +216,7 @@ def _tuples(data: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
-def _describe_stage(stage: Stage) -> str:
+def _describe_stage(stage: Stage, after_probe: bool = False) -> str:
     if isinstance(stage, ProbeStage):
         if len(stage.view_sets) > 1:
             which = "with flipped and turned copies where validation shows they do not change the class"
@@ -236,8 +237,10 @@ def _describe_stage(stage: Stage) -> str:
         rate = f"learning rate {stage.lr:g}"
         return (f"Fine-tune {what} for up to {stage.epochs} epoch{'s' * (stage.epochs != 1)}, {rate}"
                 + (f" ({', '.join(extra)})" if extra else "") + f"; augmentation: {augment}")
-    return (f"Check: a small network trained from scratch on the same split (up to {stage.epochs} epochs at "
-            f"{stage.image_size} px), to see whether pretraining helps")
+    check = (f"Check: a small network trained from scratch on the same split (up to {stage.epochs} epochs at "
+             f"{stage.image_size} px), to see whether pretraining helps")
+    return check + ("; if it does clearly better on validation than the probe, it becomes the model and "
+                    "fine-tuning is skipped" if after_probe else "")
 
 
 def _describe_auto_augment(stage: FineTuneStage) -> str:

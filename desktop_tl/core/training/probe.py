@@ -20,6 +20,7 @@ from desktop_tl.core.data.loaders import make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, Message
+from desktop_tl.core.training.baseline import balanced_accuracy
 from desktop_tl.core.training.plan import VIEW_SETS, ProbeStage
 from desktop_tl.core.training.session import TrainingSession
 
@@ -266,7 +267,8 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     fit = fit_probe(train_features, torch.cat(labels["train"]), val_features, val_labels, len(s.info.classes),
                     stage.view_sets, stage.l2_grid, weights)
     fit.install(s.model)
-    s.state["probe"] = {"view_set": fit.view_set, "l2": fit.l2}
+    s.state["probe"] = {"view_set": fit.view_set, "l2": fit.l2,
+                        "val_balanced_accuracy": _balanced_accuracy(fit, val_features, val_labels)}
     views = {"fixed": "original images only (orientation matters here)",
              "mirror": "with mirrored copies (mirroring does not change the class)",
              "free": "with flipped and turned copies (orientation carries no meaning)"}[fit.view_set]
@@ -274,6 +276,14 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     yield Message("info", f"Linear probe: {views}, L2 penalty {fit.l2:g} ({choice}); validation loss "
                           f"{fit.val_loss:.3f}, accuracy {fit.val_accuracy:.1%}.")
     return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
+
+
+def _balanced_accuracy(fit: ProbeFit, val_features: dict[str, torch.Tensor], val_labels: torch.Tensor) -> float | None:
+    """The fitted probe's balanced accuracy on the validation images (None without any)."""
+    if len(val_labels) == 0:
+        return None
+    predicted = (val_features["identity"].float() @ fit.weight.T + fit.bias).argmax(1)
+    return balanced_accuracy(val_labels.numpy(), predicted.numpy(), len(fit.bias))
 
 
 def _eta(s: TrainingSession, this_epoch_left: float) -> float:

@@ -20,6 +20,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
 from desktop_tl.core.models.factory import LoadedWeights, create_model
 from desktop_tl.core.models.freeze import apply_freeze
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import RunInfo
@@ -49,6 +50,7 @@ class TrainingSession:
             self.device = torch.device("cuda", distributed.local_rank())
         torch.manual_seed(cfg.seed)
         self.model, self.weights = built or create_model(cfg.model, cfg.weights, len(info.classes))
+        self.arch = cfg.model      # the architecture of `model`: the configured one, or SCRATCH_ARCH once adopted
         self.finetune = plan.stage("finetune")
         self.trainable, self.total = apply_freeze(self.model, self.finetune.freeze if self.finetune else "head")
         self.prep = Preprocessing.from_data_config(data_config(self.model), plan.image_size, plan.crop_pct)
@@ -180,12 +182,17 @@ class TrainingSession:
                 return
             yield batch
 
+    def adopt(self, model: ScratchNet) -> None:
+        """Make the small network trained from scratch the run's model (pretraining did not help)."""
+        self.model, self.arch = model.to(self.device), SCRATCH_ARCH
+
     # -- checkpoints -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         """Checkpoint metadata: everything but tensors, JSON only."""
         best = self.state["best_val_loss"]
-        return dict(self.state, best_val_loss=best if math.isfinite(best) else None,
-                    config=to_dict(self.cfg), classes=self.info.classes, arch=self.cfg.model,
+        extra = {"scratch_size": self.model.size} if isinstance(self.model, ScratchNet) else {}
+        return dict(self.state, best_val_loss=best if math.isfinite(best) else None, **extra,
+                    config=to_dict(self.cfg), classes=self.info.classes, arch=self.arch,
                     preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
                     batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict(),
                     memory_format=self.layout.memory_format)
@@ -193,8 +200,10 @@ class TrainingSession:
     def restore(self) -> dict[str, Any] | None:
         """Load `last.safetensors` (weights, counters) to continue exactly; returns its optimizer state."""
         ckpt = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.LAST)
-        self.model.load_state_dict(ckpt.model)
         meta = ckpt.meta
+        if meta.get("arch") == SCRATCH_ARCH:
+            self.adopt(ScratchNet(len(self.info.classes), int(meta.get("scratch_size", 48))))
+        self.model.load_state_dict(ckpt.model)
         for key in self.state:
             if key in meta:
                 self.state[key] = meta[key]
