@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from desktop_tl.core.training.baseline import MIN_EPOCHS, TransferCheck, train_from_scratch
+from desktop_tl.core.training.baseline import MIN_EPOCHS, TransferCheck, affordable_epochs, train_from_scratch
 
 
 def test_the_check_says_which_way_it_went():
@@ -24,6 +24,13 @@ def test_the_small_network_learns_an_easy_task_from_scratch_and_stops_on_time():
     assert fit.val_balanced_accuracy >= 0.9 and fit.epochs == 8 and fit.val_accuracy >= 0.9
     assert fit.train_loss < 0.5
     short = train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=40, max_seconds=0.0)
-    assert short.epochs == MIN_EPOCHS            # as many epochs as fit the time, at least MIN_EPOCHS
+    assert short.epochs == 1                     # as many epochs as fit the time, at least one
     assert train_from_scratch(images[:64], labels[:64], images[64:], labels[64:], 2, epochs=8,
                               should_stop=lambda: True) is None
+
+
+def test_the_small_network_gets_the_epochs_that_fit_its_time_and_enough_to_mean_something():
+    assert affordable_epochs(40, epoch_seconds=0.1, max_seconds=10.0) == 40
+    assert affordable_epochs(40, epoch_seconds=1.0, max_seconds=20.0) == 20
+    assert affordable_epochs(40, epoch_seconds=1.0, max_seconds=8.0) == MIN_EPOCHS    # 15 s fit in 2 x 8 s
+    assert affordable_epochs(40, epoch_seconds=10.0, max_seconds=10.0) == 1           # 150 s would not

@@ -116,22 +116,23 @@ def _precise_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
         model(images[start:start + 256])
 
 
-def _epochs_that_fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
-                     epochs: int, max_seconds: float) -> int:
-    """How many of `epochs` fit in `max_seconds` (at least MIN_EPOCHS: fewer would not show what training
-    from scratch can do), from the median of a few timed training steps after a warm-up one, so that the
-    learning-rate schedule runs its whole course."""
-    if not math.isfinite(max_seconds):
-        return epochs
+def affordable_epochs(epochs: int, epoch_seconds: float, max_seconds: float) -> int:
+    """How many of `epochs` fit in `max_seconds`: at least MIN_EPOCHS (fewer would not show what training
+    from scratch can do) when they fit in twice the time, else at least one."""
+    fit = math.floor(max_seconds / max(epoch_seconds, 1e-6))
+    floor = MIN_EPOCHS if MIN_EPOCHS * epoch_seconds <= 2 * max_seconds else 1
+    return min(epochs, max(floor, fit))
+
+
+def _epoch_seconds(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> float:
+    """Seconds an epoch will take, from the median of a few timed training steps after a warm-up one."""
     times = []
     for _ in range(TIMED_STEPS + 1):
         started = time.perf_counter()
         loss_fn(model(images[:BATCH]), labels[:BATCH]).backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
-    epoch_seconds = float(np.median(times[1:])) * math.ceil(len(labels) / BATCH) * 1.2
-    fit = math.floor(max_seconds / max(epoch_seconds, 1e-6))
-    return min(epochs, max(MIN_EPOCHS, fit))
+    return float(np.median(times[1:])) * math.ceil(len(labels) / BATCH) * 1.2
 
 
 def _figures(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
@@ -157,7 +158,8 @@ def train_from_scratch(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torc
         torch.manual_seed(seed)
         model = ScratchNet(classes, train_x.shape[-1])
     loss_fn = nn.CrossEntropyLoss(weight=class_weights)
-    epochs = _epochs_that_fit(model, train_x, train_y, loss_fn, epochs, max_seconds)
+    if math.isfinite(max_seconds):       # as many epochs as fit, so that the schedule runs its whole course
+        epochs = affordable_epochs(epochs, _epoch_seconds(model, train_x, train_y, loss_fn), max_seconds)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.05)
     steps = epochs * math.ceil(len(train_y) / BATCH)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, steps), pct_start=0.1)
