@@ -20,6 +20,8 @@ from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
 from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, open_run
+from desktop_tl.core.runs.listing import summarize_run
+from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
 from desktop_tl.core.training import loop
 from desktop_tl.core.training.baseline import ScratchFit, scratch_wins
@@ -79,6 +81,9 @@ def test_a_run_that_takes_the_small_network_evaluates_and_exports_it(tmp_path, s
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["transfer_check"]["delivered_scratch"] and metrics["best_epoch"] == 2
     assert "fine-tuning the pretrained backbone was skipped" in " ".join(metrics["cautions"])
+    assert "small network trained from scratch" in summarize_run(run).recipe
+    retrain = retrain_config(run)              # label assist's Retrain cannot continue it: it starts afresh
+    assert not retrain.continued and "small network trained from scratch" in retrain.note
     model, meta = model_from_checkpoint(run)
     assert isinstance(model, ScratchNet) and meta["arch"] == SCRATCH_ARCH
     assert evaluate_run(run)["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]

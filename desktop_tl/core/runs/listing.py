@@ -59,12 +59,13 @@ def summarize_run(path: Path) -> RunSummary:
         return RunSummary(path, "missing", "", None, 0, "")
     folder = RunFolder(path)
     status = folder.status()
+    history = folder.history() if status in ("interrupted", "finished") else []
     try:
         config = folder.info().config
-        recipe = f"{config.recipe}, {config.model}"
+        scratch = any(isinstance(row, dict) and row.get("stage") == "scratch" for row in history)
+        recipe = f"{config.recipe}, {'small network trained from scratch' if scratch else config.model}"
     except UserError:
         recipe = ""
-    history = folder.history() if status in ("interrupted", "finished") else []
     return RunSummary(path, status, recipe, _created(path), len(history), _best_figure(folder, history))
 
 
