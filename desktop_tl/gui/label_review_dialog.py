@@ -20,6 +20,7 @@ from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.labels_csv import write_labels_csv
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.training.label_review import Suspect, save_decisions
+from desktop_tl.gui.decisions import UndoableDecisions
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
@@ -36,8 +37,7 @@ class LabelReviewDialog(QDialog):
         self.setObjectName("labelReview")
         self.setWindowTitle("Review suspected label errors")
         self.run_dir, self.index, self.suspects = Path(run_dir), index, suspects
-        self.decisions: dict[str, dict[str, str]] = {}
-        self._undo: list[tuple[str, dict[str, str] | None]] = []
+        self.decisions: UndoableDecisions[dict[str, str]] = UndoableDecisions()
         self.thumbnails = ThumbnailCache(parent=self)
         self.model = ImageListModel(self.thumbnails, self)
         self.grid = QListView(self)
@@ -77,21 +77,16 @@ class LabelReviewDialog(QDialog):
         suspect = self.current()
         if suspect is None:
             return
-        self._undo.append((suspect.path, self.decisions.get(suspect.path)))
-        self.decisions[suspect.path] = {"action": action} | ({"label": label} if label else {})
+        self.decisions.decide(suspect.path, {"action": action} | ({"label": label} if label else {}))
         row = self.grid.currentIndex().row()
         self._refresh()
         self.grid.setCurrentIndex(self.model.index(min(row + 1, len(self.suspects) - 1)))
 
     def undo(self) -> None:
         """Take back the last decision and return to its image."""
-        if not self._undo:
+        path = self.decisions.undo()
+        if path is None:
             return
-        path, before = self._undo.pop()
-        if before is None:
-            self.decisions.pop(path, None)
-        else:
-            self.decisions[path] = before
         self._refresh()
         self.grid.setCurrentIndex(self.model.index(next(i for i, s in enumerate(self.suspects) if s.path == path)))
 

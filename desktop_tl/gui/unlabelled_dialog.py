@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QCheckBox, QDialog, QHBoxLayout, QLabel, QListView
 from desktop_tl.core.data.confirmed import save_confirmed
 from desktop_tl.core.deploy.label_assist import Suggestion
 from desktop_tl.core.errors import UserError
+from desktop_tl.gui.decisions import UndoableDecisions
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
@@ -46,8 +47,7 @@ class UnlabelledDialog(QDialog):
         self.setWindowTitle("Label unlabelled images")
         self.suggestions, self.classes, self.labels_csv, self.batch = suggestions, classes, Path(labels_csv), batch
         self.start = 0
-        self.decisions: dict[str, str] = {}
-        self._undo: list[tuple[str, str | None]] = []
+        self.decisions: UndoableDecisions[str] = UndoableDecisions()
         self.saved = 0                           # images confirmed in this dialog and written
         self.thumbnails = ThumbnailCache(size=TILE, parent=self)
         self.model = ImageListModel(self.thumbnails, self)
@@ -132,8 +132,7 @@ class UnlabelledDialog(QDialog):
         if suggestion is None:
             return
         row = self.grid.currentIndex().row()
-        self._undo.append((suggestion.path, self.decisions.get(suggestion.path)))
-        self.decisions[suggestion.path] = label
+        self.decisions.decide(suggestion.path, label)
         self._refresh()
         self._go_to(row + 1)
 
@@ -145,13 +144,9 @@ class UnlabelledDialog(QDialog):
 
     def undo(self) -> None:
         """Take back the last decision of this batch and return to its image."""
-        if not self._undo:
+        path = self.decisions.undo()
+        if path is None:
             return
-        path, before = self._undo.pop()
-        if before is None:
-            self.decisions.pop(path, None)
-        else:
-            self.decisions[path] = before
         self._refresh()
         self._go_to(next(i for i, s in enumerate(self.shown()) if s.path == path))
 
@@ -189,7 +184,7 @@ class UnlabelledDialog(QDialog):
         batches = max(1, -(-len(self.suggestions) // self.batch))
         self.status.setText(f"Batch {self.start // self.batch + 1} of {batches}: {len(self.decisions)} of "
                             f"{len(self.shown())} confirmed. {self.saved} saved in {self.labels_csv.name}.")
-        self.undo_button.setEnabled(bool(self._undo))
+        self.undo_button.setEnabled(self.decisions.can_undo())
         self.next_button.setEnabled(self.start + self.batch < len(self.suggestions))
 
     # -- saving --------------------------------------------------------------------------------------------
@@ -203,7 +198,7 @@ class UnlabelledDialog(QDialog):
             self.status.setText(f"Not saved: {exc.what} {exc.hint}")
             return False
         self.saved += len(self.decisions)
-        self.decisions, self._undo = {}, []
+        self.decisions = UndoableDecisions()
         self.sig_saved.emit(self.labels_csv, listed)
         self._refresh()
         return True
@@ -213,7 +208,7 @@ class UnlabelledDialog(QDialog):
         if self.start + self.batch >= len(self.suggestions) or not self.save():
             return False
         self.start += self.batch
-        self._undo = []
+        self.decisions.forget_changes()
         self._refresh()
         self._go_to(0)
         return True
