@@ -1,0 +1,100 @@
+"""Label assist, started from the Dataset panel: score a folder of unlabelled images with the current run's
+exported model (on the worker), open the labelling grid (`unlabelled_dialog`), record the labels CSV in the
+project, and Retrain: the confirmed images join the training split and the window trains a new run from the
+current run's best checkpoint (`core.runs.retrain`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QFileDialog
+
+from desktop_tl.core.data.confirmed import CONFIRMED_FILE
+from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui.evaluation_jobs import exported_model
+from desktop_tl.gui.label_assist_jobs import Retraining, Scored, retrain_job, score_job
+from desktop_tl.gui.panel_support import BUSY_MESSAGE
+
+ASSIST_JOB = "label-assist"
+RETRAIN_JOB = "retrain"
+
+
+class LabelAssistActions:
+    """The Dataset panel's label-assist actions (a mixin: it uses the panel's state, jobs, message bar and
+    `sig_train_requested`)."""
+
+    def labels_csv_target(self) -> Path | None:
+        """Where confirmed labels go: the project's labels CSV, else one next to the project file, else next
+        to the folder of the current run's folder; None without a run."""
+        if self.state.labels_csv is not None:
+            return Path(self.state.labels_csv)
+        if self.state.project_dir is not None:
+            return Path(self.state.project_dir) / CONFIRMED_FILE
+        return Path(self.state.run_dir).parent / CONFIRMED_FILE if self.state.run_dir else None
+
+    def label_unlabelled(self, folder: Path | None = None) -> bool:
+        """Score a folder of unlabelled images (asking for one unless given) with the current run's exported
+        model on the worker, then open the labelling grid; False (and why) when that cannot start."""
+        run_dir = self.state.run_dir
+        model = exported_model(run_dir) if run_dir is not None else None
+        if run_dir is None or model is None or RunFolder(run_dir).status() != "finished":
+            self.message.show_error("Label assist needs a finished run with an exported model: its suggestions and "
+                                    "heat maps come from that model.",
+                                    "Train a run to the end (or open a project with one), export it in the Export "
+                                    "panel, then choose Unlabelled… again.")
+            return False
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Choose the folder of unlabelled images",
+                                                      str(self._start_dir()))
+            if not chosen:
+                return False
+            folder = Path(chosen)
+        labels_csv = self.labels_csv_target()
+        if not self.jobs.submit(ASSIST_JOB, score_job(Path(run_dir), model, Path(folder), labels_csv)):
+            self.message.show_note(BUSY_MESSAGE)
+            return False
+        self.message.show_note(f"Scoring the images of {Path(folder).name} with the model of {Path(run_dir).name}…")
+        return True
+
+    def _open_assist(self, scored: Scored) -> None:
+        from desktop_tl.gui.unlabelled_dialog import UnlabelledDialog
+
+        if not scored.suggestions:
+            self.message.show_note(f"All {scored.already} images of that folder are already labelled in "
+                                   f"{scored.labels_csv.name}.")
+            return
+        already = f" ({scored.already} already labelled are left out)" if scored.already else ""
+        self.message.show_note(f"{len(scored.suggestions)} images to label{already}; confirmed labels are saved in "
+                               f"{scored.labels_csv}.")
+        self.assist = UnlabelledDialog(scored.suggestions, scored.classes, scored.labels_csv, self)
+        self.assist.sig_saved.connect(self._on_labels_saved)
+        self.assist.sig_retrain.connect(lambda _csv: self.retrain())
+        self.assist.open()
+
+    @Slot(object, int)
+    def _on_labels_saved(self, labels_csv: Path, listed: int) -> None:
+        self.state.labels_csv = Path(labels_csv)
+        self.message.show_note(f"{labels_csv.name} lists {listed} images you labelled; they join the training split "
+                               "when you retrain (or import the dataset again), and the project records the file.")
+
+    def retrain(self) -> bool:
+        """Join the confirmed labels to the dataset's training split and take the current run's settings,
+        starting from its best checkpoint (on the worker); then ask the window to train a new run."""
+        run_dir, index, labels_csv = self.state.run_dir, self.state.dataset, self.state.labels_csv
+        if run_dir is None or index is None or labels_csv is None or not Path(labels_csv).is_file():
+            self.message.show_error("Retraining needs a run, its imported dataset and labels confirmed with "
+                                    "Unlabelled….", "Import the dataset, label some images, then retrain.")
+            return False
+        if not self.jobs.submit(RETRAIN_JOB, retrain_job(Path(run_dir), index, Path(labels_csv))):
+            self.message.show_note(BUSY_MESSAGE)
+            return False
+        self.message.show_note("Adding the images you labelled to the training split…")
+        return True
+
+    def _start_retraining(self, retraining: Retraining) -> None:
+        self.state.set_dataset(retraining.index)
+        self.state.set_config(retraining.config)
+        self.message.show_note(f"Retraining on {len(retraining.index.samples)} images ({retraining.index.confirmed} "
+                               f"labelled by you, all in training; validation and test unchanged). {retraining.note}")
+        self.sig_train_requested.emit()
