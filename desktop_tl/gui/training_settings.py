@@ -21,8 +21,9 @@ ORIENTATION_CHOICES = (
     ("Free: flips and quarter turns (e.g. microscopy)", "free"),
 )
 PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
-             "computer: a linear probe first, then fine-tuning of every layer while the time budget allows. "
-             "It stops sooner when the validation images stop improving.")
+             "computer: a linear probe first, then fine-tuning of every layer while the time budget allows (or, "
+             "when a small network trained from scratch does clearly better, that network). It stops sooner when "
+             "the validation images stop improving.")
 
 
 def _escape(text: str) -> str:
