@@ -133,7 +133,10 @@ class LabelReviewDialog(QDialog):
                 return None
             labels_csv = Path(chosen)
         relabel = {p: d["label"] for p, d in self.decisions.items() if d["action"] == "relabel"}
-        exclude = {p for p, d in self.decisions.items() if d["action"] == "exclude"}
+        reasons = {s.path: f"suspected wrong label: given {s.given!r}, the model says {s.suggested!r}"
+                   for s in self.suspects}
+        exclude = {p: f"left out in label review, {reasons[p]}" for p, d in self.decisions.items()
+                   if d["action"] == "exclude"}
         try:
             save_decisions(self.run_dir, self.decisions)
             rows = write_labels_csv(self.index, labels_csv, relabel, exclude)

@@ -60,9 +60,17 @@ def test_keyboard_decisions_undo_and_save(qtbot, review, tmp_path):
     assert len(corrected.samples) == len(index.samples)
 
 
-def test_leaving_images_out_drops_them_from_the_labels_csv(qtbot, review, tmp_path):
-    dialog, index, _, _ = review
+def test_images_left_out_are_listed_with_their_reason_when_the_labels_csv_is_imported(qtbot, review, tmp_path):
+    dialog, index, _, data = review
     qtbot.keyClick(dialog.grid, Qt.Key.Key_X)
-    out = dialog.save(tmp_path / "labels.csv")
-    paths = [r["path"] for r in csv.DictReader(out.open(encoding="utf-8"))]
-    assert len(paths) == len(index.samples) - 1 and not any(p.endswith(dialog.suspects[0].path) for p in paths)
+    out = dialog.save(data.parent / "labels.csv")
+    assert "1 left out" in dialog.status.text()
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == len(index.samples)                  # every image keeps its row, the left-out one with why
+    excluded = [r for r in rows if r["excluded"]]
+    assert len(excluded) == 1 and excluded[0]["path"].endswith(dialog.suspects[0].path)
+    corrected = import_dataset(out)
+    assert len(corrected.samples) == len(index.samples) - 1
+    (skipped,) = corrected.skipped
+    assert skipped.path.endswith(dialog.suspects[0].path)
+    assert "left out in label review, suspected wrong label: given 'brick', the model says 'grass'" in skipped.reason

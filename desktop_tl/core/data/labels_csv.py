@@ -12,24 +12,26 @@ from pathlib import Path
 
 from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.data.scan import EXCLUDED_COLUMN
 
 
 def write_labels_csv(index: DatasetIndex, out: Path, relabel: Mapping[str, str] | None = None,
-                     exclude: set[str] | frozenset[str] = frozenset()) -> int:
-    """Write every sample of `index` as path,label (relabelled where `relabel` says; `exclude`d ones left out),
-    with the subgroup attributes as further columns; the number of rows written."""
-    relabel = relabel or {}
+                     exclude: Mapping[str, str] | None = None) -> int:
+    """Write every sample of `index` as path,label (relabelled where `relabel` says), with the subgroup
+    attributes as further columns; the images in `exclude` (path -> reason) keep their row with the reason in
+    the `excluded` column, so an import leaves them out and lists them with the skipped files. Returns the
+    number of images that stay in."""
+    relabel, exclude = relabel or {}, exclude or {}
     names = index.attribute_names()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", *names])
+    writer.writerow(["path", "label", *names, *([EXCLUDED_COLUMN] if exclude else [])])
     rows = 0
     for sample in index.samples:
-        if sample.path in exclude:
-            continue
         where = Path(os.path.relpath(index.root / sample.path, Path(out).resolve().parent)).as_posix()
         label = relabel.get(sample.path, index.classes[sample.label])
-        writer.writerow([where, label, *[sample.attribute(n) or "" for n in names]])
-        rows += 1
+        reason = [exclude.get(sample.path, "")] if exclude else []
+        writer.writerow([where, label, *[sample.attribute(n) or "" for n in names], *reason])
+        rows += sample.path not in exclude
     atomic_write_text(Path(out), buffer.getvalue())
     return rows

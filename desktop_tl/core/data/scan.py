@@ -25,6 +25,7 @@ _LABEL_HEADERS = frozenset({"label", "class", "category", "target", "diagnosis"}
 _GROUP_HEADERS = frozenset({"group", "group_id", "patient", "patient_id", "patientid", "subject", "subject_id"})
 # Extra columns become subgroup attributes, except those whose name suggests they identify a person.
 _OWN_COLUMNS = frozenset({"suggested", "probability", "margin"})   # written by `desktop-tl suggest`, not subgroups
+EXCLUDED_COLUMN = "excluded"   # a reason in this column leaves the image out, listed with the skipped files
 _IDENTIFYING_WORDS = ("name", "patient", "subject", "birth", "dob", "mrn", "accession", "address", "phone", "email",
                       "ssn")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -233,8 +234,10 @@ def scan_csv(csv_path: Path) -> Scan:
     rows = _csv_rows(csv_path)
     has_header, path_col, label_col, group_col = _csv_columns(rows, root)
     extra: list[tuple[int, str]] = []
+    excluded_col = None
     if has_header:
-        extra, refused = _attribute_columns(rows[0][1], {path_col, label_col, group_col})
+        excluded_col = next((i for i, name in enumerate(rows[0][1]) if name.lower() == EXCLUDED_COLUMN), None)
+        extra, refused = _attribute_columns(rows[0][1], {path_col, label_col, group_col, excluded_col})
         if refused:
             scan.warnings.append(f"Column(s) {', '.join(refused)} of {csv_path.name} look like they identify people; "
                                  "they are not read (rename a column if it only names a site or scanner).")
@@ -269,7 +272,9 @@ def scan_csv(csv_path: Path) -> Scan:
                                                  f"(line {first_line} says '{first_label}'); first kept"))
             continue
         seen[rel] = (line, label)
-        if not full.is_file():
+        if cell(row, excluded_col):
+            scan.skipped.append(Skipped(rel, f"line {line}: left out ({cell(row, excluded_col)})"))
+        elif not full.is_file():
             missing.append((listed, rel))
             scan.skipped.append(Skipped(rel, f"line {line}: file not found"))
         elif not is_image_file(full):
