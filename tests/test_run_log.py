@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.data.importer import import_dataset
-from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Message
+from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Message, RunStarted
 from desktop_tl.core.runs.folder import LAST_CHECKPOINT, METRICS_FILE, create_run
 from desktop_tl.core.runs.listing import find_runs, summarize_run
 from desktop_tl.core.runs.run_log import LOG_FILE, MAX_READ_BYTES, RunLog, logged, read_log
@@ -92,6 +92,7 @@ def test_logged_passes_every_event_on_and_writes_what_people_read(tmp_path):
 
     def engine():
         try:
+            yield RunStarted(2, 1, 10, 4, "CPU", 10, 100, 8)
             yield Message("warning", "Few images.")
             yield batch
             yield epoch
@@ -101,14 +102,22 @@ def test_logged_passes_every_event_on_and_writes_what_people_read(tmp_path):
             closed.append(True)
 
     stream = logged(tmp_path, engine())
-    seen = [next(stream) for _ in range(4)]
-    assert seen[1] is batch and seen[2] is epoch
+    seen = [next(stream) for _ in range(5)]
+    assert seen[2] is batch and seen[3] is epoch
     stream.close()
     assert closed == [True]                                               # the engine's generator is closed too
     text = "\n".join(read_log(tmp_path))
     assert "Warning: Few images." in text and "Epoch 1/2: train loss 0.500" in text and "(best so far)" in text
     assert "Error: The disk is full. What to do: Free some space." in text
     assert "batch 1/4" not in text and "never reached" not in text
+
+
+def test_a_run_refused_before_it_starts_leaves_no_log(tmp_path):
+    def refused():
+        yield Failed("The folder holds no desktop_tl run.", "Pick a run folder.")
+
+    assert [type(e) for e in logged(tmp_path, refused())] == [Failed]
+    assert not (tmp_path / LOG_FILE).exists()
 
 
 def test_runs_list_shows_each_run_once_with_status_recipe_date_and_best_figure(tmp_path, dataset):

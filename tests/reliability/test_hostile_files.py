@@ -17,7 +17,6 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.store import import_weights, list_imported
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import DATASET_FILE, RUN_FILE, relative_to_run
-from desktop_tl.core.runs.run_log import LOG_FILE
 
 from rel_support import FAST, copy_demo, demo_image, files_under
 
@@ -190,10 +189,7 @@ def test_damaged_checkpoint_gives_a_clear_message(run_copy, capsys, which, how):
         assert f"{which}.safetensors" in captured.err and "damaged" in captured.err, argv
         assert "Traceback" not in captured.err and "Saved in" not in captured.out
     after = {p.name: p.read_bytes() for p in files_under(run_copy)}
-    logged = after.pop(LOG_FILE, b"")[len(before.pop(LOG_FILE, b"")):].decode()
-    assert after == before  # nothing written, nothing removed, but for the run's log of the refused resume:
-    assert logged.startswith("20") if which == "last" else not logged
-    assert not logged or "Error: The checkpoint last.safetensors is damaged" in logged
+    assert after == before  # nothing written, nothing removed
 
 
 def test_checkpoint_of_another_run_is_refused(run_copy, capsys):

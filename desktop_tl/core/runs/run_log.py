@@ -17,7 +17,7 @@ from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 
-from desktop_tl.core.events import BatchProgress, TrainEvent
+from desktop_tl.core.events import BatchProgress, RunStarted, TrainEvent
 from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs.folder import RunFolder
 
@@ -100,11 +100,14 @@ def read_log(run_dir: Path, max_lines: int = 5000) -> list[str]:
 
 
 def logged(run_dir: Path, events: Generator[TrainEvent, None, None]) -> Iterator[TrainEvent]:
-    """`events` (of `train_run`) passed on, each one people read also appended to the run's log."""
-    log = RunLog(run_dir)
+    """`events` (of `train_run`) passed on, each one people read also appended to the run's log once the run
+    has started: a refusal before that (no run in the folder, a damaged run file or checkpoint) writes
+    nothing into the folder."""
+    log, started = RunLog(run_dir), False
     with closing(events):
         for event in events:
+            started = started or isinstance(event, RunStarted)
             text = None if isinstance(event, BatchProgress) else describe(event)
-            if text:
+            if started and text:
                 log.write(text)
             yield event
