@@ -44,7 +44,7 @@ class LabelReviewDialog(QDialog):
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         side = self.thumbnails.size
         self.grid.setIconSize(QSize(side, side))
-        self.grid.setGridSize(QSize(side + 60, side + 64))
+        self.grid.setGridSize(QSize(side + 60, side + 78))
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setModel(self.model)
@@ -118,8 +118,8 @@ class LabelReviewDialog(QDialog):
             verdict = ("" if decision is None else "  ✔ kept" if decision["action"] == "keep" else
                        "  ✖ left out" if decision["action"] == "exclude" else f"  → {decision['label']}")
             items.append(ImageItem(self.index.root / s.path,
-                                   f"{Path(s.path).name}\n{s.given} ({s.given_probability:.0%}) or "
-                                   f"{s.suggested} ({s.suggested_probability:.0%})?{verdict}", s.path))
+                                   f"{Path(s.path).name}\nlabelled {s.given} ({s.given_probability:.0%})\n"
+                                   f"looks like {s.suggested} ({s.suggested_probability:.0%}){verdict}", s.path))
         self.model.set_items(items)
         self.status.setText(f"{len(self.decisions)} of {len(self.suspects)} decided.")
 
