@@ -2,8 +2,8 @@
 
 With as many torch threads as cores, OpenMP threads that spin while they wait lose badly when another
 process takes a core. This times EfficientNet-Lite0 training steps (64 px, batch 32, channels-last, torch's
-default threads) in fresh processes under the default policy, `OMP_WAIT_POLICY=PASSIVE` and a short
-`GOMP_SPINCOUNT`, first on an otherwise idle machine, then next to one process that keeps a core busy.
+default threads) in fresh processes under the default policy, `OMP_WAIT_POLICY=PASSIVE`, a short
+`GOMP_SPINCOUNT` and one thread instead of one per core, first on an otherwise idle machine, then next to one process that keeps a core busy.
 Run: python benchmarks/bench_contention.py
 """
 
@@ -28,11 +28,11 @@ seconds = sorted(training_step_seconds(model, x, y, 12)[2:])
 print(seconds[len(seconds) // 2])
 """
 POLICIES = {"default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}}
+            "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}, "one thread": {"OMP_NUM_THREADS": "1"}}
 
 
 def median_step_ms(extra_env: dict[str, str]) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env.update(extra_env)
     done = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, check=True)
     return 1000 * float(done.stdout.strip().splitlines()[-1])

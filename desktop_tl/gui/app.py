@@ -11,12 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 NO_DISPLAY_STATUS = 2
-# How PyTorch's OpenMP threads wait for work in the window. Spinning (the default) keeps a core busy while
-# waiting: next to one other busy program a training step took x1.9 as long as with passive waiting (891 vs
-# 469 ms), while on an idle machine passive waiting costs 10-15% (benchmarks/bench_contention.py, RESULTS.md).
-# A desktop shares its cores with the user's other programs, so the window waits passively; the command line
-# (scripts, cluster nodes with cores to itself) keeps the default. A value the user set is kept.
-WINDOW_OMP_WAIT_POLICY = "PASSIVE"
 
 
 def display_problem() -> str | None:
@@ -90,18 +84,8 @@ def has_real_display() -> bool:
     return True
 
 
-def apply_thread_policy() -> bool:
-    """Make the window's PyTorch threads wait passively (see WINDOW_OMP_WAIT_POLICY). It only takes effect
-    before torch is imported; True when it did."""
-    if "torch" in sys.modules:
-        return False
-    os.environ.setdefault("OMP_WAIT_POLICY", WINDOW_OMP_WAIT_POLICY)
-    return True
-
-
 def run_app(argv: Sequence[str] | None = None, run_dir: Path | None = None) -> int:
     """Create the QApplication, show the main window (on `run_dir` if given) and run the event loop."""
-    apply_thread_policy()
     problem = display_problem() or xcb_problem()
     if problem:
         print(problem, file=sys.stderr)

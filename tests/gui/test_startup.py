@@ -81,16 +81,3 @@ def test_the_missing_x11_libraries_are_named_with_the_packages_to_install(monkey
     assert "sudo apt install libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0" in err and "Traceback" not in err
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")              # another platform: nothing to check
     assert app.xcb_problem() is None
-
-
-def test_the_window_makes_torch_threads_wait_passively_before_torch_loads():
-    """Checked in a fresh process: the policy must be in the environment before torch (and OpenMP) load."""
-    code = ("import os, sys\nos.environ.pop('OMP_WAIT_POLICY', None)\n"
-            "from desktop_tl.gui.app import apply_thread_policy\n"
-            "assert 'torch' not in sys.modules\nassert apply_thread_policy()\n"
-            "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n"
-            "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nassert apply_thread_policy()\n"
-            "assert os.environ['OMP_WAIT_POLICY'] == 'ACTIVE'   # the user's own choice stays\n"
-            "import torch\nassert not apply_thread_policy()   # too late once torch is loaded\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr

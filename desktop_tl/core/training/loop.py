@@ -19,6 +19,7 @@ from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.baseline import baseline_check, scratch_wins
 from desktop_tl.core.training.completion import complete
+from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
 from desktop_tl.core.training.finetune import FineTuning
 from desktop_tl.core.training.plan import BaselineStage, FineTuneStage, ProbeStage
@@ -40,10 +41,12 @@ def run_events(session: TrainingSession, optimizer_state: dict | None) -> Iterat
     for message in s.index.warnings:
         yield Message("warning", message)
     yield from s.notes
+    threads = ThreadShare(enabled=s.device.type == "cpu" and s.world == 1)
     try:
-        yield from _epochs(s, start_epoch, optimizer_state)
+        yield from _epochs(s, start_epoch, optimizer_state, threads)
     finally:
         s.close()   # ends persistent loader workers
+        threads.restore()
         _mark_interrupted(s)
 
 
@@ -58,7 +61,8 @@ def _mark_interrupted(s: TrainingSession) -> None:
             pass    # the error that ended the run (a full disk, say) has already been reported
 
 
-def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None) -> Iterator[TrainEvent]:
+def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
+            threads: ThreadShare) -> Iterator[TrainEvent]:
     if len(s.val_set) == 0:
         yield Message("warning", "No validation images: the best checkpoint is simply the latest one.")
     s.info.status = "running"
@@ -69,6 +73,9 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None) 
     for epoch in range(start_epoch, s.plan.total_epochs + 1):
         if s.state["ended_early"]:
             break
+        note = threads.adjust()       # before every epoch: the cores other programs leave free
+        if note:
+            yield Message("info", note)
         stage, _ = s.plan.stage_at(epoch)
         epoch_started = time.perf_counter()
         kind, optimizer = stage.kind, None
