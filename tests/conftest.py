@@ -52,6 +52,16 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fixed_threads(monkeypatch):
+    """Training keeps torch's threads in tests whatever else the machine runs: the exact-resume and same-seed
+    tests compare weights to 1e-6 or bit for bit, and another thread count changes the order of floating-point
+    sums. (core.training.cpu_share has its own tests, which override this fixture.)"""
+    from desktop_tl.core.training.cpu_share import ThreadShare
+
+    monkeypatch.setattr(ThreadShare, "adjust", lambda self: None)
+
+
+@pytest.fixture(autouse=True)
 def user_dirs(tmp_path_factory, monkeypatch):
     """Point the model store, caches and HF cache at empty per-test folders."""
     base = tmp_path_factory.mktemp("userdirs")

@@ -8,8 +8,17 @@ import sys
 import pytest
 import torch
 
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.events import Finished, Message
+from desktop_tl.core.runs.folder import create_run
 from desktop_tl.core.training import cpu_share
 from desktop_tl.core.training.cpu_share import ThreadShare, others_busy_cores, threads_to_use
+from desktop_tl.core.training.run import train_run
+
+
+@pytest.fixture
+def fixed_threads():
+    """Here the thread share itself is under test (conftest keeps threads fixed everywhere else)."""
 
 
 def test_the_threads_are_the_cores_others_leave_free():
@@ -43,3 +52,23 @@ def test_a_busy_process_is_seen_and_training_gives_way_then_takes_the_threads_ba
     finally:
         torch.set_num_threads(original)
     assert not ThreadShare(enabled=False).adjust()
+
+
+def test_a_run_measures_before_every_epoch_says_so_and_gives_the_threads_back(tmp_path, small_dataset, monkeypatch):
+    calls = []
+
+    def busy_neighbour(share):
+        calls.append(torch.get_num_threads())
+        return "Other programs keep about 1.0 of the 2 cores busy: training uses 1 thread instead of 2."
+
+    restored = []
+    monkeypatch.setattr(ThreadShare, "adjust", busy_neighbour)
+    monkeypatch.setattr(ThreadShare, "restore", lambda share: restored.append(True))
+    run = tmp_path / "run"
+    create_run(run, small_dataset, TrainConfig(recipe="custom", epochs=2, batch_size=8, image_size=64,
+                                               num_workers=0, freeze="head"), SplitConfig())
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed
+    assert len(calls) == 2 and restored == [True]
+    notes = [e for e in events if isinstance(e, Message) and "training uses 1 thread" in e.text]
+    assert len(notes) == 2
