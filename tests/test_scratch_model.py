@@ -14,9 +14,10 @@ import torch
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.deploy.export import export_onnx, supports_cam
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
+from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Finished, Message
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet, scratch_from_meta
 from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, open_run
@@ -44,6 +45,13 @@ class _Session:
     def __init__(self, probe_score):
         self.state = {"probe": {"val_balanced_accuracy": probe_score},
                       "transfer_check": {"baseline_balanced_accuracy": 0.95}}
+
+
+def test_a_damaged_size_in_the_checkpoint_is_a_clear_message():
+    assert scratch_from_meta(2, {"scratch_size": 48}).size == 48
+    for size in ("48", 3, 10 ** 9, None):
+        with pytest.raises(UserError, match="damaged"):
+            scratch_from_meta(2, {"scratch_size": size})
 
 
 def test_the_small_network_is_taken_only_when_clearly_better_than_the_probe():

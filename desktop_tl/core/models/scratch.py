@@ -9,8 +9,12 @@ like any other run model. Its head is global average pooling + one linear layer,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from desktop_tl.core.errors import UserError
 
 SCRATCH_ARCH = "desktop_tl_small_cnn"
 WIDTHS = (16, 32, 64, 128)
@@ -54,3 +58,12 @@ class ScratchNet(nn.Module):
     def get_classifier(self) -> nn.Linear:
         """The linear classifier (timm's name for it)."""
         return self.classifier
+
+
+def scratch_from_meta(classes: int, meta: dict[str, Any]) -> ScratchNet:
+    """The (untrained) ScratchNet a checkpoint's metadata describes; UserError when its size is damaged."""
+    size = meta.get("scratch_size", 48)
+    if not isinstance(size, int) or not 16 <= size <= 1024:
+        raise UserError("A checkpoint of the run is damaged: its small network's input size is not valid.",
+                        "Use the other checkpoint of the run (best or last), or train again.")
+    return ScratchNet(classes, size)

@@ -9,7 +9,7 @@ from torch import nn
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, scratch_from_meta
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import open_run
 
@@ -26,7 +26,7 @@ def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module
             not isinstance(meta.get("preprocessing"), dict):
         raise damaged
     if meta["arch"] == SCRATCH_ARCH:
-        model: nn.Module = ScratchNet(len(meta["classes"]), int(meta.get("scratch_size", 48)))
+        model: nn.Module = scratch_from_meta(len(meta["classes"]), meta)
     else:
         model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
     try:

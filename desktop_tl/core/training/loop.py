@@ -4,8 +4,10 @@ Each epoch is a function of the session: `probe_epoch` (features once, then the 
 `FineTuning.epoch` (the optimizer over the training split, then `validate`). Between the probe and
 fine-tuning comes the from-scratch check (`baseline`): when the small network does clearly better than the
 probe it becomes the run's model in an epoch of its own and fine-tuning is skipped. Then `complete` (the
-calibration and decision threshold on validation, then the test split, evaluated once). The stop flag is checked every batch; best.safetensors then last.safetensors are
-written after every epoch, so a run interrupted anywhere resumes from its last finished epoch.
+calibration and decision threshold on validation, then the test split, evaluated once). Before every epoch
+the training threads follow the cores other programs leave (`cpu_share`). The stop flag is checked every
+batch; best.safetensors then last.safetensors are written after every epoch, so a run interrupted anywhere
+resumes from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
             if scratch is not False:       # the small network's figures, or None when stopped
                 kind, outcome = "scratch", scratch
             else:
+                epoch_started = time.perf_counter()   # the check's seconds are not this epoch's (budget pace)
                 if finetuning is None:
                     finetuning = FineTuning(s, stage, optimizer_state)
                 outcome = yield from finetuning.epoch(epoch)

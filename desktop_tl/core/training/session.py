@@ -20,7 +20,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
 from desktop_tl.core.models.factory import LoadedWeights, create_model
 from desktop_tl.core.models.freeze import apply_freeze
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet, scratch_from_meta
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import RunInfo
@@ -202,7 +202,7 @@ class TrainingSession:
         ckpt = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.LAST)
         meta = ckpt.meta
         if meta.get("arch") == SCRATCH_ARCH:
-            self.adopt(ScratchNet(len(self.info.classes), int(meta.get("scratch_size", 48))))
+            self.adopt(scratch_from_meta(len(self.info.classes), meta))
         self.model.load_state_dict(ckpt.model)
         for key in self.state:
             if key in meta:
