@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import shutil
 
+import numpy as np
 import pytest
 
 from desktop_tl.cli import main
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.deploy.export import export_onnx
+from desktop_tl.core.deploy.label_assist import least_certain_first
 from desktop_tl.core.events import Finished
 from desktop_tl.core.runs.folder import create_run
 from desktop_tl.core.training.run import train_run
@@ -45,8 +47,9 @@ def test_suggest_ranks_the_least_certain_first_and_the_filled_csv_imports(export
     assert "Wrote 10 images" in capsys.readouterr().out
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == 10 and all(row["label"] == "" for row in rows)
-    margins = [float(row["margin"]) for row in rows]
-    assert margins == sorted(margins)                               # the most useful to label first
+    for name in ("grass", "gravel"):                                # each class's least certain first
+        margins = [float(row["margin"]) for row in rows if row["suggested"] == name]
+        assert margins == sorted(margins)
     assert all(row["suggested"] in ("grass", "gravel") and not row["path"].startswith("/") for row in rows)
 
     for row in rows:                                                 # the expert fills in the labels
@@ -58,6 +61,15 @@ def test_suggest_ranks_the_least_certain_first_and_the_filled_csv_imports(export
     index = import_dataset(out)
     assert len(index.samples) == 10 and index.classes == ["grass", "gravel"]
     assert index.attribute_names() == []                 # the suggestion columns are not subgroups
+
+
+def test_the_ranking_takes_the_least_certain_of_each_suggested_class_in_turns():
+    probabilities = np.array([[0.90, 0.05, 0.05],     # 0: class 0, sure
+                              [0.40, 0.35, 0.25],     # 1: class 0, margin 0.05
+                              [0.45, 0.30, 0.25],     # 2: class 0, margin 0.15
+                              [0.10, 0.50, 0.40],     # 3: class 1, margin 0.10
+                              [0.05, 0.15, 0.80]])    # 4: class 2, sure
+    assert least_certain_first(probabilities).tolist() == [1, 3, 4, 2, 0]
 
 
 def test_suggest_without_an_exported_model_says_what_to_do(exported_run, tmp_path, capsys):

@@ -23,10 +23,20 @@ from desktop_tl.core.errors import Cancelled, UserError
 
 
 def least_certain_first(probabilities: np.ndarray) -> np.ndarray:
-    """Row indices ordered by the margin between each row's two largest probabilities, smallest first: where
-    the model hesitates most, an expert's label teaches it most (margin sampling)."""
-    top2 = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)[:, -2:]
-    return np.argsort(top2[:, 1] - top2[:, 0], kind="stable")
+    """Row indices in the order an expert should label them: by the margin between each row's two largest
+    probabilities, smallest first (where the model hesitates most, a label teaches it most: margin sampling),
+    taken in turns from each suggested class, so that every stretch of the list covers the classes. On
+    scikit-learn's digits from 2 labels per class the turns cut the cold-start loss of plain margin sampling
+    against random choice from 4.4 to 1.9 points at 40 labels and lead it by 2-3 points from 80 labels on
+    (benchmarks/label_assist.py)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    top2 = np.sort(probabilities, axis=1)[:, -2:]
+    by_margin = np.argsort(top2[:, 1] - top2[:, 0], kind="stable")
+    suggested = probabilities.argmax(axis=1)[by_margin]
+    turn = np.zeros(len(by_margin), dtype=np.int64)      # 0 for each class's least certain row, 1 for its next...
+    for k in np.unique(suggested):
+        turn[suggested == k] = np.arange(int((suggested == k).sum()))
+    return by_margin[np.lexsort((np.arange(len(by_margin)), turn))]
 
 
 @dataclass(frozen=True)
