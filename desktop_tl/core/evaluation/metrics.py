@@ -13,6 +13,12 @@ from desktop_tl.core.evaluation.intervals import wilson_interval
 from desktop_tl.core.evaluation.operating_point import operating_point
 
 
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Mean recall over the classes present in `labels` (NaN when there are none)."""
+    recalls = [float((predicted[labels == k] == k).mean()) for k in range(classes) if (labels == k).any()]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -9,6 +9,7 @@ import numpy as np
 
 from desktop_tl.core.decision import Decision, predict_labels
 from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.metrics import balanced_accuracy
 
 SMALL_GROUP = 20          # fewer test images than this: a caution, the figure is too uncertain to compare
 MAX_VALUES = 30           # an attribute with more distinct values is an identifier, not a subgroup
@@ -27,9 +28,8 @@ def subgroup_figures(labels: Sequence[int], probs: np.ndarray, classes: Sequence
         y, p = labels[inside], predicted[inside]
         correct = int((y == p).sum())
         low, high = wilson_interval(correct, len(y))
-        recalls = [float((p[y == k] == k).mean()) for k in range(len(classes)) if (y == k).any()]
         row: dict[str, Any] = {"images": int(len(y)), "accuracy": correct / len(y), "accuracy_95ci": [low, high],
-                               "balanced_accuracy": float(np.mean(recalls)) if recalls else None}
+                               "balanced_accuracy": balanced_accuracy(y, p, len(classes))}   # y is never empty
         if len(classes) == 2:
             positives = y == positive
             row["positive"] = classes[positive]

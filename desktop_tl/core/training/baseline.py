@@ -20,6 +20,7 @@ from torch import nn
 
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
+from desktop_tl.core.evaluation.metrics import balanced_accuracy
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.scratch import ScratchNet, shrink
 from desktop_tl.core.training.plan import BaselineStage
@@ -88,12 +89,6 @@ class ScratchFit:
     val_loss: float
     val_accuracy: float
     val_balanced_accuracy: float
-
-
-def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
-    """Mean recall over the classes present."""
-    recalls = [float((predicted[labels == k] == k).mean()) for k in range(classes) if (labels == k).any()]
-    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 def _shifted(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -20,14 +20,14 @@ import torch
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.decision import Calibration, Decision, choose_threshold, positive_class, predict_labels
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
-from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import TransferCheck, balanced_accuracy
+from desktop_tl.core.training.baseline import TransferCheck
 from desktop_tl.core.training.session import TrainingSession
 
 

@@ -19,8 +19,8 @@ from torch import nn
 from desktop_tl.core.data.loaders import make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.metrics import balanced_accuracy
 from desktop_tl.core.events import BatchProgress, Message
-from desktop_tl.core.training.baseline import balanced_accuracy
 from desktop_tl.core.training.plan import VIEW_SETS, ProbeStage
 from desktop_tl.core.training.session import TrainingSession
 
