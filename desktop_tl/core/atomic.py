@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Atomically replace `path` with UTF-8 `text`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows (the header first) as CSV text with Unix line ends."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def atomic_write_csv(path: Path, rows: Iterable[Sequence[Any]]) -> None:
+    """Write rows (the header first) as a CSV file atomically."""
+    atomic_write_text(path, csv_text(rows))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.atomic import atomic_write_csv
 from desktop_tl.core.data.importer import check_scanned
 from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warnings, find_duplicates
 from desktop_tl.core.data.scan import scan_csv
@@ -49,11 +49,7 @@ def save_confirmed(path: Path, labels: Mapping[str, str]) -> int:
         if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute():
             raise ValueError(f"confirmed labels need paths relative to the CSV's folder, got {name!r}")
     merged = read_confirmed(path) | dict(labels)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows(sorted(merged.items()))
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, [["path", "label"], *sorted(merged.items())])
     return len(merged)
 
 

@@ -4,13 +4,11 @@ out, without moving or renaming a single file of the user's. The importer reads 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.atomic import atomic_write_csv
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.scan import EXCLUDED_COLUMN
 
@@ -23,15 +21,11 @@ def write_labels_csv(index: DatasetIndex, out: Path, relabel: Mapping[str, str] 
     number of images that stay in."""
     relabel, exclude = relabel or {}, exclude or {}
     names = index.attribute_names()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", *names, *([EXCLUDED_COLUMN] if exclude else [])])
-    rows = 0
+    rows = [["path", "label", *names, *([EXCLUDED_COLUMN] if exclude else [])]]
     for sample in index.samples:
         where = Path(os.path.relpath(index.root / sample.path, Path(out).resolve().parent)).as_posix()
         label = relabel.get(sample.path, index.classes[sample.label])
         reason = [exclude.get(sample.path, "")] if exclude else []
-        writer.writerow([where, label, *[sample.attribute(n) or "" for n in names], *reason])
-        rows += sample.path not in exclude
-    atomic_write_text(Path(out), buffer.getvalue())
-    return rows
+        rows.append([where, label, *[sample.attribute(n) or "" for n in names], *reason])
+    atomic_write_csv(Path(out), rows)
+    return sum(sample.path not in exclude for sample in index.samples)

@@ -7,8 +7,6 @@ expert confirms (data.confirmed)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from desktop_tl.core.atomic import atomic_write_text
+from desktop_tl.core.atomic import atomic_write_csv
 from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 from desktop_tl.core.errors import Cancelled, UserError
 
@@ -81,9 +79,6 @@ def rank_unlabelled(model: Path, folder: Path, csv_dir: Path, heatmaps: bool = F
 
 def write_suggestions(path: Path, suggestions: list[Suggestion]) -> None:
     """The labels CSV to complete: path, an empty label, then the suggestion (atomically)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "suggested", "probability", "margin"])
-    for s in suggestions:
-        writer.writerow([s.path, "", s.suggested, f"{s.probability:.4f}", f"{s.margin:.4f}"])
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, [["path", "label", "suggested", "probability", "margin"],
+                            *([s.path, "", s.suggested, f"{s.probability:.4f}", f"{s.margin:.4f}"]
+                              for s in suggestions)])

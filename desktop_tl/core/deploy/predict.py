@@ -5,7 +5,6 @@ This module must work on a machine where torch is not installed.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_text
+from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_text, csv_text
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.data.preprocess import Preprocessing, resize_center_crop, to_normalized_array
 from desktop_tl.core.decision import Calibration, Decision, predict_labels
@@ -193,14 +192,10 @@ def describe_decision(decision: Decision | None, calibration: Calibration | None
 
 def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:
     """CSV text: path,label,probability, then one column per class (an `error` column last)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "probability", *classes, "error"])
-    for p in predictions:
-        writer.writerow([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
-                         *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
-                         p.error or ""])
-    return buffer.getvalue()
+    return csv_text([["path", "label", "probability", *classes, "error"],
+                     *([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
+                        *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
+                        p.error or ""] for p in predictions)])
 
 
 def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str]) -> None:
