@@ -24,7 +24,12 @@ from desktop_tl.core.data.index import (
     find_duplicates,
     near_duplicates_of,
 )
-from desktop_tl.core.data.near_duplicates import MAX_IMAGES, image_hashes, near_duplicate_pairs
+from desktop_tl.core.data.near_duplicates import (
+    MAX_IMAGES,
+    image_hashes,
+    near_duplicate_clusters,
+    near_duplicate_pairs,
+)
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
     SHOW,
@@ -39,7 +44,6 @@ from desktop_tl.core.data.splitting import Item, assign_splits, group_leak_warni
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.hashing import file_sha256
 
-MAX_CLUSTER = 8     # near duplicates of one picture; a larger chain is look-alikes, not copies
 
 
 def import_dataset(source: Path, split: SplitConfig | None = None,
@@ -76,7 +80,7 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     if len(hashes) > MAX_IMAGES:
         scan.warnings.append(f"Near duplicates were not looked for: with more than {MAX_IMAGES:,} images the "
                              "comparison would take too long.")
-    cluster = _clusters(pairs)
+    cluster = near_duplicate_clusters(pairs)
     items = sorted(
         (Item(f.rel, label_of[f.label], f.split, digest, f.group, cluster.get(f.rel)) for f, digest in usable),
         key=lambda item: item.rel,
@@ -106,27 +110,6 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
                         skipped=scan.skipped, duplicates=duplicates, warnings=warnings, near_duplicates=near,
                         near_twins_before_fix=before)
-
-
-def _clusters(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
-    """Each image in a near-duplicate pair, mapped to its cluster's first path (pairs chain into clusters).
-    Clusters larger than MAX_CLUSTER are look-alikes (solar cells of one module, digits), not copies of one
-    picture: they are left out, so that grouping cannot swallow a whole class."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, _ in pairs:
-        ra, rb = find(a), find(b)
-        parent[max(ra, rb)] = min(ra, rb)
-    roots = {x: find(x) for x in list(parent)}
-    sizes = Counter(roots.values())
-    return {x: root for x, root in roots.items() if sizes[root] <= MAX_CLUSTER}
 
 
 def _twins_in_test(items: list[Item], pairs: list[tuple[str, str, int]], n_classes: int,

@@ -1,6 +1,8 @@
 """The imported dataset: its samples with their split, what was left out, and what the samples show
 (identical files, imbalance, missing validation images). Written to and read from a run's dataset.json
-with relative paths only; patient groups are in memory only."""
+with relative paths only. Patient groups are kept in memory as salted hashes; a run's dataset.json keeps only
+which images share a patient, as small numbers in order of first appearance ("unit"), so that the folds of
+cross-validation keep a patient together after a restart without any identifier being written."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ class Sample:
     label: int  # index into DatasetIndex.classes
     split: str  # "train" | "val" | "test"
     sha256: str
-    group: str | None = None  # salted hash of patient/group id; in memory only, never written
+    group: str | None = None  # salted hash of patient/group id (in memory), or "unit:N" read from dataset.json
     attributes: tuple[tuple[str, str], ...] = ()   # subgroups: extra CSV columns, non-identifying DICOM tags
 
     def attribute(self, name: str) -> str | None:
@@ -115,11 +117,16 @@ class DatasetIndex:
         """The index for a run folder; `relative_source` is the source relative to that folder."""
         if PurePosixPath(relative_source).is_absolute() or PureWindowsPath(relative_source).is_absolute():
             raise ValueError("to_json needs the source as a relative path")
+        units: dict[str, int] = {}
+        for sample in self.samples:
+            if sample.group is not None:
+                units.setdefault(sample.group, len(units))
         return {
             "source": relative_source,
             "source_kind": self.source_kind,
             "classes": list(self.classes),
             "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256}
+                        | ({"unit": units[s.group]} if s.group is not None else {})
                         | ({"attributes": dict(s.attributes)} if s.attributes else {}) for s in self.samples],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "near_duplicates": [{"paths": list(n.paths), "distance": n.distance} for n in self.near_duplicates],
@@ -292,7 +299,11 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
     if not isinstance(attributes, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                    for k, v in attributes.items()):
         raise _damaged(f"sample {path!r} has attributes that are not names and values")
-    return Sample(path, label, split, sha, attributes=tuple(sorted(attributes.items())))
+    unit = item.get("unit")
+    if unit is not None and (not isinstance(unit, int) or isinstance(unit, bool) or unit < 0):
+        raise _damaged(f"sample {path!r} has a patient unit {unit!r} that is not a whole number")
+    return Sample(path, label, split, sha, None if unit is None else f"unit:{unit}",
+                  tuple(sorted(attributes.items())))
 
 
 def near_duplicates_of(samples: list[Sample], pairs: list[tuple[str, str, int]]) -> list[NearDuplicate]:

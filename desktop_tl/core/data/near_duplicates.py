@@ -11,6 +11,7 @@ photographs are 10 bits apart. Numpy and Pillow only.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 SCALES = (0.70, 0.73, 0.76, 0.79, 0.82)
 MAX_DISTANCE = 6
 MAX_IMAGES = 10_000          # the comparison grows with the square of the count (2,600 images: 6 s)
+MAX_CLUSTER = 8              # near duplicates of one picture; a larger chain is look-alikes, not copies
 _SIDE = 32
 _K = np.arange(_SIDE)
 _DCT = np.cos(np.pi * (2 * _K[None, :] + 1) * _K[:, None] / (2 * _SIDE))
@@ -65,3 +67,24 @@ def near_duplicate_pairs(hashes: Mapping[str, np.ndarray | None], max_distance: 
             if start + i < j:
                 pairs.append((names[start + i], names[j], int(distance[i, j])))
     return pairs
+
+
+def near_duplicate_clusters(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
+    """Each image in a near-duplicate pair, mapped to its cluster's first path (pairs chain into clusters).
+    Clusters larger than MAX_CLUSTER are look-alikes (solar cells of one module, digits), not copies of one
+    picture: they are left out, so that grouping cannot swallow a whole class."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    roots = {x: find(x) for x in list(parent)}
+    sizes = Counter(roots.values())
+    return {x: root for x, root in roots.items() if sizes[root] <= MAX_CLUSTER}
