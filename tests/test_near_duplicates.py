@@ -122,7 +122,7 @@ def test_without_grouping_pairs_may_cross_splits_and_the_import_says_how_to_keep
 
 
 def test_look_alike_chains_are_not_grouped_into_one_unit():
-    from desktop_tl.core.data.importer import MAX_CLUSTER, _clusters
+    from desktop_tl.core.data.near_duplicates import MAX_CLUSTER, _clusters
 
     chain = [(f"{i:02d}.png", f"{i + 1:02d}.png", 4) for i in range(20)]      # 21 images that all look alike
     assert _clusters(chain) == {}
