@@ -122,11 +122,11 @@ def test_without_grouping_pairs_may_cross_splits_and_the_import_says_how_to_keep
 
 
 def test_look_alike_chains_are_not_grouped_into_one_unit():
-    from desktop_tl.core.data.near_duplicates import MAX_CLUSTER, _clusters
+    from desktop_tl.core.data.near_duplicates import MAX_CLUSTER, near_duplicate_clusters
 
     chain = [(f"{i:02d}.png", f"{i + 1:02d}.png", 4) for i in range(20)]      # 21 images that all look alike
-    assert _clusters(chain) == {}
-    small = _clusters([("a", "b", 0), ("b", "c", 2)])
+    assert near_duplicate_clusters(chain) == {}
+    small = near_duplicate_clusters([("a", "b", 0), ("b", "c", 2)])
     assert small == {"a": "a", "b": "a", "c": "a"} and MAX_CLUSTER >= 3
 
 
