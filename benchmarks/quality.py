@@ -13,8 +13,9 @@ Systems, each on the same split (the app's default 70/15/15, seed 0; `textures` 
 
 Every figure is on the test split, which no choice saw; the minority sensitivity is the recall of the
 smallest training class (for balanced sets: the worst class's recall). Wall time runs from import to the
-finished evaluation. `digits` also reports the exported ONNX model's accuracy on the 1,497 digits that
-were never part of the dataset.
+finished evaluation. Every set with a `NAME_heldout` folder (`digits`: 1,497 digits; `mnist_few` and `animals`:
+2,000 images each) also reports, for the automatic recipe, the exported ONNX model's accuracy on those images,
+which were never part of the dataset.
 
     pip install -e ".[bench]"
     python benchmarks/quality.py --data /tmp/quality-data [--sets digits,faces] [--systems quick,old]
@@ -196,8 +197,10 @@ def run_system(name: str, system: str, folders: dict[str, Path], work: Path, don
         result["given_seconds"] = round(seconds, 1)
         return result
     result = run_engine(data, work, TrainConfig(recipe="auto", budget=parse_budget(system)), f"{name}-{system}")
-    if name == "digits":
-        result["heldout_accuracy"] = heldout_accuracy(work / f"{name}-{system}", folders["digits_heldout"])
+    heldout = folders.get(f"{name}_heldout")
+    if heldout is not None and heldout.is_dir():
+        result["heldout_accuracy"] = heldout_accuracy(work / f"{name}-{system}", heldout)
+        result["heldout_images"] = sum(1 for _ in heldout.rglob("*.png"))
     return result
 
 
@@ -214,7 +217,9 @@ def table(results: dict) -> str:
                 continue
             notes = []
             if "heldout_accuracy" in r:
-                notes.append(f"1,497 held-out digits: {r['heldout_accuracy']:.3f}")
+                count = r.get("heldout_images", 1497 if name == "digits" else None)  # older results lack the count
+                held = f"{count:,} held-out images" if count else "held-out images"
+                notes.append(f"{held}: {r['heldout_accuracy']:.3f}")
             if r.get("transfer_check") and not r["transfer_check"]["helps"]:
                 notes.append("pretraining did not help")
             if "epochs" in r and system != "old":
@@ -242,7 +247,9 @@ def main() -> None:
         print(table(results))
         return
     folders = quality_data.ensure(args.data, quality_data.SETS)
-    folders["digits_heldout"] = args.data / "digits_heldout"
+    for name in quality_data.SETS:
+        if (args.data / f"{name}_heldout").is_dir():
+            folders[f"{name}_heldout"] = args.data / f"{name}_heldout"
     work = isolated_cache()
     results["_machine"] = machine()
     print(results["_machine"], flush=True)

@@ -27,7 +27,12 @@ def test_small_images_get_probe_then_fine_tuning_upscaled_within_the_quick_budge
     assert plan.image_size > DIGITS.median_side and plan.crop_pct == 1.0
     assert plan.estimated_seconds["total"] <= BUDGET_PRESETS["quick"]
     probe, finetune = plan.stages[0], plan.stage("finetune")
-    assert isinstance(probe, ProbeStage) and probe.view_sets == ("fixed", "mirror", "free")
+    # cross-validated fits cost more: in two minutes the probe compares originals and mirrored copies only
+    assert isinstance(probe, ProbeStage) and probe.view_sets == ("fixed", "mirror")
+    assert plan.cross_validation == 5 and any("cross-validation" in line for line in plan.describe())
+    assert plan_auto(DIGITS, LITE0, LAPTOP, BUDGET_PRESETS["balanced"]).stages[0].view_sets == ("fixed", "mirror",
+                                                                                                "free")
+    assert plan_auto(INSPECTION, LITE0, LAPTOP, BUDGET_PRESETS["balanced"]).cross_validation == 0   # 2,230 images
     assert isinstance(finetune, FineTuneStage) and finetune.freeze == "all" and finetune.batchnorm == "frozen"
     assert finetune.flips == "probe" and finetune.layer_decay < 1 and finetune.patience >= 3
     assert not finetune.colour_jitter                        # grey images: no colour jitter

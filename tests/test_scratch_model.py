@@ -4,6 +4,7 @@ other model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -24,7 +25,7 @@ from desktop_tl.core.runs.folder import create_run, open_run
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import loop
+from desktop_tl.core.training import baseline, loop
 from desktop_tl.core.training.baseline import ScratchFit, scratch_wins
 from desktop_tl.core.training.run import train_run
 
@@ -69,6 +70,12 @@ def scratch_always_wins(monkeypatch):
     """The decision is tested above; here the demo images (where pretraining helps) take the other path."""
     monkeypatch.setattr(loop, "scratch_wins", lambda s, fit: s.state["transfer_check"].update(
         pretrained_balanced_accuracy=0.5, delivered_scratch=True) or True)
+    real = baseline.compare_candidates
+
+    def scratch_chosen(*args, **kwargs):    # the cross-validated choice (a small set) takes the small network too
+        return dataclasses.replace(real(*args, **kwargs), chosen="scratch")
+
+    monkeypatch.setattr(baseline, "compare_candidates", scratch_chosen)
 
 
 def _new_run(tmp_path):

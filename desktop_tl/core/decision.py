@@ -59,7 +59,12 @@ def rule_text(positive: str, threshold: float, chosen_on: str = "validation",
     "'defective' when its probability is at least 0.406 (chosen on the validation split for the best balanced
     accuracy)"."""
     goal = "the best balanced accuracy" if criterion == "balanced accuracy" else criterion
-    return f"{positive!r} when its probability is at least {threshold:.3f} (chosen on the {chosen_on} split for {goal})"
+    return f"{positive!r} when its probability is at least {threshold:.3f} (chosen on {source_words(chosen_on)} for {goal})"
+
+
+def source_words(source: str) -> str:
+    """Where a choice was made, in words: "the validation split", or the out-of-fold predictions."""
+    return f"the {source} split" if source in ("validation", "train", "test") else f"the {source}"
 
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0

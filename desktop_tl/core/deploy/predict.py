@@ -18,7 +18,7 @@ from PIL import Image
 from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_text, csv_text
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.data.preprocess import Preprocessing, resize_center_crop, to_normalized_array
-from desktop_tl.core.decision import Calibration, Decision, predict_labels
+from desktop_tl.core.decision import Calibration, Decision, predict_labels, source_words
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT, overlay
 from desktop_tl.core.errors import UserError
 
@@ -185,8 +185,8 @@ def describe_decision(decision: Decision | None, calibration: Calibration | None
     else:
         text = f"Decision: {decision.rule()}, else the other class."
     if calibration is not None:
-        text += (f" Probabilities are calibrated (temperature {calibration.temperature:.2f}, fitted on the "
-                 f"{calibration.fitted_on} split).")
+        text += (f" Probabilities are calibrated (temperature {calibration.temperature:.2f}, fitted on "
+                 f"{source_words(calibration.fitted_on)}).")
     return text
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
+from desktop_tl.core.evaluation.selection import compare_candidates
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.scratch import ScratchNet, shrink
 from desktop_tl.core.training.plan import BaselineStage
@@ -218,9 +219,10 @@ def scratch_wins(s: TrainingSession, fit: ScratchFit) -> bool:
     return True
 
 
-def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int, paths: list[str] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Every readable image of `dataset` (evaluation transform) shrunk to `size` px as ScratchNet shrinks its
-    input, with its label."""
+    input, with its label; the images' paths are appended to `paths` when given."""
     images, labels, loaded = [], [], []
     try:
         for batch in s.batches(make_loader(dataset, 64, False, 0, 0)):
@@ -233,6 +235,72 @@ def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int) -> tuple
                 loaded.extend(items.tolist())
     finally:
         dataset.commit_cache(loaded)
+    if paths is not None:
+        paths.extend(dataset.samples[i].path for i in loaded)
     if not labels:
         return torch.zeros(0, 3, size, size), torch.zeros(0, dtype=torch.long)
     return torch.cat(images), torch.cat(labels)
+
+
+def cross_validated_check(s: TrainingSession, stage: BaselineStage):
+    """The from-scratch check of a small dataset: one small network per fold of the probe's cross-validation
+    predicts its held-out fold; the probe and the small network are then compared paired on those out-of-fold
+    predictions (core.evaluation.selection). When the small network is better beyond the noise it is trained
+    once more on every training and validation image (as many epochs as each fold had) and returned, with its
+    out-of-fold figures; else None (also when stopped). The comparison is kept in the run state."""
+    cv = s.state["cross_validation"]
+    folds = cv["folds"]
+    yield Message("info", f"Checking whether pretraining helps: a small network trained from scratch on each of the "
+                          f"{folds} folds (up to {stage.epochs} epochs at {stage.image_size} px, about "
+                          f"{stage.seconds:.0f} s in all)…")
+    started = time.perf_counter()
+    found: list[str] = []
+    parts = [_small_copies(s, dataset, stage.image_size, found) for dataset in (s.train_set(None), s.val_set)]
+    if any(p is None for p in parts):
+        return None
+    images, by_path = torch.cat([p[0] for p in parts]), {path: k for k, path in enumerate(found)}
+    order = torch.tensor([by_path[path] for path in cv["paths"]])     # the probe's order of the images
+    x, y, fold = images[order], torch.tensor(cv["labels"]), torch.tensor(cv["fold"])
+    classes = len(s.info.classes)
+    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
+    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    share = max(1.0, stage.seconds - (time.perf_counter() - started)) / (folds + 1)
+    oof = torch.zeros(len(y), classes)
+    epochs = []
+    for f in range(folds):
+        held, kept = fold == f, fold != f
+        fit = train_from_scratch(x[kept], y[kept], x[held], y[held], classes, stage.epochs, weights, s.cfg.seed + f,
+                                 mirror, lambda: s.control.stop_requested, share)
+        if fit is None:
+            return None
+        with torch.no_grad():
+            oof[held] = torch.cat([fit.model(x[held][i:i + 256]) for i in range(0, int(held.sum()), 256)]).softmax(1)
+        epochs.append(fit.epochs)
+    labels = y.numpy()
+    candidates = {"probe": np.asarray(cv["oof"]["probe"]), "scratch": oof.numpy()}
+    comparison = compare_candidates(labels, candidates, "probe", folds, seed=s.cfg.seed)
+    cv["oof"]["scratch"] = [[round(float(v), 5) for v in row] for row in oof]
+    cv["comparison"] = comparison.to_dict()
+    for line in comparison.describe(CANDIDATE_WORDS):
+        yield Message("info", line)
+    scratch_score, probe_score = comparison.score("scratch"), comparison.score("probe")
+    s.state["transfer_check"] = {"baseline_balanced_accuracy": scratch_score.balanced_accuracy,
+                                 "pretrained_balanced_accuracy": probe_score.balanced_accuracy,
+                                 "baseline_epochs": int(np.median(epochs)),
+                                 "baseline_seconds": round(time.perf_counter() - started, 1),
+                                 "chosen_by": "cross-validation"}
+    if comparison.chosen != "scratch" or s.control.stop_requested:
+        return None
+    final = train_from_scratch(x, y, x[:0], y[:0], classes, int(np.median(epochs)), weights, s.cfg.seed, mirror,
+                               lambda: s.control.stop_requested)
+    if final is None:
+        return None
+    s.state["transfer_check"].update(delivered_scratch=True,
+                                     baseline_seconds=round(time.perf_counter() - started, 1))
+    cv["trained_on_all"] = "scratch"
+    oof_loss = float(-np.log(np.clip(oof.numpy()[np.arange(len(y)), labels], 1e-12, 1)).mean())
+    return ScratchFit(final.model, final.epochs, final.train_loss, final.train_accuracy, oof_loss,
+                      scratch_score.accuracy, scratch_score.balanced_accuracy)
+
+
+CANDIDATE_WORDS = {"probe": "linear probe of the pretrained backbone", "scratch": "small network from scratch"}

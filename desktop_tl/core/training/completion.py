@@ -15,10 +15,18 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from desktop_tl.core.atomic import atomic_write_json
-from desktop_tl.core.decision import Calibration, Decision, choose_threshold, positive_class, predict_labels
+from desktop_tl.core.decision import (
+    Calibration,
+    Decision,
+    choose_threshold,
+    positive_class,
+    predict_labels,
+    source_words,
+)
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
@@ -46,17 +54,33 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "
                           f"and {n_test} test images…")
     batch = max(s.batch_size, 32)
-    val_raw, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
-                                                   s.cfg.num_workers, s.amp_dtype)
-    calibration = _calibration(val_labels, val_raw)
+    cv = s.state.get("cross_validation") or {}
+    delivered = cv.get("trained_on_all")
+    if delivered:    # the model learnt from the validation images too: its "validation" is out-of-fold
+        val_raw, val_labels, val_paths = (np.asarray(cv["oof"][delivered], dtype=np.float64),
+                                          np.asarray(cv["labels"], dtype=np.int64), list(cv["paths"]))
+        source = OUT_OF_FOLD
+        yield Message("info", f"The model was trained on all {len(val_labels)} training and validation images; its "
+                              f"validation figures, calibration and threshold come from the {cv['folds']}-fold "
+                              "cross-validation's out-of-fold predictions.")
+    else:
+        val_raw, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
+                                                       s.cfg.num_workers, s.amp_dtype)
+        source = "validation"
+    calibration = _calibration(val_labels, val_raw, source)
     val_probs = calibration.apply(val_raw) if calibration else val_raw
-    decision = _decision(s, val_labels, val_probs)
+    decision = _decision(s, val_labels, val_probs, source)
     if decision is not None:
         yield Message("info", f"Decision threshold: {decision.positive!r} when its probability is at least "
-                              f"{decision.threshold:.3f} (chosen on validation for the best balanced accuracy; "
+                              f"{decision.threshold:.3f} (chosen on {source} for the best balanced accuracy; "
                               "the most probable class would mean 0.5).")
     metrics: dict[str, Any] = {"classes": classes, "checkpoint": "best", "best_epoch": s.state["best_epoch"],
-                               "recipe": s.plan.recipe}
+                               "recipe": s.plan.recipe, "val_source": source}
+    if cv:
+        metrics["cross_validation"] = {"folds": cv["folds"], "images": len(cv["labels"]),
+                                       "comparison": cv.get("comparison"),
+                                       "trained_on": "train+val" if delivered else "train",
+                                       "delivered": delivered or s.arch}
     smaller = _smaller_training_class(s) if len(classes) == 2 else None
     metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision, positive=smaller)
     test_raw, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,
@@ -69,7 +93,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     if calibration is not None:
         report = metrics["calibration"]
         yield Message("info", f"Probabilities calibrated: temperature {calibration.temperature:.2f}, fitted on "
-                              f"validation; calibration error on validation {report['val_ece_before']:.3f} -> "
+                              f"{source_words(source)}; calibration error there {report['val_ece_before']:.3f} -> "
                               f"{report['val_ece_after']:.3f}.")
     metrics["plan"] = s.plan.to_dict()
     metrics["plan_description"] = s.plan.describe()
@@ -85,7 +109,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["transfer_check"] = check.to_dict() if check else None
     if check is not None:
         yield Message("warning" if check.verdict == "hurts" else "info", check.describe())
-        if check.verdict != "helps":
+        if check.verdict != "helps" or check.delivered_scratch:
             notes.append(check.describe())
     metrics["cautions"] = notes
     metrics["skipped_during_training"] = s.state["skipped_images"]
@@ -96,11 +120,15 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
 
 
-def _calibration(labels, probs) -> Calibration | None:
-    """Temperature scaling fitted on the validation split, when it has enough images of two classes or more."""
+OUT_OF_FOLD = "out-of-fold predictions of cross-validation"
+
+
+def _calibration(labels, probs, source: str = "validation") -> Calibration | None:
+    """Temperature scaling fitted on the validation split (or out-of-fold predictions), when it has enough
+    images of two classes or more."""
     if len(labels) < MIN_IMAGES_TO_FIT or len(set(labels.tolist())) < 2:
         return None
-    return Calibration(fit_temperature(probs, labels))
+    return Calibration(fit_temperature(probs, labels), source)
 
 
 def _calibration_report(calibration: Calibration | None, *splits) -> dict[str, Any] | None:
@@ -122,12 +150,12 @@ def _smaller_training_class(s: TrainingSession) -> str:
     return s.info.classes[positive_class(counts)]
 
 
-def _decision(s: TrainingSession, labels, probs) -> Decision | None:
+def _decision(s: TrainingSession, labels, probs, source: str = "validation") -> Decision | None:
     """The two-class threshold rule, when the plan asks for one and validation has both classes."""
     if not s.plan.choose_threshold or len(s.info.classes) != 2 or len(set(labels.tolist())) < 2:
         return None
     positive = s.info.classes.index(_smaller_training_class(s))
-    return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive))
+    return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive), source)
 
 
 def _transfer_check(s: TrainingSession, labels, probs) -> TransferCheck | None:
@@ -136,8 +164,8 @@ def _transfer_check(s: TrainingSession, labels, probs) -> TransferCheck | None:
     found = s.state.get("transfer_check")
     if not found or len(labels) == 0:
         return None
-    if found.get("delivered_scratch"):
-        pretrained = found["pretrained_balanced_accuracy"]
+    if found.get("delivered_scratch") or found.get("chosen_by") == "cross-validation":
+        pretrained = found["pretrained_balanced_accuracy"]     # the probe's (out-of-fold with cross-validation)
     else:
         pretrained = balanced_accuracy(labels, predict_labels(probs, s.info.classes), len(s.info.classes))
     return TransferCheck(pretrained, found["baseline_balanced_accuracy"], found["baseline_epochs"],

@@ -19,7 +19,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import baseline_check, scratch_wins
+from desktop_tl.core.training.baseline import baseline_check, cross_validated_check, scratch_wins
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
@@ -123,11 +123,26 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
             yield Message("info", ending[1])
     baseline = s.plan.stage("baseline")
     if isinstance(baseline, BaselineStage) and s.state["transfer_check"] is None and s.main:
-        yield from baseline_check(s, baseline)
+        if s.state.get("cross_validation"):        # a probe-only plan: the small network may still replace it
+            yield from _adopt_after_epochs(s)
+        else:
+            yield from baseline_check(s, baseline)
         if s.control.stop_requested:
             yield s.finished(completed=False, stopped_by_user=True)
             return
     yield from complete(s)
+
+
+def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
+    """After a probe-only plan on a small dataset: the cross-validated check, and when the small network wins,
+    it becomes the run's model (both checkpoints)."""
+    fit = yield from cross_validated_check(s, s.plan.stage("baseline"))
+    if fit is None or s.control.stop_requested:
+        return
+    s.adopt(fit.model)
+    s.state.update(best_epoch=s.state["epoch"], best_val_loss=fit.val_loss)
+    s.save(True, None)
+    yield Message("info", SCRATCH_ENDING[1])
 
 
 def _check_due(s: TrainingSession, stage: FineTuneStage, epoch: int) -> bool:
@@ -140,11 +155,18 @@ def _check_due(s: TrainingSession, stage: FineTuneStage, epoch: int) -> bool:
 def _check_before_finetuning(s: TrainingSession):
     """The from-scratch check between the probe and fine-tuning. Returns the epoch's figures when the small
     network wins and becomes the run's model, False when fine-tuning goes ahead, None when stopped."""
-    fit = yield from baseline_check(s, s.plan.stage("baseline"))
-    if s.control.stop_requested:
-        return None
-    if fit is None or not scratch_wins(s, fit):
-        return False
+    if s.state.get("cross_validation"):
+        fit = yield from cross_validated_check(s, s.plan.stage("baseline"))
+        if s.control.stop_requested:
+            return None
+        if fit is None:
+            return False
+    else:
+        fit = yield from baseline_check(s, s.plan.stage("baseline"))
+        if s.control.stop_requested:
+            return None
+        if fit is None or not scratch_wins(s, fit):
+            return False
     s.adopt(fit.model)
     return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
 

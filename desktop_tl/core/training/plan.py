@@ -142,6 +142,7 @@ class Plan:
     budget_seconds: float | None = None
     estimated_seconds: dict[str, float] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    cross_validation: int = 0         # folds over train+val for the recipe's choices (0: the validation split)
 
     @property
     def total_epochs(self) -> int:
@@ -207,6 +208,11 @@ class Plan:
             lines.append(f"  Estimated time: {duration(self.estimated_seconds['total'])}, from the speed "
                          "measured on this machine" + (" (early stopping can make it shorter)."
                                                         if self.stage("finetune") else "."))
+        if self.cross_validation:
+            lines.append(f"  Choices (probe penalty and views, probe or small network) by {self.cross_validation}-fold "
+                         "cross-validation over the training and validation images, patients and near duplicates "
+                         "kept within one fold; another candidate replaces the pretrained path only when it is "
+                         "better beyond the noise.")
         lines.extend(f"  Why: {reason}" for reason in self.reasons)
         return lines
 

@@ -52,6 +52,10 @@ TRAIN_OVERHEAD, FORWARD_OVERHEAD = 1.4, 1.5
 BASELINE_SHARE, BASELINE_MAX_SECONDS = 0.08, 60.0   # of the budget, for the from-scratch check
 BASELINE_EPOCHS = 40       # at most: as many as fit its share of the budget (8x8 digits: 0.96-0.97 held-out at 20, 0.975 at 40)
 BASELINE_SIZE = 48
+# Below this many training + validation images the recipe's choices are made by cross-validation: a
+# validation split of a few hundred images or less is too noisy to choose with (80 images: +-8 points).
+CV_MAX_IMAGES, CV_FOLDS = 2000, 5
+CV_BASELINE_SHARE, CV_BASELINE_MAX_SECONDS = 0.12, 90.0   # the small network is trained once per fold, and again
 # Fine-tuning learning rates (AdamW, peak, for the classifier; earlier layers get less by the layer-wise
 # decay) per model family, warmed up over two epochs. For EfficientNet-Lite0 on the development sets:
 # the digits did best with 1e-3 (held-out accuracy 0.92-0.96 over 3 seeds; 0.88-0.92 with 3e-4), the
@@ -117,8 +121,9 @@ def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_se
         raise UserError(f"Unknown orientation setting {orientation!r}.", f"Choose one of {', '.join(ORIENTATIONS)}.")
     batch = batch_size if batch_size is not None else (0 if speed.device == "cuda" else
                                                        16 if data.train_images < 512 else 32)
-    costs = _CostModel(data, speed, min(BASELINE_SHARE * budget_seconds, BASELINE_MAX_SECONDS)
-                       if model.pretrained else 0.0)
+    folds = cross_validation_folds(data) if model.probe_ok else 0
+    share, cap = (CV_BASELINE_SHARE, CV_BASELINE_MAX_SECONDS) if folds else (BASELINE_SHARE, BASELINE_MAX_SECONDS)
+    costs = _CostModel(data, speed, min(share * budget_seconds, cap) if model.pretrained else 0.0, folds)
     view_sets = _affordable_view_sets(orientation, costs, budget_seconds, model.native_size)
     target = _target_epochs(data.train_images, batch or 64, budget_seconds)
     size, epochs, reasons = _size_and_epochs(costs, view_sets, target, budget_seconds, model)
@@ -136,20 +141,35 @@ def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_se
                        "the whole network is fine-tuned from a new classifier.")
         epochs = max(epochs, MIN_FINETUNE_EPOCHS)
     stages, estimate = _stages(data, model, costs.at(size, view_sets), view_sets, orientation, epochs)
+    if folds:
+        reasons.append(f"{data.train_images + data.val_images} training and validation images: the choices are made "
+                       f"by {folds}-fold cross-validation, not on {data.val_images} validation images alone.")
     return Plan("auto", size, 1.0, batch, class_weighted, len(data.train_counts) == 2, stages,
-                budget_seconds, estimate, tuple(reasons))
+                budget_seconds, estimate, tuple(reasons), folds)
+
+
+def cross_validation_folds(data: DataSummary) -> int:
+    """Folds for the recipe's choices: CV_FOLDS on a small dataset (fewer when a class is small), 0 (choose on
+    the validation split) on a large one or when a class has too few images to spread over folds."""
+    if data.train_images + data.val_images >= CV_MAX_IMAGES or not data.train_counts:
+        return 0
+    folds = min(CV_FOLDS, min(data.train_counts))
+    return folds if folds >= 2 else 0
 
 
 class _CostModel:
     """Seconds of each part of an automatic plan, from the data's size and the measured throughput."""
 
-    def __init__(self, data: DataSummary, speed: Throughput, baseline_seconds: float) -> None:
-        self.data, self.speed, self.baseline_seconds = data, speed, baseline_seconds
+    def __init__(self, data: DataSummary, speed: Throughput, baseline_seconds: float, folds: int = 0) -> None:
+        self.data, self.speed, self.baseline_seconds, self.folds = data, speed, baseline_seconds, folds
 
     def at(self, size: int, view_sets: tuple[str, ...]) -> _Costs:
         d = self.data
         views = len({v for s in view_sets for v in VIEW_SETS[s]})
-        rows = d.train_images * sum(len(VIEW_SETS[s]) for s in view_sets)
+        # with cross-validation each fold fits on (folds-1)/folds of train+val, each penalty warm-started from
+        # the fold's last, on features already computed: about half a full fit per fold
+        rows = (d.train_images + (d.val_images if self.folds else 0)) * sum(len(VIEW_SETS[s]) for s in view_sets) \
+            * max(1, self.folds // 2)
         forward = self.speed.forward_ips(size) / FORWARD_OVERHEAD
         return _Costs(start=START_SECONDS + DECODE_SECONDS_PER_IMAGE * (d.train_images + d.val_images + d.test_images),
                       probe=views * (d.train_images + d.val_images) / forward + PROBE_FIT_SECONDS

@@ -215,6 +215,81 @@ def fit_probe(train_features: dict[str, torch.Tensor], train_labels: torch.Tenso
     return ProbeFit(raw_weight.float(), raw_bias.float(), chosen, l2, train_loss, train_acc, val_loss, val_acc)
 
 
+def _per_image_losses(probs: torch.Tensor, labels: torch.Tensor,
+                      class_weights: torch.Tensor | None) -> tuple[float, float]:
+    """(weighted mean log loss, its standard error) of out-of-fold probabilities, as `_figures` has them."""
+    per_image = -torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12))
+    scale = class_weights.double()[labels] if class_weights is not None else torch.ones_like(per_image)
+    weighted = per_image * scale
+    spread = float((weighted / scale.mean()).std() / max(1.0, len(labels) ** 0.5)) if len(labels) > 1 else 0.0
+    return float(weighted.sum() / scale.sum()), spread
+
+
+@dataclass(frozen=True)
+class CrossValidatedProbe:
+    """The probe's view set and penalty chosen on out-of-fold predictions, and those predictions."""
+
+    view_set: str
+    l2: float
+    oof_probabilities: torch.Tensor     # (images, classes): each image predicted by the fit without its fold
+    oof_loss: float
+    oof_accuracy: float
+
+
+def cross_validated_probe(features: dict[str, torch.Tensor], labels: torch.Tensor, folds: Sequence[int],
+                          classes: int, view_sets: Sequence[str], l2_grid: Sequence[float],
+                          class_weights: torch.Tensor | None = None) -> CrossValidatedProbe:
+    """`fit_probe`'s rules applied to out-of-fold predictions over every training and validation image (features
+    of each view, labels, a fold per image) instead of one validation split: per view set, each fold's
+    penalties are fitted from the strongest down (warm-started) on the other folds and predict the fold; the
+    strongest penalty within a standard error of the best out-of-fold loss is taken; a richer view set only
+    when the plain classifiers do as well on the flipped or turned held-out images as on the originals, and
+    its own out-of-fold loss is no worse."""
+    fold = torch.as_tensor(list(folds))
+    grid = sorted(l2_grid, reverse=True)
+
+    def out_of_fold(view_set: str, extra_views: Sequence[str] = ()) -> dict[str, list[torch.Tensor]]:
+        """{view: [oof probabilities per penalty of the grid]} of the identity view and `extra_views`."""
+        views = VIEW_SETS[view_set]
+        shown = ("identity", *extra_views)
+        oof = {v: [torch.zeros(len(labels), classes, dtype=torch.float64) for _ in grid] for v in shown}
+        for f in fold.unique().tolist():
+            held, kept = fold == f, fold != f
+            scaling = FeatureScaling.of(features["identity"][kept])
+            x = scaling.apply(torch.cat([features[v][kept] for v in views]))
+            y = labels[kept].repeat(len(views))
+            start = None
+            for k, l2 in enumerate(grid):
+                weight, bias = fit_logistic(x, y, classes, l2, class_weights, start)
+                start = (weight, bias)
+                for v in shown:
+                    logits = scaling.apply(features[v][held]) @ weight.T + bias
+                    oof[v][k][held] = torch.softmax(logits, 1)
+        return oof
+
+    def choose(oof: list[torch.Tensor]) -> tuple[int, float, float]:
+        figures = [_per_image_losses(p, labels, class_weights) for p in oof]
+        best, spread = min(figures, key=lambda f: f[0])
+        k = next(k for k, f in enumerate(figures) if not f[0] > best + max(spread, LOSS_TOLERANCE))
+        return k, figures[k][0], max(figures[k][1], LOSS_TOLERANCE)
+
+    extras = [v for v in VIEW_SETS[view_sets[-1]] if v != "identity"]
+    plain = out_of_fold(view_sets[0], extras if len(view_sets) > 1 else ())
+    k, loss, tolerance = choose(plain["identity"])
+    chosen, chosen_k, chosen_loss, chosen_oof = view_sets[0], k, loss, plain["identity"]
+    for candidate in view_sets[1:]:
+        added = [v for v in VIEW_SETS[candidate] if v != "identity"]
+        if any(_per_image_losses(plain[v][k], labels, class_weights)[0] > loss + tolerance for v in added):
+            break                                 # this transformation changes what the images show
+        richer = out_of_fold(candidate)["identity"]
+        rk, rloss, _ = choose(richer)
+        if rloss <= loss + tolerance:
+            chosen, chosen_k, chosen_loss, chosen_oof = candidate, rk, rloss, richer
+    probs = chosen_oof[chosen_k]
+    accuracy = float((probs.argmax(1) == labels).double().mean())
+    return CrossValidatedProbe(chosen, grid[chosen_k], probs.float(), chosen_loss, accuracy)
+
+
 @torch.no_grad()
 def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     """Features of every training view and validation image through the frozen backbone (once), then the
@@ -230,6 +305,7 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     features: dict[str, dict[str, list[torch.Tensor]]] = {name: {v: [] for v in views}
                                                           for name, (_, views) in parts.items()}
     labels: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+    paths: dict[str, list[str]] = {"train": [], "val": []}
     done, images = 0, 0
     started = time.perf_counter()
     for name, (dataset, views) in parts.items():
@@ -251,6 +327,7 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
                             features[name][view].append(pre_logits(s.model, viewed).float().cpu())
                     labels[name].append(batch_labels)
                     loaded.extend(items.tolist())
+                    paths[name].extend(dataset.samples[i].path for i in items.tolist())
                     images += len(batch_labels) * len(views)
                 elapsed = time.perf_counter() - started
                 yield BatchProgress(epoch, s.plan.total_epochs, done, total, math.nan, math.nan, 0.0,
@@ -264,17 +341,61 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     val_features = {v: torch.cat(f) for v, f in features["val"].items()} if labels["val"] else {}
     val_labels = torch.cat(labels["val"]) if labels["val"] else torch.zeros(0, dtype=torch.long)
     weights = s.class_weights.cpu() if s.class_weights is not None else None
-    fit = fit_probe(train_features, torch.cat(labels["train"]), val_features, val_labels, len(s.info.classes),
+    train_labels = torch.cat(labels["train"])
+    if s.plan.cross_validation and len(val_labels):
+        return (yield from _cross_validated_epoch(s, stage, train_features, train_labels, val_features, val_labels,
+                                                  paths, weights))
+    fit = fit_probe(train_features, train_labels, val_features, val_labels, len(s.info.classes),
                     stage.view_sets, stage.l2_grid, weights)
     fit.install(s.model)
     s.state["probe"] = {"view_set": fit.view_set, "l2": fit.l2,
                         "val_balanced_accuracy": _balanced_accuracy(fit, val_features, val_labels)}
-    views = {"fixed": "original images only (orientation matters here)",
-             "mirror": "with mirrored copies (mirroring does not change the class)",
-             "free": "with flipped and turned copies (orientation carries no meaning)"}[fit.view_set]
     choice = "chosen on validation" if len(val_labels) else "no validation images to choose with"
-    yield Message("info", f"Linear probe: {views}, L2 penalty {fit.l2:g} ({choice}); validation loss "
-                          f"{fit.val_loss:.3f}, accuracy {fit.val_accuracy:.1%}.")
+    yield Message("info", f"Linear probe: {VIEW_WORDS[fit.view_set]}, L2 penalty {fit.l2:g} ({choice}); validation "
+                          f"loss {fit.val_loss:.3f}, accuracy {fit.val_accuracy:.1%}.")
+    return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
+
+
+VIEW_WORDS = {"fixed": "original images only (orientation matters here)",
+              "mirror": "with mirrored copies (mirroring does not change the class)",
+              "free": "with flipped and turned copies (orientation carries no meaning)"}
+
+
+def _cross_validated_epoch(s: TrainingSession, stage: ProbeStage, train_features, train_labels, val_features,
+                           val_labels, paths: dict[str, list[str]], weights):
+    """The probe of a small dataset: view set and penalty chosen by cross-validation over train+val (the
+    out-of-fold predictions are kept for the later choices, in the run state). The classifier is then fitted
+    on the training split alone when fine-tuning follows (it validates on the validation split), else on
+    train+val: the delivered probe learns from every label but the test split's."""
+    pooled = {v: torch.cat([train_features[v], val_features[v]]) for v in train_features}
+    pooled_labels = torch.cat([train_labels, val_labels])
+    pooled_paths = paths["train"] + paths["val"]
+    fold_of = s.fold_of()
+    folds = [fold_of[p] for p in pooled_paths]
+    classes = len(s.info.classes)
+    cv = cross_validated_probe(pooled, pooled_labels, folds, classes, stage.view_sets, stage.l2_grid, weights)
+    refit_on_all = s.plan.stage("finetune") is None
+    if refit_on_all:
+        fit = fit_probe(pooled, pooled_labels, {}, torch.zeros(0, dtype=torch.long), classes, (cv.view_set,),
+                        (cv.l2,), weights)
+    else:
+        fit = fit_probe(train_features, train_labels, val_features, val_labels, classes, (cv.view_set,), (cv.l2,),
+                        weights)
+    fit.install(s.model)
+    oof_balanced = balanced_accuracy(pooled_labels.numpy(), cv.oof_probabilities.argmax(1).numpy(), classes)
+    s.state["probe"] = {"view_set": cv.view_set, "l2": cv.l2, "val_balanced_accuracy": oof_balanced,
+                        "chosen_by": "cross-validation"}
+    s.state["cross_validation"] = {
+        "folds": len(set(folds)), "paths": pooled_paths, "labels": pooled_labels.tolist(),
+        "fold": folds, "oof": {"probe": [[round(float(v), 5) for v in row] for row in cv.oof_probabilities]},
+        "trained_on_all": "probe" if refit_on_all else None}
+    where = "the training and validation images" if refit_on_all else "the training split (fine-tuning follows)"
+    yield Message("info", f"Linear probe: {VIEW_WORDS[cv.view_set]}, L2 penalty {cv.l2:g}, chosen by "
+                          f"{len(set(folds))}-fold cross-validation over {len(pooled_labels)} images: out-of-fold "
+                          f"loss {cv.oof_loss:.3f}, accuracy {cv.oof_accuracy:.1%}, balanced accuracy "
+                          f"{oof_balanced:.1%}. The classifier is fitted on {where}.")
+    if refit_on_all:    # the epoch's figures are the out-of-fold ones: no image left to validate on
+        return fit.train_loss, fit.train_accuracy, cv.oof_loss, cv.oof_accuracy
     return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy
 
 

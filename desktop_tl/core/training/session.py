@@ -12,6 +12,7 @@ from torch import nn
 from desktop_tl.core.config import to_dict
 from desktop_tl.core.control import RunControl
 from desktop_tl.core.data.decode_cache import DecodeCache
+from desktop_tl.core.data.folds import assign_folds
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.loaders import ImageDataset, default_num_workers, make_loader, split_dataset
 from desktop_tl.core.data.preprocess import Preprocessing
@@ -79,7 +80,8 @@ class TrainingSession:
         self.loaders: dict[str, torch.utils.data.DataLoader] = {}
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0, "seconds": 0.0,
-                                      "ended_early": None, "probe": None, "transfer_check": None}
+                                      "ended_early": None, "probe": None, "transfer_check": None,
+                                      "cross_validation": None}
 
     # -- setup -------------------------------------------------------------------------------------
     def _open_decode_cache(self) -> DecodeCache | None:
@@ -142,6 +144,13 @@ class TrainingSession:
         return torch.tensor(weights, dtype=torch.float32, device=self.device)
 
     # -- data --------------------------------------------------------------------------------------
+    def fold_of(self) -> dict[str, int]:
+        """The cross-validation fold of every training and validation image, by path (the same every time:
+        a function of the samples, the plan's folds and the seed)."""
+        pooled = self.index.split("train") + self.index.split("val")
+        folds = assign_folds(pooled, self.plan.cross_validation, self.cfg.seed, self.index.near_duplicates)
+        return {sample.path: fold for sample, fold in zip(pooled, folds, strict=True)}
+
     def train_set(self, augment: str | CropFlip | None) -> ImageDataset:
         """The training split with this augmentation (None: the evaluation transform), made once."""
         if augment not in self._train_sets:
