@@ -231,8 +231,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     classifier = OnnxClassifier(Path(args.model))
     if args.heatmaps and not classifier.has_heatmaps:
-        raise UserError(f"{Path(args.model).name} carries no heat maps (exported before they existed, or its "
-                        "architecture's head is not a pooled linear layer).",
+        raise UserError(f"{Path(args.model).name} carries no heat maps (exported before they existed, its "
+                        "architecture's head is not a pooled linear layer, or it averages several models).",
                         "Export the model again with `desktop-tl export`, or leave out --heatmaps.")
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths]),
                                                 heatmaps=bool(args.heatmaps)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -61,14 +62,28 @@ def fixed_threads(monkeypatch):
     monkeypatch.setattr(ThreadShare, "adjust", lambda self: None)
 
 
+# This machine's measured speeds and memory layouts (tuning.json), carried from test to test as from one run of
+# the app to the next: a user's second run recalls them, and measuring them in every test would add minutes.
+_SHARED_TUNING = _SESSION_DIRS / "shared-tuning.json"
+
+
 @pytest.fixture(autouse=True)
 def user_dirs(tmp_path_factory, monkeypatch):
-    """Point the model store, caches and HF cache at empty per-test folders."""
+    """Point the model store, caches and HF cache at empty per-test folders (the cache holding only the speeds
+    measured by earlier tests; test_tuning empties it to test the measuring itself)."""
+    from desktop_tl.core.training.tuning import TUNING_FILE
+
     base = tmp_path_factory.mktemp("userdirs")
     monkeypatch.setenv("DESKTOP_TL_DATA_DIR", str(base / "data"))
     monkeypatch.setenv("DESKTOP_TL_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(base / "hf"))
-    return base
+    tuning = base / "cache" / TUNING_FILE
+    if _SHARED_TUNING.is_file():
+        tuning.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_SHARED_TUNING, tuning)
+    yield base
+    if tuning.is_file():
+        shutil.copyfile(tuning, _SHARED_TUNING)
 
 
 @pytest.fixture(scope="session")

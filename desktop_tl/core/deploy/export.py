@@ -91,6 +91,9 @@ def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
     extra = {"decision": json.dumps(decision.to_dict())} if decision is not None else {}
     if calibration is not None:
         extra["calibration"] = json.dumps(calibration.to_dict())
+    if meta.get("members"):       # an ensemble: what it averages (it carries no heat maps)
+        extra["members"] = json.dumps([m["arch"] for m in meta["members"]])
+        extra["views"] = json.dumps(meta.get("views", ["identity"]))
     return extra | {
         "classes": json.dumps(meta["classes"]),
         "mean": json.dumps(prep["mean"]),

@@ -33,6 +33,7 @@ DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
+MEMBER_CHECKPOINT = "small_network.safetensors"   # an ensemble's second member while fine-tuning trains the first
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
 
@@ -148,7 +149,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[str]:
     rename leaves the temp file behind, invisible and possibly as large as a checkpoint. Only
     call this when nothing else is writing into the run folder (before training resumes).
     """
-    known = (LAST_CHECKPOINT, BEST_CHECKPOINT, RUN_FILE, DATASET_FILE, METRICS_FILE, MODEL_FILE, EXPORT_FILE)
+    known = (LAST_CHECKPOINT, BEST_CHECKPOINT, MEMBER_CHECKPOINT, RUN_FILE, DATASET_FILE, METRICS_FILE, MODEL_FILE, EXPORT_FILE)
     removed = []
     for name in known:
         for stale in Path(run_dir).glob(f".{name}.*.tmp"):

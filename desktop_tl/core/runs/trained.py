@@ -8,8 +8,7 @@ from typing import Any
 from torch import nn
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, scratch_from_meta
+from desktop_tl.core.models.rebuild import architecture_for
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import open_run
 
@@ -25,10 +24,7 @@ def model_from_checkpoint(run_dir: Path, which: str = "best") -> tuple[nn.Module
     if meta.get("classes") != info.classes or not isinstance(meta.get("arch"), str) or \
             not isinstance(meta.get("preprocessing"), dict):
         raise damaged
-    if meta["arch"] == SCRATCH_ARCH:
-        model: nn.Module = scratch_from_meta(len(meta["classes"]), meta)
-    else:
-        model, _ = create_model(meta["arch"], "none", len(meta["classes"]))
+    model = architecture_for(meta, len(meta["classes"]))
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:  # tensors missing or of the wrong shape

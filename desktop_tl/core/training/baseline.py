@@ -21,7 +21,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
-from desktop_tl.core.evaluation.selection import compare_candidates
+from desktop_tl.core.evaluation.selection import average, compare_candidates
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.scratch import ScratchNet, shrink
 from desktop_tl.core.training.plan import BaselineStage
@@ -242,12 +242,26 @@ def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int, paths: l
     return torch.cat(images), torch.cat(labels)
 
 
+@dataclass(frozen=True)
+class CrossValidatedChoice:
+    """What the cross-validated check chose ("probe", "scratch" or "ensemble": the average of the pretrained
+    path and the small network), the small network refitted for it (None for "probe"), and the chosen
+    candidate's out-of-fold figures."""
+
+    chosen: str
+    small_network: ScratchFit | None
+    oof_loss: float
+    oof_accuracy: float
+
+
 def cross_validated_check(s: TrainingSession, stage: BaselineStage):
     """The from-scratch check of a small dataset: one small network per fold of the probe's cross-validation
-    predicts its held-out fold; the probe and the small network are then compared paired on those out-of-fold
-    predictions (core.evaluation.selection). When the small network is better beyond the noise it is trained
-    once more on every training and validation image (as many epochs as each fold had) and returned, with its
-    out-of-fold figures; else None (also when stopped). The comparison is kept in the run state."""
+    predicts its held-out fold; the probe, the small network and their average are then compared paired on
+    those out-of-fold predictions (core.evaluation.selection). When the small network or the average is better
+    than the probe beyond the noise, the small network is trained once more with as many epochs as the folds
+    had: on every training and validation image when it is delivered without fine-tuning, on the training
+    split alone when it joins a model that fine-tuning (validated on the validation split) will still train.
+    Returns the CrossValidatedChoice, or None when stopped. The comparison is kept in the run state."""
     cv = s.state["cross_validation"]
     folds = cv["folds"]
     yield Message("info", f"Checking whether pretraining helps: a small network trained from scratch on each of the "
@@ -277,7 +291,8 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
             oof[held] = torch.cat([fit.model(x[held][i:i + 256]) for i in range(0, int(held.sum()), 256)]).softmax(1)
         epochs.append(fit.epochs)
     labels = y.numpy()
-    candidates = {"probe": np.asarray(cv["oof"]["probe"]), "scratch": oof.numpy()}
+    probe_oof = np.asarray(cv["oof"]["probe"])
+    candidates = {"probe": probe_oof, "scratch": oof.numpy(), "ensemble": average([probe_oof, oof.numpy()])}
     comparison = compare_candidates(labels, candidates, "probe", folds, seed=s.cfg.seed)
     cv["oof"]["scratch"] = [[round(float(v), 5) for v in row] for row in oof]
     cv["comparison"] = comparison.to_dict()
@@ -289,18 +304,21 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
                                  "baseline_epochs": int(np.median(epochs)),
                                  "baseline_seconds": round(time.perf_counter() - started, 1),
                                  "chosen_by": "cross-validation"}
-    if comparison.chosen != "scratch" or s.control.stop_requested:
-        return None
-    final = train_from_scratch(x, y, x[:0], y[:0], classes, int(np.median(epochs)), weights, s.cfg.seed, mirror,
-                               lambda: s.control.stop_requested)
+    chosen = comparison.score(comparison.chosen)
+    if comparison.chosen == "probe" or s.control.stop_requested:
+        return CrossValidatedChoice("probe", None, chosen.log_loss, chosen.accuracy)
+    on_all = comparison.chosen == "scratch" or s.plan.stage("finetune") is None
+    validation = {sample.path for sample in s.val_set.samples}
+    rows = (torch.ones(len(y), dtype=torch.bool) if on_all else
+            torch.tensor([path not in validation for path in cv["paths"]]))
+    final = train_from_scratch(x[rows], y[rows], x[:0], y[:0], classes, int(np.median(epochs)), weights, s.cfg.seed,
+                               mirror, lambda: s.control.stop_requested)
     if final is None:
         return None
-    s.state["transfer_check"].update(delivered_scratch=True,
+    s.state["transfer_check"].update(delivered_scratch=comparison.chosen == "scratch",
                                      baseline_seconds=round(time.perf_counter() - started, 1))
-    cv["trained_on_all"] = "scratch"
-    oof_loss = float(-np.log(np.clip(oof.numpy()[np.arange(len(y)), labels], 1e-12, 1)).mean())
-    return ScratchFit(final.model, final.epochs, final.train_loss, final.train_accuracy, oof_loss,
-                      scratch_score.accuracy, scratch_score.balanced_accuracy)
+    return CrossValidatedChoice(comparison.chosen, final, chosen.log_loss, chosen.accuracy)
 
 
-CANDIDATE_WORDS = {"probe": "linear probe of the pretrained backbone", "scratch": "small network from scratch"}
+CANDIDATE_WORDS = {"probe": "linear probe of the pretrained backbone", "scratch": "small network from scratch",
+                   "ensemble": "average of the two"}

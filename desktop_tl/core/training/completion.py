@@ -32,6 +32,8 @@ from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, comp
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
+from desktop_tl.core.models.ensemble import Ensemble
+from desktop_tl.core.models.rebuild import architecture_for
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, write_run_info
 from desktop_tl.core.training import distributed
@@ -48,7 +50,16 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
         yield s.finished(completed=True, stopped_by_user=False)
         return
     best = checkpoint.load_checkpoint(s.info.run_dir / checkpoint.BEST)
+    if best.meta.get("arch") != s.describe(s.model)["arch"]:     # a run resumed between the two checkpoints
+        s.adopt(architecture_for(best.meta, len(s.info.classes)), best.meta["arch"])
     s.model.load_state_dict(best.model)
+    if s.state.get("ensemble") == "pending" and not isinstance(s.model, Ensemble):     # the best fine-tuned model and the small network, averaged
+        s.join_member()
+        s.state["ensemble"] = "joined"
+        s.save(True, None)
+        yield Message("info", "The run's model averages the best fine-tuned model with the small network trained "
+                              "from scratch (cross-validation found the average better than the probe beyond the "
+                              "noise). It is exported as one model, without heat maps.")
     classes = s.info.classes
     n_val, n_test = len(s.val_set), len(s.index.split("test"))
     yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "

@@ -15,8 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.selection import average
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
+from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.baseline import baseline_check, cross_validated_check, scratch_wins
@@ -134,15 +138,35 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
 
 
 def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
-    """After a probe-only plan on a small dataset: the cross-validated check, and when the small network wins,
-    it becomes the run's model (both checkpoints)."""
-    fit = yield from cross_validated_check(s, s.plan.stage("baseline"))
-    if fit is None or s.control.stop_requested:
+    """After a probe-only plan on a small dataset: the cross-validated check; when the small network or the
+    average of it and the probe wins, that becomes the run's model (both checkpoints)."""
+    choice = yield from cross_validated_check(s, s.plan.stage("baseline"))
+    if choice is None or choice.chosen == "probe" or s.control.stop_requested:
         return
-    s.adopt(fit.model)
-    s.state.update(best_epoch=s.state["epoch"], best_val_loss=fit.val_loss)
+    if choice.chosen == "scratch":
+        s.adopt(choice.small_network.model)
+        yield Message("info", SCRATCH_ENDING[1])
+    else:
+        s.adopt(Ensemble([s.model, choice.small_network.model]), ENSEMBLE_ARCH)
+        yield Message("info", ENSEMBLE_NOTE)
+    _delivered_on_all(s, choice.chosen)
+    s.state.update(best_epoch=s.state["epoch"], best_val_loss=choice.oof_loss)
     s.save(True, None)
-    yield Message("info", SCRATCH_ENDING[1])
+
+
+ENSEMBLE_NOTE = ("The run's model averages the pretrained backbone's predictions with the small network's: "
+                 "together they did better than the probe beyond the noise. It is exported as one model "
+                 "(no heat maps: the two models' maps cannot be added up).")
+
+
+def _delivered_on_all(s: TrainingSession, chosen: str) -> None:
+    """Record that the delivered model learnt from every training and validation image, and its out-of-fold
+    predictions (which stand in for validation)."""
+    cv = s.state["cross_validation"]
+    cv["trained_on_all"] = chosen
+    if chosen == "ensemble":
+        mean = average([np.asarray(cv["oof"]["probe"]), np.asarray(cv["oof"]["scratch"])])
+        cv["oof"]["ensemble"] = [[round(float(v), 5) for v in row] for row in mean]
 
 
 def _check_due(s: TrainingSession, stage: FineTuneStage, epoch: int) -> bool:
@@ -156,11 +180,21 @@ def _check_before_finetuning(s: TrainingSession):
     """The from-scratch check between the probe and fine-tuning. Returns the epoch's figures when the small
     network wins and becomes the run's model, False when fine-tuning goes ahead, None when stopped."""
     if s.state.get("cross_validation"):
-        fit = yield from cross_validated_check(s, s.plan.stage("baseline"))
-        if s.control.stop_requested:
+        choice = yield from cross_validated_check(s, s.plan.stage("baseline"))
+        if choice is None or s.control.stop_requested:
             return None
-        if fit is None:
+        if choice.chosen == "ensemble":
+            s.keep_member(choice.small_network.model)
+            s.state["ensemble"] = "pending"
+            yield Message("info", "The average of the pretrained path and the small network did best: fine-tuning "
+                                  "goes ahead, and the run's model will average the fine-tuned model with that "
+                                  "network (trained on the training split, as the fine-tuned model is).")
+        if choice.chosen != "scratch":
             return False
+        s.adopt(choice.small_network.model)
+        _delivered_on_all(s, "scratch")
+        fit = choice.small_network
+        return fit.train_loss, fit.train_accuracy, choice.oof_loss, choice.oof_accuracy
     else:
         fit = yield from baseline_check(s, s.plan.stage("baseline"))
         if s.control.stop_requested:

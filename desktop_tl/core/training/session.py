@@ -21,10 +21,12 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
 from desktop_tl.core.models.factory import LoadedWeights, create_model
 from desktop_tl.core.models.freeze import apply_freeze
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet, scratch_from_meta
+from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble, ensemble_meta
+from desktop_tl.core.models.rebuild import architecture_for
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs import checkpoint
-from desktop_tl.core.runs.folder import RunInfo
+from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, RunInfo
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.devices import amp_dtype_for, device_label, pick_device
 from desktop_tl.core.training.plan import FineTuneStage, Plan
@@ -81,7 +83,8 @@ class TrainingSession:
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0, "seconds": 0.0,
                                       "ended_early": None, "probe": None, "transfer_check": None,
-                                      "cross_validation": None}
+                                      "cross_validation": None,
+                                      "ensemble": None}    # "pending": the small network joins at the end
 
     # -- setup -------------------------------------------------------------------------------------
     def _open_decode_cache(self) -> DecodeCache | None:
@@ -191,17 +194,39 @@ class TrainingSession:
                 return
             yield batch
 
-    def adopt(self, model: ScratchNet) -> None:
-        """Make the small network trained from scratch the run's model (pretraining did not help)."""
-        self.model, self.arch = model.to(self.device), SCRATCH_ARCH
+    def adopt(self, model: nn.Module, arch: str = SCRATCH_ARCH) -> None:
+        """Make another model the run's: the small network trained from scratch (pretraining did not help), or
+        an ensemble (ENSEMBLE_ARCH) of the pretrained model and that network."""
+        self.model, self.arch = model.to(self.device), arch
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        """What a checkpoint records to rebuild `model`'s architecture (core.models.rebuild)."""
+        if isinstance(model, ScratchNet):
+            return {"arch": SCRATCH_ARCH, "scratch_size": model.size}
+        if isinstance(model, Ensemble):
+            return {"arch": ENSEMBLE_ARCH,
+                    **ensemble_meta([self.describe(m) for m in model.members], model.views)}
+        return {"arch": self.cfg.model}
+
+    def keep_member(self, model: ScratchNet) -> None:
+        """Keep the small network that joins the fine-tuned model in an ensemble at the end of the run, in the
+        run folder (a resumed run finds it there)."""
+        checkpoint.save_checkpoint(self.info.run_dir / MEMBER_CHECKPOINT, model,
+                                   {**self.describe(model), "classes": self.info.classes})
+
+    def join_member(self) -> None:
+        """The run's model becomes the ensemble of itself (the best fine-tuned model) and the kept small network."""
+        kept = checkpoint.load_checkpoint(self.info.run_dir / MEMBER_CHECKPOINT)
+        member = architecture_for(kept.meta, len(self.info.classes))
+        member.load_state_dict(kept.model)
+        self.adopt(Ensemble([self.model, member.eval()]), ENSEMBLE_ARCH)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         """Checkpoint metadata: everything but tensors, JSON only."""
         best = self.state["best_val_loss"]
-        extra = {"scratch_size": self.model.size} if isinstance(self.model, ScratchNet) else {}
-        return dict(self.state, best_val_loss=best if math.isfinite(best) else None, **extra,
-                    config=to_dict(self.cfg), classes=self.info.classes, arch=self.arch,
+        return dict(self.state, best_val_loss=best if math.isfinite(best) else None, **self.describe(self.model),
+                    config=to_dict(self.cfg), classes=self.info.classes,
                     preprocessing=self.prep.to_dict(), weights=to_dict(self.weights),
                     batch_size=self.batch_size, micro_batch=self.micro_batch, scaler=self.scaler.state_dict(),
                     memory_format=self.layout.memory_format)
@@ -210,8 +235,8 @@ class TrainingSession:
         """Load `last.safetensors` (weights, counters) to continue exactly; returns its optimizer state."""
         ckpt = checkpoint.load_checkpoint(self.info.run_dir / checkpoint.LAST)
         meta = ckpt.meta
-        if meta.get("arch") == SCRATCH_ARCH:
-            self.adopt(scratch_from_meta(len(self.info.classes), meta))
+        if meta.get("arch") in (SCRATCH_ARCH, ENSEMBLE_ARCH):
+            self.adopt(architecture_for(meta, len(self.info.classes)), meta["arch"])
         self.model.load_state_dict(ckpt.model)
         for key in self.state:
             if key in meta:

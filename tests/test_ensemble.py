@@ -1,0 +1,132 @@
+"""Ensembles: when cross-validation finds the average of the pretrained path and the small network better than
+the probe beyond the noise, the run's model averages them; checkpoints, resume, evaluation, ONNX export (one
+graph, onnxruntime agreeing with PyTorch), int8 and predict treat it like any other model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.deploy.export import export_onnx, parity_images
+from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
+from desktop_tl.core.deploy.predict import OnnxClassifier
+from desktop_tl.core.deploy.quantize import quantize_int8
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.splits import evaluate_run
+from desktop_tl.core.events import Finished, Message
+from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble
+from desktop_tl.core.models.rebuild import architecture_for
+from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.runs import checkpoint
+from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, create_run, load_index
+from desktop_tl.core.runs.retrain import retrain_config
+from desktop_tl.core.runs.trained import model_from_checkpoint
+from desktop_tl.core.training import baseline
+from desktop_tl.core.training import run as run_module
+from desktop_tl.core.training.run import train_run
+
+from helpers import copy_demo_subset
+
+SPLIT = SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0)
+
+
+def test_the_ensemble_averages_its_members_probabilities_over_its_views():
+    torch.manual_seed(0)
+    members = [ScratchNet(3, 16).eval(), ScratchNet(3, 24).eval()]
+    ensemble = Ensemble(members, ("identity", "hflip")).eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([m(v).softmax(1) for m in members for v in (images, images.flip(-1))]).mean(0)
+        got = ensemble(images).softmax(1)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_an_ensemble_is_rebuilt_from_its_description_and_a_damaged_one_is_a_clear_message():
+    meta = {"arch": ENSEMBLE_ARCH, "members": [{"arch": SCRATCH_ARCH, "scratch_size": 16},
+                                               {"arch": SCRATCH_ARCH, "scratch_size": 24}], "views": ["identity"]}
+    model = architecture_for(meta, 3)
+    assert isinstance(model, Ensemble) and [m.size for m in model.members] == [16, 24]
+    for damaged in ({**meta, "members": []}, {**meta, "views": ["sideways"]}, {**meta, "members": [meta]}):
+        with pytest.raises(UserError, match="damaged"):
+            architecture_for(damaged, 3)
+
+
+@pytest.fixture
+def ensemble_chosen(monkeypatch):
+    """The choice itself is a pure function tested in test_cross_validation; here it takes the ensemble."""
+    real = baseline.compare_candidates
+
+    def ensemble(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), chosen="ensemble")
+
+    monkeypatch.setattr(baseline, "compare_candidates", ensemble)
+
+
+def _check_delivered_ensemble(run, tmp_path):
+    """Evaluate, export, compare onnxruntime with PyTorch on real images, quantize, predict."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    model, meta = model_from_checkpoint(run)
+    assert isinstance(model, Ensemble) and meta["arch"] == ENSEMBLE_ARCH
+    assert [m["arch"] for m in meta["members"]] == ["efficientnet_lite0", SCRATCH_ARCH]
+    assert metrics["cross_validation"]["comparison"]["chosen"] == "ensemble"
+    assert evaluate_run(run)["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    out = tmp_path / "ensemble.onnx"
+    result = export_onnx(run, out)
+    assert result.parity_ok
+    assert json.loads(result.metadata["members"]) == ["efficientnet_lite0", SCRATCH_ARCH]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert CAM_OUTPUT not in [o.name for o in session.get_outputs()]
+    images = parity_images(load_index(run), Preprocessing.from_dict(meta["preprocessing"]))
+    temperature = json.loads((run / "run.json").read_text()).get("calibration", {}) or {}
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(images)) / temperature.get("temperature", 1.0), 1).numpy()
+    got = session.run(None, {"input": images})[0]
+    assert np.abs(got - expected).max() < 1e-4
+    index = load_index(run)
+    for model_file in (out, quantize_int8(out, index)):
+        classifier = OnnxClassifier(model_file)
+        assert not classifier.has_heatmaps
+        prediction = next(iter(classifier.predict_files([(index.abs_path(index.split("test")[0]), "a.jpg")])))
+        assert prediction.label in metrics["classes"]
+    return metrics
+
+
+def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_with_the_small_network(
+        tmp_path, ensemble_chosen):
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=20.0, num_workers=0), SPLIT)
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    texts = " ".join(e.text for e in events if isinstance(e, Message))
+    assert "fine-tuning goes ahead" in texts and "averages the best fine-tuned model" in texts
+    kept = checkpoint.read_meta(run / MEMBER_CHECKPOINT)     # what it records: no path, no image, no identifier
+    assert set(kept) == {"arch", "scratch_size", "classes", "format_version"} and kept["arch"] == SCRATCH_ARCH
+    metrics = _check_delivered_ensemble(run, tmp_path)
+    assert metrics["val_source"] == "validation"          # both members trained on the training split alone
+    assert not retrain_config(run).continued
+
+
+def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, ensemble_chosen, monkeypatch):
+    real = run_module.plan_auto
+
+    def probe_only(*args, **kwargs):      # as a short budget on a large set plans it
+        plan = real(*args, **kwargs)
+        return dataclasses.replace(plan, stages=tuple(s for s in plan.stages if s.kind != "finetune"))
+
+    monkeypatch.setattr(run_module, "plan_auto", probe_only)
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=30.0, num_workers=0), SPLIT)
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    metrics = _check_delivered_ensemble(run, tmp_path)
+    assert metrics["cross_validation"]["trained_on"] == "train+val"
+    assert metrics["val_source"] != "validation"
