@@ -7,10 +7,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from desktop_tl.core.data.folds import assign_folds, usable_folds
 from desktop_tl.core.data.index import DatasetIndex, NearDuplicate, Sample
-from desktop_tl.core.evaluation.selection import Comparison, compare_candidates
+from desktop_tl.core.evaluation.selection import Comparison, compare_candidates, log_loss_gain, lower_loss_beyond_noise
+from desktop_tl.core.training.probe import cross_validated_probe
 
 
 def _samples(per_class: int, classes: int = 3, patients_of: int = 1) -> list[Sample]:
@@ -108,3 +110,45 @@ def test_of_two_candidates_beyond_the_noise_the_larger_gain_wins():
     best = better | (rng.random(600) < 0.5)
     candidates = {"probe": _probs(labels, base), "scratch": _probs(labels, better), "average": _probs(labels, best)}
     assert compare_candidates(labels, candidates, "probe", folds=5).chosen == "average"
+
+
+def _view_features(noisy_views: bool, images: int = 800, seed: int = 0):
+    """Two classes apart on the first of eight features. With `noisy_views` each view (the image and its
+    mirror image) carries its own noise, so averaging the two predictions removes some of it; else the mirror
+    image's features equal the original's, and averaging changes nothing."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(images) % 2
+    signal = np.zeros((images, 8))
+    signal[:, 0] = np.where(labels == 1, 1.0, -1.0)
+
+    def noisy():
+        return torch.from_numpy(signal + rng.normal(0, 1.5, signal.shape)).float()
+
+    first = noisy()
+    features = {"identity": first, "hflip": noisy() if noisy_views else first.clone()}
+    return features, torch.from_numpy(labels), [k % 5 for k in range(images)]
+
+
+@pytest.mark.parametrize("noisy_views", [True, False])
+def test_predictions_are_averaged_over_views_only_when_that_lowers_the_out_of_fold_loss_beyond_the_noise(
+        noisy_views):
+    features, labels, folds = _view_features(noisy_views)
+    cv = cross_validated_probe(features, labels, folds, 2, ("mirror",), (1e-3, 1e-1))
+    assert cv.view_set == "mirror"
+    if noisy_views:
+        assert cv.test_time_views == ("identity", "hflip") and cv.oof_loss < cv.plain_oof_loss
+    else:
+        assert cv.test_time_views == ("identity",) and cv.plain_oof_loss is None
+
+
+def test_a_lower_log_loss_counts_only_beyond_two_standard_errors():
+    labels = np.array([0, 1] * 50)
+    reference = np.tile([[0.6, 0.4], [0.4, 0.6]], (50, 1))
+    sharper = np.tile([[0.7, 0.3], [0.3, 0.7]], (50, 1))
+    gain, spread = log_loss_gain(labels, reference, sharper)
+    assert gain == pytest.approx(np.log(0.7) - np.log(0.6)) and spread == pytest.approx(0.0)
+    assert lower_loss_beyond_noise(labels, reference, sharper)
+    assert not lower_loss_beyond_noise(labels, reference, reference)
+    mixed = sharper.copy()
+    mixed[::2] = [[0.5, 0.5]]            # better on half the images, worse on the other half: noise
+    assert not lower_loss_beyond_noise(labels, reference, mixed)

@@ -21,20 +21,24 @@ from desktop_tl.core.deploy.quantize import quantize_int8
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import Finished, Message
-from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble
+from desktop_tl.core.models.delivered import ENSEMBLE_ARCH, SCRATCH_ARCH
+from desktop_tl.core.models.ensemble import Ensemble, view
 from desktop_tl.core.models.rebuild import architecture_for
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.models.scratch import ScratchNet
+from desktop_tl.core.reporting import format_metrics
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, create_run, load_index
+from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline
+from desktop_tl.core.training import baseline, probe
 from desktop_tl.core.training import run as run_module
 from desktop_tl.core.training.run import train_run
 
 from helpers import copy_demo_subset
 
 SPLIT = SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0)
+FREE = ("identity", "hflip", "vflip", "rot90")     # the views of orientation "free"
 
 
 def test_the_ensemble_averages_its_members_probabilities_over_its_views():
@@ -84,9 +88,9 @@ def _check_delivered_ensemble(run, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert CAM_OUTPUT not in [o.name for o in session.get_outputs()]
     images = parity_images(load_index(run), Preprocessing.from_dict(meta["preprocessing"]))
-    temperature = json.loads((run / "run.json").read_text()).get("calibration", {}) or {}
+    temperature = (json.loads((run / "run.json").read_text()).get("calibration") or {}).get("temperature", 1.0)
     with torch.no_grad():
-        expected = torch.softmax(model(torch.from_numpy(images)) / temperature.get("temperature", 1.0), 1).numpy()
+        expected = torch.softmax(model(torch.from_numpy(images)) / temperature, 1).numpy()
     got = session.run(None, {"input": images})[0]
     assert np.abs(got - expected).max() < 1e-4
     index = load_index(run)
@@ -102,7 +106,7 @@ def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_wit
         tmp_path, ensemble_chosen):
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=20.0, num_workers=0), SPLIT)
+    create_run(run, data, TrainConfig(budget=10.0, num_workers=0), SPLIT)
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     texts = " ".join(e.text for e in events if isinstance(e, Message))
@@ -111,7 +115,9 @@ def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_wit
     assert set(kept) == {"arch", "scratch_size", "classes", "format_version"} and kept["arch"] == SCRATCH_ARCH
     metrics = _check_delivered_ensemble(run, tmp_path)
     assert metrics["val_source"] == "validation"          # both members trained on the training split alone
-    assert not retrain_config(run).continued
+    retrain = retrain_config(run)           # label assist's Retrain starts afresh, and says why
+    assert not retrain.continued and "the average of efficientnet_lite0 and a small network" in retrain.note
+    assert "average of efficientnet_lite0 and a small network" in summarize_run(run).recipe
 
 
 def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, ensemble_chosen, monkeypatch):
@@ -122,11 +128,41 @@ def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, e
         return dataclasses.replace(plan, stages=tuple(s for s in plan.stages if s.kind != "finetune"))
 
     monkeypatch.setattr(run_module, "plan_auto", probe_only)
+    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=30.0, num_workers=0), SPLIT)
+    create_run(run, data, TrainConfig(budget=10.0, num_workers=0, orientation="free"), SPLIT)
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     metrics = _check_delivered_ensemble(run, tmp_path)
     assert metrics["cross_validation"]["trained_on"] == "train+val"
+    assert model_from_checkpoint(run)[0].views == FREE
     assert metrics["val_source"] != "validation"
+    again = evaluate_run(run)         # its "validation" images trained it: evaluate shows the out-of-fold figures
+    assert again["val_source"] == metrics["val_source"] and again["val"] == json.loads(json.dumps(metrics["val"]))
+    assert "val, cross-validated (out-of-fold" in format_metrics(again)
+
+
+def test_predictions_averaged_over_flipped_and_turned_copies_are_one_graph_with_heat_maps(tmp_path, monkeypatch):
+    # whether averaging pays is decided on out-of-fold losses (test_cross_validation); here it is taken
+    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=10.0, num_workers=0, orientation="free"), SPLIT)
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    assert any(isinstance(e, Message) and "averaged over the flipped or turned copies" in e.text for e in events)
+    model, meta = model_from_checkpoint(run)
+    assert isinstance(model, Ensemble) and model.views == FREE and len(model.members) == 1
+    assert "averaged over flipped or turned copies" in summarize_run(run).recipe
+    result = export_onnx(run, tmp_path / "mirrored.onnx")
+    assert result.parity_ok
+    session = ort.InferenceSession(str(tmp_path / "mirrored.onnx"), providers=["CPUExecutionProvider"])
+    assert CAM_OUTPUT in [o.name for o in session.get_outputs()]    # one model: its maps, averaged likewise
+    images = parity_images(load_index(run), Preprocessing.from_dict(meta["preprocessing"]))
+    member = model.members[0]
+    with torch.no_grad():
+        mean = torch.stack([member(view(name, torch.from_numpy(images))).softmax(1) for name in FREE]).mean(0)
+    temperature = (json.loads((run / "run.json").read_text()).get("calibration") or {}).get("temperature", 1.0)
+    expected = torch.softmax(torch.log(mean) / temperature, 1).numpy()
+    assert np.abs(session.run(["probabilities"], {"input": images})[0] - expected).max() < 1e-4

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from desktop_tl.core.models.ensemble import view
 from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.training.probe import VIEWS, fit_logistic, fit_probe, has_linear_head
+from desktop_tl.core.training.probe import fit_logistic, fit_probe, has_linear_head
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int, shift: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,9 +87,11 @@ def test_class_weights_find_the_small_class():
 
 def test_views_and_the_head_of_a_real_model():
     image = torch.arange(12.0).reshape(1, 1, 3, 4)
-    assert torch.equal(VIEWS["hflip"](image)[..., 0, 0], image[..., 0, 3])
-    assert torch.equal(VIEWS["vflip"](image)[..., 0, 0], image[..., 2, 0])
-    assert VIEWS["rot90"](image).shape == (1, 1, 4, 3)
+    assert torch.equal(view("hflip", image)[..., 0, 0], image[..., 0, 3])
+    assert torch.equal(view("vflip", image)[..., 0, 0], image[..., 2, 0])
+    assert view("rot90", image).shape == (1, 1, 4, 3)
+    for name in ("identity", "hflip", "vflip", "rot90"):      # a view and its inverse give the image back
+        assert torch.equal(view(name, view(name, image), inverse=True), image)
     model, _ = create_model("efficientnet_lite0", "none", 3)
     assert has_linear_head(model)
 

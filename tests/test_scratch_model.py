@@ -18,7 +18,8 @@ from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Finished, Message
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet, scratch_from_meta
+from desktop_tl.core.models.delivered import SCRATCH_ARCH
+from desktop_tl.core.models.scratch import ScratchNet, scratch_from_meta
 from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import create_run, open_run

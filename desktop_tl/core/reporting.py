@@ -103,7 +103,9 @@ def format_metrics(metrics: dict) -> str:
         auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
         baseline = (f" [always {m['majority_class']!r}: {m['majority_baseline']:.1%}]"
                     if m.get("majority_baseline") is not None else "")
-        lines.append(f"{split} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%})"
+        name = split if split == "test" or metrics.get("val_source", "validation") == "validation" else \
+            "val, cross-validated (out-of-fold predictions; the model trained on train+val)"
+        lines.append(f"{name} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%})"
                      f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
     for split in ("val", "test"):
         lines.extend(_probability_lines(split, metrics.get(split) or {}))

@@ -49,6 +49,8 @@ REVIEW_JOB = "review-labels"
 HEATMAP_JOB = "heatmaps"
 REPORT_FILE = "report.html"       # core.evaluation.report.REPORT_FILE, without importing the engine here
 SPLITS = (("val", "Validation"), ("test", "Test"))
+# A model trained on the training and validation images: its "validation" figures are out-of-fold predictions.
+CROSS_VALIDATED = "Cross-validated (out-of-fold)"
 
 
 class EvaluationPanel(QWidget):
@@ -205,6 +207,8 @@ class EvaluationPanel(QWidget):
     def show_metrics(self, metrics: dict[str, Any] | None) -> None:
         """Show a metrics dict (metrics.json content), or nothing."""
         self.metrics = metrics
+        cross_validated = (metrics or {}).get("val_source", "validation") != "validation"
+        self.split_box.setItemText(0, CROSS_VALIDATED if cross_validated else SPLITS[0][1])
         self.heatmaps = {}
         self.heatmap_box.setChecked(False)
         self.thumbnails.clear()

@@ -22,7 +22,8 @@ ORIENTATION_CHOICES = (
 )
 PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
              "computer: a linear probe first, then fine-tuning of every layer while the time budget allows (or, "
-             "when a small network trained from scratch does clearly better, that network). It stops sooner when "
+             "when a small network trained from scratch does better beyond the noise, that network, or the average "
+             "of the two). It stops sooner when "
              "the validation images stop improving.")
 
 

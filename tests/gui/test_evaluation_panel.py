@@ -67,6 +67,10 @@ def test_shows_summary_cautions_matrix_and_per_class_table(qtbot, panel, app_sta
     panel.set_split("val")
     assert _matrix(panel) == metrics["val"]["confusion_matrix"]
     assert panel.summary.text().startswith("Validation:")
+    # a model trained on train+val: its "validation" figures are out-of-fold, and the panel says so
+    app_state.set_metrics(dict(metrics, val_source="out-of-fold predictions of cross-validation"))
+    panel.set_split("val")
+    assert panel.summary.text().startswith("Cross-validated (out-of-fold):")
 
 
 def test_clicking_a_cell_filters_the_gallery(qtbot, panel, app_state, trained_run, metrics):

@@ -24,12 +24,7 @@ from desktop_tl.core.data.index import (
     find_duplicates,
     near_duplicates_of,
 )
-from desktop_tl.core.data.near_duplicates import (
-    MAX_IMAGES,
-    image_hashes,
-    near_duplicate_clusters,
-    near_duplicate_pairs,
-)
+from desktop_tl.core.data.near_duplicates import MAX_IMAGES, image_hashes, near_duplicate_clusters, near_duplicate_pairs
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
     SHOW,
@@ -43,7 +38,6 @@ from desktop_tl.core.data.scan import (
 from desktop_tl.core.data.splitting import Item, assign_splits, group_leak_warnings, single_group_warning
 from desktop_tl.core.errors import Cancelled, UserError
 from desktop_tl.core.hashing import file_sha256
-
 
 
 def import_dataset(source: Path, split: SplitConfig | None = None,

@@ -19,6 +19,7 @@ from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.decision import Calibration, Decision
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
 
@@ -53,6 +54,9 @@ class _WithSoftmax(nn.Module):
     def forward(self, images: torch.Tensor):
         if not self.cam:
             return torch.softmax(self.model(images) / self.temperature, dim=1)
+        if isinstance(self.model, Ensemble):      # one model averaged over views: its maps averaged likewise
+            averaged, maps = self.model.probabilities_and_maps(images)
+            return torch.softmax(torch.log(averaged.clamp_min(1e-12)) / self.temperature, dim=1), maps
         features = self.model.forward_features(images)
         probabilities = torch.softmax(self.model.forward_head(features) / self.temperature, dim=1)
         weight = self.model.get_classifier().weight
@@ -61,7 +65,10 @@ class _WithSoftmax(nn.Module):
 
 def supports_cam(model: nn.Module) -> bool:
     """True when the model's head is a global average pool and a linear layer, checked by running it: its
-    logits must equal the linear layer applied to the mean of the last feature map."""
+    logits must equal the linear layer applied to the mean of the last feature map. An ensemble of one model
+    (averaged over views) has them when that model has; an ensemble of several has none."""
+    if isinstance(model, Ensemble):
+        return len(model.members) == 1 and supports_cam(model.members[0])
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(classifier, nn.Linear) or not hasattr(model, "forward_features"):
         return False

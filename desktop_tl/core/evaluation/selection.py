@@ -126,3 +126,25 @@ def compare_candidates(labels: np.ndarray, probabilities: Mapping[str, np.ndarra
 def average(probabilities: list[np.ndarray]) -> np.ndarray:
     """The candidates' probabilities averaged (an ensemble's prediction)."""
     return np.mean(np.stack([np.asarray(p, dtype=np.float64) for p in probabilities]), axis=0)
+
+
+def log_loss_gain(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """How much lower the candidate's log loss is than the reference's on the same images (mean per-image
+    difference, nats), and the standard error of that mean: paired, like the comparison above, but on a
+    figure that also sees changes in confidence (a refinement such as averaging flipped copies rarely changes
+    enough predicted classes to show in balanced accuracy)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+
+    def losses(p: np.ndarray) -> np.ndarray:
+        return -np.log(np.clip(np.asarray(p, dtype=np.float64)[rows, labels], 1e-12, 1.0))
+
+    difference = losses(reference) - losses(candidate)
+    spread = float(difference.std(ddof=1) / np.sqrt(len(labels))) if len(labels) > 1 else float("inf")
+    return float(difference.mean()), spread
+
+
+def lower_loss_beyond_noise(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> bool:
+    """True when the candidate's log loss is lower than the reference's by more than two standard errors."""
+    gain, spread = log_loss_gain(labels, reference, candidate)
+    return gain > 2 * spread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,23 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
                                "calibration": info.calibration.to_dict() if info.calibration else None}
     metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu"),
                                    decision=info.decision, calibration=info.calibration))
+    metrics["val_source"] = "validation"
+    stored = _stored_metrics(Path(run_dir))
+    if which == "best" and stored.get("val_source", "validation") != "validation" and "val" in stored:
+        # the model learnt from the validation images: their figures are the cross-validation's out-of-fold ones
+        metrics["val"], metrics["val_source"] = stored["val"], stored["val_source"]
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
                                    metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"])
     return metrics
+
+
+def _stored_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json as training wrote it ({} when absent or unreadable)."""
+    from desktop_tl.core.runs.folder import METRICS_FILE
+
+    try:
+        stored = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return stored if isinstance(stored, dict) else {}

@@ -14,29 +14,55 @@ from typing import Any
 import torch
 from torch import nn
 
-ENSEMBLE_ARCH = "desktop_tl_ensemble"
-VIEW_FLIPS: dict[str, tuple[int, ...]] = {"identity": (), "hflip": (-1,), "vflip": (-2,)}
+
+def view(name: str, images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """The images (or maps over them) flipped or turned as the view `name` has it; `inverse` undoes it."""
+    if name == "hflip":
+        return images.flip(-1)
+    if name == "vflip":
+        return images.flip(-2)
+    if name == "rot90":
+        return images.rot90(-1 if inverse else 1, (-2, -1))
+    return images
+
+
+VIEWS = ("identity", "hflip", "vflip", "rot90")
 
 
 class Ensemble(nn.Module):
-    """`members` averaged (probabilities) over `views` (keys of VIEW_FLIPS) of each image."""
+    """`members` averaged (probabilities) over `views` (of VIEWS) of each image."""
 
     def __init__(self, members: Sequence[nn.Module], views: Sequence[str] = ("identity",)) -> None:
         super().__init__()
-        if not members or any(v not in VIEW_FLIPS for v in views) or not views:
+        if not members or any(v not in VIEWS for v in views) or not views:
             raise ValueError("an ensemble needs members and known views")
         self.members = nn.ModuleList(members)
         self.views = tuple(views)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        total = None
-        for view in self.views:
-            flips = VIEW_FLIPS[view]
-            viewed = images.flip(flips) if flips else images
-            for member in self.members:
-                probabilities = torch.softmax(member(viewed).float(), dim=1)
-                total = probabilities if total is None else total + probabilities
-        return torch.log((total / (len(self.views) * len(self.members))).clamp_min(1e-12))
+        viewed = self._views_of(images)
+        total = sum(self._mean_over_views(torch.softmax(member(viewed).float(), dim=1)) for member in self.members)
+        return torch.log((total / len(self.members)).clamp_min(1e-12))
+
+    def probabilities_and_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A single member's probabilities and class activation maps (see core.deploy.export), both averaged
+        over the views (each map turned back to the image's orientation), from one pass of the member."""
+        (member,) = self.members
+        features = member.forward_features(self._views_of(images))
+        probabilities = self._mean_over_views(torch.softmax(member.forward_head(features).float(), dim=1))
+        maps = torch.einsum("kc,nchw->nkhw", member.get_classifier().weight, features)
+        per_view = maps.reshape(len(self.views), -1, *maps.shape[1:])
+        turned_back = [view(name, per_view[k], inverse=True) for k, name in enumerate(self.views)]
+        return probabilities, torch.stack(turned_back).mean(0)
+
+    def _views_of(self, images: torch.Tensor) -> torch.Tensor:
+        """Every view of every image in one batch, view by view: the members run once (one copy of each in an
+        exported graph). Turned copies need square images."""
+        return torch.cat([view(name, images) for name in self.views]) if len(self.views) > 1 else images
+
+    def _mean_over_views(self, probabilities: torch.Tensor) -> torch.Tensor:
+        views = len(self.views)
+        return probabilities.reshape(views, -1, probabilities.shape[-1]).mean(0) if views > 1 else probabilities
 
 
 def ensemble_meta(member_metas: Sequence[dict[str, Any]], views: Sequence[str]) -> dict[str, Any]:

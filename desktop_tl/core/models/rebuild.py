@@ -8,9 +8,10 @@ from typing import Any
 from torch import nn
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, VIEW_FLIPS, Ensemble
+from desktop_tl.core.models.delivered import ENSEMBLE_ARCH, SCRATCH_ARCH
+from desktop_tl.core.models.ensemble import VIEWS, Ensemble
 from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, scratch_from_meta
+from desktop_tl.core.models.scratch import scratch_from_meta
 
 DAMAGED = UserError("A checkpoint of the run is damaged: the models it combines are not described properly.",
                     "Use the other checkpoint of the run (best or last), or train again.")
@@ -25,7 +26,7 @@ def architecture_for(meta: dict[str, Any], classes: int) -> nn.Module:
         members, views = meta.get("members"), meta.get("views")
         if not isinstance(members, list) or not members or not isinstance(views, list) or not views or \
                 any(not isinstance(m, dict) or m.get("arch") == ENSEMBLE_ARCH for m in members) or \
-                any(v not in VIEW_FLIPS for v in views):
+                any(v not in VIEWS for v in views):
             raise DAMAGED
         return Ensemble([architecture_for(m, classes) for m in members], views)
     if not isinstance(arch, str):

@@ -16,7 +16,6 @@ from torch import nn
 
 from desktop_tl.core.errors import UserError
 
-SCRATCH_ARCH = "desktop_tl_small_cnn"
 WIDTHS = (16, 32, 64, 128)
 
 

@@ -246,15 +246,20 @@ class RunFolder:
         metrics = self.metrics()
         if metrics is not None and isinstance(metrics.get("history"), list):
             return metrics["history"]
+        history = self.checkpoint_meta(LAST_CHECKPOINT).get("history")
+        return history if isinstance(history, list) else []
+
+    def checkpoint_meta(self, name: str) -> dict[str, Any]:
+        """The metadata of one of the run's checkpoints, read without torch (its header only); {} when it is
+        absent, damaged or foreign (the engine reports that when it loads the checkpoint)."""
         try:
             from safetensors import safe_open
 
-            with safe_open(str(self.path / LAST_CHECKPOINT), framework="numpy") as fh:
+            with safe_open(str(self.path / name), framework="numpy") as fh:
                 meta = json.loads((fh.metadata() or {})["desktop_tl"])
-        except Exception:  # noqa: BLE001 - absent, damaged or foreign: the engine reports it when training resumes
-            return []
-        history = meta.get("history") if isinstance(meta, dict) else None
-        return history if isinstance(history, list) else []
+        except Exception:  # noqa: BLE001 - see the docstring
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     def remove_stale_temp_files(self) -> list[str]:
         """See `remove_stale_temp_files`."""

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.runs.folder import DATASET_FILE, RUN_FILE, RunFolder
+from desktop_tl.core.models.delivered import delivered_model_words
+from desktop_tl.core.runs.folder import BEST_CHECKPOINT, DATASET_FILE, RUN_FILE, RunFolder
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,10 @@ def summarize_run(path: Path) -> RunSummary:
     try:
         config = folder.info().config
         scratch = any(isinstance(row, dict) and row.get("stage") == "scratch" for row in history)
-        recipe = f"{config.recipe}, {'small network trained from scratch' if scratch else config.model}"
+        model = "small network trained from scratch" if scratch else config.model
+        if status == "finished":
+            model = delivered_model_words(folder.checkpoint_meta(BEST_CHECKPOINT), model)
+        recipe = f"{config.recipe}, {model}"
     except UserError:
         recipe = ""
     return RunSummary(path, status, recipe, _created(path), len(history), _best_figure(folder, history))

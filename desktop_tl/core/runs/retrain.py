@@ -11,7 +11,7 @@ from pathlib import Path
 
 from desktop_tl.core.config import TrainConfig
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.scratch import SCRATCH_ARCH
+from desktop_tl.core.models.delivered import delivered_model_words
 from desktop_tl.core.models.store import import_weights
 from desktop_tl.core.models.weight_files import write_safetensors
 from desktop_tl.core.runs import checkpoint
@@ -42,7 +42,7 @@ def retrain_config(run_dir: Path) -> Retrain:
     best = checkpoint.load_checkpoint(run_dir / checkpoint.BEST)
     arch = best.meta.get("arch")
     if arch != info.config.model:
-        what = "the small network trained from scratch" if arch == SCRATCH_ARCH else str(arch)
+        what = "the " + delivered_model_words(best.meta, str(arch))
         return Retrain(info.config, False, f"The run's best model is {what}, not {info.config.model}: the new "
                                            f"run starts from the {info.config.weights} weights, as that run did, "
                                            "and the recipe chooses again.")

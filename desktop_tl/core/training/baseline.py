@@ -23,6 +23,7 @@ from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
 from desktop_tl.core.evaluation.selection import average, compare_candidates
 from desktop_tl.core.events import Message
+from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet, shrink
 from desktop_tl.core.training.plan import BaselineStage
 from desktop_tl.core.training.session import TrainingSession
@@ -209,6 +210,11 @@ def baseline_check(s: TrainingSession, stage: BaselineStage):
     return fit
 
 
+def test_time_views(s: TrainingSession) -> tuple[str, ...]:
+    """The views the run's predictions are averaged over (chosen with the probe by cross-validation)."""
+    return tuple((s.state.get("probe") or {}).get("test_time_views") or ("identity",))
+
+
 def scratch_wins(s: TrainingSession, fit: ScratchFit) -> bool:
     """True when the small network did clearly better (by more than MARGIN) on validation than the linear
     probe just fitted: it then becomes the run's model. Recorded in the session's transfer check."""
@@ -279,6 +285,7 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
     mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
     weights = s.class_weights.cpu() if s.class_weights is not None else None
     share = max(1.0, stage.seconds - (time.perf_counter() - started)) / (folds + 1)
+    views = test_time_views(s)
     oof = torch.zeros(len(y), classes)
     epochs = []
     for f in range(folds):
@@ -287,8 +294,8 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
                                  mirror, lambda: s.control.stop_requested, share)
         if fit is None:
             return None
-        with torch.no_grad():
-            oof[held] = torch.cat([fit.model(x[held][i:i + 256]) for i in range(0, int(held.sum()), 256)]).softmax(1)
+        with torch.no_grad():     # averaged over the views the probe's predictions are averaged over
+            oof[held] = Ensemble([fit.model], views)(x[held]).softmax(1)
         epochs.append(fit.epochs)
     labels = y.numpy()
     probe_oof = np.asarray(cv["oof"]["probe"])

@@ -32,12 +32,13 @@ from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, comp
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
+from desktop_tl.core.models.delivered import ENSEMBLE_ARCH
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.rebuild import architecture_for
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import TransferCheck
+from desktop_tl.core.training.baseline import TransferCheck, test_time_views
 from desktop_tl.core.training.session import TrainingSession
 
 
@@ -53,13 +54,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     if best.meta.get("arch") != s.describe(s.model)["arch"]:     # a run resumed between the two checkpoints
         s.adopt(architecture_for(best.meta, len(s.info.classes)), best.meta["arch"])
     s.model.load_state_dict(best.model)
-    if s.state.get("ensemble") == "pending" and not isinstance(s.model, Ensemble):     # the best fine-tuned model and the small network, averaged
-        s.join_member()
-        s.state["ensemble"] = "joined"
-        s.save(True, None)
-        yield Message("info", "The run's model averages the best fine-tuned model with the small network trained "
-                              "from scratch (cross-validation found the average better than the probe beyond the "
-                              "noise). It is exported as one model, without heat maps.")
+    yield from _delivered_model(s)
     classes = s.info.classes
     n_val, n_test = len(s.val_set), len(s.index.split("test"))
     yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "
@@ -132,6 +127,31 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
 
 
 OUT_OF_FOLD = "out-of-fold predictions of cross-validation"
+
+
+def _delivered_model(s: TrainingSession) -> Iterator[TrainEvent]:
+    """The best checkpoint as the run delivers it: joined by the small network when cross-validation chose
+    their average, and averaged over the flipped or turned copies it chose (saved as the best and the last
+    checkpoint, so that a run resumed after this point evaluates the same model)."""
+    if isinstance(s.model, Ensemble):
+        return
+    views = test_time_views(s)
+    height, width = s.prep.input_size
+    if height != width:      # a quarter turn would change the input's shape
+        views = tuple(v for v in views if v != "rot90")
+    if s.state.get("ensemble") == "pending":
+        s.join_member(views)
+        s.state["ensemble"] = "joined"
+        yield Message("info", "The run's model averages the best fine-tuned model with the small network trained "
+                              "from scratch (cross-validation found the average better than the probe beyond the "
+                              "noise). It is exported as one model, without heat maps.")
+    elif len(views) > 1:
+        s.adopt(Ensemble([s.model], views), ENSEMBLE_ARCH)
+        yield Message("info", "The run's model averages its predictions over the flipped or turned copies of each "
+                              "image that cross-validation found to lower the loss beyond the noise.")
+    else:
+        return
+    s.save(True, None)
 
 
 def _calibration(labels, probs, source: str = "validation") -> Calibration | None:

@@ -20,10 +20,11 @@ import numpy as np
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.selection import average
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
-from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble
+from desktop_tl.core.models.delivered import ENSEMBLE_ARCH
+from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import baseline_check, cross_validated_check, scratch_wins
+from desktop_tl.core.training.baseline import baseline_check, cross_validated_check, scratch_wins, test_time_views
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
@@ -147,7 +148,7 @@ def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
         s.adopt(choice.small_network.model)
         yield Message("info", SCRATCH_ENDING[1])
     else:
-        s.adopt(Ensemble([s.model, choice.small_network.model]), ENSEMBLE_ARCH)
+        s.adopt(Ensemble([s.model, choice.small_network.model], test_time_views(s)), ENSEMBLE_ARCH)
         yield Message("info", ENSEMBLE_NOTE)
     _delivered_on_all(s, choice.chosen)
     s.state.update(best_epoch=s.state["epoch"], best_val_loss=choice.oof_loss)

@@ -12,7 +12,7 @@ from typing import Any, Union
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.reporting import duration
 
-# Views of an image whose features the linear probe sees (probe.VIEWS), by the orientation they assume.
+# Views of an image whose features the linear probe sees (core.models.ensemble.view), by the orientation they assume.
 VIEW_SETS = {"fixed": ("identity",), "mirror": ("identity", "hflip"),
              "free": ("identity", "hflip", "vflip", "rot90")}
 
@@ -209,7 +209,8 @@ class Plan:
                          "measured on this machine" + (" (early stopping can make it shorter)."
                                                         if self.stage("finetune") else "."))
         if self.cross_validation:
-            lines.append(f"  Choices (probe penalty and views, probe or small network) by {self.cross_validation}-fold "
+            lines.append(f"  Choices (probe penalty and views; the probe, the small network or their average) by "
+                         f"{self.cross_validation}-fold "
                          "cross-validation over the training and validation images, patients and near duplicates "
                          "kept within one fold; another candidate replaces the pretrained path only when it is "
                          "better beyond the noise.")
@@ -245,8 +246,9 @@ def _describe_stage(stage: Stage, after_probe: bool = False) -> str:
                 + (f" ({', '.join(extra)})" if extra else "") + f"; augmentation: {augment}")
     check = (f"Check: a small network trained from scratch on the same split (up to {stage.epochs} epochs at "
              f"{stage.image_size} px), to see whether pretraining helps")
-    return check + ("; if it does clearly better on validation than the probe, it becomes the model and "
-                    "fine-tuning is skipped" if after_probe else "")
+    return check + ("; if it does better than the probe beyond the noise, it becomes the model and fine-tuning "
+                    "is skipped; if averaging it with the pretrained model does, the model is that average"
+                    if after_probe else "")
 
 
 def _describe_auto_augment(stage: FineTuneStage) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -20,16 +20,12 @@ from desktop_tl.core.data.loaders import make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
+from desktop_tl.core.evaluation.selection import lower_loss_beyond_noise
 from desktop_tl.core.events import BatchProgress, Message
+from desktop_tl.core.models.ensemble import view as view_of
 from desktop_tl.core.training.plan import VIEW_SETS, ProbeStage
 from desktop_tl.core.training.session import TrainingSession
 
-VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": lambda x: x,
-    "hflip": lambda x: x.flip(-1),
-    "vflip": lambda x: x.flip(-2),
-    "rot90": lambda x: x.rot90(1, (-2, -1)),
-}
 LBFGS_ITERATIONS = 100       # per penalty, each warm-started from the last: enough to converge (see fit_logistic)
 GRADIENT_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 0.01        # validation losses closer than this (nats per image) count as equal
@@ -234,6 +230,8 @@ class CrossValidatedProbe:
     oof_probabilities: torch.Tensor     # (images, classes): each image predicted by the fit without its fold
     oof_loss: float
     oof_accuracy: float
+    test_time_views: tuple[str, ...] = ("identity",)   # the views averaged at prediction time
+    plain_oof_loss: float | None = None                 # before that averaging, when it was taken
 
 
 def cross_validated_probe(features: dict[str, torch.Tensor], labels: torch.Tensor, folds: Sequence[int],
@@ -273,21 +271,28 @@ def cross_validated_probe(features: dict[str, torch.Tensor], labels: torch.Tenso
         k = next(k for k, f in enumerate(figures) if not f[0] > best + max(spread, LOSS_TOLERANCE))
         return k, figures[k][0], max(figures[k][1], LOSS_TOLERANCE)
 
-    extras = [v for v in VIEW_SETS[view_sets[-1]] if v != "identity"]
-    plain = out_of_fold(view_sets[0], extras if len(view_sets) > 1 else ())
+    extras = sorted({v for s in view_sets for v in VIEW_SETS[s] if v != "identity"})
+    plain = out_of_fold(view_sets[0], extras)
     k, loss, tolerance = choose(plain["identity"])
-    chosen, chosen_k, chosen_loss, chosen_oof = view_sets[0], k, loss, plain["identity"]
+    chosen, chosen_k, chosen_loss, chosen_oof = view_sets[0], k, loss, plain
     for candidate in view_sets[1:]:
         added = [v for v in VIEW_SETS[candidate] if v != "identity"]
         if any(_per_image_losses(plain[v][k], labels, class_weights)[0] > loss + tolerance for v in added):
             break                                 # this transformation changes what the images show
-        richer = out_of_fold(candidate)["identity"]
-        rk, rloss, _ = choose(richer)
+        richer = out_of_fold(candidate, added)
+        rk, rloss, _ = choose(richer["identity"])
         if rloss <= loss + tolerance:
             chosen, chosen_k, chosen_loss, chosen_oof = candidate, rk, rloss, richer
-    probs = chosen_oof[chosen_k]
-    accuracy = float((probs.argmax(1) == labels).double().mean())
-    return CrossValidatedProbe(chosen, grid[chosen_k], probs.float(), chosen_loss, accuracy)
+    probs = chosen_oof["identity"][chosen_k]
+    views = VIEW_SETS[chosen]
+    averaged = torch.stack([chosen_oof[v][chosen_k] for v in views]).mean(0)
+    cv = CrossValidatedProbe(chosen, grid[chosen_k], probs.float(), chosen_loss,
+                             float((probs.argmax(1) == labels).double().mean()))
+    if len(views) > 1 and lower_loss_beyond_noise(labels.numpy(), probs.numpy(), averaged.numpy()):
+        cv = replace(cv, oof_probabilities=averaged.float(), test_time_views=views, plain_oof_loss=chosen_loss,
+                     oof_loss=_per_image_losses(averaged, labels, class_weights)[0],
+                     oof_accuracy=float((averaged.argmax(1) == labels).double().mean()))
+    return cv
 
 
 @torch.no_grad()
@@ -320,7 +325,7 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
                 if len(batch_labels):
                     batch_images = batch_images.to(s.device)
                     for view in views:
-                        viewed = VIEWS[view](batch_images)
+                        viewed = view_of(view, batch_images)
                         if s.layout.channels_last:
                             viewed = viewed.contiguous(memory_format=torch.channels_last)
                         with torch.autocast(s.device.type, **amp):
@@ -384,16 +389,19 @@ def _cross_validated_epoch(s: TrainingSession, stage: ProbeStage, train_features
     fit.install(s.model)
     oof_balanced = balanced_accuracy(pooled_labels.numpy(), cv.oof_probabilities.argmax(1).numpy(), classes)
     s.state["probe"] = {"view_set": cv.view_set, "l2": cv.l2, "val_balanced_accuracy": oof_balanced,
-                        "chosen_by": "cross-validation"}
+                        "chosen_by": "cross-validation", "test_time_views": list(cv.test_time_views)}
     s.state["cross_validation"] = {
         "folds": len(set(folds)), "paths": pooled_paths, "labels": pooled_labels.tolist(),
         "fold": folds, "oof": {"probe": [[round(float(v), 5) for v in row] for row in cv.oof_probabilities]},
         "trained_on_all": "probe" if refit_on_all else None}
     where = "the training and validation images" if refit_on_all else "the training split (fine-tuning follows)"
+    averaged = (f" Predictions are averaged over the flipped or turned copies at prediction time: out-of-fold loss "
+                f"{cv.plain_oof_loss:.3f} -> {cv.oof_loss:.3f}, lower beyond the noise."
+                if cv.plain_oof_loss is not None else "")
     yield Message("info", f"Linear probe: {VIEW_WORDS[cv.view_set]}, L2 penalty {cv.l2:g}, chosen by "
                           f"{len(set(folds))}-fold cross-validation over {len(pooled_labels)} images: out-of-fold "
                           f"loss {cv.oof_loss:.3f}, accuracy {cv.oof_accuracy:.1%}, balanced accuracy "
-                          f"{oof_balanced:.1%}. The classifier is fitted on {where}.")
+                          f"{oof_balanced:.1%}. The classifier is fitted on {where}.{averaged}")
     if refit_on_all:    # the epoch's figures are the out-of-fold ones: no image left to validate on
         return fit.train_loss, fit.train_accuracy, cv.oof_loss, cv.oof_accuracy
     return fit.train_loss, fit.train_accuracy, fit.val_loss, fit.val_accuracy

@@ -19,11 +19,12 @@ from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import CropFlip
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Finished, Message
+from desktop_tl.core.models.delivered import ENSEMBLE_ARCH, SCRATCH_ARCH
+from desktop_tl.core.models.ensemble import Ensemble, ensemble_meta
 from desktop_tl.core.models.factory import LoadedWeights, create_model
 from desktop_tl.core.models.freeze import apply_freeze
-from desktop_tl.core.models.ensemble import ENSEMBLE_ARCH, Ensemble, ensemble_meta
 from desktop_tl.core.models.rebuild import architecture_for
-from desktop_tl.core.models.scratch import SCRATCH_ARCH, ScratchNet
+from desktop_tl.core.models.scratch import ScratchNet
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, RunInfo
@@ -214,12 +215,13 @@ class TrainingSession:
         checkpoint.save_checkpoint(self.info.run_dir / MEMBER_CHECKPOINT, model,
                                    {**self.describe(model), "classes": self.info.classes})
 
-    def join_member(self) -> None:
-        """The run's model becomes the ensemble of itself (the best fine-tuned model) and the kept small network."""
+    def join_member(self, views: tuple[str, ...]) -> None:
+        """The run's model becomes the ensemble of itself (the best fine-tuned model) and the kept small network,
+        averaged over `views`."""
         kept = checkpoint.load_checkpoint(self.info.run_dir / MEMBER_CHECKPOINT)
         member = architecture_for(kept.meta, len(self.info.classes))
         member.load_state_dict(kept.model)
-        self.adopt(Ensemble([self.model, member.eval()]), ENSEMBLE_ARCH)
+        self.adopt(Ensemble([self.model, member.eval()], views), ENSEMBLE_ARCH)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
