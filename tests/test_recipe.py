@@ -23,7 +23,7 @@ from desktop_tl.core.training.run import train_run
 from helpers import copy_demo_subset, train_until_saved
 
 SPLIT = SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0)
-BUDGET = 45.0
+BUDGET = 20.0
 
 
 def _imbalanced(target):
