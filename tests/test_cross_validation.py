@@ -110,6 +110,24 @@ def test_of_two_candidates_beyond_the_noise_the_larger_gain_wins():
     best = better | (rng.random(600) < 0.5)
     candidates = {"probe": _probs(labels, base), "scratch": _probs(labels, better), "average": _probs(labels, best)}
     assert compare_candidates(labels, candidates, "probe", folds=5).chosen == "average"
+    assert compare_candidates(labels, candidates, "probe", folds=5,
+                              parts={"average": ("probe", "scratch")}).chosen == "average"   # beyond both parts
+
+
+def test_an_average_no_better_than_its_best_part_beyond_the_noise_is_not_taken():
+    labels = np.repeat([0, 1], 300)
+    rng = np.random.default_rng(3)
+    probe_right = rng.random(600) < 0.6
+    scratch_right = probe_right | (rng.random(600) < 0.6)       # far better than the probe
+    average_right = scratch_right.copy()
+    average_right[np.flatnonzero(~scratch_right)[:3]] = True   # three more images right: within the noise
+    candidates = {"probe": _probs(labels, probe_right), "scratch": _probs(labels, scratch_right),
+                  "ensemble": _probs(labels, average_right)}
+    comparison = compare_candidates(labels, candidates, "probe", folds=5, parts={"ensemble": ("probe", "scratch")})
+    assert comparison.chosen == "scratch"          # the larger gain, but averaging does not pay for itself
+    assert comparison.score("ensemble").gain > comparison.score("scratch").gain
+    assert comparison.score("ensemble").over_parts_low <= 0
+    assert any("not better than each model it averages" in line for line in comparison.describe())
 
 
 def _view_features(noisy_views: bool, images: int = 800, seed: int = 0):

@@ -19,6 +19,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Finished, Message
 from desktop_tl.core.models.delivered import SCRATCH_ARCH
+from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet, scratch_from_meta
 from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs import checkpoint
@@ -79,10 +80,10 @@ def scratch_always_wins(monkeypatch):
     monkeypatch.setattr(baseline, "compare_candidates", scratch_chosen)
 
 
-def _new_run(tmp_path):
+def _new_run(tmp_path, budget: float = 45.0):
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=45.0, num_workers=0), SPLIT)
+    create_run(run, data, TrainConfig(budget=budget, num_workers=0), SPLIT)
     return run, data
 
 
@@ -125,3 +126,22 @@ def test_a_run_stopped_after_the_small_network_resumes_into_its_evaluation(tmp_p
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     assert not [e for e in events if isinstance(e, EpochEnd)]          # nothing trained again
     assert json.loads((run / "metrics.json").read_text())["transfer_check"]["delivered_scratch"]
+
+
+def test_while_the_budget_allows_more_small_networks_join_the_average_if_they_help(tmp_path, scratch_always_wins,
+                                                                                   monkeypatch):
+    # whether one helps is a pure function of out-of-fold losses (test_cross_validation); here every one does
+    monkeypatch.setattr(baseline, "lower_loss_beyond_noise", lambda *args: True)
+    run, _ = _new_run(tmp_path, budget=20.0)
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    texts = [e.text for e in events if isinstance(e, Message)]
+    assert any("Another small network lowers the out-of-fold loss" in t for t in texts)
+    model, meta = model_from_checkpoint(run)
+    networks = json.loads((run / "metrics.json").read_text())["cross_validation"]["small_networks"]
+    assert networks > 1 and isinstance(model, Ensemble) and len(model.members) == networks
+    assert all(isinstance(m, ScratchNet) for m in model.members)
+    assert any(t.startswith(f"Averaging {networks} small networks") for t in texts) or networks == 5
+    result = export_onnx(run, tmp_path / "model.onnx")
+    assert result.parity_ok     # one graph; the networks' heat maps have one size and are averaged
+    assert CAM_OUTPUT in [o.name for o in ort.InferenceSession(str(tmp_path / "model.onnx")).get_outputs()]

@@ -54,7 +54,7 @@ class _WithSoftmax(nn.Module):
     def forward(self, images: torch.Tensor):
         if not self.cam:
             return torch.softmax(self.model(images) / self.temperature, dim=1)
-        if isinstance(self.model, Ensemble):      # one model averaged over views: its maps averaged likewise
+        if isinstance(self.model, Ensemble):      # the maps averaged over views and members, as the probabilities
             averaged, maps = self.model.probabilities_and_maps(images)
             return torch.softmax(torch.log(averaged.clamp_min(1e-12)) / self.temperature, dim=1), maps
         features = self.model.forward_features(images)
@@ -65,10 +65,14 @@ class _WithSoftmax(nn.Module):
 
 def supports_cam(model: nn.Module) -> bool:
     """True when the model's head is a global average pool and a linear layer, checked by running it: its
-    logits must equal the linear layer applied to the mean of the last feature map. An ensemble of one model
-    (averaged over views) has them when that model has; an ensemble of several has none."""
+    logits must equal the linear layer applied to the mean of the last feature map. An ensemble has them when
+    every member has and their maps have one size (several small networks); its map is their average."""
     if isinstance(model, Ensemble):
-        return len(model.members) == 1 and supports_cam(model.members[0])
+        if not all(supports_cam(m) for m in model.members):
+            return False
+        with torch.no_grad():
+            images = torch.zeros(1, 3, 64, 64)
+            return len({tuple(m.forward_features(images).shape[-2:]) for m in model.members}) == 1
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(classifier, nn.Linear) or not hasattr(model, "forward_features"):
         return False

@@ -5,8 +5,9 @@ average) has predicted every training and validation image from a model that nev
 compared paired, image by image on the same folds: the balanced accuracy of each, and of each one's
 difference from the reference (the pretrained path), with 95% intervals from a paired bootstrap that
 resamples images within each class. A candidate replaces the reference only when its interval of the
-difference lies wholly above zero; among several such, the one with the largest gain. A tie within the
-noise keeps the reference. Numpy only.
+difference lies wholly above zero; among several such, the one with the largest gain. An average of other
+candidates (an ensemble) qualifies only when it is also better beyond the noise than each candidate it
+averages: averaging must pay for itself. A tie within the noise keeps the reference. Numpy only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class CandidateScore:
     gain: float              # balanced accuracy minus the reference's (0 for the reference)
     gain_low: float
     gain_high: float
+    over_parts_low: float | None = None   # an average: the lower 95% bound of its gain over the best of its parts
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,11 @@ class Comparison:
             gain = ("" if s.name == self.reference else
                     f", {s.gain:+.1%} vs {labels.get(self.reference, self.reference)} "
                     f"[{s.gain_low:+.1%}, {s.gain_high:+.1%}]")
+            parts = ("" if s.over_parts_low is None else
+                     "; better than each model it averages beyond the noise" if s.over_parts_low > 0 else
+                     "; not better than each model it averages beyond the noise")
             lines.append(f"  {labels.get(s.name, s.name)}: {s.balanced_accuracy:.1%} "
-                         f"[{s.balanced_accuracy_low:.1%}, {s.balanced_accuracy_high:.1%}]{gain}")
+                         f"[{s.balanced_accuracy_low:.1%}, {s.balanced_accuracy_high:.1%}]{gain}{parts}")
         if self.chosen == self.reference:
             lines.append(f"  Chosen: {labels.get(self.reference, self.reference)} (no other candidate is better "
                          "beyond the noise).")
@@ -90,9 +95,11 @@ def _balanced(correct: np.ndarray, members: list[np.ndarray]) -> float:
 
 
 def compare_candidates(labels: np.ndarray, probabilities: Mapping[str, np.ndarray], reference: str, folds: int,
-                       resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
+                       resamples: int = RESAMPLES, seed: int = 0,
+                       parts: Mapping[str, tuple[str, ...]] | None = None) -> Comparison:
     """Compare candidates' out-of-fold probabilities (images x classes, same image order) and choose one
-    (see the module docstring)."""
+    (see the module docstring). `parts` names, for each average among the candidates, the ones it averages."""
+    parts = parts or {}
     labels = np.asarray(labels, dtype=np.int64)
     if reference not in probabilities:
         raise ValueError(f"reference {reference!r} is not among the candidates")
@@ -113,12 +120,15 @@ def compare_candidates(labels: np.ndarray, probabilities: Mapping[str, np.ndarra
         diff = boot[name] - boot[reference]
         low, high = np.percentile(boot[name], [tail, 100 - tail])
         gain_low, gain_high = np.percentile(diff, [tail, 100 - tail]) if name != reference else (0.0, 0.0)
+        over_parts = (min(float(np.percentile(boot[name] - boot[part], tail)) for part in parts[name])
+                      if name in parts else None)
         scores.append(CandidateScore(
             name, _balanced(correct[name], members), float(low), float(high), float(correct[name].mean()),
             float(-np.log(p[np.arange(len(labels)), labels]).mean()),
             _balanced(correct[name], members) - _balanced(correct[reference], members),
-            float(gain_low), float(gain_high)))
-    beyond = [s for s in scores if s.name != reference and s.gain_low > 0]
+            float(gain_low), float(gain_high), over_parts))
+    beyond = [s for s in scores if s.name != reference and s.gain_low > 0
+              and (s.over_parts_low is None or s.over_parts_low > 0)]
     chosen = max(beyond, key=lambda s: (s.gain, s.gain_low)).name if beyond else reference
     return Comparison(reference, chosen, folds, len(labels), tuple(scores))
 

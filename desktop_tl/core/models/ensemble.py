@@ -45,15 +45,21 @@ class Ensemble(nn.Module):
         return torch.log((total / len(self.members)).clamp_min(1e-12))
 
     def probabilities_and_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A single member's probabilities and class activation maps (see core.deploy.export), both averaged
-        over the views (each map turned back to the image's orientation), from one pass of the member."""
-        (member,) = self.members
-        features = member.forward_features(self._views_of(images))
-        probabilities = self._mean_over_views(torch.softmax(member.forward_head(features).float(), dim=1))
-        maps = torch.einsum("kc,nchw->nkhw", member.get_classifier().weight, features)
-        per_view = maps.reshape(len(self.views), -1, *maps.shape[1:])
-        turned_back = [view(name, per_view[k], inverse=True) for k, name in enumerate(self.views)]
-        return probabilities, torch.stack(turned_back).mean(0)
+        """The averaged probabilities and the members' class activation maps (see core.deploy.export), averaged
+        over the views (each map turned back to the image's orientation) and the members, from one pass of each
+        member. The members' maps must have one size (core.deploy.export.supports_cam checks it)."""
+        viewed = self._views_of(images)
+        total, maps = None, None
+        for member in self.members:
+            features = member.forward_features(viewed)
+            probabilities = self._mean_over_views(torch.softmax(member.forward_head(features).float(), dim=1))
+            member_maps = torch.einsum("kc,nchw->nkhw", member.get_classifier().weight, features)
+            per_view = member_maps.reshape(len(self.views), -1, *member_maps.shape[1:])
+            turned_back = torch.stack([view(name, per_view[k], inverse=True)
+                                       for k, name in enumerate(self.views)]).mean(0)
+            total = probabilities if total is None else total + probabilities
+            maps = turned_back if maps is None else maps + turned_back
+        return total / len(self.members), maps / len(self.members)
 
     def _views_of(self, images: torch.Tensor) -> torch.Tensor:
         """Every view of every image in one batch, view by view: the members run once (one copy of each in an

@@ -21,7 +21,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
-from desktop_tl.core.evaluation.selection import average, compare_candidates
+from desktop_tl.core.evaluation.selection import average, compare_candidates, lower_loss_beyond_noise
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet, shrink
@@ -251,11 +251,11 @@ def _small_copies(s: TrainingSession, dataset: ImageDataset, size: int, paths: l
 @dataclass(frozen=True)
 class CrossValidatedChoice:
     """What the cross-validated check chose ("probe", "scratch" or "ensemble": the average of the pretrained
-    path and the small network), the small network refitted for it (None for "probe"), and the chosen
-    candidate's out-of-fold figures."""
+    path and the small network), the small networks refitted for it (none for "probe"; several are averaged),
+    and the delivered model's out-of-fold figures."""
 
     chosen: str
-    small_network: ScratchFit | None
+    small_networks: tuple[ScratchFit, ...]
     oof_loss: float
     oof_accuracy: float
 
@@ -285,23 +285,19 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
     mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
     weights = s.class_weights.cpu() if s.class_weights is not None else None
     share = max(1.0, stage.seconds - (time.perf_counter() - started)) / (folds + 1)
-    views = test_time_views(s)
-    oof = torch.zeros(len(y), classes)
-    epochs = []
-    for f in range(folds):
-        held, kept = fold == f, fold != f
-        fit = train_from_scratch(x[kept], y[kept], x[held], y[held], classes, stage.epochs, weights, s.cfg.seed + f,
-                                 mirror, lambda: s.control.stop_requested, share)
-        if fit is None:
-            return None
-        with torch.no_grad():     # averaged over the views the probe's predictions are averaged over
-            oof[held] = Ensemble([fit.model], views)(x[held]).softmax(1)
-        epochs.append(fit.epochs)
+    setting = _SmallSetting(x, y, fold, folds, classes, weights, mirror, test_time_views(s),
+                            lambda: s.control.stop_requested)
+    round_started = time.perf_counter()
+    found = _fold_predictions(setting, stage.epochs, s.cfg.seed, share)
+    if found is None:
+        return None
+    oof, epochs = found
+    round_seconds = time.perf_counter() - round_started
     labels = y.numpy()
     probe_oof = np.asarray(cv["oof"]["probe"])
     candidates = {"probe": probe_oof, "scratch": oof.numpy(), "ensemble": average([probe_oof, oof.numpy()])}
-    comparison = compare_candidates(labels, candidates, "probe", folds, seed=s.cfg.seed)
-    cv["oof"]["scratch"] = [[round(float(v), 5) for v in row] for row in oof]
+    comparison = compare_candidates(labels, candidates, "probe", folds, seed=s.cfg.seed,
+                                    parts={"ensemble": ("probe", "scratch")})
     cv["comparison"] = comparison.to_dict()
     for line in comparison.describe(CANDIDATE_WORDS):
         yield Message("info", line)
@@ -312,19 +308,128 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
                                  "baseline_seconds": round(time.perf_counter() - started, 1),
                                  "chosen_by": "cross-validation"}
     chosen = comparison.score(comparison.chosen)
+    oofs, seeds = [oof.numpy()], [s.cfg.seed]
     if comparison.chosen == "probe" or s.control.stop_requested:
-        return CrossValidatedChoice("probe", None, chosen.log_loss, chosen.accuracy)
+        cv["oof"]["scratch"] = _rounded(oofs[0])
+        return CrossValidatedChoice("probe", (), chosen.log_loss, chosen.accuracy)
     on_all = comparison.chosen == "scratch" or s.plan.stage("finetune") is None
+    epochs_found = int(np.median(epochs))
+    if on_all:     # no fine-tuning follows: the rest of the budget may buy more small networks to average
+        extra = yield from _more_small_networks(s, setting, comparison.chosen, probe_oof, oofs, seeds, epochs_found,
+                                                round_seconds)
+        if extra is None:
+            return None
+    delivered = _delivered_oof(comparison.chosen, probe_oof, oofs)
+    cv["oof"]["scratch"] = _rounded(average(oofs))
+    cv["oof"][comparison.chosen] = _rounded(delivered)
+    cv["small_networks"] = len(seeds)
     validation = {sample.path for sample in s.val_set.samples}
     rows = (torch.ones(len(y), dtype=torch.bool) if on_all else
             torch.tensor([path not in validation for path in cv["paths"]]))
-    final = train_from_scratch(x[rows], y[rows], x[:0], y[:0], classes, int(np.median(epochs)), weights, s.cfg.seed,
-                               mirror, lambda: s.control.stop_requested)
-    if final is None:
-        return None
+    finals = []
+    for seed in seeds:
+        final = train_from_scratch(x[rows], y[rows], x[:0], y[:0], classes, epochs_found, weights, seed, mirror,
+                                   setting.should_stop)
+        if final is None:
+            return None
+        finals.append(final)
     s.state["transfer_check"].update(delivered_scratch=comparison.chosen == "scratch",
                                      baseline_seconds=round(time.perf_counter() - started, 1))
-    return CrossValidatedChoice(comparison.chosen, final, chosen.log_loss, chosen.accuracy)
+    loss = float(-np.log(np.clip(delivered[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    accuracy = float((delivered.argmax(1) == labels).mean())
+    return CrossValidatedChoice(comparison.chosen, tuple(finals), loss, accuracy)
+
+
+MAX_SMALL_NETWORKS = 5       # averaged at most; each costs one more round of folds
+
+
+@dataclass(frozen=True)
+class _SmallSetting:
+    """The small copies of the training and validation images, their folds, and how small networks train."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    fold: torch.Tensor
+    folds: int
+    classes: int
+    weights: torch.Tensor | None
+    mirror: bool
+    views: tuple[str, ...]
+    should_stop: object
+
+
+def _fold_predictions(setting: _SmallSetting, epochs: int, seed: int, max_seconds: float = float("inf")):
+    """One small network per fold, each predicting its held-out fold (averaged over the views the probe's
+    predictions are averaged over): (out-of-fold probabilities, epochs per fold), or None when stopped."""
+    x, y, fold = setting.x, setting.y, setting.fold
+    oof = torch.zeros(len(y), setting.classes)
+    used = []
+    for f in range(setting.folds):
+        held, kept = fold == f, fold != f
+        fit = train_from_scratch(x[kept], y[kept], x[held], y[held], setting.classes, epochs, setting.weights,
+                                 seed + f, setting.mirror, setting.should_stop, max_seconds)
+        if fit is None:
+            return None
+        with torch.no_grad():
+            oof[held] = Ensemble([fit.model], setting.views)(x[held]).softmax(1)
+        used.append(fit.epochs)
+    return oof, used
+
+
+def _delivered_oof(chosen: str, probe_oof: np.ndarray, oofs: list[np.ndarray]) -> np.ndarray:
+    """The out-of-fold prediction of the delivered model: the small networks averaged, with the probe as one
+    more member of the average when the choice is the ensemble."""
+    return average([probe_oof, *oofs] if chosen == "ensemble" else oofs)
+
+
+def _seconds_left(s: TrainingSession, since: float) -> float:
+    """What the time budget leaves after this check and the final evaluation (infinite without a budget)."""
+    if not s.plan.budget_seconds:
+        return 0.0
+    spent = float(s.state["seconds"] or 0.0) + time.perf_counter() - since
+    return s.plan.budget_seconds - spent - s.plan.estimated_seconds.get("evaluation", 0.0)
+
+
+def _more_small_networks(s: TrainingSession, setting: _SmallSetting, chosen: str, probe_oof: np.ndarray,
+                         oofs: list[np.ndarray], seeds: list[int], epochs: int, round_seconds: float):
+    """An anytime budget for a delivered small network: while the budget leaves time for another round of folds
+    (and for training every network once more on all the images), one more small network with another seed is
+    trained on the folds; it joins the average only when the out-of-fold log loss of the delivered model falls
+    beyond the noise, and the rounds stop at the first that does not help (or at MAX_SMALL_NETWORKS). Appends
+    to `oofs` and `seeds`; returns True, or None when stopped."""
+    since = time.perf_counter()
+    refit_seconds = round_seconds / setting.folds * 1.3
+    labels = setting.y.numpy()
+    while len(seeds) < MAX_SMALL_NETWORKS:
+        needed = 1.2 * (round_seconds + refit_seconds * (len(seeds) + 1))
+        if _seconds_left(s, since) < needed:
+            yield Message("info", f"Averaging {len(seeds)} small network{'s' * (len(seeds) > 1)}: the time budget "
+                                  f"leaves no room for another round of {setting.folds} folds (about "
+                                  f"{round_seconds:.0f} s).")
+            return True
+        seed = s.cfg.seed + 1000 * len(seeds)
+        found = _fold_predictions(setting, epochs, seed)
+        if found is None:
+            return None
+        current, candidate = (_delivered_oof(chosen, probe_oof, oofs),
+                              _delivered_oof(chosen, probe_oof, [*oofs, found[0].numpy()]))
+        before, after = (float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+                         for p in (current, candidate))
+        if not lower_loss_beyond_noise(labels, current, candidate):
+            yield Message("info", f"Averaging {len(seeds)} small network{'s' * (len(seeds) > 1)}: another one "
+                                  f"would not lower the out-of-fold loss beyond the noise ({before:.3f} -> "
+                                  f"{after:.3f}), so more time would not help.")
+            return True
+        oofs.append(found[0].numpy())
+        seeds.append(seed)
+        yield Message("info", f"Another small network lowers the out-of-fold loss beyond the noise ({before:.3f} -> "
+                              f"{after:.3f}): {len(seeds)} are averaged.")
+    yield Message("info", f"Averaging {len(seeds)} small networks (the most the recipe averages).")
+    return True
+
+
+def _rounded(probabilities: np.ndarray) -> list[list[float]]:
+    return [[round(float(v), 5) for v in row] for row in probabilities]
 
 
 CANDIDATE_WORDS = {"probe": "linear probe of the pretrained backbone", "scratch": "small network from scratch",

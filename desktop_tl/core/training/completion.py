@@ -86,6 +86,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
         metrics["cross_validation"] = {"folds": cv["folds"], "images": len(cv["labels"]),
                                        "comparison": cv.get("comparison"),
                                        "trained_on": "train+val" if delivered else "train",
+                                       "small_networks": cv.get("small_networks"),
                                        "delivered": delivered or s.arch}
     smaller = _smaller_training_class(s) if len(classes) == 2 else None
     metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision, positive=smaller)

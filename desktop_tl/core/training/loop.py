@@ -15,16 +15,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import numpy as np
-
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.evaluation.selection import average
 from desktop_tl.core.events import CheckpointSaved, EpochEnd, Message, Planned, RunStarted, TrainEvent
 from desktop_tl.core.models.delivered import ENSEMBLE_ARCH
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import baseline_check, cross_validated_check, scratch_wins, test_time_views
+from desktop_tl.core.training.baseline import (
+    CrossValidatedChoice,
+    baseline_check,
+    cross_validated_check,
+    scratch_wins,
+    test_time_views,
+)
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
@@ -145,12 +148,13 @@ def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
     if choice is None or choice.chosen == "probe" or s.control.stop_requested:
         return
     if choice.chosen == "scratch":
-        s.adopt(choice.small_network.model)
+        _adopt_small_networks(s, choice)
         yield Message("info", SCRATCH_ENDING[1])
     else:
-        s.adopt(Ensemble([s.model, choice.small_network.model], test_time_views(s)), ENSEMBLE_ARCH)
+        s.adopt(Ensemble([s.model, *(fit.model for fit in choice.small_networks)], test_time_views(s)),
+                ENSEMBLE_ARCH)
         yield Message("info", ENSEMBLE_NOTE)
-    _delivered_on_all(s, choice.chosen)
+    s.state["cross_validation"]["trained_on_all"] = choice.chosen
     s.state.update(best_epoch=s.state["epoch"], best_val_loss=choice.oof_loss)
     s.save(True, None)
 
@@ -160,14 +164,15 @@ ENSEMBLE_NOTE = ("The run's model averages the pretrained backbone's predictions
                  "(no heat maps: the two models' maps cannot be added up).")
 
 
-def _delivered_on_all(s: TrainingSession, chosen: str) -> None:
-    """Record that the delivered model learnt from every training and validation image, and its out-of-fold
-    predictions (which stand in for validation)."""
-    cv = s.state["cross_validation"]
-    cv["trained_on_all"] = chosen
-    if chosen == "ensemble":
-        mean = average([np.asarray(cv["oof"]["probe"]), np.asarray(cv["oof"]["scratch"])])
-        cv["oof"]["ensemble"] = [[round(float(v), 5) for v in row] for row in mean]
+def _adopt_small_networks(s: TrainingSession, choice: CrossValidatedChoice) -> None:
+    """The small network, or the average of several (with other seeds), becomes the run's model; it learnt
+    from every training and validation image, and its out-of-fold predictions stand in for validation."""
+    networks = [fit.model for fit in choice.small_networks]
+    if len(networks) == 1:
+        s.adopt(networks[0])
+    else:
+        s.adopt(Ensemble(networks, test_time_views(s)), ENSEMBLE_ARCH)
+    s.state["cross_validation"]["trained_on_all"] = "scratch"
 
 
 def _check_due(s: TrainingSession, stage: FineTuneStage, epoch: int) -> bool:
@@ -185,16 +190,15 @@ def _check_before_finetuning(s: TrainingSession):
         if choice is None or s.control.stop_requested:
             return None
         if choice.chosen == "ensemble":
-            s.keep_member(choice.small_network.model)
+            s.keep_member(choice.small_networks[0].model)
             s.state["ensemble"] = "pending"
             yield Message("info", "The average of the pretrained path and the small network did best: fine-tuning "
                                   "goes ahead, and the run's model will average the fine-tuned model with that "
                                   "network (trained on the training split, as the fine-tuned model is).")
         if choice.chosen != "scratch":
             return False
-        s.adopt(choice.small_network.model)
-        _delivered_on_all(s, "scratch")
-        fit = choice.small_network
+        _adopt_small_networks(s, choice)
+        fit = choice.small_networks[0]
         return fit.train_loss, fit.train_accuracy, choice.oof_loss, choice.oof_accuracy
     else:
         fit = yield from baseline_check(s, s.plan.stage("baseline"))
