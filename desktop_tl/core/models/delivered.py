@@ -10,13 +10,23 @@ ENSEMBLE_ARCH = "desktop_tl_ensemble"
 
 
 def delivered_model_words(meta: dict[str, Any], configured: str) -> str:
-    """The delivered model in words, from its checkpoint metadata ("efficientnet_lite0", "average of
-    efficientnet_lite0 and a small network", "efficientnet_lite0, averaged over flipped copies")."""
-    names = {SCRATCH_ARCH: "a small network", ENSEMBLE_ARCH: "an ensemble"}
+    """The delivered model in words, from its checkpoint metadata ("efficientnet_lite0", "small network
+    trained from scratch", "average of efficientnet_lite0 and a small network trained from scratch", "average
+    of 3 small networks trained from scratch", each with ", averaged over flipped or turned copies" when so)."""
+    if meta.get("arch") == SCRATCH_ARCH:
+        return "small network trained from scratch"
     if meta.get("arch") != ENSEMBLE_ARCH:
-        return "small network trained from scratch" if meta.get("arch") == SCRATCH_ARCH else configured
-    members = [names.get(m.get("arch"), m.get("arch") or configured) for m in meta.get("members") or []]
-    text = members[0] if len(members) == 1 else f"average of {', '.join(members[:-1])} and {members[-1]}"
-    if text == "a small network":
-        text = "small network trained from scratch"
+        return configured
+    members = [m.get("arch") for m in meta.get("members") or [] if isinstance(m, dict)]
+    small = members.count(SCRATCH_ARCH)
+    others = [configured if arch is None else arch for arch in members if arch != SCRATCH_ARCH]
+    if small:
+        others.append("a small network trained from scratch" if small == 1 else
+                      f"{small} small networks trained from scratch")
+    if len(members) == 1:
+        text = "small network trained from scratch" if small else others[0]
+    elif len(others) == 1:     # several small networks alone
+        text = f"average of {others[0]}"
+    else:
+        text = f"average of {', '.join(others[:-1])} and {others[-1]}"
     return text + (", averaged over flipped or turned copies" if len(meta.get("views") or []) > 1 else "")

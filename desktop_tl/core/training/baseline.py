@@ -21,7 +21,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
-from desktop_tl.core.evaluation.selection import average, compare_candidates, lower_loss_beyond_noise
+from desktop_tl.core.evaluation.selection import average, compare_candidates, log_loss_gain
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet, shrink
@@ -341,6 +341,7 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
 
 
 MAX_SMALL_NETWORKS = 5       # averaged at most; each costs one more round of folds
+MIN_LOSS_GAIN = 0.005        # nats per image: a smaller fall of the out-of-fold loss ends the rounds
 
 
 @dataclass(frozen=True)
@@ -394,9 +395,11 @@ def _more_small_networks(s: TrainingSession, setting: _SmallSetting, chosen: str
                          oofs: list[np.ndarray], seeds: list[int], epochs: int, round_seconds: float):
     """An anytime budget for a delivered small network: while the budget leaves time for another round of folds
     (and for training every network once more on all the images), one more small network with another seed is
-    trained on the folds; it joins the average only when the out-of-fold log loss of the delivered model falls
-    beyond the noise, and the rounds stop at the first that does not help (or at MAX_SMALL_NETWORKS). Appends
-    to `oofs` and `seeds`; returns True, or None when stopped."""
+    trained on the folds and joins the average. Averaging cannot raise the log loss above the members' mean
+    (Jensen's inequality, image by image), so a member needs no test beyond the noise to be safe; the rounds
+    stop when the last one lowered the delivered model's out-of-fold loss by less than MIN_LOSS_GAIN (the
+    learning curve has flattened: more time would not help), or at MAX_SMALL_NETWORKS. Appends to `oofs` and
+    `seeds`; returns True, or None when stopped."""
     since = time.perf_counter()
     refit_seconds = round_seconds / setting.folds * 1.3
     labels = setting.y.numpy()
@@ -415,15 +418,15 @@ def _more_small_networks(s: TrainingSession, setting: _SmallSetting, chosen: str
                               _delivered_oof(chosen, probe_oof, [*oofs, found[0].numpy()]))
         before, after = (float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1)).mean())
                          for p in (current, candidate))
-        if not lower_loss_beyond_noise(labels, current, candidate):
+        if log_loss_gain(labels, current, candidate)[0] < MIN_LOSS_GAIN:
             yield Message("info", f"Averaging {len(seeds)} small network{'s' * (len(seeds) > 1)}: another one "
-                                  f"would not lower the out-of-fold loss beyond the noise ({before:.3f} -> "
+                                  f"would lower the out-of-fold loss by less than {MIN_LOSS_GAIN} ({before:.3f} -> "
                                   f"{after:.3f}), so more time would not help.")
             return True
         oofs.append(found[0].numpy())
         seeds.append(seed)
-        yield Message("info", f"Another small network lowers the out-of-fold loss beyond the noise ({before:.3f} -> "
-                              f"{after:.3f}): {len(seeds)} are averaged.")
+        yield Message("info", f"Another small network lowers the out-of-fold loss ({before:.3f} -> {after:.3f}): "
+                              f"{len(seeds)} are averaged.")
     yield Message("info", f"Averaging {len(seeds)} small networks (the most the recipe averages).")
     return True
 
