@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -356,7 +357,7 @@ class _SmallSetting:
     weights: torch.Tensor | None
     mirror: bool
     views: tuple[str, ...]
-    should_stop: object
+    should_stop: Callable[[], bool]
 
 
 def _fold_predictions(setting: _SmallSetting, epochs: int, seed: int, max_seconds: float = float("inf")):
@@ -384,7 +385,8 @@ def _delivered_oof(chosen: str, probe_oof: np.ndarray, oofs: list[np.ndarray]) -
 
 
 def _seconds_left(s: TrainingSession, since: float) -> float:
-    """What the time budget leaves after this check and the final evaluation (infinite without a budget)."""
+    """What the time budget leaves after this check and the final evaluation (0 without a budget: a custom run
+    trains nothing it was not asked to)."""
     if not s.plan.budget_seconds:
         return 0.0
     spent = float(s.state["seconds"] or 0.0) + time.perf_counter() - since

@@ -144,8 +144,8 @@ def _delivered_model(s: TrainingSession) -> Iterator[TrainEvent]:
         s.join_member(views)
         s.state["ensemble"] = "joined"
         yield Message("info", "The run's model averages the best fine-tuned model with the small network trained "
-                              "from scratch (cross-validation found the average better than the probe beyond the "
-                              "noise). It is exported as one model, without heat maps.")
+                              "from scratch (cross-validation found the average better beyond the noise than either "
+                              "alone). It is exported as one model, without heat maps.")
     elif len(views) > 1:
         s.adopt(Ensemble([s.model], views), ENSEMBLE_ARCH)
         yield Message("info", "The run's model averages its predictions over the flipped or turned copies of each "

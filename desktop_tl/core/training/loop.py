@@ -160,7 +160,7 @@ def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
 
 
 ENSEMBLE_NOTE = ("The run's model averages the pretrained backbone's predictions with the small network's: "
-                 "together they did better than the probe beyond the noise. It is exported as one model "
+                 "together they did better beyond the noise than either alone. It is exported as one model "
                  "(no heat maps: the two models' maps cannot be added up).")
 
 

@@ -247,7 +247,8 @@ def _describe_stage(stage: Stage, after_probe: bool = False) -> str:
     check = (f"Check: a small network trained from scratch on the same split (up to {stage.epochs} epochs at "
              f"{stage.image_size} px), to see whether pretraining helps")
     return check + ("; if it does better than the probe beyond the noise, it becomes the model and fine-tuning "
-                    "is skipped; if averaging it with the pretrained model does, the model is that average"
+                    "is skipped; if averaging it with the pretrained model does better than either alone, the "
+                    "model is that average"
                     if after_probe else "")
 
 
