@@ -30,6 +30,7 @@ def test_small_images_get_probe_then_fine_tuning_upscaled_within_the_quick_budge
     # cross-validated fits cost more: in two minutes the probe compares originals and mirrored copies only
     assert isinstance(probe, ProbeStage) and probe.view_sets == ("fixed", "mirror")
     assert plan.cross_validation == 5 and any("cross-validation" in line for line in plan.describe())
+    assert any("the rest of the budget trains more of them" in line for line in plan.describe())   # anytime
     assert plan_auto(DIGITS, LITE0, LAPTOP, BUDGET_PRESETS["balanced"]).stages[0].view_sets == ("fixed", "mirror",
                                                                                                 "free")
     assert plan_auto(INSPECTION, LITE0, LAPTOP, BUDGET_PRESETS["balanced"]).cross_validation == 0   # 2,230 images

@@ -116,7 +116,6 @@ def compare_candidates(labels: np.ndarray, probabilities: Mapping[str, np.ndarra
     tail = (1 - LEVEL) / 2 * 100
     scores = []
     for name, p in probabilities.items():
-        p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
         diff = boot[name] - boot[reference]
         low, high = np.percentile(boot[name], [tail, 100 - tail])
         gain_low, gain_high = np.percentile(diff, [tail, 100 - tail]) if name != reference else (0.0, 0.0)
@@ -124,7 +123,7 @@ def compare_candidates(labels: np.ndarray, probabilities: Mapping[str, np.ndarra
                       if name in parts else None)
         scores.append(CandidateScore(
             name, _balanced(correct[name], members), float(low), float(high), float(correct[name].mean()),
-            float(-np.log(p[np.arange(len(labels)), labels]).mean()),
+            mean_log_loss(labels, p),
             _balanced(correct[name], members) - _balanced(correct[reference], members),
             float(gain_low), float(gain_high), over_parts))
     beyond = [s for s in scores if s.name != reference and s.gain_low > 0
@@ -143,15 +142,20 @@ def log_loss_gain(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarr
     difference, nats), and the standard error of that mean: paired, like the comparison above, but on a
     figure that also sees changes in confidence (a refinement such as averaging flipped copies rarely changes
     enough predicted classes to show in balanced accuracy)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    rows = np.arange(len(labels))
-
-    def losses(p: np.ndarray) -> np.ndarray:
-        return -np.log(np.clip(np.asarray(p, dtype=np.float64)[rows, labels], 1e-12, 1.0))
-
-    difference = losses(reference) - losses(candidate)
+    difference = _log_losses(labels, reference) - _log_losses(labels, candidate)
     spread = float(difference.std(ddof=1) / np.sqrt(len(labels))) if len(labels) > 1 else float("inf")
     return float(difference.mean()), spread
+
+
+def _log_losses(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each image's log loss (nats)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return -np.log(np.clip(np.asarray(probabilities, dtype=np.float64)[np.arange(len(labels)), labels], 1e-12, 1.0))
+
+
+def mean_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The mean log loss of probabilities (images x classes) for the true labels."""
+    return float(_log_losses(labels, probabilities).mean())
 
 
 def lower_loss_beyond_noise(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> bool:

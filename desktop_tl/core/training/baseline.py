@@ -22,7 +22,7 @@ from torch import nn
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.decision import predict_labels
 from desktop_tl.core.evaluation.metrics import balanced_accuracy
-from desktop_tl.core.evaluation.selection import average, compare_candidates, log_loss_gain
+from desktop_tl.core.evaluation.selection import average, compare_candidates, log_loss_gain, mean_log_loss
 from desktop_tl.core.events import Message
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet, shrink
@@ -336,9 +336,8 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
         finals.append(final)
     s.state["transfer_check"].update(delivered_scratch=comparison.chosen == "scratch",
                                      baseline_seconds=round(time.perf_counter() - started, 1))
-    loss = float(-np.log(np.clip(delivered[np.arange(len(labels)), labels], 1e-12, 1)).mean())
     accuracy = float((delivered.argmax(1) == labels).mean())
-    return CrossValidatedChoice(comparison.chosen, tuple(finals), loss, accuracy)
+    return CrossValidatedChoice(comparison.chosen, tuple(finals), mean_log_loss(labels, delivered), accuracy)
 
 
 MAX_SMALL_NETWORKS = 5       # averaged at most; each costs one more round of folds
@@ -418,8 +417,7 @@ def _more_small_networks(s: TrainingSession, setting: _SmallSetting, chosen: str
             return None
         current, candidate = (_delivered_oof(chosen, probe_oof, oofs),
                               _delivered_oof(chosen, probe_oof, [*oofs, found[0].numpy()]))
-        before, after = (float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-                         for p in (current, candidate))
+        before, after = mean_log_loss(labels, current), mean_log_loss(labels, candidate)
         if log_loss_gain(labels, current, candidate)[0] < MIN_LOSS_GAIN:
             yield Message("info", f"Averaging {len(seeds)} small network{'s' * (len(seeds) > 1)}: another one "
                                   f"would lower the out-of-fold loss by less than {MIN_LOSS_GAIN} ({before:.3f} -> "

@@ -213,7 +213,9 @@ class Plan:
                          f"{self.cross_validation}-fold "
                          "cross-validation over the training and validation images, patients and near duplicates "
                          "kept within one fold; another candidate replaces the pretrained path only when it is "
-                         "better beyond the noise.")
+                         "better beyond the noise. When the small network is the model, the rest of the budget "
+                         "trains more of them (other seeds) to average, while each still lowers the out-of-fold "
+                         "loss.")
         lines.extend(f"  Why: {reason}" for reason in self.reasons)
         return lines
 
