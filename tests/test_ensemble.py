@@ -19,6 +19,7 @@ from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.deploy.predict import OnnxClassifier
 from desktop_tl.core.deploy.quantize import quantize_int8
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.report import build_report
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import Finished, Message
 from desktop_tl.core.models.delivered import ENSEMBLE_ARCH, SCRATCH_ARCH
@@ -50,6 +51,21 @@ def test_the_ensemble_averages_its_members_probabilities_over_its_views():
         expected = torch.stack([m(v).softmax(1) for m in members for v in (images, images.flip(-1))]).mean(0)
         got = ensemble(images).softmax(1)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_one_networks_maps_are_averaged_over_its_views_turned_back():
+    torch.manual_seed(1)
+    member = ScratchNet(3, 32).eval()
+    ensemble = Ensemble([member], FREE).eval()
+    images = torch.randn(2, 3, 32, 32)
+    weight = member.get_classifier().weight
+    with torch.no_grad():
+        probabilities, maps = ensemble.probabilities_and_maps(images)
+        expected = torch.stack([view(name, torch.einsum("kc,nchw->nkhw", weight,
+                                                        member.forward_features(view(name, images))), inverse=True)
+                                for name in FREE]).mean(0)
+        assert torch.allclose(maps, expected, atol=1e-5)
+        assert torch.allclose(probabilities, ensemble(images).softmax(1), atol=1e-6)
 
 
 def test_an_ensemble_is_rebuilt_from_its_description_and_a_damaged_one_is_a_clear_message():
@@ -118,6 +134,10 @@ def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_wit
     retrain = retrain_config(run)           # label assist's Retrain starts afresh, and says why
     assert not retrain.continued and "the average of efficientnet_lite0 and a small network" in retrain.note
     assert "average of efficientnet_lite0 and a small network" in summarize_run(run).recipe
+    report = build_report(run)             # the report names the model delivered, and where choices were made
+    assert ("The delivered model: average of efficientnet_lite0 and a small network trained from scratch (the "
+            "pretrained model: efficientnet_lite0 with bundled weights)") in report
+    assert "by 5-fold cross-validation over the training and validation images" in report
 
 
 def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, ensemble_chosen, monkeypatch):
@@ -141,28 +161,3 @@ def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, e
     again = evaluate_run(run)         # its "validation" images trained it: evaluate shows the out-of-fold figures
     assert again["val_source"] == metrics["val_source"] and again["val"] == json.loads(json.dumps(metrics["val"]))
     assert "val, cross-validated (out-of-fold" in format_metrics(again)
-
-
-def test_predictions_averaged_over_flipped_and_turned_copies_are_one_graph_with_heat_maps(tmp_path, monkeypatch):
-    # whether averaging pays is decided on out-of-fold losses (test_cross_validation); here it is taken
-    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)
-    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
-    run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=10.0, num_workers=0, orientation="free"), SPLIT)
-    events = list(train_run(run))
-    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
-    assert any(isinstance(e, Message) and "averaged over the flipped or turned copies" in e.text for e in events)
-    model, meta = model_from_checkpoint(run)
-    assert isinstance(model, Ensemble) and model.views == FREE and len(model.members) == 1
-    assert "averaged over flipped or turned copies" in summarize_run(run).recipe
-    result = export_onnx(run, tmp_path / "mirrored.onnx")
-    assert result.parity_ok
-    session = ort.InferenceSession(str(tmp_path / "mirrored.onnx"), providers=["CPUExecutionProvider"])
-    assert CAM_OUTPUT in [o.name for o in session.get_outputs()]    # one model: its maps, averaged likewise
-    images = parity_images(load_index(run), Preprocessing.from_dict(meta["preprocessing"]))
-    member = model.members[0]
-    with torch.no_grad():
-        mean = torch.stack([member(view(name, torch.from_numpy(images))).softmax(1) for name in FREE]).mean(0)
-    temperature = (json.loads((run / "run.json").read_text()).get("calibration") or {}).get("temperature", 1.0)
-    expected = torch.softmax(torch.log(mean) / temperature, 1).numpy()
-    assert np.abs(session.run(["probabilities"], {"input": images})[0] - expected).max() < 1e-4

@@ -27,7 +27,7 @@ from desktop_tl.core.runs.folder import create_run, open_run
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline, loop
+from desktop_tl.core.training import baseline, loop, probe
 from desktop_tl.core.training.baseline import ScratchFit, scratch_wins
 from desktop_tl.core.training.run import train_run
 
@@ -78,12 +78,13 @@ def scratch_always_wins(monkeypatch):
         return dataclasses.replace(real(*args, **kwargs), chosen="scratch")
 
     monkeypatch.setattr(baseline, "compare_candidates", scratch_chosen)
+    monkeypatch.setattr(baseline, "MAX_SMALL_NETWORKS", 1)    # one network: the rounds are tested below
 
 
-def _new_run(tmp_path, budget: float = 20.0):
+def _new_run(tmp_path, budget: float = 20.0, orientation: str = "auto"):
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=budget, num_workers=0), SPLIT)
+    create_run(run, data, TrainConfig(budget=budget, num_workers=0, orientation=orientation), SPLIT)
     return run, data
 
 
@@ -134,7 +135,9 @@ def test_while_the_budget_allows_more_small_networks_join_the_average_if_they_he
                                                                                    monkeypatch):
     # whether one helps is a pure function of out-of-fold losses (test_cross_validation); here every one does
     monkeypatch.setattr(baseline, "log_loss_gain", lambda *args: (1.0, 0.0))
-    run, _ = _new_run(tmp_path, budget=20.0)
+    monkeypatch.setattr(baseline, "MAX_SMALL_NETWORKS", 3)
+    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
+    run, _ = _new_run(tmp_path, budget=20.0, orientation="free")
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     texts = [e.text for e in events if isinstance(e, Message)]
@@ -142,8 +145,11 @@ def test_while_the_budget_allows_more_small_networks_join_the_average_if_they_he
     model, meta = model_from_checkpoint(run)
     networks = json.loads((run / "metrics.json").read_text())["cross_validation"]["small_networks"]
     assert networks > 1 and isinstance(model, Ensemble) and len(model.members) == networks
+    assert model.views == ("identity", "hflip", "vflip", "rot90")
+    assert summarize_run(run).recipe.endswith(f"average of {networks} small networks trained from scratch, averaged "
+                                              "over flipped or turned copies")
     assert all(isinstance(m, ScratchNet) for m in model.members)
-    assert any(t.startswith(f"Averaging {networks} small networks") for t in texts) or networks == 5
+    assert any(t.startswith(f"Averaging {networks} small networks") for t in texts)
     result = export_onnx(run, tmp_path / "model.onnx")
-    assert result.parity_ok     # one graph; the networks' heat maps have one size and are averaged
+    assert result.parity_ok     # one graph; the networks' heat maps have one size and are averaged, over views too
     assert CAM_OUTPUT in [o.name for o in ort.InferenceSession(str(tmp_path / "model.onnx")).get_outputs()]

@@ -19,8 +19,9 @@ from desktop_tl.core.data.index import near_duplicate_lines
 from desktop_tl.core.decision import rule_text
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
+from desktop_tl.core.models.delivered import delivered_model_words
 from desktop_tl.core.reporting import OPERATING_RATES, rate_text
-from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.core.runs.folder import BEST_CHECKPOINT, RunFolder, RunInfo
 
 MISTAKES_SHOWN = 12
 THUMBNAIL = 128
@@ -172,6 +173,24 @@ def _mistakes(metrics: dict[str, Any], root: Path | None) -> str:
     return f"<div class='mistakes'>{''.join(figures)}</div>"
 
 
+def _model_words(folder: RunFolder, info: RunInfo) -> str:
+    """The model the run delivered, in words, and what it started from."""
+    started = f"{info.config.model} with {info.config.weights} weights"
+    delivered = delivered_model_words(folder.checkpoint_meta(BEST_CHECKPOINT), info.config.model)
+    if delivered == info.config.model:
+        return started
+    return f"The delivered model: {delivered} (the pretrained model: {started})"
+
+
+def _choices_made_on(metrics: dict[str, Any]) -> str:
+    """Where the recipe's choices were made: the validation split, or cross-validation over train+val."""
+    if metrics.get("cross_validation"):
+        folds = metrics["cross_validation"].get("folds")
+        return (f"by {folds}-fold cross-validation over the training and validation images (and on the validation "
+                "split for fine-tuning's epochs)")
+    return "on the validation split"
+
+
 def build_report(run_dir: Path) -> str:
     """The report of a finished run as one HTML document."""
     folder = RunFolder(run_dir)
@@ -191,10 +210,10 @@ def build_report(run_dir: Path) -> str:
         "<h1>Evaluation report</h1>",
         f"<p>Made by desktop_tl on {datetime.now():%Y-%m-%d %H:%M}. Classes: "
         f"{_esc(', '.join(classes))}. The test split was kept apart and evaluated once, when the run finished; "
-        "every choice (threshold, calibration, recipe) was made on the validation split.</p>",
+        f"every choice (threshold, calibration, recipe) was made {_choices_made_on(metrics)}.</p>",
         "<h2>Dataset</h2>", dataset,
         "<h2>Model and recipe</h2>",
-        f"<p>{_esc(info.config.model)} with {_esc(info.config.weights)} weights; best epoch "
+        f"<p>{_esc(_model_words(folder, info))}; best epoch "
         f"{_esc(metrics.get('best_epoch', metrics.get('epoch')))}.</p>",
         "<ul>" + "".join(f"<li>{_esc(line.strip())}</li>" for line in plan_lines) + "</ul>",
         "<h2>Figures</h2>", _figures_section(metrics),
