@@ -222,9 +222,11 @@ def _export_summary(run_dir: Path, result, tolerance: float) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.predict import (
+        STATUS_WORDS,
         OnnxClassifier,
         collect_inputs,
         describe_decision,
+        prediction_record,
         write_heatmaps,
         write_predictions_csv,
     )
@@ -236,12 +238,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         "Export the model again with `desktop-tl export`, or leave out --heatmaps.")
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths]),
                                                 heatmaps=bool(args.heatmaps)))
-    print(describe_decision(classifier.decision, classifier.calibration))
-    for p in predictions:
-        if p.error:
-            print(f"{p.path}\tskipped: {p.error}")
-        else:
-            print(f"{p.path}\t{p.label}\t{p.probability:.3f}")
+    rules = describe_decision(classifier.decision, classifier.calibration, classifier.referral,
+                              classifier.familiarity, classifier.has_status_rule)
+    if args.json:
+        print(json.dumps({"rules": rules, "classes": classifier.classes,
+                          "predictions": [prediction_record(p) for p in predictions]}, indent=2))
+    else:
+        print(rules)
+        for p in predictions:
+            if p.error:
+                print(f"{p.path}\tskipped: {p.error}")
+            else:
+                print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t{STATUS_WORDS[p.status]}")
     if args.csv:
         write_predictions_csv(Path(args.csv), predictions, classifier.classes)
         print(f"Wrote {len(predictions)} rows to {args.csv}")
@@ -373,7 +381,8 @@ def _add_model_commands(sub) -> None:
     p = sub.add_parser("predict", help="classify images with an exported ONNX model (no PyTorch needed)")
     p.add_argument("model", help="the .onnx file from `desktop-tl export`")
     p.add_argument("paths", nargs="+", help="images, DICOM files or folders (searched recursively)")
-    p.add_argument("--csv", help="also write path,label,probability and per-class columns to this CSV")
+    p.add_argument("--csv", help="also write path,label,probability,status and per-class columns to this CSV")
+    p.add_argument("--json", action="store_true", help="print the predictions as one JSON document")
     p.add_argument("--heatmaps", metavar="DIR",
                    help="also write, per image, a PNG of where the model looked for the class it chose")
     p.set_defaults(func=cmd_predict)

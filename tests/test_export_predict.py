@@ -44,7 +44,8 @@ def test_export_is_self_contained_with_metadata(exported, trained_run):
 def test_parity_checked_on_real_images_and_recorded(exported, trained_run):
     _, result = exported
     assert result.parity_ok
-    assert set(result.parity_max_abs_diff) == {"batch_1", "batch_7"}
+    # the probabilities, and the unfamiliarity score relative to its size, at two batch sizes
+    assert set(result.parity_max_abs_diff) == {"batch_1", "batch_7", "unfamiliarity_batch_1", "unfamiliarity_batch_7"}
     assert max(result.parity_max_abs_diff.values()) <= 1e-4
     stored = json.loads((trained_run / "export.json").read_text())
     assert stored["parity_max_abs_diff"] == result.parity_max_abs_diff and stored["onnx_file"] == "model.onnx"
@@ -89,7 +90,7 @@ def test_predict_cli_works_where_torch_cannot_be_imported(exported, small_datase
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0].keys())[:3] == ["path", "label", "probability"]
-    assert list(rows[0].keys())[3:7] == ["brick", "coins", "grass", "gravel"]
+    assert list(rows[0].keys())[3:8] == ["status", "brick", "coins", "grass", "gravel"]
     assert len(rows) == 11
     assert all(r["path"].startswith(str(small_dataset / "grass")) for r in rows[:10])
     assert rows[-1]["error"] and not rows[-1]["label"]

@@ -13,7 +13,7 @@ from PIL import Image
 from desktop_tl.cli import main
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.deploy.export import export_onnx
-from desktop_tl.core.deploy.heatmaps import heat_colours, normalised_heatmap, overlay
+from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT, heat_colours, normalised_heatmap, overlay
 from desktop_tl.core.deploy.predict import OnnxClassifier, heatmap_name
 from desktop_tl.core.events import Finished
 from desktop_tl.core.runs.folder import create_run
@@ -98,7 +98,9 @@ def test_heatmaps_from_a_model_without_them_is_a_clear_message(corner_model, tmp
 
     model, data = corner_model
     proto = onnx.load(str(model))
-    proto.graph.output.pop()                                       # as exported before heat maps existed
+    kept = [o for o in proto.graph.output if o.name != CAM_OUTPUT]   # as exported before heat maps existed
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
     onnx.save(proto, str(tmp_path / "old.onnx"))
     assert main(["predict", str(tmp_path / "old.onnx"), str(data), "--heatmaps", str(tmp_path / "h")]) == 2
     assert "carries no heat maps" in capsys.readouterr().err

@@ -99,6 +99,9 @@ class TrainConfig:
                                      recipe_decides=True)
     augment: str = setting("light", "augmentation", "augmentation preset", choices=AUGMENT_PRESETS,
                            recipe_decides=True)
+    refer_target: float = setting(0.05, "referral target", "refer the images the model is unsure of to a person, "
+                                  "so that the error among the images it answers stays at or below this rate "
+                                  "(checked on held-out images with 95% confidence; 0: answer every image)")
     device: str = setting("auto", "device", "where to train", choices=DEVICES)
     seed: int = setting(0, "seed", "seed of the split and of training", cli=False)   # the split's --seed sets it
     num_workers: int = setting(-1, "loader workers", "data-loading processes (-1: from the cores)", flag="workers")
@@ -128,6 +131,8 @@ class TrainConfig:
             ("lr", self.lr > 0, f"must be positive, got {self.lr}", "Use 0.001 for head training."),
             ("image_size", self.image_size is None or 32 <= self.image_size <= 1024,
              f"must be between 32 and 1024, got {self.image_size}", "Leave it out to use the model's own size."),
+            ("refer_target", 0 <= self.refer_target <= 0.5, f"must be between 0 and 0.5, got {self.refer_target}",
+             "Use 0.05 to answer where the error stays within 5%, or 0 to answer every image."),
             ("layer_decay", 0 < self.layer_decay <= 1, f"must be in (0, 1], got {self.layer_decay}",
              "Use 1 to switch it off, or 0.7."),
         )

@@ -148,3 +148,120 @@ def choose_threshold(labels: Sequence[int], probs: np.ndarray, positive: int) ->
         if best_key is None or key > best_key:
             best, best_key = float(t), key
     return best
+
+
+ANSWERED, UNCERTAIN, UNFAMILIAR = "answered", "uncertain", "unfamiliar"
+UNFAMILIARITY_OUTPUT = "unfamiliarity"     # the exported graph's output of each image's unfamiliarity score
+STATUS_RULES_KEY = "statuses"              # ONNX metadata: the statuses a model can give (absent: made before them)
+STATUS_ORDER = (UNFAMILIAR, UNCERTAIN, ANSWERED)   # the first that applies: an unfamiliar image is not answered
+
+
+@dataclass(frozen=True)
+class Referral:
+    """Answer an image when the probability of the class the decision gives it is at least `threshold`,
+    else refer it to a person ("uncertain"). The threshold was chosen so that a `confidence` upper bound of
+    the error among the answered images of `chosen_on` stays at or below `target` (see
+    core.evaluation.referral)."""
+
+    threshold: float
+    target: float
+    confidence: float = 0.95
+    chosen_on: str = "validation"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
+        return asdict(self)
+
+    def rule(self) -> str:
+        """The rule in words."""
+        return (f"answer when the probability of the class given is at least {self.threshold:.3f}, else refer the "
+                f"image to a person (chosen on {source_words(self.chosen_on)} to keep the error among answered "
+                f"images at or below {self.target:.0%} with {self.confidence:.0%} confidence)")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Referral | None:
+        """The referral rule in `data`, or None when absent or out of range."""
+        if not isinstance(data, dict):
+            return None
+        values = [data.get(k) for k in ("threshold", "target", "confidence")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return None
+        threshold, target, confidence = (float(v) for v in values)
+        if not (0.0 <= threshold <= 1.0 + 1e-5 and 0.0 < target < 1.0 and 0.5 <= confidence < 1.0):
+            return None
+        return cls(threshold, target, confidence, str(data.get("chosen_on", "validation")))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Referral | None:
+        """The referral rule in a JSON string (ONNX metadata), or None."""
+        try:
+            return cls.from_dict(json.loads(text)) if text else None
+        except (ValueError, RecursionError):
+            return None
+
+
+@dataclass(frozen=True)
+class Familiarity:
+    """An image is unfamiliar when its unfamiliarity score (the squared Mahalanobis distance of its features to
+    the nearest class, computed inside the exported graph) exceeds `threshold`, set so that about
+    `flagged_share` of held-out images of the training kind are flagged."""
+
+    threshold: float
+    flagged_share: float = 0.05
+    chosen_on: str = "validation"
+    method: str = "mahalanobis"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
+        return asdict(self)
+
+    def rule(self) -> str:
+        """The rule in words."""
+        return (f"an image is unfamiliar when its features lie further from every class than those of all but "
+                f"{self.flagged_share:.0%} of the held-out images of the training kind ({source_words(self.chosen_on)})")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Familiarity | None:
+        """The rule in `data`, or None when absent or damaged."""
+        if not isinstance(data, dict):
+            return None
+        threshold, share = data.get("threshold"), data.get("flagged_share", 0.05)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (threshold, share)):
+            return None
+        if not (float(threshold) >= 0.0 and 0.0 < float(share) < 1.0) or threshold != threshold:
+            return None
+        return cls(float(threshold), float(share), str(data.get("chosen_on", "validation")),
+                   str(data.get("method", "mahalanobis")))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Familiarity | None:
+        """The rule in a JSON string (ONNX metadata), or None."""
+        try:
+            return cls.from_dict(json.loads(text)) if text else None
+        except (ValueError, RecursionError):
+            return None
+
+
+def given_class_probability(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None) -> np.ndarray:
+    """Each image's probability of the class the decision gives it (its confidence)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
+    given = predict_labels(probs, classes, decision)
+    return probs[np.arange(len(probs)), given]
+
+
+def statuses(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None,
+             referral: Referral | None = None, unfamiliarity: np.ndarray | None = None,
+             familiarity: Familiarity | None = None) -> list[str]:
+    """Each image's status, in one documented order: first the decision gives the class; an image whose
+    features are unfamiliar is "unfamiliar"; else one whose given class is less probable than the referral
+    threshold is "uncertain"; else "answered". Without a rule, that step never applies."""
+    confidence = given_class_probability(probs, classes, decision)
+    out = []
+    for k, p in enumerate(confidence):
+        if familiarity is not None and unfamiliarity is not None and unfamiliarity[k] > familiarity.threshold:
+            out.append(UNFAMILIAR)
+        elif referral is not None and p < referral.threshold:
+            out.append(UNCERTAIN)
+        else:
+            out.append(ANSWERED)
+    return out

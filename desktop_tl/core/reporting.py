@@ -109,6 +109,7 @@ def format_metrics(metrics: dict) -> str:
                      f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
     for split in ("val", "test"):
         lines.extend(_probability_lines(split, metrics.get(split) or {}))
+    lines.extend(status_lines(metrics))
     lines.extend(subgroup_lines(metrics))
     test = metrics.get("test") or {}
     if test.get("images"):
@@ -148,6 +149,50 @@ def _probability_lines(split: str, m: dict[str, Any]) -> list[str]:
                      f"{operating_point_text(point)}")
     if m.get("ece") is not None:
         lines.append(f"{split} calibration error (ECE): {m['ece']:.3f}")
+    return lines
+
+
+def _share_text(count: int, total: int, ci95: list[float] | None) -> str:
+    interval = f"; 95% CI {ci95[0]:.0%}–{ci95[1]:.0%}" if ci95 else ""
+    return f"{count / total:.1%} ({count}/{total}{interval})" if total else "n/a"
+
+
+def status_figures(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Per split (validation, test): the share the model answers, the error among the answered and the share
+    flagged unfamiliar, each with its count and 95% interval (the CLI, the report and the window)."""
+    referral, unfamiliar = metrics.get("referral") or {}, metrics.get("unfamiliar") or {}
+    rows = []
+    held_out = "validation" if metrics.get("val_source", "validation") == "validation" else \
+        "cross-validation (out-of-fold)"
+    for split, name in (("val", held_out), ("test", "test")):
+        figures = referral.get(split) or {}
+        flagged = (unfamiliar.get("test") or {}) if split == "test" else {}
+        if not figures.get("images") and not flagged.get("images"):
+            continue
+        answered = (_share_text(figures["answered"], figures["images"], figures.get("coverage_ci95"))
+                    if figures.get("images") else "all")
+        error = (_share_text(figures["errors"], figures["answered"], figures.get("error_ci95"))
+                 if figures.get("answered") else "n/a")
+        found = (_share_text(flagged["flagged"], flagged["images"], flagged.get("ci95"))
+                 if flagged.get("images") else "n/a")
+        rows.append((name, answered, error, found))
+    return rows
+
+
+def status_lines(metrics: dict[str, Any]) -> list[str]:
+    """The referral rule and the check for unfamiliar images, with their held-out and test figures."""
+    referral, unfamiliar = metrics.get("referral") or {}, metrics.get("unfamiliar") or {}
+    lines = []
+    if referral:
+        lines.append(f"Referral: answer when the probability of the class given is at least "
+                     f"{referral['threshold']:.3f} (target: at most {referral['target']:.0%} error among answered "
+                     f"images, with {referral.get('confidence', 0.95):.0%} confidence).")
+    if unfamiliar:
+        lines.append(f"Unfamiliar images: flagged above score {unfamiliar['threshold']:.1f}, set to flag "
+                     f"{unfamiliar['flagged_share']:.0%} of held-out images of the training kind.")
+    for name, answered, error, found in status_figures(metrics):
+        lines.append(f"{name}: answered {answered}; error among answered {error}"
+                     + (f"; flagged unfamiliar {found}" if name == "test" and unfamiliar else ""))
     return lines
 
 

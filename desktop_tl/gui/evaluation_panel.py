@@ -37,6 +37,7 @@ from desktop_tl.gui.image_viewer import ImageViewer
 from desktop_tl.gui.item_models import ImageListModel, MatrixModel
 from desktop_tl.gui.operating_point_view import OperatingPointView
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
+from desktop_tl.gui.referral_view import ReferralView
 from desktop_tl.gui.reliability_view import ReliabilityView
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.subgroup_view import SubgroupView
@@ -151,12 +152,14 @@ class EvaluationPanel(QWidget):
         mistakes.addWidget(right)
         self.operating_point = OperatingPointView(self)
         self.reliability = ReliabilityView(self)
+        self.referral = ReferralView(self)
         self.subgroups = SubgroupView(self)
         body = QTabWidget(self)
         body.setObjectName("evaluationTabs")
         body.addTab(mistakes, "Confusion and mistakes")
         body.addTab(self.operating_point, "Operating point")
         body.addTab(self.reliability, "Calibration")
+        body.addTab(self.referral, "Referral")
         body.addTab(self.subgroups, "Subgroups")
         self.tabs = body
         layout = QVBoxLayout(self)
@@ -234,6 +237,7 @@ class EvaluationPanel(QWidget):
         classes = list(metrics.get("classes") or [])
         self.summary.setText(summary_text(name, m))
         self.reliability.show_split(metrics, self.split)
+        self.referral.show_split(metrics, self.split)
         if not m:
             self.matrix_model.set_matrix([], [])
             self.class_model.set_rows([])

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_tl.core.decision import Calibration, Decision
+from desktop_tl.core.decision import STATUS_RULES_KEY, Calibration, Decision, Familiarity, Referral
 from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
@@ -110,17 +110,42 @@ def metadata_rows(metadata: dict[str, str]) -> list[tuple[str, str]]:
     return rows
 
 
+STATUS_TONES = {"uncertain": "#fff1c2", "unfamiliar": "#dcdcdc"}   # amber and grey: refer to a person
+
+
 def prediction_item(prediction: Prediction) -> ImageItem:
-    """A result list entry: thumbnail, file name, label and probability (or why it failed)."""
+    """A result list entry: thumbnail, file name, label and probability, and the status when the model refers
+    the image to a person (or why it failed)."""
     path = Path(prediction.path)
     if prediction.error:
         return ImageItem(path, f"{path.name}\ncannot be read: {prediction.error}", prediction.path)
     top = sorted(prediction.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:3]
     looked = (f"\nColours: where the model looked for {prediction.label!r} (red: most)."
               if prediction.heatmap is not None else "")
-    return ImageItem(path, f"{path.name}\n{prediction.label} ({prediction.probability:.1%})",
-                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top) + looked,
-                     prediction.heatmap)
+    caption = f"{path.name}\n{prediction.label} ({prediction.probability:.1%})"
+    status = ""
+    if prediction.status == "uncertain":
+        caption += "\nRefer: uncertain"
+        status = "\nUncertain: the model is not sure enough to answer; refer the image to a person."
+    elif prediction.status == "unfamiliar":
+        caption = f"{path.name}\nRefer: unfamiliar image\n(nearest: {prediction.label})"
+        status = ("\nUnfamiliar: this image is unlike the images the model was trained on, so its answer means "
+                  "little; refer it to a person.")
+    return ImageItem(path, caption,
+                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top) + status + looked,
+                     prediction.heatmap, STATUS_TONES.get(prediction.status or ""))
+
+
+def status_summary(predictions: Sequence[Prediction]) -> str:
+    """How many images were classified, answered and referred (and could not be read)."""
+    read = [p for p in predictions if not p.error]
+    counts = {s: sum(1 for p in read if p.status == s) for s in ("answered", "uncertain", "unfamiliar")}
+    text = f"{len(predictions)} images classified"
+    if counts["uncertain"] or counts["unfamiliar"]:
+        text += (f": {counts['answered']} answered, {counts['uncertain']} uncertain and {counts['unfamiliar']} "
+                 "unfamiliar (refer those to a person)")
+    failed = len(predictions) - len(read)
+    return text + (f"; {failed} could not be read." if failed else ".")
 
 
 def _decision_text(result: ExportResult) -> str:
@@ -129,8 +154,11 @@ def _decision_text(result: ExportResult) -> str:
         classes = json.loads(result.metadata.get("classes", "[]"))
     except ValueError:
         classes = []
+    referral = Referral.from_json(result.metadata.get("referral"))
+    familiarity = Familiarity.from_json(result.metadata.get("familiarity"))
     return describe_decision(Decision.from_json(result.metadata.get("decision"), classes),
-                             Calibration.from_json(result.metadata.get("calibration")))
+                             Calibration.from_json(result.metadata.get("calibration")), referral, familiarity,
+                             status_rule=STATUS_RULES_KEY in result.metadata)
 
 
 def local_files(mime: QMimeData) -> list[Path]:
@@ -330,9 +358,7 @@ class ExportPanel(QWidget):
         elif kind == PREDICT_JOB:
             predictions: list[Prediction] = list(result)  # type: ignore[arg-type]
             self.results_model.set_items([prediction_item(p) for p in predictions])
-            failed = sum(1 for p in predictions if p.error)
-            note = f"{len(predictions)} images classified" + (f", {failed} could not be read." if failed else ".")
-            self.message.show_note(note)
+            self.message.show_note(status_summary(predictions))
 
     @Slot(str, object)
     def _on_failed(self, kind: str, failure: Failed) -> None:

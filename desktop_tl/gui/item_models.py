@@ -172,12 +172,14 @@ class MatrixModel(QAbstractTableModel):
 @dataclass(frozen=True)
 class ImageItem:
     """One picture in a gallery: its file, a caption and a tooltip; `picture` (a PIL image, e.g. a heat map
-    over the image) is shown instead of the file's thumbnail when given."""
+    over the image) is shown instead of the file's thumbnail when given; `tone` (a colour name) tints the entry,
+    e.g. an image the model refers to a person."""
 
     path: Path
     caption: str
     tooltip: str = ""
     picture: Any = None
+    tone: str | None = None
 
 
 def pixmap_from_pil(image: Any, side: int) -> QPixmap:
@@ -231,6 +233,8 @@ class ImageListModel(QAbstractListModel):
             return self.thumbnails.pixmap_or_placeholder(item.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.tooltip or str(item.path)
+        if role == Qt.ItemDataRole.BackgroundRole and item.tone:
+            return QColor(item.tone)
         if role == PATH_ROLE:
             return item.path
         return None

@@ -20,6 +20,13 @@ ORIENTATION_CHOICES = (
     ("Fixed: never flip or turn (e.g. chest films)", "fixed"),
     ("Free: flips and quarter turns (e.g. microscopy)", "free"),
 )
+REFERRAL_CHOICES = (  # (label, refer_target)
+    ("Off: answer every image", 0.0),
+    ("Keep errors within 1%", 0.01),
+    ("Keep errors within 2%", 0.02),
+    ("Keep errors within 5%", 0.05),
+    ("Keep errors within 10%", 0.10),
+)
 PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
              "computer: a linear probe first, then fine-tuning of every layer while the time budget allows (or, "
              "when a small network trained from scratch does better beyond the noise, that network, or the average "
@@ -49,6 +56,14 @@ class TrainingSettings(QGroupBox):
             self.orientation.addItem(label, value)
         self.orientation.setToolTip("May training images be mirrored and turned? Say Fixed when left/right or up/down "
                                     "carries meaning (chest films, text)")
+        self.referral = QComboBox()
+        self.referral.setObjectName("referralTarget")
+        for label, target in REFERRAL_CHOICES:
+            self.referral.addItem(label, target)
+        self.referral.setToolTip("Refer to a person the images the model is unsure of, so that among the images it "
+                                 "answers the error stays within this rate (checked on held-out images with 95% "
+                                 "confidence). A stricter rate answers fewer images. Images unlike the training "
+                                 "images are flagged as unfamiliar either way.")
         self.plan_label = QLabel(PLAN_HINT, wordWrap=True)
         self.plan_label.setObjectName("planLabel")
         self.plan_label.setStyleSheet("color: #444444;")
@@ -78,12 +93,13 @@ class TrainingSettings(QGroupBox):
         self.augment.currentIndexChanged.connect(self._write_config)
         self.device.currentIndexChanged.connect(self._write_config)
         self.orientation.currentIndexChanged.connect(self._write_config)
+        self.referral.currentIndexChanged.connect(self._write_config)
         self.recipe.currentIndexChanged.connect(self._write_recipe)
         self.state.sig_config_changed.connect(lambda _config: self.load_from_state())
         self.load_from_state()
 
     def _lay_out(self) -> None:
-        for box in (self.recipe, self.orientation, self.device):    # long choices are elided, not widening the panel
+        for box in (self.recipe, self.orientation, self.device, self.referral):    # long choices are elided, not widening the panel
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(16)
         grid = QGridLayout(self)
@@ -93,6 +109,8 @@ class TrainingSettings(QGroupBox):
         grid.addWidget(self.orientation, 0, 3)
         grid.addWidget(QLabel("Device"), 1, 0)
         grid.addWidget(self.device, 1, 1)
+        grid.addWidget(QLabel("Refer to a person"), 1, 2)
+        grid.addWidget(self.referral, 1, 3)
         self.custom_box = QWidget()
         self.custom_box.setObjectName("customSettings")
         custom = QGridLayout(self.custom_box)
@@ -128,7 +146,8 @@ class TrainingSettings(QGroupBox):
     def load_from_state(self) -> None:
         """Show the recipe and settings of `state.config` (after a project was opened)."""
         cfg = self.state.config
-        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation)
+        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation,
+                   self.referral)
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -139,10 +158,19 @@ class TrainingSettings(QGroupBox):
             self.augment.setCurrentText(cfg.augment)
             self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
             self.orientation.setCurrentIndex(max(0, self.orientation.findData(cfg.orientation)))
+            self._show_referral(cfg.refer_target)
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
         self._show_recipe()
+
+    def _show_referral(self, target: float) -> None:
+        """Select the referral target (one that is no choice, set from the CLI, gets its own entry)."""
+        found = next((i for i in range(self.referral.count()) if abs(self.referral.itemData(i) - target) < 1e-9), -1)
+        if found < 0:
+            self.referral.addItem(f"Keep errors within {target:.1%}", target)
+            found = self.referral.count() - 1
+        self.referral.setCurrentIndex(found)
 
     def _show_recipe(self) -> None:
         """Select the recipe of `state.config` (a budget that is no preset gets its own entry)."""
@@ -173,7 +201,8 @@ class TrainingSettings(QGroupBox):
         self.state.update_config(epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
                                  image_size=self.image_size.value() or None, augment=self.augment.currentText(),
                                  device=self.device.currentData() or "auto",
-                                 orientation=self.orientation.currentData() or "auto")
+                                 orientation=self.orientation.currentData() or "auto",
+                                 refer_target=float(self.referral.currentData() or 0.0))
 
     def show_plan(self, lines: tuple[str, ...] | None) -> None:
         """The plan a run follows (None: back to the hint of the chosen recipe)."""

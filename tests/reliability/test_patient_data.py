@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from desktop_tl.core.runs.folder import DETECTOR_FILE
 from desktop_tl.core.training.tuning import TUNING_FILE
 
 from rel_support import REPO, dicom_copy, files_under
@@ -22,7 +23,7 @@ PATIENT_NAME = "SENTINEL^PATIENT"
 def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     study = tmp_path / f"{PATIENT_NAME} study"  # the sentinel sits above the dataset root
     data = study / "data"
-    for i in range(9):
+    for i in range(18):       # enough that the automatic run fits the check for unfamiliar images
         dicom_copy(data / "ct" / f"ct_{i}.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-123-{i % 3}", i + 1)
         dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 3}", i + 1)
     dicom_copy(study / "unlabelled" / "ct_u.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 20)
@@ -41,6 +42,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                      ["evaluate", "runs/auto", "--target-sensitivity", "0.9"], ["export", "runs/auto"],
                      ["report", "runs/auto"], ["report", "runs/run", "--out", "runs/run-report.html"],
                      ["predict", "runs/auto/model.onnx", "data", "--heatmaps", "runs/heatmaps"],
+                     ["predict", "runs/auto/model.onnx", "data", "--json"],
                      ["review-labels", "runs/auto"], ["suggest", "runs/auto", "data", "--out", "runs/suggest.csv"]):
             print("$", *argv, flush=True)
             code = main(argv)
@@ -75,7 +77,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert '"plan"' in auto and '"decision"' in auto            # the automatic recipe's own outputs are searched too
     assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
     assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
-    assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 18             # heat maps, label review, assist
+    assert (study / "runs" / "auto" / DETECTOR_FILE).is_file()                       # the unfamiliarity check,
+    assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 36             # heat maps, label review, assist
     assert "Epoch 1/1" in (study / "runs" / "run" / "log.txt").read_text()           # and the runs' logs
     assert (study / "runs" / "auto" / "log.txt").is_file()
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain

@@ -16,11 +16,23 @@ from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_json, ensure
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
-from desktop_tl.core.decision import Calibration, Decision
+from desktop_tl.core.decision import (
+    ANSWERED,
+    STATUS_RULES_KEY,
+    UNCERTAIN,
+    UNFAMILIAR,
+    UNFAMILIARITY_OUTPUT,
+    Calibration,
+    Decision,
+    Familiarity,
+    Referral,
+)
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.ensemble import Ensemble
-from desktop_tl.core.runs.folder import EXPORT_FILE, MODEL_FILE, load_index, open_run
+from desktop_tl.core.models.factory import create_model
+from desktop_tl.core.models.familiarity import UnfamiliarityScore, feature_network, load_detector, pooled_features
+from desktop_tl.core.runs.folder import DETECTOR_FILE, EXPORT_FILE, MODEL_FILE, RunInfo, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
 
 OPSET = 18
@@ -43,24 +55,44 @@ class _WithSoftmax(nn.Module):
     """The model with its calibrated softmax: probabilities = softmax(logits / temperature); with `cam`, also
     the class activation maps: the classifier's weights applied at every position of the last feature map
     (CAM, Zhou et al. 2016), which for a global-average-pool + linear head is exactly what each position adds
-    to each class's logit. `predict` turns them into heat maps with numpy alone."""
+    to each class's logit. `predict` turns them into heat maps with numpy alone. With `score`, last, each
+    image's unfamiliarity from the pooled features of `features_from` (core.models.familiarity)."""
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0, cam: bool = False) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0, cam: bool = False,
+                 score: UnfamiliarityScore | None = None, features_from: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
         self.cam = cam
+        self.score = score
+        # decided here, not in forward: under torch.export `features_from is model` does not hold, and the
+        # model would be traced twice (twice the export time)
+        self.reads_own_features = features_from is model
+        members = list(model.members) if isinstance(model, Ensemble) else []
+        self.feature_member = next((k for k, m in enumerate(members) if m is features_from), None)
+        own = self.reads_own_features or self.feature_member is not None
+        self.features_from = None if own else features_from
 
     def forward(self, images: torch.Tensor):
-        if not self.cam:
-            return torch.softmax(self.model(images) / self.temperature, dim=1)
-        if isinstance(self.model, Ensemble):      # the maps averaged over views and members, as the probabilities
-            averaged, maps = self.model.probabilities_and_maps(images)
-            return torch.softmax(torch.log(averaged.clamp_min(1e-12)) / self.temperature, dim=1), maps
-        features = self.model.forward_features(images)
-        probabilities = torch.softmax(self.model.forward_head(features) / self.temperature, dim=1)
-        weight = self.model.get_classifier().weight
-        return probabilities, torch.einsum("kc,nchw->nkhw", weight, features)
+        if isinstance(self.model, Ensemble):  # maps and features from the one pass of each member
+            probabilities, maps, pooled = self.model.outputs(images, maps=self.cam, features_of=self.feature_member)
+            outputs = (self._softmax(torch.log(probabilities.clamp_min(1e-12))),) + ((maps,) if self.cam else ())
+            if self.score is not None and self.feature_member is None:
+                pooled = pooled_features(self.features_from, images)
+        else:                 # one pass through the model's layers gives every output
+            features = self.model.forward_features(images)
+            outputs = (self._softmax(self.model.forward_head(features)),)
+            if self.cam:
+                outputs += (torch.einsum("kc,nchw->nkhw", self.model.get_classifier().weight, features),)
+            if self.score is not None:
+                pooled = (self.model.forward_head(features, pre_logits=True).flatten(1).float()
+                          if self.reads_own_features else pooled_features(self.features_from, images))
+        if self.score is not None:
+            outputs += (self.score(pooled),)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float() / self.temperature, dim=1)
 
 
 def supports_cam(model: nn.Module) -> bool:
@@ -87,10 +119,12 @@ def supports_cam(model: nn.Module) -> bool:
 
 
 def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
-                  calibration: Calibration | None = None) -> dict[str, str]:
+                  calibration: Calibration | None = None, referral: Referral | None = None,
+                  familiarity: Familiarity | None = None) -> dict[str, str]:
     """metadata_props of an exported model: preprocessing, classes, the decision rule (a two-class threshold
     chosen on validation; absent: the most probable class), the calibration (already folded into the
-    graph's softmax; recorded to say so), provenance; never paths."""
+    graph's softmax; recorded to say so), the referral rule and the threshold of the graph's unfamiliarity
+    output (absent: every image is answered), provenance; never paths."""
     prep = meta["preprocessing"]
     history = meta.get("history") or []
     best = next((h for h in history if h["epoch"] == meta.get("best_epoch")), None)
@@ -102,6 +136,14 @@ def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
     extra = {"decision": json.dumps(decision.to_dict())} if decision is not None else {}
     if calibration is not None:
         extra["calibration"] = json.dumps(calibration.to_dict())
+    if referral is not None:
+        extra["referral"] = json.dumps(referral.to_dict())
+    if familiarity is not None:
+        extra["familiarity"] = json.dumps(familiarity.to_dict())
+    # the statuses this model can give: present even when it answers every image, so that `predict` can tell a
+    # run without the rules (referral off, too few images) from a model exported before they existed
+    extra[STATUS_RULES_KEY] = json.dumps([ANSWERED] + ([UNCERTAIN] if referral else []) +
+                                         ([UNFAMILIAR] if familiarity else []))
     if meta.get("members"):       # an ensemble: what it averages (it carries no heat maps)
         extra["members"] = json.dumps([m["arch"] for m in meta["members"]])
         extra["views"] = json.dumps(meta.get("views", ["identity"]))
@@ -157,18 +199,19 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     target = Path(out) if out else run_dir / MODEL_FILE
     ensure_writable(target.parent, target.name)
     cam = supports_cam(model)
-    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam).eval()
+    score, features_from, familiarity = _unfamiliarity_check(info, model, meta)
+    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam, score, features_from).eval()
+    output_names = ["probabilities"] + ([CAM_OUTPUT] if cam else []) + ([UNFAMILIARITY_OUTPUT] if score else [])
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(wrapped, (example,), input_names=["input"],
-                                    output_names=["probabilities", CAM_OUTPUT] if cam else ["probabilities"],
+        program = torch.onnx.export(wrapped, (example,), input_names=["input"], output_names=output_names,
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                                     opset_version=OPSET, dynamo=True, verbose=False, external_data=False)
     proto = program.model_proto
     _scrub_debug_info(proto)
-    metadata = onnx_metadata(meta, decision, calibration)
+    metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -180,14 +223,40 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     with torch.no_grad():
         for batch in (1, 7):
             reference = wrapped(torch.from_numpy(images[:batch]))
-            reference = (reference[0] if cam else reference).numpy()
-            got = session.run(None, {"input": images[:batch]})[0]
-            diffs[f"batch_{batch}"] = float(np.abs(reference - got).max())
+            reference = reference if isinstance(reference, tuple) else (reference,)
+            got = dict(zip(output_names, session.run(None, {"input": images[:batch]}), strict=True))
+            diffs[f"batch_{batch}"] = float(np.abs(reference[0].numpy() - got["probabilities"]).max())
+            if score is not None:     # a distance: compared relative to its size
+                expected = reference[-1].numpy()
+                diffs[f"unfamiliarity_batch_{batch}"] = float(
+                    (np.abs(expected - got[UNFAMILIARITY_OUTPUT]) / np.maximum(1.0, np.abs(expected))).max())
     atomic_write_bytes(target, payload)
     result = ExportResult(target.name if target.parent == run_dir else str(target), len(payload), OPSET, diffs,
                           all(d <= PARITY_TOLERANCE for d in diffs.values()), metadata)
     atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))
     return result
+
+
+def _unfamiliarity_check(info: RunInfo, model: nn.Module, meta: dict[str, Any]
+                         ) -> tuple[UnfamiliarityScore | None, nn.Module | None, Familiarity | None]:
+    """The score, the network whose features it reads and the rule, from the run's detector file; nothing for a
+    run finished before the check existed (its model answers every image)."""
+    path = info.run_dir / DETECTOR_FILE
+    if info.familiarity is None or not path.is_file():
+        return None, None, None
+    detector, detector_meta = load_detector(
+        path, lambda m: create_model(m["beside_arch"], "none", len(info.classes))[0])
+    if detector_meta.get("classes") != meta["classes"]:
+        raise UserError(f"The run's {DETECTOR_FILE} belongs to other classes than its model.",
+                        f"Train the run again, or delete {DETECTOR_FILE} to export without the check for "
+                        "unfamiliar images.")
+    try:
+        network = feature_network(model, detector_meta.get("features_from", ""), detector.beside)
+    except (ValueError, IndexError) as exc:
+        raise UserError(f"The run's {DETECTOR_FILE} does not match its model.",
+                        f"Train the run again, or delete {DETECTOR_FILE} to export without the check for "
+                        "unfamiliar images.") from exc
+    return detector.score, network.eval(), info.familiarity
 
 
 def _scrub_debug_info(proto) -> None:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -18,7 +19,17 @@ from PIL import Image
 from desktop_tl.core.atomic import atomic_write_bytes, atomic_write_text, csv_text
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, ImageLoadError, is_dicom_file, load_image
 from desktop_tl.core.data.preprocess import Preprocessing, resize_center_crop, to_normalized_array
-from desktop_tl.core.decision import Calibration, Decision, predict_labels, source_words
+from desktop_tl.core.decision import (
+    STATUS_RULES_KEY,
+    UNFAMILIARITY_OUTPUT,
+    Calibration,
+    Decision,
+    Familiarity,
+    Referral,
+    predict_labels,
+    source_words,
+    statuses,
+)
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT, overlay
 from desktop_tl.core.errors import UserError
 
@@ -33,6 +44,8 @@ class Prediction:
     probabilities: dict[str, float]
     error: str | None = None
     heatmap: Image.Image | None = None     # where the model looked for the predicted class (when asked for)
+    status: str | None = None              # answered | uncertain | unfamiliar (None: not read)
+    unfamiliarity: float | None = None     # the score behind "unfamiliar", when the model has the check
 
 
 class OnnxClassifier:
@@ -77,8 +90,17 @@ class OnnxClassifier:
         self.metadata = dict(props)
         self.decision: Decision | None = Decision.from_json(props.get("decision"), self.classes)
         self.calibration: Calibration | None = Calibration.from_json(props.get("calibration"))   # in the graph
+        self.referral: Referral | None = Referral.from_json(props.get("referral"))
         self.input_name = self.session.get_inputs()[0].name
-        self.has_heatmaps = CAM_OUTPUT in [o.name for o in self.session.get_outputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.has_heatmaps = CAM_OUTPUT in outputs
+        familiarity = Familiarity.from_json(props.get("familiarity"))
+        self.familiarity: Familiarity | None = familiarity if UNFAMILIARITY_OUTPUT in outputs else None
+
+    @property
+    def has_status_rule(self) -> bool:
+        """False for a model exported before desktop_tl referred images: it answers every image."""
+        return STATUS_RULES_KEY in self.metadata
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed NCHW float32 batch."""
@@ -86,11 +108,22 @@ class OnnxClassifier:
 
     def predict_with_activations(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and, when the model has them, class activation maps (images, classes, h, w)."""
-        if not self.has_heatmaps:
-            return self.predict_arrays(batch), None
-        probs, cams = self.session.run(["probabilities", CAM_OUTPUT],
-                                       {self.input_name: batch.astype(np.float32, copy=False)})
+        probs, cams, _ = self.predict_outputs(batch, heatmaps=True)
         return probs, cams
+
+    def predict_outputs(self, batch: np.ndarray, heatmaps: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Probabilities, class activation maps (when asked for and the model has them) and unfamiliarity
+        scores (when the model has the check), from one run of the graph."""
+        names = ["probabilities"] + ([CAM_OUTPUT] if heatmaps and self.has_heatmaps else []) + \
+            ([UNFAMILIARITY_OUTPUT] if self.familiarity is not None else [])
+        found = dict(zip(names, self.session.run(names, {self.input_name: batch.astype(np.float32, copy=False)}),
+                         strict=True))
+        return found["probabilities"], found.get(CAM_OUTPUT), found.get(UNFAMILIARITY_OUTPUT)
+
+    def statuses(self, probs: np.ndarray, scores: np.ndarray | None) -> list[str]:
+        """Each image's status under the model's rules (answered, uncertain or unfamiliar)."""
+        return statuses(probs, self.classes, self.decision, self.referral, scores, self.familiarity)
 
     def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16,
                       heatmaps: bool = False) -> Iterator[Prediction]:
@@ -110,12 +143,13 @@ class OnnxClassifier:
                     arrays[offset] = to_normalized_array(crops[offset], self.prep)
                 except (ImageLoadError, OSError) as exc:
                     errors[offset] = str(exc)
-            probs, cams = {}, {}
+            probs, cams, scores, status = {}, {}, {}, {}
             if arrays:
-                batch_probs, batch_cams = (self.predict_with_activations if heatmaps else
-                                           lambda b: (self.predict_arrays(b), None))(np.stack(list(arrays.values())))
+                batch_probs, batch_cams, batch_scores = self.predict_outputs(np.stack(list(arrays.values())), heatmaps)
                 probs = dict(zip(arrays, batch_probs, strict=True))
                 cams = dict(zip(arrays, batch_cams, strict=True)) if batch_cams is not None else {}
+                scores = dict(zip(arrays, batch_scores.tolist(), strict=True)) if batch_scores is not None else {}
+                status = dict(zip(arrays, self.statuses(batch_probs, batch_scores), strict=True))
             for offset, (_, shown) in enumerate(files[start:start + batch_size]):
                 if offset in errors:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
@@ -124,7 +158,8 @@ class OnnxClassifier:
                 k = int(predict_labels(row[None], self.classes, self.decision)[0])
                 heat = overlay(crops[offset], cams[offset][k]) if offset in cams else None
                 yield Prediction(shown, self.classes[k], float(row[k]),
-                                 {c: float(v) for c, v in zip(self.classes, row, strict=True)}, heatmap=heat)
+                                 {c: float(v) for c, v in zip(self.classes, row, strict=True)}, heatmap=heat,
+                                 status=status[offset], unfamiliarity=scores.get(offset))
 
 
 def _refuse_external_data(payload: bytes, name: str) -> None:
@@ -178,8 +213,11 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     return found
 
 
-def describe_decision(decision: Decision | None, calibration: Calibration | None = None) -> str:
-    """The decision rule (and the calibration of the probabilities) in words, for the CLI and the window."""
+def describe_decision(decision: Decision | None, calibration: Calibration | None = None,
+                      referral: Referral | None = None, familiarity: Familiarity | None = None,
+                      status_rule: bool = True) -> str:
+    """The decision rule (the calibration of the probabilities, and the status rules) in words, for the CLI and
+    the window; `status_rule` False: the model predates the status rules and answers every image."""
     if decision is None:
         text = "Decision: the most probable class."
     else:
@@ -187,13 +225,34 @@ def describe_decision(decision: Decision | None, calibration: Calibration | None
     if calibration is not None:
         text += (f" Probabilities are calibrated (temperature {calibration.temperature:.2f}, fitted on "
                  f"{source_words(calibration.fitted_on)}).")
+    if familiarity is not None:
+        text += f" Unfamiliar images: {familiarity.rule()}."
+    if referral is not None:
+        text += f" Referral: {referral.rule()}."
+    if status_rule and referral is None and familiarity is None:
+        text += (" Every image is answered: this run has no referral rule (referral turned off, or too few "
+                 "held-out images to set one).")
+    if not status_rule:
+        text += (" This model was exported before desktop_tl could refer images to a person: it has no status "
+                 "rule, and every image is 'answered'. Train the run again to add them.")
     return text
 
 
+STATUS_WORDS = {"answered": "answered", "uncertain": "uncertain: refer to a person",
+                "unfamiliar": "unfamiliar: unlike the training images, refer to a person"}
+
+
+def prediction_record(p: Prediction) -> dict[str, Any]:
+    """One prediction as JSON (predict --json): what the CSV row says, the probabilities as an object."""
+    return {"path": p.path, "label": p.label, "probability": p.probability, "status": p.status,
+            "probabilities": p.probabilities, "unfamiliarity": p.unfamiliarity, "error": p.error}
+
+
 def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:
-    """CSV text: path,label,probability, then one column per class (an `error` column last)."""
-    return csv_text([["path", "label", "probability", *classes, "error"],
+    """CSV text: path,label,probability,status, then one column per class (an `error` column last)."""
+    return csv_text([["path", "label", "probability", "status", *classes, "error"],
                      *([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
+                        p.status or "",
                         *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
                         p.error or ""] for p in predictions)])
 

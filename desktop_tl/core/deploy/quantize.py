@@ -22,6 +22,7 @@ from desktop_tl.core.atomic import atomic_write_bytes
 from desktop_tl.core.data.imageio import ImageLoadError, load_image
 from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
+from desktop_tl.core.decision import UNFAMILIARITY_OUTPUT
 from desktop_tl.core.errors import UserError
 
 INT8_SUFFIX = ".int8.onnx"
@@ -122,20 +123,27 @@ def quantize_int8(fp32: Path, index: DatasetIndex, out: Path | None = None,
 
 
 def _float_tail(model) -> list[str]:
-    """Nodes kept in float: the output softmax and the classifier that feeds it.
+    """Nodes kept in float: the output softmax and the classifier that feeds it, and the unfamiliarity score
+    back to the pooled features it reads.
 
     Quantized probabilities would come in steps of 1/255 and no longer sum to one; the classifier
-    is a tiny share of the compute, and keeping it in float keeps the logits exact.
+    is a tiny share of the compute, and keeping it in float keeps the logits exact. The score's threshold was
+    set on float features; its few matrix products stay float so that the threshold still means the same.
     """
     producers = {out: node for node in model.graph.node for out in node.output}
-    outputs = {o.name for o in model.graph.output}
-    keep, frontier = [], [producers[o] for o in outputs if o in producers]
-    while frontier:
-        node = frontier.pop()
-        keep.append(node.name)
-        if node.op_type in ("Gemm", "MatMul", "Conv"):
-            continue   # the classifier itself: stop here
-        frontier.extend(producers[i] for i in node.input if i in producers and producers[i].name not in keep)
+    keep: list[str] = []
+    for output in model.graph.output:
+        stop_at = ("GlobalAveragePool", "ReduceMean", "Conv") if output.name == UNFAMILIARITY_OUTPUT else \
+            ("Gemm", "MatMul", "Conv")
+        frontier = [producers[output.name]] if output.name in producers else []
+        while frontier:
+            node = frontier.pop()
+            if node.name in keep:
+                continue
+            keep.append(node.name)
+            if node.op_type in stop_at:
+                continue   # the classifier, or the pooled features: stop here
+            frontier.extend(producers[i] for i in node.input if i in producers)
     return [n for n in keep if n]
 
 

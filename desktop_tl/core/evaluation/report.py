@@ -20,7 +20,7 @@ from desktop_tl.core.decision import rule_text
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
 from desktop_tl.core.models.delivered import delivered_model_words
-from desktop_tl.core.reporting import OPERATING_RATES, rate_text
+from desktop_tl.core.reporting import OPERATING_RATES, rate_text, status_figures, status_lines
 from desktop_tl.core.runs.folder import BEST_CHECKPOINT, RunFolder, RunInfo
 
 MISTAKES_SHOWN = 12
@@ -160,6 +160,29 @@ def _curves(metrics: dict[str, Any]) -> str:
     return " ".join(charts)
 
 
+def _referral_section(metrics: dict[str, Any]) -> str:
+    """When the model refers images to a person: its rules, the share answered, the error among the answered
+    and the share flagged unfamiliar (validation and test, with intervals), and the risk-coverage curves with
+    the chosen point."""
+    if not metrics.get("referral") and not metrics.get("unfamiliar"):
+        return "<p>The model answers every image (referral was turned off, or too few held-out images set a rule).</p>"
+    text = "".join(f"<p>{_esc(line)}</p>" for line in status_lines(metrics)[:2] if line.startswith(("Referral", "Unfamiliar")))
+    text += _table(["split", "answered", "error among answered", "flagged unfamiliar"],
+                   [list(row) for row in status_figures(metrics)])
+    referral = metrics.get("referral") or {}
+    curves = {f"{name} error among answered": (c["coverage"], c["error"])
+              for key, name in (("val_curve", "validation"), ("test_curve", "test"))
+              if (c := referral.get(key)) and c.get("coverage")}
+    if curves:
+        chosen = (referral.get("val") or {}).get("coverage")
+        top = max([max(e) for _, e in curves.values()] + [referral.get("target", 0.05)]) * 1.1 or 0.1
+        if chosen is not None:
+            curves["answered at the chosen threshold (validation)"] = ([chosen, chosen], [0.0, top])
+        curves[f"target {referral.get('target', 0.05):.0%}"] = ([0.0, 1.0], [referral.get("target", 0.05)] * 2)
+        text += svg_chart(curves, "share of images answered", "error among answered", (0.0, 1.0), (0.0, top))
+    return text
+
+
 def _mistakes(metrics: dict[str, Any], root: Path | None) -> str:
     mistakes = ((metrics.get("test") or {}).get("misclassified") or [])[:MISTAKES_SHOWN]
     if not mistakes:
@@ -217,6 +240,7 @@ def build_report(run_dir: Path) -> str:
         f"{_esc(metrics.get('best_epoch', metrics.get('epoch')))}.</p>",
         "<ul>" + "".join(f"<li>{_esc(line.strip())}</li>" for line in plan_lines) + "</ul>",
         "<h2>Figures</h2>", _figures_section(metrics),
+        "<h2>Referred images</h2>", _referral_section(metrics),
         "<h2>Cautions</h2>",
         "".join(f"<p class='caution'>{_esc(c)}</p>" for c in cautions) or "<p>None.</p>",
         "<h2>Curves</h2>", _curves(metrics),

@@ -14,8 +14,9 @@ from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
-from desktop_tl.core.decision import Calibration, Decision, positive_class
+from desktop_tl.core.decision import Calibration, Decision, Referral, positive_class
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.evaluation.referral import referral_report
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
 
 
@@ -51,10 +52,11 @@ def predict_split(model: nn.Module, index: DatasetIndex, split: str, prep: Prepr
 def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, classes: list[str],
                     device: torch.device, batch_size: int = 32, num_workers: int = -1,
                     amp_dtype: torch.dtype | None = None, decision: Decision | None = None,
-                    calibration: Calibration | None = None) -> dict[str, Any]:
+                    calibration: Calibration | None = None, referral: Referral | None = None) -> dict[str, Any]:
     """Metrics of the validation and test splits, keyed "val" and "test", with the run's calibrated
-    probabilities and under its decision rule."""
+    probabilities and under its decision rule; with a referral rule, its figures on both ("referral")."""
     result: dict[str, Any] = {}
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     train = [index.counts()[c]["train"] for c in classes]
     smaller = classes[positive_class(train)] if len(classes) == 2 else None
     for split in ("val", "test"):
@@ -63,8 +65,11 @@ def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, 
         if calibration is not None:
             probs = calibration.apply(probs)
         result[split] = compute_metrics(labels, probs, classes, paths, decision=decision, positive=smaller)
+        predicted[split] = (labels, probs)
         if split == "test":
             result["subgroups"] = {"test": test_subgroups(index, paths, labels, probs, classes, decision)}
+    if referral is not None:
+        result["referral"] = referral_report(referral, decision, classes, predicted)
     return result
 
 
@@ -91,12 +96,17 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
                                "decision": info.decision.to_dict() if info.decision else None,
                                "calibration": info.calibration.to_dict() if info.calibration else None}
     metrics.update(evaluate_splits(model, index, prep, meta["classes"], torch.device("cpu"),
-                                   decision=info.decision, calibration=info.calibration))
+                                   decision=info.decision, calibration=info.calibration, referral=info.referral))
     metrics["val_source"] = "validation"
     stored = _stored_metrics(Path(run_dir))
     if which == "best" and stored.get("val_source", "validation") != "validation" and "val" in stored:
         # the model learnt from the validation images: their figures are the cross-validation's out-of-fold ones
         metrics["val"], metrics["val_source"] = stored["val"], stored["val_source"]
+        for key in ("val", "val_curve"):
+            if key in (stored.get("referral") or {}) and "referral" in metrics:
+                metrics["referral"][key] = stored["referral"][key]
+    if which == "best" and isinstance(stored.get("unfamiliar"), dict):
+        metrics["unfamiliar"] = stored["unfamiliar"]     # the check belongs to the delivered model, fitted once
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
                                    metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"])

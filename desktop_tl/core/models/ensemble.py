@@ -48,18 +48,38 @@ class Ensemble(nn.Module):
         """The averaged probabilities and the members' class activation maps (see core.deploy.export), averaged
         over the views (each map turned back to the image's orientation) and the members, from one pass of each
         member. The members' maps must have one size (core.deploy.export.supports_cam checks it)."""
+        probabilities, maps, _ = self.outputs(images, maps=True)
+        return probabilities, maps
+
+    def outputs(self, images: torch.Tensor, maps: bool = False, features_of: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The averaged probabilities; with `maps`, the averaged class activation maps; with `features_of`,
+        that member's pooled features of the images as given (core.models.familiarity reads them), all from
+        one pass of each member."""
         viewed = self._views_of(images)
-        total, maps = None, None
-        for member in self.members:
+        total, averaged_maps, pooled = None, None, None
+        for index, member in enumerate(self.members):
             features = member.forward_features(viewed)
             probabilities = self._mean_over_views(torch.softmax(member.forward_head(features).float(), dim=1))
-            member_maps = torch.einsum("kc,nchw->nkhw", member.get_classifier().weight, features)
-            per_view = member_maps.reshape(len(self.views), -1, *member_maps.shape[1:])
-            turned_back = torch.stack([view(name, per_view[k], inverse=True)
-                                       for k, name in enumerate(self.views)]).mean(0)
             total = probabilities if total is None else total + probabilities
-            maps = turned_back if maps is None else maps + turned_back
-        return total / len(self.members), maps / len(self.members)
+            if maps:
+                member_maps = torch.einsum("kc,nchw->nkhw", member.get_classifier().weight, features)
+                per_view = member_maps.reshape(len(self.views), -1, *member_maps.shape[1:])
+                turned_back = torch.stack([view(name, per_view[k], inverse=True)
+                                           for k, name in enumerate(self.views)]).mean(0)
+                averaged_maps = turned_back if averaged_maps is None else averaged_maps + turned_back
+            if index == features_of:
+                pooled = self._pooled_identity_view(member, features, images)
+        return total / len(self.members), None if averaged_maps is None else averaged_maps / len(self.members), pooled
+
+    def _pooled_identity_view(self, member: nn.Module, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The member's pooled features of the unflipped images: a slice of the pass over every view when the
+        identity is one of them, else a pass of its own."""
+        if "identity" in self.views:
+            chunk = features.reshape(len(self.views), -1, *features.shape[1:])[self.views.index("identity")]
+        else:
+            chunk = member.forward_features(images)
+        return member.forward_head(chunk, pre_logits=True).flatten(1).float()
 
     def _views_of(self, images: torch.Tensor) -> torch.Tensor:
         """Every view of every image in one batch, view by view: the members run once (one copy of each in an

@@ -25,7 +25,7 @@ from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.decision import Calibration, Decision
+from desktop_tl.core.decision import Calibration, Decision, Familiarity, Referral
 from desktop_tl.core.errors import UserError
 
 RUN_FILE = "run.json"
@@ -36,6 +36,7 @@ BEST_CHECKPOINT = "best.safetensors"
 MEMBER_CHECKPOINT = "small_network.safetensors"   # an ensemble's second member while fine-tuning trains the first
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
+DETECTOR_FILE = "unfamiliar_detector.safetensors"   # the statistics of the check for unfamiliar images
 
 
 @dataclass
@@ -50,6 +51,8 @@ class RunInfo:
     plan: dict[str, Any] | None = None   # decided when training first starts, kept for resume (core.training.plan)
     decision: Decision | None = None   # two-class threshold chosen on validation when the run completed
     calibration: Calibration | None = None   # temperature fitted on validation when the run completed
+    referral: Referral | None = None     # below this confidence an image is referred to a person
+    familiarity: Familiarity | None = None   # above this unfamiliarity score an image is flagged (DETECTOR_FILE)
 
     @property
     def finished(self) -> bool:
@@ -92,6 +95,10 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
         payload["decision"] = info.decision.to_dict()
     if info.calibration is not None:
         payload["calibration"] = info.calibration.to_dict()
+    if info.referral is not None:
+        payload["referral"] = info.referral.to_dict()
+    if info.familiarity is not None:
+        payload["familiarity"] = info.familiarity.to_dict()
     payload.update(extra or {})
     atomic_write_json(info.run_dir / RUN_FILE, payload)
 
@@ -113,7 +120,8 @@ def open_run(run_dir: Path) -> RunInfo:
             raise TypeError
         info = RunInfo(run_dir, from_dict(TrainConfig, config), from_dict(SplitConfig, data["split"]),
                        classes, status, plan, Decision.from_dict(data.get("decision"), classes),
-                       Calibration.from_dict(data.get("calibration")))
+                       Calibration.from_dict(data.get("calibration")), Referral.from_dict(data.get("referral")),
+                       Familiarity.from_dict(data.get("familiarity")))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc
@@ -149,7 +157,8 @@ def remove_stale_temp_files(run_dir: Path) -> list[str]:
     rename leaves the temp file behind, invisible and possibly as large as a checkpoint. Only
     call this when nothing else is writing into the run folder (before training resumes).
     """
-    known = (LAST_CHECKPOINT, BEST_CHECKPOINT, MEMBER_CHECKPOINT, RUN_FILE, DATASET_FILE, METRICS_FILE, MODEL_FILE, EXPORT_FILE)
+    known = (LAST_CHECKPOINT, BEST_CHECKPOINT, MEMBER_CHECKPOINT, DETECTOR_FILE, RUN_FILE, DATASET_FILE, METRICS_FILE,
+             MODEL_FILE, EXPORT_FILE)
     removed = []
     for name in known:
         for stale in Path(run_dir).glob(f".{name}.*.tmp"):

@@ -22,13 +22,16 @@ from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.decision import (
     Calibration,
     Decision,
+    Referral,
     choose_threshold,
     positive_class,
     predict_labels,
     source_words,
+    statuses,
 )
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
+from desktop_tl.core.evaluation.referral import choose_referral, referral_report
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
@@ -39,6 +42,7 @@ from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.runs.folder import METRICS_FILE, write_run_info
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.baseline import TransferCheck, test_time_views
+from desktop_tl.core.training.detector import fit_detector
 from desktop_tl.core.training.session import TrainingSession
 
 
@@ -96,6 +100,21 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["test"] = compute_metrics(test_labels, test_probs, classes, test_paths, decision=decision,
                                       positive=smaller)
     metrics["decision"] = decision.to_dict() if decision else None
+    referral = _referral(s, val_labels, val_probs, decision, source)
+    if referral is not None:
+        metrics["referral"] = referral_report(referral, decision, classes,
+                                              {"val": (val_labels, val_probs), "test": (test_labels, test_probs)})
+        yield Message("info", _referral_words(metrics["referral"]))
+    yield Message("info", "Fitting the check for images unlike the training images…")
+    detector = fit_detector(s)
+    metrics["unfamiliar"] = detector.report if detector else None
+    if detector is not None:
+        test_scores = np.array([detector.test_scores.get(p, 0.0) for p in test_paths])
+        found = statuses(test_probs, classes, decision, referral, test_scores, detector.rule)
+        metrics["test"]["statuses"] = {status: found.count(status) for status in ("answered", "uncertain",
+                                                                                  "unfamiliar")}
+        yield Message("info", f"Unfamiliar images: {detector.rule.rule()}; it flags "
+                              f"{detector.report['test']['flagged']} of {len(test_scores)} test images.")
     metrics["calibration"] = _calibration_report(calibration, (val_raw, val_labels), (test_raw, test_labels))
     if calibration is not None:
         report = metrics["calibration"]
@@ -122,6 +141,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     metrics["skipped_during_training"] = s.state["skipped_images"]
     atomic_write_json(s.info.run_dir / METRICS_FILE, _json_safe(metrics))
     s.info.status, s.info.decision, s.info.calibration = "finished", decision, calibration
+    s.info.referral, s.info.familiarity = referral, detector.rule if detector else None
     write_run_info(s.info)
     distributed.barrier()
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
@@ -188,6 +208,28 @@ def _decision(s: TrainingSession, labels, probs, source: str = "validation") -> 
         return None
     positive = s.info.classes.index(_smaller_training_class(s))
     return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive), source)
+
+
+MIN_IMAGES_TO_REFER = 20      # fewer held-out images cannot bound an error rate usefully
+
+
+def _referral(s: TrainingSession, labels, probs, decision: Decision | None, source: str) -> Referral | None:
+    """The confidence below which images are referred to a person, when the run asks for one."""
+    if s.cfg.refer_target <= 0 or len(labels) < MIN_IMAGES_TO_REFER:
+        return None
+    return choose_referral(labels, probs, s.info.classes, decision, s.cfg.refer_target, chosen_on=source)
+
+
+def _referral_words(report: dict[str, Any]) -> str:
+    """The referral rule's held-out figures in one sentence."""
+    val = report["val"]
+    if not val["answered"]:
+        return (f"Referral: no confidence threshold keeps the error among answered images within "
+                f"{report['target']:.0%} on {val['images']} held-out images, so every image is referred to a "
+                "person. More labelled images, or a higher referral target, let the model answer.")
+    return (f"Referral: the model answers when the probability of its class is at least {report['threshold']:.3f}; "
+            f"on {val['images']} held-out images it answers {val['coverage']:.0%} with "
+            f"{val['error_among_answered']:.1%} error among them (target {report['target']:.0%}).")
 
 
 def _transfer_check(s: TrainingSession, labels, probs) -> TransferCheck | None:

@@ -1,0 +1,118 @@
+"""The unfamiliarity score as part of a model: the pooled features of a pretrained network, and the squared
+Mahalanobis distance to the nearest class mean under the statistics of core.evaluation.familiarity, computed
+in torch so that the exported ONNX graph carries it (`predict` needs no torch and no statistics file).
+
+The features come from the run's model when it has a pretrained network in it (the model itself, or the
+first such member of an ensemble); a model made only of small networks trained from scratch gets the run's
+pretrained network beside it for this score alone, because features learnt from a few hundred images say
+little about what an image unlike all of them looks like (benchmarks/RESULTS.md, issue 20).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.models.ensemble import Ensemble
+from desktop_tl.core.models.scratch import ScratchNet
+from desktop_tl.core.runs import checkpoint
+
+STATISTICS = ("means", "directions", "inverse_sd", "rest_inverse_variance")
+OWN = "model"              # features_from: the model itself, "member N" of an ensemble, or BESIDE
+BESIDE = "pretrained network beside the model"
+
+
+def pooled_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's globally pooled last feature map, before its classifier."""
+    return model.forward_head(model.forward_features(images), pre_logits=True).flatten(1).float()
+
+
+def feature_source(model: nn.Module) -> str | None:
+    """Where the run model's features for the score come from (None: a pretrained network must be added)."""
+    if isinstance(model, Ensemble):
+        return next((f"member {k}" for k, m in enumerate(model.members) if not isinstance(m, ScratchNet)), None)
+    return None if isinstance(model, ScratchNet) else OWN
+
+
+def feature_network(model: nn.Module, source: str, beside: nn.Module | None = None) -> nn.Module:
+    """The network whose features the score uses, for a `feature_source` answer (or BESIDE)."""
+    if source == OWN:
+        return model
+    if source.startswith("member "):
+        return model.members[int(source.split()[1])]
+    if beside is None:
+        raise ValueError("the pretrained network beside the model is missing")
+    return beside
+
+
+class UnfamiliarityScore(nn.Module):
+    """Squared Mahalanobis distance of L2-normalised pooled features to the nearest class mean.
+
+    The statistics are stored as saved (`STATISTICS`, what the detector file holds); what the graph needs
+    is derived from them once: features are centred on the mean of the class means, and each distance is
+    expanded as |x|^2 - 2 x.m + |m|^2, so that the graph holds only matrix products of images x dims,
+    images x classes and images x kept directions (no three-way tensor, few operators to export)."""
+
+    def __init__(self, statistics: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        for name in STATISTICS:
+            self.register_buffer(name, torch.as_tensor(statistics[name], dtype=torch.float32).clone())
+        means, directions = self.means.double(), self.directions.double()
+        centre = means.mean(0)
+        centred = means - centre
+        whitened = directions * self.inverse_sd.double()
+        derived = {"centre": centre, "centred_means_t": centred.T, "means_sq": (centred ** 2).sum(1),
+                   "directions_and_whitened": torch.cat([directions, whitened], 1),
+                   "projected_means_t": (centred @ directions).T, "whitened_means_t": (centred @ whitened).T,
+                   "projected_means_sq": ((centred @ directions) ** 2).sum(1),
+                   "whitened_means_sq": ((centred @ whitened) ** 2).sum(1)}
+        for name, value in derived.items():
+            self.register_buffer(name, value.float(), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12) - self.centre
+        kept = self.directions.shape[1]
+        both = x @ self.directions_and_whitened                         # images x (kept + kept)
+        projected, whitened = both[:, :kept], both[:, kept:]
+        squared = (x * x).sum(1, keepdim=True) - 2 * x @ self.centred_means_t + self.means_sq
+        along = (projected * projected).sum(1, keepdim=True) - 2 * projected @ self.projected_means_t \
+            + self.projected_means_sq
+        weighted = (whitened * whitened).sum(1, keepdim=True) - 2 * whitened @ self.whitened_means_t \
+            + self.whitened_means_sq
+        rest = (squared - along).clamp_min(0.0) * self.rest_inverse_variance
+        return (weighted.clamp_min(0.0) + rest).min(dim=1).values
+
+
+class Detector(nn.Module):
+    """What a run keeps to score unfamiliarity (the run folder's detector checkpoint): the score's statistics,
+    and the pretrained network beside a model made of small networks only."""
+
+    def __init__(self, score: UnfamiliarityScore, beside: nn.Module | None = None) -> None:
+        super().__init__()
+        self.score = score
+        self.beside = beside
+
+
+def save_detector(path: Path, detector: Detector, meta: dict[str, Any]) -> None:
+    """Write the detector as a checkpoint (safetensors: tensors and JSON, never a pickle)."""
+    checkpoint.save_checkpoint(path, detector, meta)
+
+
+def load_detector(path: Path, beside_factory) -> tuple[Detector, dict[str, Any]]:
+    """The detector saved at `path`; `beside_factory(meta)` builds the untrained network beside the model when
+    the file has one. UserError when the file is missing or damaged."""
+    saved = checkpoint.load_checkpoint(path)
+    try:
+        score = UnfamiliarityScore({k: saved.model[f"score.{k}"] for k in STATISTICS})
+        beside = None
+        if saved.meta.get("features_from") == BESIDE:
+            beside = beside_factory(saved.meta)
+            beside.load_state_dict({k[len("beside."):]: v for k, v in saved.model.items() if k.startswith("beside.")})
+    except (KeyError, RuntimeError) as exc:
+        raise UserError(f"The run's {path.name} is damaged.",
+                        f"Train the run again, or delete {path.name} to export without the check for unfamiliar images.") from exc
+    return Detector(score, beside).eval(), saved.meta
