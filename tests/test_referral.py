@@ -101,3 +101,29 @@ def test_a_small_held_out_set_still_answers_its_surest_images():
     labels, probs = _two_blocks(30, 10)
     figures = selective_figures(labels, probs, CLASSES, None, choose_referral(labels, probs, CLASSES, target=0.2))
     assert 25 <= figures["answered"] <= 32
+
+
+def test_saving_another_operating_point_chooses_the_referral_again_for_it(tmp_path):
+    import json
+
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+    from desktop_tl.core.evaluation.operating_point import choose_decision
+    from desktop_tl.core.runs.folder import RunInfo, open_run, write_run_info
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 400)
+    positive = np.clip(np.where(labels == 1, rng.normal(0.75, 0.2, 400), rng.normal(0.3, 0.2, 400)), 0.001, 0.999)
+    probs = np.stack([1 - positive, positive], 1)
+    classes = ["good", "defective"]
+    run = tmp_path / "run"
+    run.mkdir()
+    referral = choose_referral(labels, probs, classes, None, target=0.1)
+    write_run_info(RunInfo(run, TrainConfig(), SplitConfig(), classes, "finished", referral=referral))
+    (run / "metrics.json").write_text(json.dumps({"val": compute_metrics(labels, probs, classes, positive="defective")}))
+    decision = choose_decision(run, "sensitivity", 0.95)
+    saved = open_run(run).referral
+    expected = choose_referral(labels, probs, classes, decision, 0.1, referral.confidence, referral.chosen_on)
+    assert saved.threshold == pytest.approx(expected.threshold, abs=1e-5)   # metrics.json keeps 6 decimals
+    assert (saved.target, saved.chosen_on) == (0.1, "validation")
+    assert saved.threshold != referral.threshold        # under the new threshold the images' confidences moved

@@ -140,7 +140,7 @@ def status_summary(predictions: Sequence[Prediction]) -> str:
     """How many images were classified, answered and referred (and could not be read)."""
     read = [p for p in predictions if not p.error]
     counts = {s: sum(1 for p in read if p.status == s) for s in ("answered", "uncertain", "unfamiliar")}
-    text = f"{len(predictions)} images classified"
+    text = f"{len(predictions)} image{'' if len(predictions) == 1 else 's'} classified"
     if counts["uncertain"] or counts["unfamiliar"]:
         text += (f": {counts['answered']} answered, {counts['uncertain']} uncertain and {counts['unfamiliar']} "
                  "unfamiliar (refer those to a person)")

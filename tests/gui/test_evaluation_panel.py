@@ -209,6 +209,43 @@ def test_the_calibration_tab_draws_the_reliability_diagram(qtbot, panel, app_sta
     assert f"{metrics['test']['ece']:.3f}" in panel.reliability.text.text()
 
 
+def test_the_referral_tab_draws_the_risk_coverage_curve_with_the_chosen_point(qtbot, panel, app_state, tmp_path):
+    import numpy as np
+
+    from desktop_tl.core.evaluation.referral import choose_referral, referral_report
+
+    _, metrics = _two_class_run(tmp_path)
+    rng = np.random.default_rng(5)
+    splits = {}
+    for split in ("val", "test"):
+        labels = rng.integers(0, 2, 200)
+        sure = rng.uniform(0.5, 1.0, 200)
+        right = rng.uniform(0, 1, 200) < sure
+        positive = np.where(labels == 1, sure, 1 - sure)
+        positive = np.where(right, positive, 1 - positive)
+        splits[split] = (labels, np.stack([1 - positive, positive], 1))
+    referral = choose_referral(*splits["val"], metrics["classes"], target=0.1)
+    metrics["referral"] = referral_report(referral, None, metrics["classes"], splits)
+    metrics["unfamiliar"] = {"threshold": 812.5, "flagged_share": 0.05, "chosen_on": "validation",
+                             "test": {"images": 200, "flagged": 9, "share": 0.045, "ci95": [0.024, 0.083]}}
+    app_state.set_metrics(metrics)
+    panel.set_split("test")
+    view = panel.referral
+    xs, ys = view.curve_points()
+    assert xs == metrics["referral"]["test_curve"]["coverage"] and ys == metrics["referral"]["test_curve"]["error"]
+    assert view.chosen.isVisible() and view.chosen.value() == pytest.approx(metrics["referral"]["test"]["coverage"])
+    assert view.target.value() == pytest.approx(0.1)
+    words = view.text.text()
+    answered = metrics["referral"]["test"]
+    assert f"answered {answered['answered'] / 200:.1%} ({answered['answered']}/200" in words
+    assert "flagged unfamiliar 4.5% (9/200" in words and "Referral: answer when" in words
+    panel.set_split("val")
+    assert panel.referral.chosen.value() == pytest.approx(metrics["referral"]["val"]["coverage"])
+    metrics = dict(metrics, referral=None, unfamiliar=None)
+    app_state.set_metrics(metrics)
+    assert "answers every image" in panel.referral.text.text() and not panel.referral.chosen.isVisible()
+
+
 def test_with_more_classes_each_class_is_looked_at_against_the_rest(qtbot, panel, app_state, trained_run, metrics):
     from desktop_tl.core.evaluation.metrics import one_vs_rest_scores
     from desktop_tl.core.evaluation.operating_point import operating_point

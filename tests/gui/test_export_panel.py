@@ -96,7 +96,8 @@ def test_export_shows_parity_and_metadata_then_classifies_dropped_images(
     first = model.data(model.index(0))
     assert first.startswith(good.name) and "%" in first and any(c in first for c in classes)
     assert "cannot be read" in model.data(model.index(1))
-    assert "2 images classified, 1 could not be read" in panel.message.text()
+    assert "2 images classified; 1 could not be read" in panel.message.text()
+    assert "Unfamiliar images:" in panel.try_hint.text()      # the rules predict applies, in words
     from desktop_tl.core.deploy.predict import OnnxClassifier
 
     item = model.items[0]                          # Try it shows where the model looked, as predict computes it
@@ -168,3 +169,25 @@ def test_failed_parity_is_shown_plainly(panel, app_state, tmp_path):
     assert panel.metadata_model.rows[0] == ("classes", '["a", "b"]')
     app_state.set_export(None)
     assert panel.parity.text() == "Not exported yet." and not panel.try_button.isEnabled()
+
+
+def test_try_it_shows_the_status_of_each_image_and_counts_the_referred():
+    from desktop_tl.core.deploy.predict import Prediction
+    from desktop_tl.gui.export_panel import STATUS_TONES, prediction_item, status_summary
+
+    probabilities = {"brick": 0.55, "coins": 0.45}
+    answered = Prediction("a/one.png", "brick", 0.55, probabilities, status="answered")
+    uncertain = Prediction("a/two.png", "brick", 0.55, probabilities, status="uncertain")
+    unfamiliar = Prediction("a/three.png", "coins", 0.45, probabilities, status="unfamiliar", unfamiliarity=900.0)
+    unreadable = Prediction("a/four.png", None, None, {}, error="not an image")
+    assert prediction_item(answered).tone is None and "Refer" not in prediction_item(answered).caption
+    item = prediction_item(uncertain)
+    assert item.caption.endswith("Refer: uncertain") and item.tone == STATUS_TONES["uncertain"]
+    assert "refer the image to a person" in item.tooltip
+    item = prediction_item(unfamiliar)
+    assert "Refer: unfamiliar image" in item.caption and "(nearest: coins)" in item.caption
+    assert item.tone == STATUS_TONES["unfamiliar"] and "unlike the images the model was trained on" in item.tooltip
+    assert status_summary([answered, uncertain, unfamiliar, unreadable]) == (
+        "4 images classified: 1 answered, 1 uncertain and 1 unfamiliar (refer those to a person); "
+        "1 could not be read.")
+    assert status_summary([answered]) == "1 image classified."

@@ -61,6 +61,13 @@ def test_form_shows_device_and_writes_config(monitor, app_state):
     monitor.batch_size.setValue(0)
     assert app_state.config.batch_size == 0 and monitor.batch_size.text() == "auto"
     assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
+    referral = monitor.settings.referral               # the referral target: off, or an error rate to keep within
+    assert app_state.config.refer_target == pytest.approx(0.05) and referral.currentText() == "Keep errors within 5%"
+    referral.setCurrentIndex(0)
+    assert app_state.config.refer_target == 0.0
+    from dataclasses import replace
+    app_state.set_config(replace(app_state.config, refer_target=0.03))     # from a project or the CLI
+    assert referral.currentText() == "Keep errors within 3.0%"
 
 
 def test_trains_one_epoch_and_draws_curves(qtbot, monitor, app_state, tmp_path):

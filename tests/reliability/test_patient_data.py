@@ -23,9 +23,9 @@ PATIENT_NAME = "SENTINEL^PATIENT"
 def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     study = tmp_path / f"{PATIENT_NAME} study"  # the sentinel sits above the dataset root
     data = study / "data"
-    for i in range(18):       # enough that the automatic run fits the check for unfamiliar images
-        dicom_copy(data / "ct" / f"ct_{i}.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-123-{i % 3}", i + 1)
-        dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 3}", i + 1)
+    for i in range(24):       # enough that the automatic run fits the check for unfamiliar images
+        dicom_copy(data / "ct" / f"ct_{i}.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-123-{i % 6}", i + 1)
+        dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 6}", i + 1)
     dicom_copy(study / "unlabelled" / "ct_u.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 20)
     dicom_copy(study / "unlabelled" / "mr_u.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 21)
     user = tmp_path / "user"
@@ -78,7 +78,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
     assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
     assert (study / "runs" / "auto" / DETECTOR_FILE).is_file()                       # the unfamiliarity check,
-    assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 36             # heat maps, label review, assist
+    assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 48             # heat maps, label review, assist
     assert "Epoch 1/1" in (study / "runs" / "run" / "log.txt").read_text()           # and the runs' logs
     assert (study / "runs" / "auto" / "log.txt").is_file()
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain

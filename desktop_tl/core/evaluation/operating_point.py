@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from desktop_tl.core.decision import Decision, choose_threshold
+from desktop_tl.core.decision import Decision, Referral, choose_threshold
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.referral import choose_referral
 from desktop_tl.core.runs.folder import RunFolder, write_run_info
 
 CRITERIA = ("youden", "sensitivity", "specificity", "fixed")
@@ -122,5 +123,19 @@ def choose_decision(run_dir: Path, criterion: str, target: float | None = None) 
     threshold = choose_operating_threshold(is_positive, scores["probability"], criterion, target)
     decision = Decision(scores["positive"], round(threshold, 6), "validation", criterion_words(criterion, target))
     info.decision = decision
+    if info.referral is not None:     # the decision gives the class first; the referral reads its probability
+        info.referral = _referral_under(decision, info.classes, is_positive, scores["probability"], info.referral)
     write_run_info(info)
     return decision
+
+
+def _referral_under(decision: Decision, classes: list[str], is_positive: list[bool], probability: list[float],
+                    referral: Referral) -> Referral:
+    """The referral threshold chosen again, with the same target and on the same held-out scores, for a new
+    decision (the class each image is given, and so its confidence, may change with the threshold)."""
+    positive = classes.index(decision.positive)
+    p = np.asarray(probability, dtype=np.float64)
+    probs = np.zeros((len(p), 2))
+    probs[:, positive], probs[:, 1 - positive] = p, 1.0 - p
+    labels = np.where(np.asarray(is_positive), positive, 1 - positive)
+    return choose_referral(labels, probs, classes, decision, referral.target, referral.confidence, referral.chosen_on)

@@ -52,39 +52,23 @@ def feature_network(model: nn.Module, source: str, beside: nn.Module | None = No
 class UnfamiliarityScore(nn.Module):
     """Squared Mahalanobis distance of L2-normalised pooled features to the nearest class mean.
 
-    The statistics are stored as saved (`STATISTICS`, what the detector file holds); what the graph needs
-    is derived from them once: features are centred on the mean of the class means, and each distance is
-    expanded as |x|^2 - 2 x.m + |m|^2, so that the graph holds only matrix products of images x dims,
-    images x classes and images x kept directions (no three-way tensor, few operators to export)."""
+    Computed as core.evaluation.familiarity.unfamiliarity is, from each image's difference to each class mean
+    (images x classes x dims): expanding |x - m|^2 into |x|^2 - 2 x.m + |m|^2 would lose the small distances
+    of images close to a class to float32 rounding, which the inverse variances then magnify."""
 
     def __init__(self, statistics: dict[str, torch.Tensor]) -> None:
         super().__init__()
         for name in STATISTICS:
             self.register_buffer(name, torch.as_tensor(statistics[name], dtype=torch.float32).clone())
-        means, directions = self.means.double(), self.directions.double()
-        centre = means.mean(0)
-        centred = means - centre
-        whitened = directions * self.inverse_sd.double()
-        derived = {"centre": centre, "centred_means_t": centred.T, "means_sq": (centred ** 2).sum(1),
-                   "directions_and_whitened": torch.cat([directions, whitened], 1),
-                   "projected_means_t": (centred @ directions).T, "whitened_means_t": (centred @ whitened).T,
-                   "projected_means_sq": ((centred @ directions) ** 2).sum(1),
-                   "whitened_means_sq": ((centred @ whitened) ** 2).sum(1)}
-        for name, value in derived.items():
-            self.register_buffer(name, value.float(), persistent=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12) - self.centre
-        kept = self.directions.shape[1]
-        both = x @ self.directions_and_whitened                         # images x (kept + kept)
-        projected, whitened = both[:, :kept], both[:, kept:]
-        squared = (x * x).sum(1, keepdim=True) - 2 * x @ self.centred_means_t + self.means_sq
-        along = (projected * projected).sum(1, keepdim=True) - 2 * projected @ self.projected_means_t \
-            + self.projected_means_sq
-        weighted = (whitened * whitened).sum(1, keepdim=True) - 2 * whitened @ self.whitened_means_t \
-            + self.whitened_means_sq
-        rest = (squared - along).clamp_min(0.0) * self.rest_inverse_variance
-        return (weighted.clamp_min(0.0) + rest).min(dim=1).values
+        x = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        z = x[:, None, :] - self.means[None, :, :]                      # images x classes x dims
+        projected = z @ self.directions                                 # images x classes x kept
+        along = (projected * projected).sum(-1)
+        weighted = ((projected * self.inverse_sd) ** 2).sum(-1)
+        rest = ((z * z).sum(-1) - along).clamp_min(0.0) * self.rest_inverse_variance
+        return (weighted + rest).min(dim=1).values
 
 
 class Detector(nn.Module):
