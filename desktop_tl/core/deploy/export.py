@@ -31,7 +31,8 @@ from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.models.familiarity import UnfamiliarityScore, feature_network, load_detector, pooled_features
+from desktop_tl.core.models.familiarity import UnfamiliarityScore, feature_network, pooled_features
+from desktop_tl.core.runs.detector_file import load_detector
 from desktop_tl.core.runs.folder import DETECTOR_FILE, EXPORT_FILE, MODEL_FILE, RunInfo, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
 

@@ -10,16 +10,11 @@ little about what an image unlike all of them looks like (benchmarks/RESULTS.md,
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
-from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.scratch import ScratchNet
-from desktop_tl.core.runs import checkpoint
 
 STATISTICS = ("means", "directions", "inverse_sd", "rest_inverse_variance")
 OWN = "model"              # features_from: the model itself, "member N" of an ensemble, or BESIDE
@@ -79,24 +74,3 @@ class Detector(nn.Module):
         super().__init__()
         self.score = score
         self.beside = beside
-
-
-def save_detector(path: Path, detector: Detector, meta: dict[str, Any]) -> None:
-    """Write the detector as a checkpoint (safetensors: tensors and JSON, never a pickle)."""
-    checkpoint.save_checkpoint(path, detector, meta)
-
-
-def load_detector(path: Path, beside_factory) -> tuple[Detector, dict[str, Any]]:
-    """The detector saved at `path`; `beside_factory(meta)` builds the untrained network beside the model when
-    the file has one. UserError when the file is missing or damaged."""
-    saved = checkpoint.load_checkpoint(path)
-    try:
-        score = UnfamiliarityScore({k: saved.model[f"score.{k}"] for k in STATISTICS})
-        beside = None
-        if saved.meta.get("features_from") == BESIDE:
-            beside = beside_factory(saved.meta)
-            beside.load_state_dict({k[len("beside."):]: v for k, v in saved.model.items() if k.startswith("beside.")})
-    except (KeyError, RuntimeError) as exc:
-        raise UserError(f"The run's {path.name} is damaged.",
-                        f"Train the run again, or delete {path.name} to export without the check for unfamiliar images.") from exc
-    return Detector(score, beside).eval(), saved.meta

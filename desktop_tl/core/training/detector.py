@@ -36,8 +36,8 @@ from desktop_tl.core.models.familiarity import (
     feature_network,
     feature_source,
     pooled_features,
-    save_detector,
 )
+from desktop_tl.core.runs.detector_file import save_detector
 from desktop_tl.core.runs.folder import DETECTOR_FILE
 from desktop_tl.core.training.session import TrainingSession
 
