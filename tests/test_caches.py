@@ -209,9 +209,11 @@ def test_feature_cache_runs_the_backbone_once_with_the_same_result(tmp_path, sma
     index = load_index(tmp_path / "plain")
     n_train, n_val, n_test = (len(index.split(s)) for s in ("train", "val", "test"))
     # Images through the backbone: epoch 1 (train + val) and the final validation/test evaluation,
-    # plus 2 x 2 images for the architecture check; without the cache every epoch runs it.
-    assert results["features"][1] == n_train + n_val + (n_val + n_test) + 4
-    assert results["plain"][1] == 3 * (n_train + n_val) + (n_val + n_test)
+    # plus 2 x 2 images for the architecture check, plus every split once for the check for unfamiliar images
+    # (core.training.detector); without the cache every epoch runs it.
+    detector = n_train + n_val + n_test
+    assert results["features"][1] == n_train + n_val + (n_val + n_test) + 4 + detector
+    assert results["plain"][1] == 3 * (n_train + n_val) + (n_val + n_test) + detector
     assert _max_diff(results["features"][2], results["plain"][2]) <= 1e-5
     shape = [[type(e).__name__ for e in r[0] if not isinstance(e, BatchProgress)] for r in results.values()]
     assert shape[0] == shape[1]

