@@ -127,3 +127,12 @@ def test_saving_another_operating_point_chooses_the_referral_again_for_it(tmp_pa
     assert saved.threshold == pytest.approx(expected.threshold, abs=1e-5)   # metrics.json keeps 6 decimals
     assert (saved.target, saved.chosen_on) == (0.1, "validation")
     assert saved.threshold != referral.threshold        # under the new threshold the images' confidences moved
+
+
+def test_the_fewest_images_that_can_show_a_target_at_all():
+    from desktop_tl.core.evaluation.referral import images_to_show
+
+    assert [images_to_show(t) for t in (0.01, 0.05, 0.1)] == [299, 59, 29]   # 0.95**59 < 0.05 < 0.95**58
+    sure = np.tile([[0.02, 0.98]], (59, 1))
+    assert choose_referral(np.ones(59, dtype=int), sure, CLASSES, target=0.05).threshold == pytest.approx(0.98)
+    assert choose_referral(np.ones(58, dtype=int), sure[:58], CLASSES, target=0.05).threshold == REFUSE_ALL

@@ -67,7 +67,7 @@ def test_the_run_records_both_rules_and_their_held_out_figures(knowing_run):
     referral = metrics["referral"]
     assert referral["val"]["images"] == 36 and referral["val"]["error_among_answered"] <= 0.2
     assert referral["test"]["images"] == 20 and 0 <= referral["test"]["coverage"] <= 1
-    assert referral["val_curve"]["coverage"][-1] == 1.0
+    assert metrics["risk_coverage"]["val"]["coverage"][-1] == 1.0
     unfamiliar = metrics["unfamiliar"]
     assert unfamiliar["test"]["images"] == 20 and unfamiliar["test"]["flagged"] <= 5
     assert sum(metrics["test"]["statuses"].values()) == 20

@@ -159,20 +159,25 @@ def _share_text(count: int, total: int, ci95: list[float] | None) -> str:
 
 def status_figures(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Per split (validation, test): the share the model answers, the error among the answered and the share
-    flagged unfamiliar, each with its count and 95% interval (the CLI, the report and the window)."""
+    flagged unfamiliar, each with its count and 95% interval (the CLI, the report and the window). Without a
+    referral rule every image is answered, and the error among them is the error over all."""
     referral, unfamiliar = metrics.get("referral") or {}, metrics.get("unfamiliar") or {}
     rows = []
     held_out = "validation" if metrics.get("val_source", "validation") == "validation" else \
         "cross-validation (out-of-fold)"
     for split, name in (("val", held_out), ("test", "test")):
-        figures = referral.get(split) or {}
+        figures, overall = referral.get(split) or {}, metrics.get(split) or {}
         flagged = (unfamiliar.get("test") or {}) if split == "test" else {}
-        if not figures.get("images") and not flagged.get("images"):
+        if figures.get("images"):
+            answered = _share_text(figures["answered"], figures["images"], figures.get("coverage_ci95"))
+            error = (_share_text(figures["errors"], figures["answered"], figures.get("error_ci95"))
+                     if figures.get("answered") else "n/a")
+        elif overall.get("images"):
+            low, high = overall["accuracy_95ci"]
+            answered = "all (no referral rule)"
+            error = f"{1 - overall['accuracy']:.1%} (95% CI {1 - high:.0%}–{1 - low:.0%})"
+        else:
             continue
-        answered = (_share_text(figures["answered"], figures["images"], figures.get("coverage_ci95"))
-                    if figures.get("images") else "all")
-        error = (_share_text(figures["errors"], figures["answered"], figures.get("error_ci95"))
-                 if figures.get("answered") else "n/a")
         found = (_share_text(flagged["flagged"], flagged["images"], flagged.get("ci95"))
                  if flagged.get("images") else "n/a")
         rows.append((name, answered, error, found))
@@ -182,7 +187,9 @@ def status_figures(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def status_lines(metrics: dict[str, Any]) -> list[str]:
     """The referral rule and the check for unfamiliar images, with their held-out and test figures."""
     referral, unfamiliar = metrics.get("referral") or {}, metrics.get("unfamiliar") or {}
-    lines = []
+    lines: list[str] = []
+    if not referral and not unfamiliar:       # a run that answers every image (or made before the statuses)
+        return lines
     if referral:
         lines.append(f"Referral: answer when the probability of the class given is at least "
                      f"{referral['threshold']:.3f} (target: at most {referral['target']:.0%} error among answered "

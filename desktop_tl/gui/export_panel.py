@@ -142,8 +142,8 @@ def status_summary(predictions: Sequence[Prediction]) -> str:
     counts = {s: sum(1 for p in read if p.status == s) for s in ("answered", "uncertain", "unfamiliar")}
     text = f"{len(predictions)} image{'' if len(predictions) == 1 else 's'} classified"
     if counts["uncertain"] or counts["unfamiliar"]:
-        text += (f": {counts['answered']} answered, {counts['uncertain']} uncertain and {counts['unfamiliar']} "
-                 "unfamiliar (refer those to a person)")
+        referred = [f"{counts[s]} {s}" for s in ("uncertain", "unfamiliar") if counts[s]]
+        text += f": {counts['answered']} answered, " + " and ".join(referred) + " (refer those to a person)"
     failed = len(predictions) - len(read)
     return text + (f"; {failed} could not be read." if failed else ".")
 

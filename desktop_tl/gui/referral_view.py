@@ -21,6 +21,9 @@ def referral_text(metrics: dict[str, Any] | None, split: str) -> str:
                 "the run was trained before desktop_tl could refer images to a person.")
     lines = status_lines(metrics)
     rules = [line for line in lines if line.startswith(("Referral", "Unfamiliar"))]
+    if not metrics.get("referral"):
+        rules.append("No referral rule (turned off, or too few held-out images to set one): every familiar image "
+                     "is answered.")
     shown = "test" if split == "test" else ("validation", "cross-validation")
     figures = [line for line in lines if line.startswith(shown)]
     return "\n".join(rules + figures + ["The curve: the error among the images answered, against the share answered, "
@@ -59,7 +62,7 @@ class ReferralView(QWidget):
     def show_split(self, metrics: dict[str, Any] | None, split: str) -> None:
         """Draw the curve of `split` ("val" or "test") and the run's rule from a metrics dict."""
         referral = (metrics or {}).get("referral") or {}
-        curve = referral.get(f"{split}_curve") or {"coverage": [], "error": []}
+        curve = ((metrics or {}).get("risk_coverage") or {}).get(split) or {"coverage": [], "error": []}
         self.curve.setData(curve["coverage"], curve["error"])
         coverage = (referral.get(split) or {}).get("coverage")
         self.chosen.setVisible(coverage is not None)
@@ -68,7 +71,7 @@ class ReferralView(QWidget):
         self.target.setVisible("target" in referral)
         if "target" in referral:
             self.target.setValue(referral["target"])
-        top = max(list(curve["error"]) + [referral.get("target", 0.05)]) * 1.15
+        top = max(list(curve["error"]) + [referral.get("target", 0.0)]) * 1.15
         self.plot.getPlotItem().setYRange(0, top or 0.1, padding=0.02)
         self.text.setText(referral_text(metrics, split))
 

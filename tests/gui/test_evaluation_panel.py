@@ -212,7 +212,7 @@ def test_the_calibration_tab_draws_the_reliability_diagram(qtbot, panel, app_sta
 def test_the_referral_tab_draws_the_risk_coverage_curve_with_the_chosen_point(qtbot, panel, app_state, tmp_path):
     import numpy as np
 
-    from desktop_tl.core.evaluation.referral import choose_referral, referral_report
+    from desktop_tl.core.evaluation.referral import choose_referral, referral_report, risk_coverage_curves
 
     _, metrics = _two_class_run(tmp_path)
     rng = np.random.default_rng(5)
@@ -226,13 +226,14 @@ def test_the_referral_tab_draws_the_risk_coverage_curve_with_the_chosen_point(qt
         splits[split] = (labels, np.stack([1 - positive, positive], 1))
     referral = choose_referral(*splits["val"], metrics["classes"], target=0.1)
     metrics["referral"] = referral_report(referral, None, metrics["classes"], splits)
+    metrics["risk_coverage"] = risk_coverage_curves(None, metrics["classes"], splits)
     metrics["unfamiliar"] = {"threshold": 812.5, "flagged_share": 0.05, "chosen_on": "validation",
                              "test": {"images": 200, "flagged": 9, "share": 0.045, "ci95": [0.024, 0.083]}}
     app_state.set_metrics(metrics)
     panel.set_split("test")
     view = panel.referral
     xs, ys = view.curve_points()
-    assert xs == metrics["referral"]["test_curve"]["coverage"] and ys == metrics["referral"]["test_curve"]["error"]
+    assert xs == metrics["risk_coverage"]["test"]["coverage"] and ys == metrics["risk_coverage"]["test"]["error"]
     assert view.chosen.isVisible() and view.chosen.value() == pytest.approx(metrics["referral"]["test"]["coverage"])
     assert view.target.value() == pytest.approx(0.1)
     words = view.text.text()
@@ -241,9 +242,13 @@ def test_the_referral_tab_draws_the_risk_coverage_curve_with_the_chosen_point(qt
     assert "flagged unfamiliar 4.5% (9/200" in words and "Referral: answer when" in words
     panel.set_split("val")
     assert panel.referral.chosen.value() == pytest.approx(metrics["referral"]["val"]["coverage"])
-    metrics = dict(metrics, referral=None, unfamiliar=None)
-    app_state.set_metrics(metrics)
-    assert "answers every image" in panel.referral.text.text() and not panel.referral.chosen.isVisible()
+    app_state.set_metrics(dict(metrics, referral=None))          # the check for unfamiliar images alone
+    assert "No referral rule" in panel.referral.text.text() and not panel.referral.chosen.isVisible()
+    assert panel.referral.curve_points()[0] == metrics["risk_coverage"]["val"]["coverage"]   # still drawn
+    error = 1 - metrics["val"]["accuracy"]
+    assert f"answered all (no referral rule); error among answered {error:.1%}" in panel.referral.text.text()
+    app_state.set_metrics(dict(metrics, referral=None, unfamiliar=None))
+    assert "answers every image" in panel.referral.text.text()
 
 
 def test_with_more_classes_each_class_is_looked_at_against_the_rest(qtbot, panel, app_state, trained_run, metrics):

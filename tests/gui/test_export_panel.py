@@ -191,3 +191,5 @@ def test_try_it_shows_the_status_of_each_image_and_counts_the_referred():
         "4 images classified: 1 answered, 1 uncertain and 1 unfamiliar (refer those to a person); "
         "1 could not be read.")
     assert status_summary([answered]) == "1 image classified."
+    assert status_summary([answered, unfamiliar]) == (
+        "2 images classified: 1 answered, 1 unfamiliar (refer those to a person).")

@@ -229,9 +229,9 @@ def describe_decision(decision: Decision | None, calibration: Calibration | None
         text += f" Unfamiliar images: {familiarity.rule()}."
     if referral is not None:
         text += f" Referral: {referral.rule()}."
-    if status_rule and referral is None and familiarity is None:
-        text += (" Every image is answered: this run has no referral rule (referral turned off, or too few "
-                 "held-out images to set one).")
+    if status_rule and referral is None:
+        text += (" Every image is answered" + (" unless unfamiliar" if familiarity is not None else "") +
+                 ": this run has no referral rule (referral turned off, or too few held-out images to set one).")
     if not status_rule:
         text += (" This model was exported before desktop_tl could refer images to a person: it has no status "
                  "rule, and every image is 'answered'. Train the run again to add them.")

@@ -74,6 +74,12 @@ def _search_plan(images: int, target: float, confidence: float) -> tuple[int, in
     raise AssertionError("unreachable: 2**63 thresholds")
 
 
+def images_to_show(target: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
+    """The fewest held-out images on which an error rate within `target` can be shown at all: even with no
+    mistake, fewer leave the upper bound above the target (59 for 5% at 95% confidence, 299 for 1%)."""
+    return math.ceil(math.log(1.0 - confidence) / math.log1p(-target))
+
+
 def choose_referral(labels: Sequence[int], probs: np.ndarray, classes: Sequence[str],
                     decision: Decision | None = None, target: float = DEFAULT_TARGET,
                     confidence: float = DEFAULT_CONFIDENCE, chosen_on: str = "validation") -> Referral:
@@ -139,10 +145,16 @@ def risk_coverage_curve(labels: Sequence[int], probs: np.ndarray, classes: Seque
 
 def referral_report(referral: Referral, decision: Decision | None, classes: Sequence[str],
                     splits: dict[str, tuple[Sequence[int], np.ndarray]]) -> dict[str, Any]:
-    """The rule with, per split ("val", "test"), the coverage and the error among answered images (each with its
-    interval) and the risk-coverage curve (metrics.json's "referral")."""
+    """The rule with, per split ("val", "test"), the coverage and the error among answered images, each with its
+    interval (metrics.json's "referral")."""
     report: dict[str, Any] = referral.to_dict()
     for name, (labels, probs) in splits.items():
         report[name] = selective_figures(labels, probs, classes, decision, referral)
-        report[f"{name}_curve"] = risk_coverage_curve(labels, probs, classes, decision)
     return report
+
+
+def risk_coverage_curves(decision: Decision | None, classes: Sequence[str],
+                         splits: dict[str, tuple[Sequence[int], np.ndarray]]) -> dict[str, dict[str, list[float]]]:
+    """The risk-coverage curve of each split (metrics.json's "risk_coverage", kept with or without a referral
+    rule: it shows what referring the least sure images would give)."""
+    return {name: risk_coverage_curve(labels, probs, classes, decision) for name, (labels, probs) in splits.items()}

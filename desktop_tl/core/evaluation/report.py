@@ -171,14 +171,15 @@ def _referral_section(metrics: dict[str, Any]) -> str:
                    [list(row) for row in status_figures(metrics)])
     referral = metrics.get("referral") or {}
     curves = {f"{name} error among answered": (c["coverage"], c["error"])
-              for key, name in (("val_curve", "validation"), ("test_curve", "test"))
-              if (c := referral.get(key)) and c.get("coverage")}
+              for key, name in (("val", "validation"), ("test", "test"))
+              if (c := (metrics.get("risk_coverage") or {}).get(key)) and c.get("coverage")}
     if curves:
         chosen = (referral.get("val") or {}).get("coverage")
-        top = max([max(e) for _, e in curves.values()] + [referral.get("target", 0.05)]) * 1.1 or 0.1
+        top = max([max(e) for _, e in curves.values()] + [referral.get("target", 0.0)]) * 1.1 or 0.1
         if chosen is not None:
             curves["answered at the chosen threshold (validation)"] = ([chosen, chosen], [0.0, top])
-        curves[f"target {referral.get('target', 0.05):.0%}"] = ([0.0, 1.0], [referral.get("target", 0.05)] * 2)
+        if "target" in referral:
+            curves[f"target {referral['target']:.0%}"] = ([0.0, 1.0], [referral["target"]] * 2)
         text += svg_chart(curves, "share of images answered", "error among answered", (0.0, 1.0), (0.0, top))
     return text
 

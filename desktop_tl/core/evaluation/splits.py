@@ -16,7 +16,7 @@ from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
 from desktop_tl.core.decision import Calibration, Decision, Referral, positive_class
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
-from desktop_tl.core.evaluation.referral import referral_report
+from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
 
 
@@ -70,6 +70,7 @@ def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, 
             result["subgroups"] = {"test": test_subgroups(index, paths, labels, probs, classes, decision)}
     if referral is not None:
         result["referral"] = referral_report(referral, decision, classes, predicted)
+    result["risk_coverage"] = risk_coverage_curves(decision, classes, predicted)
     return result
 
 
@@ -102,9 +103,10 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
     if which == "best" and stored.get("val_source", "validation") != "validation" and "val" in stored:
         # the model learnt from the validation images: their figures are the cross-validation's out-of-fold ones
         metrics["val"], metrics["val_source"] = stored["val"], stored["val_source"]
-        for key in ("val", "val_curve"):
-            if key in (stored.get("referral") or {}) and "referral" in metrics:
-                metrics["referral"][key] = stored["referral"][key]
+        if "val" in (stored.get("referral") or {}) and "referral" in metrics:
+            metrics["referral"]["val"] = stored["referral"]["val"]
+        if "val" in (stored.get("risk_coverage") or {}):
+            metrics["risk_coverage"]["val"] = stored["risk_coverage"]["val"]
     if which == "best" and isinstance(stored.get("unfamiliar"), dict):
         metrics["unfamiliar"] = stored["unfamiliar"]     # the check belongs to the delivered model, fitted once
     counts = index.counts()

@@ -31,7 +31,7 @@ from desktop_tl.core.decision import (
 )
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
-from desktop_tl.core.evaluation.referral import choose_referral, referral_report
+from desktop_tl.core.evaluation.referral import choose_referral, images_to_show, referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions
 from desktop_tl.core.events import Message, TrainEvent
@@ -101,9 +101,12 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
                                       positive=smaller)
     metrics["decision"] = decision.to_dict() if decision else None
     referral = _referral(s, val_labels, val_probs, decision, source)
+    held_out = {"val": (val_labels, val_probs), "test": (test_labels, test_probs)}
+    metrics["risk_coverage"] = risk_coverage_curves(decision, classes, held_out)
+    if referral is None and s.cfg.refer_target > 0:
+        yield Message("info", _no_referral_words(s.cfg.refer_target, len(val_labels)))
     if referral is not None:
-        metrics["referral"] = referral_report(referral, decision, classes,
-                                              {"val": (val_labels, val_probs), "test": (test_labels, test_probs)})
+        metrics["referral"] = referral_report(referral, decision, classes, held_out)
         yield Message("info", _referral_words(metrics["referral"]))
     yield Message("info", "Fitting the check for images unlike the training images…")
     detector = fit_detector(s)
@@ -210,14 +213,20 @@ def _decision(s: TrainingSession, labels, probs, source: str = "validation") -> 
     return Decision(s.info.classes[positive], choose_threshold(labels, probs, positive), source)
 
 
-MIN_IMAGES_TO_REFER = 20      # fewer held-out images cannot bound an error rate usefully
-
-
 def _referral(s: TrainingSession, labels, probs, decision: Decision | None, source: str) -> Referral | None:
-    """The confidence below which images are referred to a person, when the run asks for one."""
-    if s.cfg.refer_target <= 0 or len(labels) < MIN_IMAGES_TO_REFER:
+    """The confidence below which images are referred to a person, when the run asks for one and its held-out
+    images can show the target at all (`images_to_show`); else None, and the model answers every image."""
+    if s.cfg.refer_target <= 0 or len(labels) < images_to_show(s.cfg.refer_target):
         return None
     return choose_referral(labels, probs, s.info.classes, decision, s.cfg.refer_target, chosen_on=source)
+
+
+def _no_referral_words(target: float, images: int) -> str:
+    """Why a run that asked for referral answers every image."""
+    return (f"Referral: {images} held-out images are too few to show an error rate within {target:.0%} among the "
+            f"images answered (even with no mistake, at least {images_to_show(target)} are needed), so the model "
+            "answers every image. Label more images, or choose a higher referral target, to refer the uncertain "
+            "ones to a person.")
 
 
 def _referral_words(report: dict[str, Any]) -> str:
