@@ -141,3 +141,13 @@ def test_a_model_exported_before_the_rules_still_predicts_and_says_so(knowing_ru
 def test_a_run_without_the_rules_says_why_every_image_is_answered():
     words = describe_decision(None, None, None, None, status_rule=True)
     assert "Every image is answered" in words and "no status rule" not in words
+
+
+def test_the_threshold_is_the_conformal_quantile_of_the_held_out_scores():
+    from desktop_tl.core.evaluation.familiarity import choose_familiarity
+
+    assert choose_familiarity(np.arange(1.0, 101.0)).threshold == 96.0      # ceil(101 * 0.95) = 96th of 100
+    assert choose_familiarity(np.arange(1.0, 20.0)).threshold == 19.0       # 19 scores: none is flagged
+    rng = np.random.default_rng(0)                                          # new images flagged: at most 5% on average
+    flagged = [(rng.normal(size=5000) > choose_familiarity(rng.normal(size=40)).threshold).mean() for _ in range(400)]
+    assert np.mean(flagged) <= 0.05

@@ -10,6 +10,7 @@ The threshold flags a chosen share of held-out images of the training kind. Nump
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,9 +68,13 @@ def unfamiliarity(statistics: dict[str, np.ndarray], features: np.ndarray) -> np
 
 def choose_familiarity(heldout_scores: np.ndarray, flagged_share: float = DEFAULT_FLAGGED_SHARE,
                        chosen_on: str = "validation") -> Familiarity:
-    """The threshold that flags `flagged_share` of these held-out images of the training kind."""
-    return Familiarity(float(np.quantile(np.asarray(heldout_scores, dtype=np.float64), 1.0 - flagged_share)),
-                       float(flagged_share), chosen_on)
+    """The threshold that flags at most `flagged_share` of images of the training kind, on average: the
+    ceil((n + 1)(1 - share))-th smallest of n held-out scores (the split-conformal quantile; the plain sample
+    quantile flags more than the share on new images when n is small: 13.5% instead of 10% of 2,000 new
+    animal silhouettes with 60 held-out images, benchmarks/RESULTS.md)."""
+    ordered = np.sort(np.asarray(heldout_scores, dtype=np.float64))
+    rank = min(len(ordered), math.ceil((len(ordered) + 1) * (1.0 - flagged_share)))
+    return Familiarity(float(ordered[rank - 1]), float(flagged_share), chosen_on)
 
 
 def cross_fitted_scores(features: np.ndarray, labels: Sequence[int], folds: Sequence[int], classes: int) -> np.ndarray:
