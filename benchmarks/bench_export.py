@@ -33,7 +33,7 @@ def _export_seconds(wrapped: torch.nn.Module, size: int) -> float:
 
 
 def main() -> None:
-    from desktop_tl.core.deploy.export import _WithSoftmax, _without_inplace_activations
+    from desktop_tl.core.deploy.export import _without_inplace_activations, _WithSoftmax
     from desktop_tl.core.evaluation.familiarity import fit_statistics
     from desktop_tl.core.models.factory import create_model
     from desktop_tl.core.models.familiarity import UnfamiliarityScore

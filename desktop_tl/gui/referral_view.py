@@ -45,6 +45,7 @@ class ReferralView(QWidget):
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "share of images answered")
         item.setLabel("left", "error among answered")
+        item.getAxis("left").enableAutoSIPrefix(False)       # rates read as 0.05, not "50 (x0.001)"
         item.setXRange(0, 1, padding=0.02)
         self.curve = item.plot([], [], pen=pg.mkPen((31, 119, 180), width=2))
         self.chosen = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((214, 39, 40), width=2),
