@@ -36,6 +36,8 @@ def test_int8_model_keeps_metadata_and_stays_close(trained_run, tmp_path):
     assert comparison.fp32.images_per_sec > 0 and comparison.int8.images_per_sec > 0
     probs = classifier.predict_arrays(np.zeros((2, 3, *classifier.prep.input_size), np.float32))
     assert probs.shape == (2, len(classifier.classes)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    _, _, scores = classifier.predict_outputs(np.zeros((2, 3, *classifier.prep.input_size), np.float32))
+    assert classifier.familiarity is not None and scores.shape == (2,) and np.isfinite(scores).all()  # the check too
 
 
 def test_export_int8_from_the_command_line(trained_run, tmp_path, capsys):
