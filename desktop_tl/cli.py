@@ -250,12 +250,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{p.path}\tskipped: {p.error}")
             else:
                 print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t{STATUS_WORDS[p.status]}")
+    notes = sys.stderr if args.json else sys.stdout      # with --json, standard output is the document alone
     if args.csv:
         write_predictions_csv(Path(args.csv), predictions, classifier.classes)
-        print(f"Wrote {len(predictions)} rows to {args.csv}")
+        print(f"Wrote {len(predictions)} rows to {args.csv}", file=notes)
     if args.heatmaps:
         written = write_heatmaps(Path(args.heatmaps), predictions)
-        print(f"Wrote {written} heat maps (where the model looked for the class it chose) to {args.heatmaps}")
+        print(f"Wrote {written} heat maps (where the model looked for the class it chose) to {args.heatmaps}",
+              file=notes)
     return 0
 
 

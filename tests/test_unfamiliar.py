@@ -97,7 +97,8 @@ def test_foreign_images_are_flagged_through_onnxruntime_alone(knowing_run, forei
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
+    document = json.loads(done.stdout)              # standard output is the JSON document alone
+    assert f"Wrote 156 rows to {out_csv}" in done.stderr
     by_path = {p["path"]: p for p in document["predictions"]}
     foreign = [p for path, p in by_path.items() if path.startswith(str(foreign_images))]
     own = [p for path, p in by_path.items() if path.startswith(str(data))]
