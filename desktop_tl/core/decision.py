@@ -8,11 +8,26 @@ run folder or from the exported model's metadata (the temperature is also folded
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+_Rule = TypeVar("_Rule")
+
+
+def _parsed(text: str | None, from_dict: Callable[[Any], _Rule | None]) -> _Rule | None:
+    """`from_dict` of the JSON in `text` (ONNX metadata), or None when absent or not JSON."""
+    try:
+        return from_dict(json.loads(text)) if text else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float from JSON (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -38,8 +53,8 @@ class Decision:
         if not isinstance(data, dict):
             return None
         positive, threshold = data.get("positive"), data.get("threshold")
-        if len(classes) != 2 or positive not in classes or not isinstance(threshold, (int, float)) \
-                or isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0:
+        if len(classes) != 2 or positive not in classes or not _is_number(threshold) \
+                or not 0.0 <= float(threshold) <= 1.0:
             return None
         return cls(positive, float(threshold), str(data.get("chosen_on", "validation")),
                    str(data.get("criterion", "balanced accuracy")))
@@ -47,10 +62,7 @@ class Decision:
     @classmethod
     def from_json(cls, text: str | None, classes: Sequence[str]) -> Decision | None:
         """The decision in a JSON string (ONNX metadata), or None."""
-        try:
-            return cls.from_dict(json.loads(text), classes) if text else None
-        except (ValueError, RecursionError):
-            return None
+        return _parsed(text, lambda data: cls.from_dict(data, classes))
 
 
 def rule_text(positive: str, threshold: float, chosen_on: str = "validation",
@@ -92,17 +104,14 @@ class Calibration:
         if not isinstance(data, dict):
             return None
         t = data.get("temperature")
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not MIN_TEMPERATURE <= float(t) <= MAX_TEMPERATURE:
+        if not _is_number(t) or not MIN_TEMPERATURE <= float(t) <= MAX_TEMPERATURE:
             return None
         return cls(float(t), str(data.get("fitted_on", "validation")))
 
     @classmethod
     def from_json(cls, text: str | None) -> Calibration | None:
         """The calibration in a JSON string (ONNX metadata), or None."""
-        try:
-            return cls.from_dict(json.loads(text)) if text else None
-        except (ValueError, RecursionError):
-            return None
+        return _parsed(text, cls.from_dict)
 
 
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -184,7 +193,7 @@ class Referral:
         if not isinstance(data, dict):
             return None
         values = [data.get(k) for k in ("threshold", "target", "confidence")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if not all(_is_number(v) for v in values):
             return None
         threshold, target, confidence = (float(v) for v in values)
         if not (0.0 <= threshold <= 1.0 + 1e-5 and 0.0 < target < 1.0 and 0.5 <= confidence < 1.0):
@@ -194,10 +203,7 @@ class Referral:
     @classmethod
     def from_json(cls, text: str | None) -> Referral | None:
         """The referral rule in a JSON string (ONNX metadata), or None."""
-        try:
-            return cls.from_dict(json.loads(text)) if text else None
-        except (ValueError, RecursionError):
-            return None
+        return _parsed(text, cls.from_dict)
 
 
 @dataclass(frozen=True)
@@ -226,7 +232,7 @@ class Familiarity:
         if not isinstance(data, dict):
             return None
         threshold, share = data.get("threshold"), data.get("flagged_share", 0.05)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (threshold, share)):
+        if not all(_is_number(v) for v in (threshold, share)):
             return None
         if not (float(threshold) >= 0.0 and 0.0 < float(share) < 1.0) or threshold != threshold:
             return None
@@ -236,10 +242,7 @@ class Familiarity:
     @classmethod
     def from_json(cls, text: str | None) -> Familiarity | None:
         """The rule in a JSON string (ONNX metadata), or None."""
-        try:
-            return cls.from_dict(json.loads(text)) if text else None
-        except (ValueError, RecursionError):
-            return None
+        return _parsed(text, cls.from_dict)
 
 
 def given_class_probability(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None) -> np.ndarray:
