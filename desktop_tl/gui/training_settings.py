@@ -4,7 +4,8 @@ recipe's fields, and the plan a run follows. Reads and writes AppState's trainin
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QGridLayout, QGroupBox, QLabel, QScrollArea, QSpinBox,
+                               QWidget)
 
 from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS, TrainConfig, setting_info
 from desktop_tl.gui.state import AppState
@@ -27,6 +28,8 @@ REFERRAL_CHOICES = (  # (label, refer_target)
     ("Keep errors within 5%", 0.05),
     ("Keep errors within 10%", 0.10),
 )
+PLAN_LINES = 4  # the plan shows in this many lines and scrolls beyond them
+
 PLAN_HINT = ("The automatic recipe plans the run when you press Start, from your images and the speed of this "
              "computer: a linear probe first, then fine-tuning of every layer while the time budget allows (or, "
              "when a small network trained from scratch does better beyond the noise, that network, or the average "
@@ -68,6 +71,14 @@ class TrainingSettings(QGroupBox):
         self.plan_label.setObjectName("planLabel")
         self.plan_label.setStyleSheet("color: #444444;")
         self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plan_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # The plan arrives while training starts and may run to many lines: it scrolls inside a fixed height, so
+        # the window never re-lays out its plots mid-run (a re-layout costs ~90 ms of frozen window).
+        self.plan_area = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.plan_area.setObjectName("planArea")
+        self.plan_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.plan_area.setWidget(self.plan_label)
+        self.plan_area.setFixedHeight(PLAN_LINES * self.plan_label.fontMetrics().lineSpacing() + 4)
         self.epochs = QSpinBox(minimum=1, maximum=1000)
         self.batch_size = QSpinBox(minimum=0, maximum=4096)
         self.batch_size.setSpecialValueText("auto")
@@ -126,7 +137,7 @@ class TrainingSettings(QGroupBox):
         for column in (1, 3, 5):
             custom.setColumnStretch(column, 1)
         grid.addWidget(self.custom_box, 2, 0, 1, 4)
-        grid.addWidget(self.plan_label, 3, 0, 1, 4)
+        grid.addWidget(self.plan_area, 3, 0, 1, 4)
         self.grid = grid
 
     def refresh_devices(self) -> None:

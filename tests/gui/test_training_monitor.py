@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QTimer
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Finished
 from desktop_tl.core.reporting import clock as format_duration
+from desktop_tl.gui.engine_loader import engine_loaded, start_engine_import
 from desktop_tl.gui.training_monitor import TrainingMonitor
 
 TRAIN_TIMEOUT_MS = 180_000
@@ -146,7 +147,13 @@ def test_pause_holds_training_and_continue_finishes(qtbot, monitor, app_state, c
 
 
 def test_window_stays_responsive_while_training(qtbot, monitor, app_state, fast_config, tmp_path, record_property):
-    """A 10 ms timer keeps ticking during real training: the longest gap stays under 100 ms."""
+    """A 10 ms timer keeps ticking during real training: the longest gap stays under 100 ms.
+
+    The main window imports the engine (torch, timm, torchvision) on a background thread as soon as it is shown
+    (gui/engine_loader.py); importing holds the interpreter lock for up to 200 ms at a time, so this stand-alone
+    panel waits for the same import first and the gaps measured are those of training."""
+    start_engine_import()
+    assert engine_loaded.wait(120)
     fast_config(app_state, batch_size=2, epochs=2)                   # 8 batches, 2 validations
     monitor.load_from_state()
     monitor.set_run_dir(tmp_path / "run")
@@ -219,3 +226,14 @@ def test_real_engine_refusal_and_missing_dataset(qtbot, monitor, app_state, tmp_
     assert "No dataset" in monitor.banner.text() and monitor.banner.isVisible()
     app_state.set_dataset(dataset)                                    # the problem is fixed: the banner goes
     assert monitor.banner.text() == "" and not monitor.banner.isVisible()
+
+
+def test_a_long_plan_scrolls_in_place_and_the_curves_keep_their_size(qtbot, monitor):
+    """The plan arrives as training starts; a re-layout of the plots then would freeze the window ~90 ms."""
+    qtbot.wait(50)
+    before = monitor.charts.loss_plot.size()
+    monitor.settings.show_plan(tuple(f"  {n}. a stage of the plan, described in words" for n in range(1, 13)))
+    qtbot.wait(50)
+    assert monitor.charts.loss_plot.size() == before
+    assert monitor.settings.plan_area.verticalScrollBar().maximum() > 0       # the rest is a scroll away
+    assert "12. a stage" in monitor.settings.plan_label.text()
