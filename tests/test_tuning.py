@@ -68,7 +68,7 @@ def test_auto_measures_once_then_remembers(fresh_tuning, monkeypatch):
 
     monkeypatch.setattr(tuning, "measure_channels_last_speedup", fake_measure)
     first = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "all")
-    assert first.channels_last and not first.remembered and calls == [((64, 64), 16)]   # probe batch capped
+    assert first.channels_last and not first.remembered and calls == [((64, 64), tuning.PROBE_BATCH)]   # probe batch capped
     assert "measured now" in first.describe() and "x1.30" in first.describe()
     second = tuning.choose_layout("auto", CPU, None, "efficientnet_lite0", (64, 64), 32, "all")
     assert second.channels_last and second.remembered and len(calls) == 1

@@ -33,14 +33,12 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
         import sys
         from pathlib import Path
         from desktop_tl.cli import main
-        fast = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--workers", "0", "--augment", "none"]
         for argv in (["import-check", "data"], ["import-check", "data", "--json"],
-                     ["train", "data", "--out", "runs/run", *fast], ["evaluate", "runs/run", "--json"],
-                     ["evaluate", "runs/run", "--by", "Modality"],
-                     ["export", "runs/run"], ["predict", "runs/run/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["train", "data", "--out", "runs/auto", "--budget", "20s", "--workers", "0"],
+                     ["evaluate", "runs/auto", "--json"], ["evaluate", "runs/auto", "--by", "Modality"],
                      ["evaluate", "runs/auto", "--target-sensitivity", "0.9"], ["export", "runs/auto"],
-                     ["report", "runs/auto"], ["report", "runs/run", "--out", "runs/run-report.html"],
+                     ["report", "runs/auto"], ["report", "runs/auto", "--out", "runs/auto-report.html"],
+                     ["predict", "runs/auto/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["predict", "runs/auto/model.onnx", "data", "--heatmaps", "runs/heatmaps"],
                      ["predict", "runs/auto/model.onnx", "data", "--json"],
                      ["review-labels", "runs/auto"], ["suggest", "runs/auto", "data", "--out", "runs/suggest.csv"]):
@@ -55,11 +53,11 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
         from desktop_tl.core.project import Project, save_project
         from desktop_tl.core.runs.folder import create_run
         from desktop_tl.core.runs.retrain import retrain_config
-        # label assist in the window: confirmed labels, then Retrain (a new run from run's best checkpoint)
+        # label assist in the window: confirmed labels, then Retrain (a new run from the run's best checkpoint)
         save_confirmed(Path("runs/confirmed_labels.csv"), {"../unlabelled/ct_u.dcm": "ct", "../unlabelled/mr_u.dcm": "mr"})
         joined = with_confirmed(import_dataset(Path("data")), Path("runs/confirmed_labels.csv"))
-        create_run(Path("runs/retrain"), joined, retrain_config(Path("runs/run")).config, SplitConfig())
-        save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/run"), Path("runs/auto")],
+        create_run(Path("runs/retrain"), joined, retrain_config(Path("runs/auto")).config, SplitConfig())
+        save_project(Path("study.dtlproj"), Project(data_source=Path("data"), runs=[Path("runs/auto"), Path("runs/retrain")],
                                                     current_run=Path("runs/auto"),
                                                     labels_csv=Path("runs/confirmed_labels.csv")))
     """)
@@ -72,15 +70,15 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=study, env=env, capture_output=True, timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log.decode(errors="replace")[-4000:]
-    assert (study / "runs" / "run" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
+    assert (study / "runs" / "auto" / "model.onnx").is_file() and (study / "runs" / "pred.csv").is_file()
     auto = (study / "runs" / "auto" / "run.json").read_text()
     assert '"plan"' in auto and '"decision"' in auto            # the automatic recipe's own outputs are searched too
     assert "<h2>Figures" in (study / "runs" / "auto" / "report.html").read_text()      # and the reports,
+    assert (study / "runs" / "auto-report.html").is_file()
     assert (study / "runs" / "auto" / "label_review.json").is_file() and (study / "runs" / "suggest.csv").is_file()
     assert (study / "runs" / "auto" / DETECTOR_FILE).is_file()                       # the unfamiliarity check,
     assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 48             # heat maps, label review, assist
-    assert "Epoch 1/1" in (study / "runs" / "run" / "log.txt").read_text()           # and the runs' logs
-    assert (study / "runs" / "auto" / "log.txt").is_file()
+    assert "Epoch 1/" in (study / "runs" / "auto" / "log.txt").read_text()           # and the run's log
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it

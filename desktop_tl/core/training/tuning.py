@@ -27,6 +27,9 @@ from desktop_tl.core.paths import user_cache_dir
 TUNING_FILE = "tuning.json"
 PROBE_STEPS = 6          # per layout: the first is a warm-up, the fastest of the others counts
 MIN_GAIN = 1.05          # channels-last must be at least 5% faster to be chosen
+PROBE_BATCH = 4          # images per timed step: the choice needs the faster layout, not the exact ratio, and
+                         # batch 4 gives the same answer as batch 16 in a quarter of the time (EfficientNet-Lite0
+                         # at 224 px on 2 cores: ratio 1.47-1.65 in 3.5-3.9 s vs 1.36-1.76 in 15-18 s)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def choose_layout(requested: str, device: torch.device, model: nn.Module, arch: 
         return LayoutChoice("channels_last")
     if device.type != "cpu":
         return LayoutChoice("contiguous")
-    probe_batch = max(1, min(batch, 16))
+    probe_batch = max(1, min(batch, PROBE_BATCH))
     key = tuning_key(arch, image_size, probe_batch, freeze)
     known = remembered(key)
     from_memory = known is not None and isinstance(known.get("channels_last_speedup"), (int, float))
