@@ -21,8 +21,8 @@ def view(name: str, images: torch.Tensor, inverse: bool = False) -> torch.Tensor
         return images.flip(-1)
     if name == "vflip":
         return images.flip(-2)
-    if name == "rot90":
-        return images.rot90(-1 if inverse else 1, (-2, -1))
+    if name == "rot90":     # images.rot90(1 or -1, (-2, -1)) spelt as a flip and a transpose, which ONNX tracing has
+        return images.flip(-2 if inverse else -1).transpose(-2, -1)
     return images
 
 
