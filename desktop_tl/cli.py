@@ -175,18 +175,15 @@ def _prepare_run(args: argparse.Namespace) -> int | None:
     from desktop_tl.core.runs.folder import RunFolder, create_run
 
     folder = RunFolder(Path(args.out))
+    action = folder.training_start(args.resume)
+    if action == "finished":
+        print(f"The run in {folder.path} has already finished; nothing to do.")
+        return 0
     if folder.has_run:
-        info = folder.info()      # a clear message when run.json is damaged
-        if not args.resume and (info.has_checkpoint or info.finished):
-            raise UserError(f"{folder.path} already holds a run.",
-                            "Add --resume to continue it, or choose another --out folder.")
-        if args.resume and info.finished:
-            print(f"The run in {folder.path} has already finished; nothing to do.")
-            return 0
         removed = folder.remove_stale_temp_files()  # left by a crash or a kill in the middle of a save
         if removed:
             print(f"Removed {len(removed)} half-written file(s) left by an interrupted save.")
-    if not folder.has_run or not args.resume:
+    if action == "start":
         config, split = _train_config(args)
         create_run(folder.path, Path(args.data), config, split, progress=_progress_printer("Importing"))
     return None
@@ -201,10 +198,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(_export_summary(Path(args.run), result, PARITY_TOLERANCE))
     if getattr(args, "int8", False) and result.parity_ok:
         from desktop_tl.core.deploy.quantize import compare_models, format_comparison, quantize_int8
-        from desktop_tl.core.runs.folder import load_index
+        from desktop_tl.core.runs.folder import RunFolder, load_index
 
         run_dir = Path(args.run)
-        fp32 = Path(result.onnx_file) if Path(result.onnx_file).is_absolute() else run_dir / result.onnx_file
+        fp32 = RunFolder(run_dir).exported_file(result.onnx_file)
         index = load_index(run_dir, Path(args.data) if args.data else None)
         int8 = quantize_int8(fp32, index)
         print(f"Wrote {int8} (int8, calibrated on training images). Before you use it:")
@@ -213,7 +210,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_summary(run_dir: Path, result, tolerance: float) -> str:
-    where = run_dir / result.onnx_file if not Path(result.onnx_file).is_absolute() and "/" not in result.onnx_file else Path(result.onnx_file)
+    from desktop_tl.core.runs.folder import RunFolder
+
+    where = RunFolder(run_dir).exported_file(result.onnx_file)
     diffs = ", ".join(f"{k.replace('_', ' ')}: {v:.2e}" for k, v in result.parity_max_abs_diff.items())
     verdict = "OK" if result.parity_ok else f"FAILED (tolerance {tolerance:g})"
     return (f"Exported {where} ({file_size(result.size_bytes)}, opset {result.opset}).\n"
@@ -265,7 +264,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from desktop_tl.core.config import SplitConfig, TrainConfig, parse_budget
     from desktop_tl.core.deploy.export import PARITY_TOLERANCE, export_onnx
     from desktop_tl.core.paths import resource_path
-    from desktop_tl.core.runs.folder import create_run
+    from desktop_tl.core.runs.folder import RunFolder, create_run
 
     run_dir = Path(args.out) if args.out else DEMO_RUNS / time.strftime("demo-%Y%m%d-%H%M%S")
     data = resource_path("demo", "images")
@@ -283,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Done in {time.perf_counter() - started:.0f}s. Everything is in {run_dir.resolve()}:\n"
           f"  metrics.json (validation and test figures), model.onnx (for `desktop-tl predict`), "
           f"best.safetensors / last.safetensors (checkpoints)")
-    print(f"Try it: desktop-tl predict {run_dir / 'model.onnx'} {data}")
+    print(f"Try it: desktop-tl predict {RunFolder(run_dir).model_file} {data}")
     if not result.parity_ok:
         return 1
     from desktop_tl.gui.app import has_real_display, run_app

@@ -34,8 +34,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.label_assist import rank_unlabelled, write_suggestions
+    from desktop_tl.core.runs.folder import RunFolder
 
-    model = Path(args.model) if args.model else Path(args.run) / "model.onnx"
+    model = Path(args.model) if args.model else RunFolder(Path(args.run)).model_file
     if not model.is_file():
         raise UserError(f"The run has no exported model ({model.name}).", f"Export it first: desktop-tl export {args.run}")
     out = Path(args.out)

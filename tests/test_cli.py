@@ -51,13 +51,23 @@ def test_train_resume_evaluate_export(tmp_path, small_dataset, capsys):
     text = capsys.readouterr().out
     assert "test (" in text and "accuracy" in text
     assert main(["train", str(small_dataset), "--out", str(out), *FAST]) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert "already holds a finished run" in capsys.readouterr().err
     assert main(["train", str(small_dataset), "--out", str(out), "--resume"]) == 0
     assert "already finished" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoint"] == "best"
     assert main(["export", str(out)]) == 0
     assert "OK" in capsys.readouterr().out and (out / "model.onnx").is_file()
+
+
+def test_train_refuses_a_folder_of_other_files_as_the_window_does(tmp_path, small_dataset, capsys):
+    photos = tmp_path / "my_photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"not to be mixed with a run")
+    for resume in ([], ["--resume"]):
+        assert main(["train", str(small_dataset), "--out", str(photos), *FAST, *resume]) == 2
+        assert "already holds other files" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["holiday.jpg"]
 
 
 def test_resume_on_an_empty_folder_starts_the_run(tmp_path, small_dataset, capsys):

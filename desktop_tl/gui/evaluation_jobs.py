@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.worker import JobContext
 
 
@@ -49,13 +48,6 @@ def review_job(run_dir: Path) -> Callable[[JobContext], tuple]:
 
         return run_dir, load_index(run_dir), review_labels(run_dir)
     return run
-
-
-def exported_model(run_dir: Path) -> Path | None:
-    """The run's exported ONNX file (from export.json), or None."""
-    name = (RunFolder(run_dir).export_record() or {}).get("onnx_file")
-    model = (Path(run_dir) / name) if isinstance(name, str) else None
-    return model if model is not None and model.is_file() else None
 
 
 def heatmap_job(model: Path, root: Path, paths: list[str]) -> Callable[[JobContext], dict[str, Any]]:

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.gui.evaluation_jobs import Evaluation, evaluate_job, exported_model, heatmap_job, report_job, review_job
+from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui.evaluation_jobs import Evaluation, evaluate_job, heatmap_job, report_job, review_job
 from desktop_tl.gui.evaluation_tables import mistake_item, per_class_model, per_class_rows, summary_text
 from desktop_tl.gui.image_viewer import ImageViewer
 from desktop_tl.gui.item_models import ImageListModel, MatrixModel
@@ -341,7 +342,7 @@ class EvaluationPanel(QWidget):
 
     def show_heatmaps(self) -> bool:
         """Compute heat maps of the stored mistakes with the exported model, on the worker."""
-        model = exported_model(self.state.run_dir) if self.state.run_dir else None
+        model = RunFolder(self.state.run_dir).exported_model() if self.state.run_dir else None
         root, metrics = self._image_root(), self.metrics or {}
         if model is None or root is None:
             self.message.show_note("Export the run first (Export panel): the heat maps come from the exported "

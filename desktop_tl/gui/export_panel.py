@@ -255,7 +255,7 @@ class ExportPanel(QWidget):
         if run_dir is None:
             self.message.show_note("Train a run or open one first; the export uses its best checkpoint.")
             return False
-        name, _ = QFileDialog.getSaveFileName(self, "Export to ONNX", str(Path(run_dir) / "model.onnx"),
+        name, _ = QFileDialog.getSaveFileName(self, "Export to ONNX", str(RunFolder(Path(run_dir)).model_file),
                                               "ONNX models (*.onnx)")
         if not name:
             return False
@@ -265,12 +265,6 @@ class ExportPanel(QWidget):
             return False
         self.message.show_note(f"Exporting to {out.name} and checking it against PyTorch…")
         return True
-
-    def _resolve(self, onnx_file: str) -> Path | None:
-        path = Path(onnx_file)
-        if path.is_absolute():
-            return path
-        return Path(self.state.run_dir) / path if self.state.run_dir is not None else None
 
     @Slot(object)
     def show_export(self, result: ExportResult | None) -> None:
@@ -283,7 +277,7 @@ class ExportPanel(QWidget):
             self.size_label.setText("—")
             self.metadata_model.set_rows([])
         else:
-            where = self._resolve(result.onnx_file)
+            where = RunFolder(self.state.run_dir).exported_file(result.onnx_file) if self.state.run_dir else None
             self.model_file = where if where is not None and where.is_file() else None
             self.parity.setText(parity_text(result))
             self.parity.setStyleSheet("" if result.parity_ok else "color: #b00020; font-weight: bold;")

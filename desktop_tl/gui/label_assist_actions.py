@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from desktop_tl.core.data.confirmed import CONFIRMED_FILE
 from desktop_tl.core.runs.folder import RunFolder
-from desktop_tl.gui.evaluation_jobs import exported_model
 from desktop_tl.gui.label_assist_jobs import Retraining, Scored, retrain_job, score_job
 from desktop_tl.gui.panel_support import BUSY_MESSAGE
 
@@ -37,7 +36,7 @@ class LabelAssistActions:
         """Score a folder of unlabelled images (asking for one unless given) with the current run's exported
         model on the worker, then open the labelling grid; False (and why) when that cannot start."""
         run_dir = self.state.run_dir
-        model = exported_model(run_dir) if run_dir is not None else None
+        model = RunFolder(run_dir).exported_model() if run_dir is not None else None
         if run_dir is None or model is None or RunFolder(run_dir).status() != "finished":
             self.message.show_error("Label assist needs a finished run with an exported model: its suggestions and "
                                     "heat maps come from that model.",

@@ -235,15 +235,11 @@ class TrainingMonitor(QWidget):
         if folder:
             self.set_run_dir(Path(folder))
 
-    @staticmethod
-    def _run_status(folder: Path | None) -> str:
-        """core.runs.folder.RunFolder's status of `folder` ("new" when none is chosen)."""
-        return RunFolder(folder).status() if folder is not None else "new"
-
     def _update_buttons(self) -> None:
         training = self.active_run is not None
         busy_other = self.controller.busy and not training
-        resumable = self._run_status(self.chosen_run_dir()) in ("created", "interrupted")
+        chosen = self.chosen_run_dir()
+        resumable = chosen is not None and RunFolder(chosen).resumable
         self.start_button.setText("Resume" if resumable else "Start")
         self.start_button.setEnabled(not training and not busy_other)
         self.start_button.setToolTip("Another task is running" if busy_other else
@@ -262,12 +258,11 @@ class TrainingMonitor(QWidget):
             return False
         self.banner.clear_message()
         chosen = self.chosen_run_dir()
-        status = self._run_status(chosen)
-        refusal = self._refusal(chosen, status)
+        action, refusal = self._start_action(chosen)
         if refusal is not None:
             self._show_failure(refusal)
             return False
-        resume = status in ("created", "interrupted")
+        resume = action == "resume"
         run_dir = chosen or new_run_dir(self.runs_base())
         if not self.jobs.submit(TRAIN_JOB, self._train_job(run_dir, resume)):
             self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
@@ -297,19 +292,20 @@ class TrainingMonitor(QWidget):
         if self.active_run is None:
             self.banner.clear_message()
 
-    def _refusal(self, chosen: Path | None, status: str) -> Failed | None:
-        """Why training cannot start in `chosen` (of RunFolder `status`), or None."""
-        if status == "finished":
-            return Failed(f"{chosen} already holds a finished run.",
-                          "Clear the run folder field to start a new run, or choose another folder.")
-        if status == "damaged":
-            return Failed(f"The run settings (run.json) in {chosen} are damaged.", "Choose another run folder.")
-        if status == "occupied":
-            return Failed(f"{chosen} already holds other files and no run.",
-                          "Choose an empty or new folder for the run (or clear the field).")
-        if status not in ("created", "interrupted") and self.state.dataset is None:
-            return Failed("No dataset imported yet.", "Import a dataset folder (drop it on the window) before training.")
-        return None
+    def _start_action(self, chosen: Path | None) -> tuple[str, Failed | None]:
+        """("start" or "resume", None) by RunFolder's rule for `chosen` (None: a new folder), or why training
+        cannot start there."""
+        try:
+            action = RunFolder(chosen).training_start(resume=True) if chosen is not None else "start"
+        except UserError as exc:
+            return "refused", Failed(exc.what, exc.hint)
+        if action == "finished":
+            return action, Failed(f"{chosen} already holds a finished run.",
+                                  "Clear the run folder field to start a new run, or choose another folder.")
+        if action == "start" and self.state.dataset is None:
+            return action, Failed("No dataset imported yet.",
+                                  "Import a dataset folder (drop it on the window) before training.")
+        return action, None
 
     def _train_job(self, run_dir: Path, resume: bool):
         """The worker job: create the run (unless resuming) with the settings as they are now, and train it."""

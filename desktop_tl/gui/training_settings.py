@@ -4,8 +4,17 @@ recipe's fields, and the plan a run follows. Reads and writes AppState's trainin
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QGridLayout, QGroupBox, QLabel, QScrollArea, QSpinBox,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QWidget,
+)
 
 from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS, TrainConfig, setting_info
 from desktop_tl.gui.state import AppState

@@ -190,6 +190,7 @@ class RunFolder:
     """
 
     STATUSES = ("new", "created", "interrupted", "finished", "damaged", "occupied")
+    RESUMABLE = ("created", "interrupted")     # training continues the run there, to its planned total
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -224,7 +225,46 @@ class RunFolder:
     @property
     def resumable(self) -> bool:
         """True for a run that was created or interrupted and can be (re)started where it stopped."""
-        return self.status() in ("created", "interrupted")
+        return self.status() in self.RESUMABLE
+
+    def training_start(self, resume: bool) -> str:
+        """What training in this folder does, one rule for the CLI and the window: "start" (a new run; the
+        settings of a run that never trained are replaced), "resume" (`resume` and a created or interrupted
+        run: it continues to its planned total) or "finished" (`resume` and a finished run: nothing to train).
+        UserError when no run may train here: other files, damaged settings, or a run that would be
+        overwritten."""
+        status = self.status()
+        if status == "damaged":
+            raise UserError(f"The run settings (run.json) in {self.path} are damaged.", "Choose another run folder.")
+        if status == "occupied":
+            raise UserError(f"{self.path} already holds other files and no run.",
+                            "Choose an empty or new folder for the run.")
+        if status == "finished" and not resume:
+            raise UserError(f"{self.path} already holds a finished run.", "Choose another folder for a new run.")
+        if status == "interrupted" and not resume:
+            raise UserError(f"{self.path} already holds a run.",
+                            "Continue it (Resume in the window, --resume on the command line), or choose another "
+                            "folder.")
+        if status == "finished":
+            return "finished"
+        return "resume" if resume and status in self.RESUMABLE else "start"
+
+    @property
+    def model_file(self) -> Path:
+        """Where `export` writes the run's ONNX model unless told otherwise, and where `predict`, `evaluate`
+        and `suggest` look for it."""
+        return self.path / MODEL_FILE
+
+    def exported_file(self, onnx_file: str) -> Path:
+        """Where an export's model is (`ExportResult.onnx_file`): a bare file name lies in the run folder, a path
+        is where the user chose."""
+        return self.path / onnx_file if Path(onnx_file).name == onnx_file else Path(onnx_file)
+
+    def exported_model(self) -> Path | None:
+        """The model file of the run's last export (export.json names it) when it is there, else None."""
+        name = (self.export_record() or {}).get("onnx_file")
+        model = self.exported_file(name) if isinstance(name, str) and name else None
+        return model if model is not None and model.is_file() else None
 
     def info(self) -> RunInfo:
         """The run's settings and status (UserError when the folder holds no run or it is damaged)."""
