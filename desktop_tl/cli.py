@@ -58,25 +58,15 @@ def cmd_import_check(args: argparse.Namespace) -> int:
 
 # -- train ----------------------------------------------------------------------------------------------
 def _weights_choice(model: str, weights: str | None) -> str:
-    """The weights id for a run: the best offline option by default; a file is imported into the store first.
+    """core.models.weights_choice's choice for the run, with its warning and note printed."""
+    from desktop_tl.core.models.weights_choice import choose_weights
 
-    Importing keeps the user's file path out of the run folder (paths can name patients).
-    """
-    from desktop_tl.core.models.catalog import describe_model
-    from desktop_tl.core.models.store import import_weights
-
-    entry = describe_model(model)
-    if not weights:
-        choice = entry.best_weights
-        if not choice.pretrained:
-            print(f"Warning: no pretrained weights for {model} are available offline; training from random "
-                  "initialisation. See `desktop-tl models`.", file=sys.stderr)
-        return choice.id
-    if weights in ("bundled", "hf", "none") or weights.startswith(("hf:", "imported:")):
-        return weights
-    stored = import_weights(Path(weights), model)
-    print(f"Imported {Path(weights).name} into the model store as imported:{stored.id}.")
-    return f"imported:{stored.id}"
+    choice = choose_weights(model, weights)
+    if choice.warning:
+        print(f"Warning: {choice.warning}", file=sys.stderr)
+    if choice.note:
+        print(choice.note)
+    return choice.id
 
 
 def _train_config(args: argparse.Namespace):

@@ -23,6 +23,7 @@ from desktop_tl.core.models.lite import convert_lite_state_dict
 from desktop_tl.core.models.store import import_weights, list_imported
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.models.weight_files import WeightsMismatch, fit_state_dict, load_weights_file
+from desktop_tl.core.models.weights_choice import choose_weights
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +192,19 @@ def test_import_safetensors_persists_in_manifest_and_catalog(tmp_path, resnet18_
     assert loaded.source == "imported" and loaded.id == option.id
     assert torch.equal(model.state_dict()["conv1.weight"], resnet18_state["conv1.weight"])
     assert model.state_dict()["fc.weight"].shape == (3, 512)
+
+
+def test_a_runs_weights_default_to_the_best_offline_and_a_file_enters_the_store_first(tmp_path, resnet18_state):
+    assert choose_weights("efficientnet_lite0", None).id == "bundled"
+    untrained = choose_weights("resnet18", "")          # nothing cached or imported for it here
+    assert untrained.id == "none" and "random initialisation" in untrained.warning
+    assert choose_weights("resnet18", "hf:some/repo").id == "hf:some/repo"
+    path = tmp_path / "study 42" / "my-resnet.safetensors"
+    path.parent.mkdir()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in resnet18_state.items()}, path)
+    choice = choose_weights("resnet18", str(path))
+    assert choice.id == f"imported:{list_imported('resnet18')[0].id}" and "study 42" not in choice.id
+    assert "my-resnet.safetensors" in choice.note and not choice.warning
 
 
 def test_import_pth_with_wrappers_and_prefix(tmp_path, resnet18_state):
