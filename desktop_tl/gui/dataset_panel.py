@@ -1,6 +1,6 @@
 """Dataset import panel: pick a folder, CSV/TSV or DICOM folder, check it, split it, look at it.
 
-The import itself is `core.dataset.import_dataset`, run on the engine worker; this panel shows
+The import itself is `core.data.importer.import_dataset`, run on the engine worker; this panel shows
 its `DatasetIndex` (class counts, skipped files, duplicates, warnings, thumbnails) and a
 preview of the training augmentation. It talks to the rest of the window only through
 `AppState`: a successful import calls `state.set_dataset`, and any dataset that becomes

@@ -3,7 +3,7 @@
 The tree is a `ModuleTreeModel` over `desktop_tl.core.models.freeze.ModuleNode`. The model is built
 on the meta device (structure and shapes only: no memory, no weights), so it is cheap. Every
 decision (which parameters a spec trains, which spec a set of modules means) is made by
-`desktop_tl.core.freeze`; this panel only shows it and sends the spec to `AppState.set_freeze`.
+`desktop_tl.core.models.freeze`; this panel only shows it and sends the spec to `AppState.set_freeze`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from desktop_tl.gui.module_tree_model import ModuleTreeModel, under
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController
 
-if TYPE_CHECKING:   # torch (via core.freeze) loads on first use, not when the window's modules are imported
+if TYPE_CHECKING:   # torch (via core.models.freeze) loads on first use, not when the window's modules are imported
     from torch import nn
 
 
@@ -26,7 +26,7 @@ _DEFAULT_CLASSES = 2
 
 
 def _freeze():
-    """`desktop_tl.core.freeze`, imported on first use (it imports torch)."""
+    """`desktop_tl.core.models.freeze`, imported on first use (it imports torch)."""
     from desktop_tl.core.models import freeze
 
     return freeze

@@ -1,6 +1,6 @@
 """Training monitor: hyperparameters, run folder, Start/Pause/Stop, progress, live curves and a log.
 
-Training runs as one job on the engine worker (`desktop_tl.core.train.train_run`); its events
+Training runs as one job on the engine worker (`desktop_tl.core.training.run.train_run`); its events
 arrive through `EngineController.sig_event`. Points are buffered in growing numpy arrays and the
 curves are redrawn by a ~15 Hz timer, never once per batch.
 """

@@ -18,6 +18,7 @@ from desktop_tl.core.decision import Calibration, Decision, Referral, positive_c
 from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
 from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
+from desktop_tl.core.models.precision import autocast
 
 
 @torch.no_grad()
@@ -30,7 +31,7 @@ def predict_dataset(model: nn.Module, dataset: ImageDataset, device: torch.devic
     for images, batch_labels, batch_items, _ in make_loader(dataset, batch_size, False, 0, num_workers):
         if len(batch_labels) == 0:
             continue
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(images.to(device)).float()
         probs.append(torch.softmax(logits, 1).cpu().numpy())
         labels.append(batch_labels.numpy())

@@ -37,6 +37,7 @@ from desktop_tl.core.models.familiarity import (
     feature_source,
     pooled_features,
 )
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.runs.detector_file import save_detector
 from desktop_tl.core.runs.folder import DETECTOR_FILE
 from desktop_tl.core.training.session import TrainingSession
@@ -59,10 +60,10 @@ def split_features(network: nn.Module, s: TrainingSession, split: str) -> tuple[
     network.eval()
     dataset = ImageDataset(s.index, s.index.split(split), eval_transform(s.prep))
     features, labels, paths = [], [], []
-    for images, batch_labels, items, _ in make_loader(dataset, max(s.batch_size, 32), False, 0, s.cfg.num_workers):
+    for images, batch_labels, items, _ in make_loader(dataset, max(s.batch_size, 32), False, 0, s.workers()):
         if len(batch_labels) == 0:
             continue
-        with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
+        with autocast(s.device, s.amp_dtype):
             features.append(pooled_features(network, images.to(s.device)).cpu().numpy())
         labels.append(batch_labels.numpy())
         paths.extend(dataset.samples[i].path for i in items.tolist())

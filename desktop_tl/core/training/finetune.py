@@ -18,6 +18,7 @@ from desktop_tl.core.data.loaders import ImageDataset
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, Message
 from desktop_tl.core.models.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.plan import FineTuneStage
 from desktop_tl.core.training.probe import pre_logits, splits_cleanly
@@ -162,13 +163,12 @@ class FineTuning:
         if len(s.val_set) == 0:
             return math.nan, math.nan
         s.model.eval()
-        amp = dict(dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
         head = s.model.get_classifier() if self.feature_mode else None
         logits_all, labels = [], []
         if self._features_ready("val"):
             items = sorted(self.features["val"])
             features = torch.stack([self.features["val"][i] for i in items]).to(s.device)
-            with torch.autocast(s.device.type, **amp):
+            with autocast(s.device, s.amp_dtype):
                 logits_all.append(head(features).float())
             labels.append(torch.tensor([s.val_set.samples[i].label for i in items]))
         else:
@@ -180,7 +180,7 @@ class FineTuning:
                     images = images.to(s.device)
                     if s.layout.channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(s.device.type, **amp):
+                    with autocast(s.device, s.amp_dtype):
                         if self.feature_mode:
                             features = pre_logits(s.model, images).float()
                             self.features["val"].update(zip(batch_items.tolist(), features.cpu()))

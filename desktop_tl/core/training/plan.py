@@ -99,7 +99,7 @@ class FineTuneStage:
     """Train the network (the trainable part of it) for some epochs with AdamW, warm-up and cosine decay."""
 
     epochs: int
-    freeze: str                       # which layers train (see core.freeze)
+    freeze: str                       # which layers train (see core.models.freeze)
     lr: float
     layer_decay: float
     weight_decay: float

@@ -23,6 +23,7 @@ from desktop_tl.core.evaluation.metrics import balanced_accuracy
 from desktop_tl.core.evaluation.selection import lower_loss_beyond_noise
 from desktop_tl.core.events import BatchProgress, Message
 from desktop_tl.core.models.ensemble import view as view_of
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.training.plan import VIEW_SETS, ProbeStage
 from desktop_tl.core.training.session import TrainingSession
 
@@ -301,10 +302,8 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
     logistic regression chosen on validation, written into the classifier. Returns the epoch's figures,
     or None when stopped. (One pass over both splits with progress, then the fit: kept together.)"""
     s.model.eval()
-    amp = dict(dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
     parts = {"train": (s.train_set(None), stage.views), "val": (s.val_set, stage.views)}
-    loaders = {name: make_loader(ds, max(s.batch_size, 32), False, 0, 0 if s.world > 1 else
-                                 (s.cfg.num_workers if s.cfg.num_workers >= 0 else -1))
+    loaders = {name: make_loader(ds, max(s.batch_size, 32), False, 0, 0 if s.world > 1 else s.workers())
                for name, (ds, _) in parts.items()}
     total = sum(len(loader) for loader in loaders.values())
     features: dict[str, dict[str, list[torch.Tensor]]] = {name: {v: [] for v in views}
@@ -328,7 +327,7 @@ def probe_epoch(s: TrainingSession, stage: ProbeStage, epoch: int):
                         viewed = view_of(view, batch_images)
                         if s.layout.channels_last:
                             viewed = viewed.contiguous(memory_format=torch.channels_last)
-                        with torch.autocast(s.device.type, **amp):
+                        with autocast(s.device, s.amp_dtype):
                             features[name][view].append(pre_logits(s.model, viewed).float().cpu())
                     labels[name].append(batch_labels)
                     loaded.extend(items.tolist())

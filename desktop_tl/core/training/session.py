@@ -97,7 +97,7 @@ class TrainingSession:
 
     def _choose_layout(self) -> LayoutChoice:
         """The memory layout of this run: the one it started with when resuming (so it continues exactly),
-        else measured or remembered (see core.tuning); under torchrun every rank takes rank 0's."""
+        else measured or remembered (see core.training.tuning); under torchrun every rank takes rank 0's."""
         recorded = self.started_with.get("memory_format")
         if recorded in ("channels_last", "contiguous"):
             return LayoutChoice(recorded)
@@ -118,7 +118,7 @@ class TrainingSession:
     def _choose_batch_size(self) -> int:
         """The plan's batch size; for automatic (0) the one the run started with when resuming, else the
         largest that fits on a GPU (searched; under torchrun the smallest over ranks, times the ranks),
-        or 32 elsewhere, capped so that an epoch has several steps (see core.tuning)."""
+        or 32 elsewhere, capped so that an epoch has several steps (see core.training.tuning)."""
         if self.plan.batch_size:
             return self.plan.batch_size
         if "batch_size" in self.started_with:
@@ -170,12 +170,16 @@ class TrainingSession:
             flips = (self.state.get("probe") or {}).get("view_set", "fixed")
         return CropFlip((stage.crop_min, 1.0), flips, stage.colour_jitter)
 
+    def workers(self) -> int:
+        """Image loader processes: the setting, or this machine's default when it is automatic (-1)."""
+        return default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
+
     def loader(self, name: str, dataset: torch.utils.data.Dataset, shuffle: bool,
                workers: int | None = None) -> torch.utils.data.DataLoader:
         """One loader per purpose for the whole run (workers persist between epochs)."""
         if name not in self.loaders:
             if workers is None:
-                workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
+                workers = self.workers()
             batch = self.batch_size if shuffle else max(self.batch_size, 32)
             self.loaders[name] = make_loader(dataset, batch, shuffle, 0, workers, self.device.type == "cuda",
                                              persistent=workers > 0, rank=self.rank if shuffle else 0,

@@ -10,6 +10,7 @@ from torch import nn
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Message, TrainEvent
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.tuning import COMPILE_PROBE_STEPS, compile_pays_off
 
@@ -76,8 +77,7 @@ class Stepper:
         new_features = []
         chunks = zip(inputs.split(self.micro_batch), labels.split(self.micro_batch)) if len(labels) else ()
         for chunk, chunk_labels in chunks:
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with autocast(self.device, self.amp_dtype):
                 if mode == "model":
                     logits = self.forward_model(chunk)
                 else:
@@ -109,7 +109,7 @@ class Stepper:
 
     def consider_compiling(self, step_seconds: float, remaining_steps: int) -> Iterator[TrainEvent]:
         """With `--compile`: after a few timed eager steps, compile the model if that pays for itself
-        within the rest of the run (see core.tuning.compile_pays_off); say what was decided and why."""
+        within the rest of the run (see core.training.tuning.compile_pays_off); say what was decided and why."""
         if self._eager_step_seconds is None:
             return
         self._eager_step_seconds.append(step_seconds)

@@ -15,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.training.plan import Throughput
 from desktop_tl.core.training.tuning import remember, remembered
 
@@ -50,7 +51,6 @@ def _images_per_second(model: nn.Module, size: int, device: torch.device, channe
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(FORWARD_BATCH, 3, size, size, generator=generator).to(device).contiguous(memory_format=fmt)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
-    autocast = dict(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
 
     def synchronise() -> None:
         if device.type == "cuda":
@@ -58,13 +58,13 @@ def _images_per_second(model: nn.Module, size: int, device: torch.device, channe
 
     def forward() -> None:
         model.eval()
-        with torch.no_grad(), torch.autocast(**autocast):
+        with torch.no_grad(), autocast(device, amp_dtype):
             model(inputs)
         synchronise()
 
     def train_step() -> None:
         model.train()
-        with torch.autocast(**autocast):
+        with autocast(device, amp_dtype):
             loss = model(inputs[:TRAIN_BATCH]).float().logsumexp(1).mean()
         loss.backward()
         optimizer.step()

@@ -22,6 +22,7 @@ from torch import nn
 
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.paths import user_cache_dir
 
 TUNING_FILE = "tuning.json"
@@ -228,7 +229,7 @@ def out_of_memory_probe(model: nn.Module, device: torch.device, image_size: tupl
                 inputs = torch.randn(batch, 3, *image_size, device=device)
                 if channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                with autocast(device, amp_dtype):
                     loss = model(inputs).float().square().mean()
                 loss.backward()
                 del optimizer_state, inputs, loss
