@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_tl.core.config import BUDGET_PRESETS, parse_budget
+from desktop_tl.core.config import BUDGET_PRESETS, TrainConfig, parse_budget
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.reporting import duration as format_seconds
 from desktop_tl.core.training.plan import DataSummary, FineTuneStage, ModelFacts, Plan, ProbeStage, Throughput
@@ -110,7 +110,9 @@ def test_plan_round_trip_and_epoch_mapping():
 
 
 def test_the_custom_recipe_is_one_fine_tuning_stage_with_the_settings_given():
-    plan = plan_custom(5, "last:2", 3e-3, 0.8, 0.05, 1.0, 0.1, "light", 2, 96, 16, True)
+    plan = plan_custom(TrainConfig(recipe="custom", epochs=5, freeze="last:2", lr=3e-3, layer_decay=0.8,
+                                   weight_decay=0.05, warmup_epochs=1.0, label_smoothing=0.1, augment="light",
+                                   early_stopping_patience=2, image_size=96, batch_size=16, class_weighted=True))
     assert _stages(plan) == ["finetune"] and plan.total_epochs == 5
     stage = plan.stages[0]
     assert (stage.freeze, stage.lr, stage.layer_decay, stage.augment, stage.patience) == ("last:2", 3e-3, 0.8, "light", 2)

@@ -18,17 +18,30 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def setting(default: Any, label: str, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None,
-            recipe_decides: bool = False, cli: bool = True) -> Any:
+            recipe_decides: bool = False, cli: bool = True, custom: bool | None = None,
+            bounds: tuple[float, float] | None = None, step: float | None = None, decimals: int | None = None,
+            special: str | None = None, unit: str | None = None) -> Any:
     """A settings field with what the faces need to offer it: `label` (how people call it, also in errors),
     `help`, `choices`, the command-line `flag` (default: the field name with dashes), whether the automatic
-    recipe decides it (`recipe_decides`: the CLI's custom-recipe options), and whether the CLI offers it."""
+    recipe decides it (`recipe_decides`: the CLI's custom-recipe options), whether the CLI offers it, and for
+    the window's Custom form whether it is there (`custom`, default `recipe_decides`), the range a control
+    offers (`bounds`, `step`, `decimals`, `unit`) and the words for its lowest value (`special`: 0 or None
+    means "auto", "off", ...)."""
     return field(default=default, metadata={"label": label, "help": help, "choices": choices, "flag": flag,
-                                            "recipe_decides": recipe_decides, "cli": cli})
+                                            "recipe_decides": recipe_decides, "cli": cli,
+                                            "custom": recipe_decides if custom is None else custom,
+                                            "bounds": bounds, "step": step, "decimals": decimals,
+                                            "special": special, "unit": unit})
 
 
 def setting_info(cls: type, name: str) -> dict[str, Any]:
     """The metadata of one settings field (see `setting`)."""
     return next(f.metadata for f in fields(cls) if f.name == name)
+
+
+def custom_settings() -> tuple[str, ...]:
+    """The TrainConfig fields the Custom recipe takes from the user, in their order (the window's Custom form)."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata["custom"])
 
 
 @dataclass(frozen=True)
@@ -78,25 +91,30 @@ class TrainConfig:
                                "decided on the validation split; fixed: never (e.g. chest films); free: flips and "
                                "90-degree rotations (e.g. microscopy)", choices=ORIENTATIONS)
     freeze: str = setting("head", "layers that train", "head (classifier only) | last:N | all (full fine-tune) | "
-                          "modules:NAME,NAME", recipe_decides=True)
-    epochs: int = setting(8, "number of epochs", "planned total number of epochs", recipe_decides=True)
+                          "modules:NAME,NAME", recipe_decides=True, custom=False)   # the Layers panel sets it
+    epochs: int = setting(8, "number of epochs", "planned total number of epochs", recipe_decides=True,
+                          bounds=(1, 1000))
     batch_size: int = setting(0, "batch size", "images per optimizer step; auto (0): the recipe's choice, or the "
-                              "largest that fits on the GPU")
-    lr: float = setting(1e-3, "learning rate", "peak learning rate (AdamW, warm-up then cosine)", recipe_decides=True)
+                              "largest that fits on the GPU", custom=True, bounds=(0, 4096), special="auto")
+    lr: float = setting(1e-3, "learning rate", "peak learning rate (AdamW, warm-up then cosine)", recipe_decides=True,
+                        bounds=(1e-5, 1.0), step=1e-4, decimals=5)
     weight_decay: float = setting(0.05, "weight decay", "AdamW weight decay (not on norms and biases)",
-                                  recipe_decides=True)
+                                  recipe_decides=True, bounds=(0.0, 1.0), step=0.01, decimals=3)
     warmup_epochs: float = setting(1.0, "warm-up epochs", "epochs of linear learning-rate warm-up",
-                                   recipe_decides=True)
+                                   recipe_decides=True, bounds=(0.0, 100.0), step=0.5, decimals=1)
     label_smoothing: float = setting(0.1, "label smoothing", "label smoothing of the training loss",
-                                     recipe_decides=True)
+                                     recipe_decides=True, bounds=(0.0, 0.5), step=0.05, decimals=2)
     class_weighted: bool = setting(False, "class-weighted loss", "weight the loss against class imbalance",
                                    recipe_decides=True)
     early_stopping_patience: int = setting(0, "early stopping", "stop after this many epochs without a better "
-                                           "validation loss (0: off)", flag="early-stopping", recipe_decides=True)
+                                           "validation loss (0: off)", flag="early-stopping", recipe_decides=True,
+                                           bounds=(0, 1000), special="off")
     layer_decay: float = setting(1.0, "layer-wise learning-rate decay", "learning-rate factor per block towards the "
-                                 "input (e.g. 0.7; 1: off)", recipe_decides=True)
+                                 "input (e.g. 0.7; 1: off)", recipe_decides=True, bounds=(0.05, 1.0), step=0.05,
+                                 decimals=2)
     image_size: int | None = setting(None, "image size", "input size in pixels (default: the model's own)",
-                                     recipe_decides=True)
+                                     recipe_decides=True, bounds=(0, 1024), step=32, special="model default",
+                                     unit="px")
     augment: str = setting("light", "augmentation", "augmentation preset", choices=AUGMENT_PRESETS,
                            recipe_decides=True)
     refer_target: float = setting(0.05, "referral target", "refer the images the model is unsure of to a person, "

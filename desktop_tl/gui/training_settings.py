@@ -4,19 +4,10 @@ recipe's fields, and the plan a run follows. Reads and writes AppState's trainin
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFrame,
-    QGridLayout,
-    QGroupBox,
-    QLabel,
-    QScrollArea,
-    QSpinBox,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QGroupBox, QLabel, QScrollArea, QWidget
 
-from desktop_tl.core.config import AUGMENT_PRESETS, BUDGET_PRESETS, TrainConfig, setting_info
+from desktop_tl.core.config import BUDGET_PRESETS, TrainConfig, setting_info
+from desktop_tl.gui.custom_form import CustomSettingsForm
 from desktop_tl.gui.state import AppState
 
 RECIPE_CHOICES = (  # (label, key): a budget preset of the automatic recipe, or "custom"
@@ -88,29 +79,19 @@ class TrainingSettings(QGroupBox):
         self.plan_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.plan_area.setWidget(self.plan_label)
         self.plan_area.setFixedHeight(PLAN_LINES * self.plan_label.fontMetrics().lineSpacing() + 4)
-        self.epochs = QSpinBox(minimum=1, maximum=1000)
-        self.batch_size = QSpinBox(minimum=0, maximum=4096)
-        self.batch_size.setSpecialValueText("auto")
-        self.lr = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0001)
-        self.image_size = QSpinBox(minimum=0, maximum=1024, singleStep=32)
-        self.image_size.setSpecialValueText("model default")
-        self.image_size.setSuffix(" px")
-        self.augment = QComboBox()
-        self.augment.addItems(list(AUGMENT_PRESETS))
+        self.custom = CustomSettingsForm()
+        # the controls other code and tests reach by name
+        self.epochs, self.batch_size, self.lr, self.image_size, self.augment = (
+            self.custom.controls[name] for name in ("epochs", "batch_size", "lr", "image_size", "augment"))
         self.device = QComboBox()
-        for name, widget in (("epochs", self.epochs), ("batch_size", self.batch_size), ("lr", self.lr),
-                             ("image_size", self.image_size), ("augment", self.augment), ("device", self.device)):
-            widget.setToolTip(setting_info(TrainConfig, name)["help"].capitalize())
+        self.device.setToolTip(setting_info(TrainConfig, "device")["help"].capitalize())
         if detect:
             self.refresh_devices()
         else:   # the window shows first; `refresh_devices` runs once the engine (torch) is loaded
             self.device.addItem("auto (detecting…)", "auto")
             self.device.addItem("cpu", "cpu")
         self._lay_out()
-        for spin in (self.epochs, self.batch_size, self.image_size):
-            spin.valueChanged.connect(self._write_config)
-        self.lr.valueChanged.connect(self._write_config)
-        self.augment.currentIndexChanged.connect(self._write_config)
+        self.custom.sig_changed.connect(self._write_config)
         self.device.currentIndexChanged.connect(self._write_config)
         self.orientation.currentIndexChanged.connect(self._write_config)
         self.referral.currentIndexChanged.connect(self._write_config)
@@ -131,20 +112,9 @@ class TrainingSettings(QGroupBox):
         grid.addWidget(self.device, 1, 1)
         grid.addWidget(QLabel("Refer to a person"), 1, 2)
         grid.addWidget(self.referral, 1, 3)
-        self.custom_box = QWidget()
-        self.custom_box.setObjectName("customSettings")
-        custom = QGridLayout(self.custom_box)
-        custom.setContentsMargins(0, 0, 0, 0)
-        rows = [("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
-                ("Image size", self.image_size), ("Augmentation", self.augment)]
-        for i, (label, widget) in enumerate(rows):
-            row, pair = divmod(i, 3)
-            custom.addWidget(QLabel(label), row, 2 * pair)
-            custom.addWidget(widget, row, 2 * pair + 1)
+        self.custom_box = self.custom
         for column in (1, 3):
             grid.setColumnStretch(column, 1)
-        for column in (1, 3, 5):
-            custom.setColumnStretch(column, 1)
         grid.addWidget(self.custom_box, 2, 0, 1, 4)
         grid.addWidget(self.plan_area, 3, 0, 1, 4)
         self.grid = grid
@@ -166,16 +136,11 @@ class TrainingSettings(QGroupBox):
     def load_from_state(self) -> None:
         """Show the recipe and settings of `state.config` (after a project was opened)."""
         cfg = self.state.config
-        widgets = (self.epochs, self.batch_size, self.lr, self.image_size, self.augment, self.device, self.orientation,
-                   self.referral)
+        self.custom.show_config(cfg)
+        widgets = (self.device, self.orientation, self.referral)
         for widget in widgets:
             widget.blockSignals(True)
         try:
-            self.epochs.setValue(cfg.epochs)
-            self.batch_size.setValue(cfg.batch_size)
-            self.lr.setValue(cfg.lr)
-            self.image_size.setValue(cfg.image_size or 0)
-            self.augment.setCurrentText(cfg.augment)
             self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
             self.orientation.setCurrentIndex(max(0, self.orientation.findData(cfg.orientation)))
             self._show_referral(cfg.refer_target)
@@ -218,9 +183,7 @@ class TrainingSettings(QGroupBox):
 
     @Slot()
     def _write_config(self) -> None:
-        self.state.update_config(epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
-                                 image_size=self.image_size.value() or None, augment=self.augment.currentText(),
-                                 device=self.device.currentData() or "auto",
+        self.state.update_config(**self.custom.values(), device=self.device.currentData() or "auto",
                                  orientation=self.orientation.currentData() or "auto",
                                  refer_target=float(self.referral.currentData() or 0.0))
 

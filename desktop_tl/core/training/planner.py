@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from desktop_tl.core.config import BUDGET_PRESETS, ORIENTATIONS
+from desktop_tl.core.config import BUDGET_PRESETS, ORIENTATIONS, TrainConfig
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.reporting import duration
 from desktop_tl.core.training.plan import (
@@ -75,13 +75,11 @@ def model_family(arch: str) -> str:
     return "other"
 
 
-def plan_custom(epochs: int, freeze: str, lr: float, layer_decay: float, weight_decay: float,
-                warmup_epochs: float, label_smoothing: float, augment: str, patience: int,
-                image_size: int | None, batch_size: int, class_weighted: bool) -> Plan:
+def plan_custom(cfg: TrainConfig) -> Plan:
     """The user's own settings as a one-stage plan (the "custom" recipe)."""
-    stage = FineTuneStage(epochs, freeze, lr, layer_decay, weight_decay, warmup_epochs, label_smoothing,
-                          augment, patience=patience)
-    return Plan("custom", image_size, None, batch_size, class_weighted, False, (stage,))
+    stage = FineTuneStage(cfg.epochs, cfg.freeze, cfg.lr, cfg.layer_decay, cfg.weight_decay, cfg.warmup_epochs,
+                          cfg.label_smoothing, cfg.augment, patience=cfg.early_stopping_patience)
+    return Plan("custom", cfg.image_size, None, cfg.batch_size, cfg.class_weighted, False, (stage,))
 
 
 @dataclass(frozen=True)

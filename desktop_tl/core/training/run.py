@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from desktop_tl.core.config import TrainConfig
 from desktop_tl.core.control import RunControl
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.errors import UserError
@@ -36,7 +35,7 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
     """
     cfg = info.config
     if cfg.recipe == "custom":
-        return _custom_plan(cfg), None
+        return plan_custom(cfg), None
     import torch
 
     from desktop_tl.core.data.preprocess import Preprocessing
@@ -55,12 +54,6 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
     facts = ModelFacts(cfg.model, native, weights.pretrained, probe_ok)
     plan = plan_auto(summarize_data(index), facts, speed, cfg.budget, cfg.orientation, cfg.batch_size or None)
     return plan, (model, weights)
-
-
-def _custom_plan(cfg: TrainConfig) -> Plan:
-    return plan_custom(cfg.epochs, cfg.freeze, cfg.lr, cfg.layer_decay, cfg.weight_decay, cfg.warmup_epochs,
-                       cfg.label_smoothing, cfg.augment, cfg.early_stopping_patience, cfg.image_size,
-                       cfg.batch_size, cfg.class_weighted)
 
 
 def _plan_once(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
