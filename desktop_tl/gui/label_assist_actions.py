@@ -73,7 +73,7 @@ class LabelAssistActions:
 
     @Slot(object, int)
     def _on_labels_saved(self, labels_csv: Path, listed: int) -> None:
-        self.state.labels_csv = Path(labels_csv)
+        self.state.set_labels_csv(Path(labels_csv))
         self.message.show_note(f"{labels_csv.name} lists {listed} images you labelled; they join the training split "
                                "when you retrain (or import the dataset again), and the project records the file.")
 

@@ -47,10 +47,10 @@ class ProjectActions:
         self.state.set_config(TrainConfig())
         self.state.set_dataset(None)
         self.state.set_run(None)
-        self.state.runs = []
+        self.state.set_runs([])
         self.state.set_metrics(None)
-        self.state.project_dir, self.state.labels_csv = None, None
-        self.training_monitor.set_project_dir(None)
+        self.state.set_project_dir(None)
+        self.state.set_labels_csv(None)
         self.training_monitor.set_run_dir(None)
         self._saved_project = None
         self._update_title()
@@ -79,8 +79,7 @@ class ProjectActions:
             return False
         self.project_file = target
         self._saved_project = self.current_project()
-        self.training_monitor.set_project_dir(target.parent)
-        self.state.project_dir = target.parent
+        self.state.set_project_dir(target.parent)
         self._remember_project(target)
         self._update_title()
         self.statusBar().showMessage(f"Saved {target}", 5000)
@@ -125,12 +124,11 @@ class ProjectActions:
         self.state.set_split(project.split)
         self.state.set_config(project.config)
         self.state.set_dataset(None)
-        self.state.runs = [str(r) for r in project.runs]
+        self.state.set_runs([str(r) for r in project.runs])
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
         self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
-        self.training_monitor.set_project_dir(self.project_file.parent if self.project_file else None)
-        self.state.project_dir = self.project_file.parent if self.project_file else None
-        self.state.labels_csv = project.labels_csv       # before the import below, which joins its labels
+        self.state.set_project_dir(self.project_file.parent if self.project_file else None)
+        self.state.set_labels_csv(project.labels_csv)    # before the import below, which joins its labels
         self.training_monitor.show_run(self.state.run_dir)
         missing = []
         if project.data_source is not None:

@@ -37,6 +37,12 @@ class AppState(QObject):
     """metrics.json content (dict) of the current run, or None."""
     sig_export_changed = Signal(object)
     """core.deploy.export.ExportResult of the current run, or None."""
+    sig_runs_changed = Signal(object)
+    """(list of run folders) the project's runs changed."""
+    sig_project_dir_changed = Signal(object)
+    """(Path | None) the project file's folder changed."""
+    sig_labels_csv_changed = Signal(object)
+    """(Path | None) the confirmed-labels file changed."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -47,9 +53,9 @@ class AppState(QObject):
         self.run_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
         self.export = None
-        self.runs: list[str] = []
-        self.project_dir: Path | None = None     # the project file's folder, once saved or opened
-        self.labels_csv: Path | None = None      # labels confirmed with label assist (core.data.confirmed)
+        self._runs: list[str] = []
+        self._project_dir: Path | None = None
+        self._labels_csv: Path | None = None
 
     def set_dataset(self, index: DatasetIndex | None) -> None:
         """A dataset was imported (or cleared)."""
@@ -108,9 +114,42 @@ class AppState(QObject):
     def set_run(self, run_dir: Path | None) -> None:
         """A run folder became current (new training, or opened from a project)."""
         self.run_dir = run_dir
-        if run_dir is not None and str(run_dir) not in self.runs:
-            self.runs.append(str(run_dir))
+        if run_dir is not None and str(run_dir) not in self._runs:
+            self.set_runs([*self._runs, str(run_dir)])
         self.sig_run_changed.emit(run_dir)
+
+    @property
+    def runs(self) -> list[str]:
+        """The project's run folders, oldest first (a copy: change them with `set_runs` or `set_run`)."""
+        return list(self._runs)
+
+    def set_runs(self, runs: list[str]) -> None:
+        """The project's run folders (a project opened, a new project)."""
+        if list(runs) != self._runs:
+            self._runs = list(runs)
+            self.sig_runs_changed.emit(self.runs)
+
+    @property
+    def project_dir(self) -> Path | None:
+        """The project file's folder once saved or opened (new runs go under its `runs/`), else None."""
+        return self._project_dir
+
+    def set_project_dir(self, folder: Path | None) -> None:
+        """The project was saved to, or opened from, `folder` (None: a new, unsaved project)."""
+        if folder != self._project_dir:
+            self._project_dir = folder
+            self.sig_project_dir_changed.emit(folder)
+
+    @property
+    def labels_csv(self) -> Path | None:
+        """The labels confirmed with label assist (core.data.confirmed), once there are any."""
+        return self._labels_csv
+
+    def set_labels_csv(self, path: Path | None) -> None:
+        """Where the project's confirmed labels are kept (None: none yet)."""
+        if path != self._labels_csv:
+            self._labels_csv = path
+            self.sig_labels_csv_changed.emit(path)
 
     def set_metrics(self, metrics: dict[str, Any] | None) -> None:
         """Evaluation figures of the current run arrived."""

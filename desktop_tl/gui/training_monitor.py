@@ -68,7 +68,6 @@ class TrainingMonitor(QWidget):
         super().__init__(parent)
         self.setObjectName("trainingMonitor")
         self.state, self.controller = state, controller
-        self.project_dir: Path | None = None
         self.active_run: Path | None = None
         self._paused = False
         self._last_finished: Finished | None = None
@@ -160,13 +159,11 @@ class TrainingMonitor(QWidget):
         """List the devices torch can use (imports torch), keeping the chosen setting."""
         self.settings.refresh_devices()
 
-    def set_project_dir(self, folder: Path | None) -> None:
-        """New runs go under `folder/runs` (else under ~/desktop_tl_runs)."""
-        self.project_dir = folder
-
     def runs_base(self) -> Path:
-        """Where a new run folder is created when none is chosen."""
-        return self.project_dir / "runs" if self.project_dir else Path.home() / "desktop_tl_runs"
+        """Where a new run folder is created when none is chosen: the project folder's `runs/` (AppState's
+        project_dir), else ~/desktop_tl_runs."""
+        project = self.state.project_dir
+        return project / "runs" if project else Path.home() / "desktop_tl_runs"
 
     def set_run_dir(self, folder: Path | None) -> None:
         """Use `folder` for the next Start (None: a new timestamped folder)."""
@@ -196,7 +193,7 @@ class TrainingMonitor(QWidget):
         """The runs the project records (and this session trained or trains: "running") and those in the
         project's runs folder, newest first."""
         recorded = [Path(r) for r in self.state.runs] + ([self.active_run] if self.active_run else [])
-        runs = find_runs(recorded, self.runs_base() if self.project_dir else None)
+        runs = find_runs(recorded, self.runs_base() if self.state.project_dir else None)
         active = self.active_run.resolve() if self.active_run else None
         return [replace(run, status="running") if run.path.resolve() == active else run for run in runs]
 

@@ -371,3 +371,24 @@ def test_importing_another_dataset_says_the_results_shown_are_of_another_run(qtb
     _import(qtbot, main_window, tiny_images)                         # not the dataset the run was trained on
     for panel in (main_window.evaluation_panel, main_window.export_panel):
         assert panel.message.kind == "note" and "trained on another dataset" in panel.message.text()
+
+
+def test_the_projects_folder_runs_and_labels_change_only_through_announced_setters(qtbot, tmp_path):
+    from desktop_tl.gui.state import AppState
+
+    state = AppState()
+    with qtbot.waitSignal(state.sig_project_dir_changed) as moved:
+        state.set_project_dir(tmp_path)
+    assert moved.args == [tmp_path] and state.project_dir == tmp_path
+    with qtbot.waitSignal(state.sig_runs_changed) as runs:
+        state.set_run(tmp_path / "runs" / "one")
+    assert runs.args == [[str(tmp_path / "runs" / "one")]]
+    state.runs.append("not recorded")                                  # a copy: the state keeps its own
+    assert state.runs == [str(tmp_path / "runs" / "one")]
+    with qtbot.waitSignal(state.sig_labels_csv_changed):
+        state.set_labels_csv(tmp_path / "labels.csv")
+    with qtbot.assertNotEmitted(state.sig_project_dir_changed):
+        state.set_project_dir(tmp_path)                                # unchanged: nothing to announce
+    for name in ("runs", "project_dir", "labels_csv"):
+        with pytest.raises(AttributeError):
+            setattr(state, name, None)
