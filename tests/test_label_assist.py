@@ -76,3 +76,16 @@ def test_suggest_without_an_exported_model_says_what_to_do(exported_run, tmp_pat
     run, unlabelled, _ = exported_run
     assert main(["suggest", str(tmp_path), str(unlabelled), "--out", str(tmp_path / "s.csv")]) == 2
     assert "Export it first" in capsys.readouterr().err
+
+
+def test_copied_confirmed_labels_still_name_the_same_images_from_another_folder(tmp_path):
+    from desktop_tl.core.data.confirmed import copy_confirmed, read_confirmed, save_confirmed
+
+    shared = tmp_path / "runs" / "confirmed_labels.csv"
+    save_confirmed(shared, {"../scans/a.png": "grass", "../scans/b.png": "gravel"})
+    own = tmp_path / "projects" / "study" / "study.confirmed.csv"
+    save_confirmed(own, {"../../scans/c.png": "grass"})
+    assert copy_confirmed(shared, own) == 3
+    assert read_confirmed(own) == {"../../scans/a.png": "grass", "../../scans/b.png": "gravel",
+                                   "../../scans/c.png": "grass"}
+    assert read_confirmed(shared) == {"../scans/a.png": "grass", "../scans/b.png": "gravel"}    # left as it was

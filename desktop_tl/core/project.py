@@ -139,6 +139,18 @@ def load_project(project_file: Path) -> Project:
     return project_from_json(data, project_file)
 
 
+def own_runs_folder(project_file: Path) -> Path:
+    """Where a project's new runs go: `NAME.runs/` beside `NAME.dtlproj`, so that projects saved in one folder
+    never share runs."""
+    return project_file.with_name(f"{project_file.stem}.runs")
+
+
+def own_labels_file(project_file: Path) -> Path:
+    """Where a project's labels confirmed with label assist go: `NAME.confirmed.csv` beside `NAME.dtlproj`, so
+    that a label confirmed in one project never joins another's training split."""
+    return project_file.with_name(f"{project_file.stem}.confirmed.csv")
+
+
 def with_suffix(path: Path) -> Path:
     """`path` ending in `.dtlproj` (added when the user typed a bare name)."""
     path = Path(path)

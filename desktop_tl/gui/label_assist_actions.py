@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_tl.core.data.confirmed import CONFIRMED_FILE
+from desktop_tl.core.project import own_labels_file
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.label_assist_jobs import Retraining, Scored, retrain_job, score_job
 from desktop_tl.gui.panel_support import BUSY_MESSAGE
@@ -24,13 +24,15 @@ class LabelAssistActions:
     `sig_train_requested`)."""
 
     def labels_csv_target(self) -> Path | None:
-        """Where confirmed labels go: the project's labels CSV, else one next to the project file, else next
-        to the folder of the current run's folder; None without a run."""
+        """Where confirmed labels go: the project's labels CSV, else the project's own `NAME.confirmed.csv`
+        beside its file, else (an unsaved project) `RUN.confirmed.csv` beside the current run's folder; None
+        without a run. No two projects share one file, so a label never joins another project's training."""
         if self.state.labels_csv is not None:
             return Path(self.state.labels_csv)
-        if self.state.project_dir is not None:
-            return Path(self.state.project_dir) / CONFIRMED_FILE
-        return Path(self.state.run_dir).parent / CONFIRMED_FILE if self.state.run_dir else None
+        if self.state.project_file is not None:
+            return own_labels_file(Path(self.state.project_file))
+        run_dir = Path(self.state.run_dir) if self.state.run_dir else None
+        return run_dir.with_name(f"{run_dir.name}.confirmed.csv") if run_dir else None
 
     def label_unlabelled(self, folder: Path | None = None) -> bool:
         """Score a folder of unlabelled images (asking for one unless given) with the current run's exported

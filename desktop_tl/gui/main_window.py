@@ -93,7 +93,6 @@ class MainWindow(ProjectActions, QMainWindow):
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowNestedDocks
                             | QMainWindow.DockOption.AllowTabbedDocks)
         self.setAcceptDrops(True)
-        self.project_file: Path | None = None
         self._saved_project: Project | None = None     # as last saved or opened; None: never saved
         self.state = AppState(self)
         self.controller = EngineController(self)
@@ -271,6 +270,15 @@ class MainWindow(ProjectActions, QMainWindow):
         self.state.set_run(run_dir)
         self.state.set_metrics(RunFolder(run_dir).metrics())
         self.training_monitor.show_run(run_dir)
+
+    @property
+    def project_file(self) -> Path | None:
+        """The project file once saved or opened, else None (AppState holds it, so the panels see it too)."""
+        return self.state.project_file
+
+    @project_file.setter
+    def project_file(self, path: Path | None) -> None:
+        self.state.set_project_file(Path(path) if path is not None else None)
 
     def _update_title(self) -> None:
         name = self.project_file.stem if self.project_file else "untitled project"

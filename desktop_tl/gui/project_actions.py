@@ -4,14 +4,16 @@ apart so the window module holds the layout, menus and closing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.data.confirmed import SHARED_LABELS_FILE, copy_confirmed
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, save_project, with_suffix
+from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, own_labels_file, save_project, with_suffix
 from desktop_tl.core.runs.folder import RunFolder
 
 
@@ -49,7 +51,6 @@ class ProjectActions:
         self.state.set_run(None)
         self.state.set_runs([])
         self.state.set_metrics(None)
-        self.state.set_project_dir(None)
         self.state.set_labels_csv(None)
         self.training_monitor.set_run_dir(None)
         self._saved_project = None
@@ -79,7 +80,6 @@ class ProjectActions:
             return False
         self.project_file = target
         self._saved_project = self.current_project()
-        self.state.set_project_dir(target.parent)
         self._remember_project(target)
         self._update_title()
         self.statusBar().showMessage(f"Saved {target}", 5000)
@@ -117,8 +117,49 @@ class ProjectActions:
         self._apply_project(project)
         self._saved_project = self.current_project()
         self._remember_project(path)
+        self._offer_own_labels_file(path, project.labels_csv)
         self._update_title()
         return True
+
+    def _offer_own_labels_file(self, path: Path, labels_csv: Path | None) -> None:
+        """A project saved by an earlier version keeps its confirmed labels in `confirmed_labels.csv`, which every
+        project saved in its folder wrote to: offer, once per project, to give it its own copy from now on (the
+        shared file stays as it is, for the other projects). Accepted, the project file is updated to name the copy;
+        the copy holds the same images, so the dataset being imported needs no second import."""
+        if labels_csv is None or labels_csv.name != SHARED_LABELS_FILE or not labels_csv.is_file():
+            return
+        settings, key = self.recent.settings(), "sharedLabelsKept"
+        value = settings.value(key, [])
+        kept = [value] if isinstance(value, str) else list(value or [])
+        if str(path.resolve()) in kept:
+            return
+        own = own_labels_file(path)
+        if not self.ask_own_labels_file(labels_csv, own):
+            settings.setValue(key, kept + [str(path.resolve())])
+            return
+        try:
+            copied = copy_confirmed(labels_csv, own)
+            save_project(path, replace(load_project(path), labels_csv=own))     # only that line of the file changes
+        except (UserError, OSError) as exc:
+            what, hint = (exc.what, exc.hint) if isinstance(exc, UserError) else (str(exc), "Check the folder.")
+            self.show_error(f"Could not give the project its own confirmed labels: {what}", hint)
+            return
+        self.state.set_labels_csv(own)
+        self._saved_project = replace(self._saved_project, labels_csv=own)
+        self.statusBar().showMessage(f"{own.name} now holds this project's {copied} confirmed labels", 8000)
+
+    def ask_own_labels_file(self, shared: Path, own: Path) -> bool:
+        """Ask whether an earlier version's shared labels file should become this project's own copy (tests
+        replace this)."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Give this project its own confirmed labels?",
+            f"This project keeps the labels you confirmed with label assist in {shared.name}, a file that every "
+            f"project saved in the same folder wrote to, so labels confirmed in another project may be in it. "
+            f"Copy it to {own.name} and use that file for this project from now on?\n\nThe shared file stays "
+            f"as it is. Check the copy's labels in Review labels if other projects used the same folder.",
+            buttons.Yes | buttons.No, buttons.Yes)
+        return answer == buttons.Yes
 
     def _apply_project(self, project: Project) -> None:
         self.state.set_split(project.split)
@@ -127,7 +168,6 @@ class ProjectActions:
         self.state.set_runs([str(r) for r in project.runs])
         self.state.set_run(project.current_run if project.current_run and project.current_run.is_dir() else None)
         self.state.set_metrics(RunFolder(self.state.run_dir).metrics() if self.state.run_dir else None)
-        self.state.set_project_dir(self.project_file.parent if self.project_file else None)
         self.state.set_labels_csv(project.labels_csv)    # before the import below, which joins its labels
         self.training_monitor.show_run(self.state.run_dir)
         missing = []

@@ -39,8 +39,8 @@ class AppState(QObject):
     """core.deploy.export.ExportResult of the current run, or None."""
     sig_runs_changed = Signal(object)
     """(list of run folders) the project's runs changed."""
-    sig_project_dir_changed = Signal(object)
-    """(Path | None) the project file's folder changed."""
+    sig_project_file_changed = Signal(object)
+    """(Path | None) the project was saved as, or opened from, another file (None: a new project)."""
     sig_labels_csv_changed = Signal(object)
     """(Path | None) the confirmed-labels file changed."""
 
@@ -54,7 +54,7 @@ class AppState(QObject):
         self.metrics: dict[str, Any] | None = None
         self.export = None
         self._runs: list[str] = []
-        self._project_dir: Path | None = None
+        self._project_file: Path | None = None
         self._labels_csv: Path | None = None
 
     def set_dataset(self, index: DatasetIndex | None) -> None:
@@ -130,15 +130,15 @@ class AppState(QObject):
             self.sig_runs_changed.emit(self.runs)
 
     @property
-    def project_dir(self) -> Path | None:
-        """The project file's folder once saved or opened (new runs go under its `runs/`), else None."""
-        return self._project_dir
+    def project_file(self) -> Path | None:
+        """The project file once saved or opened (its own runs and labels lie beside it), else None."""
+        return self._project_file
 
-    def set_project_dir(self, folder: Path | None) -> None:
-        """The project was saved to, or opened from, `folder` (None: a new, unsaved project)."""
-        if folder != self._project_dir:
-            self._project_dir = folder
-            self.sig_project_dir_changed.emit(folder)
+    def set_project_file(self, path: Path | None) -> None:
+        """The project was saved as, or opened from, `path` (None: a new, unsaved project)."""
+        if path != self._project_file:
+            self._project_file = path
+            self.sig_project_file_changed.emit(path)
 
     @property
     def labels_csv(self) -> Path | None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
 from desktop_tl.core.reporting import describe, duration
+from desktop_tl.core.project import own_runs_folder
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.runs.listing import RunSummary, find_runs
 from desktop_tl.core.runs.run_log import RunLog, logged, read_log
@@ -160,10 +161,10 @@ class TrainingMonitor(QWidget):
         self.settings.refresh_devices()
 
     def runs_base(self) -> Path:
-        """Where a new run folder is created when none is chosen: the project folder's `runs/` (AppState's
-        project_dir), else ~/desktop_tl_runs."""
-        project = self.state.project_dir
-        return project / "runs" if project else Path.home() / "desktop_tl_runs"
+        """Where a new run folder is created when none is chosen: the project's own `NAME.runs/` beside its
+        file (so two projects saved in one folder never share runs), else ~/desktop_tl_runs."""
+        project = self.state.project_file
+        return own_runs_folder(project) if project else Path.home() / "desktop_tl_runs"
 
     def set_run_dir(self, folder: Path | None) -> None:
         """Use `folder` for the next Start (None: a new timestamped folder)."""
@@ -193,7 +194,7 @@ class TrainingMonitor(QWidget):
         """The runs the project records (and this session trained or trains: "running") and those in the
         project's runs folder, newest first."""
         recorded = [Path(r) for r in self.state.runs] + ([self.active_run] if self.active_run else [])
-        runs = find_runs(recorded, self.runs_base() if self.state.project_dir else None)
+        runs = find_runs(recorded, self.runs_base() if self.state.project_file else None)
         active = self.active_run.resolve() if self.active_run else None
         return [replace(run, status="running") if run.path.resolve() == active else run for run in runs]
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QWidget
 
+from desktop_tl.core.data.confirmed import read_confirmed
 from desktop_tl.core.events import BatchProgress, CheckpointSaved
 from desktop_tl.core.project import PROJECT_FORMAT, load_project
 from desktop_tl.gui.main_window import MainWindow, app_settings, default_window_size
@@ -139,7 +140,7 @@ def test_project_round_trip_with_relative_paths(qtbot, main_window, tiny_images,
     assert window.training_monitor.epochs.value() == 3
     assert window.model_browser.current_entry().name == "resnet18"
     assert window.freeze_tree.tree_model.head == "fc"
-    assert window.training_monitor.runs_base() == saved.parent / "runs"
+    assert window.training_monitor.runs_base() == saved.parent / "study.runs"     # its own, not the folder's
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -373,13 +374,13 @@ def test_importing_another_dataset_says_the_results_shown_are_of_another_run(qtb
         assert panel.message.kind == "note" and "trained on another dataset" in panel.message.text()
 
 
-def test_the_projects_folder_runs_and_labels_change_only_through_announced_setters(qtbot, tmp_path):
+def test_the_project_file_runs_and_labels_change_only_through_announced_setters(qtbot, tmp_path):
     from desktop_tl.gui.state import AppState
 
     state = AppState()
-    with qtbot.waitSignal(state.sig_project_dir_changed) as moved:
-        state.set_project_dir(tmp_path)
-    assert moved.args == [tmp_path] and state.project_dir == tmp_path
+    with qtbot.waitSignal(state.sig_project_file_changed) as moved:
+        state.set_project_file(tmp_path / "p.dtlproj")
+    assert moved.args == [tmp_path / "p.dtlproj"] and state.project_file == tmp_path / "p.dtlproj"
     with qtbot.waitSignal(state.sig_runs_changed) as runs:
         state.set_run(tmp_path / "runs" / "one")
     assert runs.args == [[str(tmp_path / "runs" / "one")]]
@@ -387,8 +388,55 @@ def test_the_projects_folder_runs_and_labels_change_only_through_announced_sette
     assert state.runs == [str(tmp_path / "runs" / "one")]
     with qtbot.waitSignal(state.sig_labels_csv_changed):
         state.set_labels_csv(tmp_path / "labels.csv")
-    with qtbot.assertNotEmitted(state.sig_project_dir_changed):
-        state.set_project_dir(tmp_path)                                # unchanged: nothing to announce
-    for name in ("runs", "project_dir", "labels_csv"):
+    with qtbot.assertNotEmitted(state.sig_project_file_changed):
+        state.set_project_file(tmp_path / "p.dtlproj")                 # unchanged: nothing to announce
+    for name in ("runs", "project_file", "labels_csv"):
         with pytest.raises(AttributeError):
             setattr(state, name, None)
+
+
+def test_two_projects_saved_in_one_folder_keep_their_own_runs_and_confirmed_labels(main_window, tmp_path):
+    window = main_window
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    owned = {}
+    for name in ("chest", "knee"):
+        window.new_project()
+        assert window.save_project(folder / name)
+        runs_base = window.training_monitor.runs_base()
+        run = runs_base / f"{name}-run"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text("{}")
+        owned[name] = (runs_base, window.dataset_panel.labels_csv_target())
+    assert owned["chest"] == (folder / "chest.runs", folder / "chest.confirmed.csv")
+    assert owned["knee"] == (folder / "knee.runs", folder / "knee.confirmed.csv")
+    assert [run.path.name for run in window.training_monitor.project_runs()] == ["knee-run"]
+    assert window.open_project(folder / "chest.dtlproj")
+    assert [run.path.name for run in window.training_monitor.project_runs()] == ["chest-run"]
+    assert window.dataset_panel.labels_csv_target() == folder / "chest.confirmed.csv"
+    window.new_project()
+    assert window.state.project_file is None and window.training_monitor.runs_base().name == "desktop_tl_runs"
+
+
+def test_a_project_sharing_the_old_confirmed_labels_file_is_offered_its_own_copy_once(qtbot, main_window, tmp_path):
+    window = main_window
+    folder = tmp_path / "studies"
+    (folder / "scans").mkdir(parents=True)
+    shared = folder / "confirmed_labels.csv"                          # what earlier versions wrote for every project
+    shared.write_text("path,label\nscans/a.png,grass\n")
+    for name in ("chest", "knee"):
+        window.state.set_labels_csv(shared)
+        assert window.save_project(folder / name)
+        window.new_project()
+    offers = []
+    window.ask_own_labels_file = lambda old, new: offers.append((old, new)) or new.stem.startswith("chest")
+    assert window.open_project(folder / "chest.dtlproj")
+    own = folder / "chest.confirmed.csv"
+    assert offers == [(shared, own)] and window.state.labels_csv == own
+    assert read_confirmed(own) == {"scans/a.png": "grass"} and shared.read_text().count("\n") == 2  # shared kept
+    assert json.loads((folder / "chest.dtlproj").read_text())["labels_csv"] == own.name
+    assert not window.has_unsaved_changes()
+    assert window.open_project(folder / "knee.dtlproj")               # declined: it keeps the shared file...
+    assert window.state.labels_csv == shared and len(offers) == 2
+    assert window.open_project(folder / "knee.dtlproj")               # ...and is not asked again
+    assert window.open_project(folder / "chest.dtlproj") and len(offers) == 2

@@ -22,7 +22,7 @@ def monitor(qtbot, app_state, controller, tiny_index, fast_config, tmp_path):
     app_state.set_dataset(tiny_index)
     fast_config(app_state)
     widget = TrainingMonitor(app_state, controller)
-    app_state.set_project_dir(tmp_path)
+    app_state.set_project_file(tmp_path / "project.dtlproj")
     qtbot.addWidget(widget)
     widget.resize(900, 650)
     widget.show()

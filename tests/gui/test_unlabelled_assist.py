@@ -15,10 +15,10 @@ from PySide6.QtCore import Qt
 from safetensors.torch import load_file
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
-from desktop_tl.core.data.confirmed import CONFIRMED_FILE, read_confirmed, with_confirmed
+from desktop_tl.core.data.confirmed import read_confirmed, with_confirmed
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.deploy.label_assist import Suggestion
-from desktop_tl.core.project import load_project
+from desktop_tl.core.project import load_project, own_labels_file
 from desktop_tl.gui.dataset_panel import ASSIST_JOB, IMPORT_JOB, RETRAIN_JOB, DatasetImportPanel
 from desktop_tl.gui.unlabelled_dialog import UnlabelledDialog
 
@@ -38,7 +38,7 @@ def _unlabelled(folder: Path, count: int, start: int = 20) -> list[Path]:
 def assist(qtbot, tmp_path):
     project = tmp_path / "project"
     files = _unlabelled(tmp_path / "new scans", 8)
-    csv_path = project / CONFIRMED_FILE
+    csv_path = own_labels_file(project / "study.dtlproj")
     project.mkdir()
     heat = Image.new("RGB", (32, 32), (200, 40, 40))
     suggestions = [Suggestion(f"../new scans/{f.name}", "grass" if i % 2 else "gravel", 0.55 + i / 100, i / 50,
@@ -78,7 +78,7 @@ def test_keyboard_flow_batches_and_undo_write_an_atomic_relative_labels_csv(qtbo
                                                       suggestions[3].path: "grass",
                                                       suggestions[4].path: suggestions[4].suggested}
     assert all(r["path"].startswith("../new scans/") for r in rows)  # relative to the CSV, never absolute
-    assert [p.name for p in csv_path.parent.iterdir()] == [CONFIRMED_FILE]   # no temporary file left behind
+    assert [p.name for p in csv_path.parent.iterdir()] == [csv_path.name]   # no temporary file left behind
     assert sorted(p.name for p in (csv_path.parent.parent / "new scans").iterdir()) == \
         sorted(Path(s.path).name for s in suggestions)               # the user's files were not moved
 
@@ -101,7 +101,7 @@ def test_confirmed_images_join_training_only_and_the_project_records_the_csv(qtb
     assert main_window.state.labels_csv == csv_path
     project_file = csv_path.parent / "study.dtlproj"
     assert main_window.save_project(project_file)
-    assert json.loads(project_file.read_text())["labels_csv"] == CONFIRMED_FILE    # relative to the project
+    assert json.loads(project_file.read_text())["labels_csv"] == csv_path.name    # relative to the project
     assert load_project(project_file).labels_csv == csv_path
     old = json.loads(project_file.read_text())
     del old["labels_csv"]                                            # a project saved before label assist
@@ -193,7 +193,7 @@ def test_retrain_continues_from_the_best_checkpoint_on_the_enlarged_dataset(qtbo
         qtbot.mouseClick(dialog.retrain_button, Qt.MouseButton.LeftButton)
     assert prepared.args[0] == RETRAIN_JOB and not dialog.isVisible()
     labels_csv = window.state.labels_csv
-    assert labels_csv == run.parent / CONFIRMED_FILE and len(read_confirmed(labels_csv)) == 2
+    assert labels_csv == run.with_name(f"{run.name}.confirmed.csv") and len(read_confirmed(labels_csv)) == 2
     assert window.state.dataset.confirmed == 2
     weights = window.state.config.weights
     assert weights.startswith("imported:") and "best checkpoint" in panel.message.text()

@@ -19,7 +19,8 @@ from desktop_tl.core.data.index import DatasetIndex, Sample, Skipped, count_warn
 from desktop_tl.core.data.scan import scan_csv
 from desktop_tl.core.errors import UserError
 
-CONFIRMED_FILE = "confirmed_labels.csv"
+SHARED_LABELS_FILE = "confirmed_labels.csv"
+"""The name earlier versions gave the confirmed labels of every project saved in one folder (they shared it)."""
 
 
 def read_confirmed(path: Path) -> dict[str, str]:
@@ -51,6 +52,15 @@ def save_confirmed(path: Path, labels: Mapping[str, str]) -> int:
     merged = read_confirmed(path) | dict(labels)
     atomic_write_csv(path, [["path", "label"], *sorted(merged.items())])
     return len(merged)
+
+
+def copy_confirmed(source: Path, target: Path) -> int:
+    """Copy the confirmed labels of `source` into `target` (merged with any it holds, written atomically), each
+    path rewritten relative to `target`'s folder so it still names the same image; the number `target` lists."""
+    source, target = Path(source).absolute(), Path(target).absolute()
+    rebased = {Path(os.path.relpath(os.path.normpath(source.parent / name), target.parent)).as_posix(): label
+               for name, label in read_confirmed(source).items()}
+    return save_confirmed(target, rebased)
 
 
 def with_confirmed(index: DatasetIndex, labels_csv: Path, progress: Callable[[int, int], None] | None = None,
