@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QEventLoop, QSettings, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -55,6 +55,10 @@ def app_settings() -> QSettings:
 JOB_NAMES = {TRAIN_JOB: "Training", dataset_panel.IMPORT_JOB: "The dataset import", EXPORT_JOB: "The export",
              PREDICT_JOB: "Try it", EVALUATE_JOB: "The evaluation", model_browser.IMPORT_JOB: "The weights import",
              PREVIEW_JOB: "The augmentation preview"}
+STOP_CONSEQUENCES = {TRAIN_JOB: "Training keeps its last finished epoch; you can resume it later. ",
+                     dataset_panel.IMPORT_JOB: "The project keeps the dataset it had before this import. ",
+                     EXPORT_JOB: "The run keeps its checkpoints; export it again later. "}
+"""What stopping each kind of job on quitting keeps, in the question that asks."""
 GETTING_STARTED = """<h3>Getting started</h3><ol>
 <li><b>Dataset</b>: pick a folder with one subfolder per class (or a CSV/TSV list, or a DICOM folder), or drop
 it on the window. Check the counts, the skipped files and the Problems tab.</li>
@@ -391,23 +395,42 @@ class MainWindow(ProjectActions, QMainWindow):
 
     def ask_stop_running_job(self) -> bool:
         """Ask whether to stop the running job and quit (tests replace this to avoid a modal box)."""
+        kind = self.controller.current_kind or ""
         answer = QMessageBox.question(
             self, "Stop and quit?",
-            f"{JOB_NAMES.get(self.controller.current_kind or '', 'A task')} is still running. Stop it and quit?\n\n"
-            "Training keeps its last finished epoch; you can resume it later.",
+            f"{JOB_NAMES.get(kind, 'A task')} is still running. Stop it and quit?\n\n{STOP_CONSEQUENCES.get(kind, '')}"
+            "Then you can save the project as it was when you chose to quit.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
+    def stop_running_job(self, timeout_ms: int = 60_000) -> bool:
+        """Stop the running job and wait (events flowing) until it has ended, at most `timeout_ms`; True when
+        nothing runs any more."""
+        if not self.controller.busy:
+            return True
+        self.statusBar().showMessage("Stopping…")
+        waiting = QEventLoop(self)
+        self.controller.sig_busy_changed.connect(waiting.quit)
+        QTimer.singleShot(timeout_ms, waiting.quit)
+        self.controller.stop()
+        if self.controller.busy:
+            waiting.exec()
+        self.controller.sig_busy_changed.disconnect(waiting.quit)
+        self.statusBar().clearMessage()
+        return not self.controller.busy
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Quit: stop a running job (asked first), offer to save the project, then end the worker thread."""
-        if self.controller.busy and not self.ask_stop_running_job():
-            event.ignore()
-            return
-        if self.has_unsaved_changes():
-            answer = self.ask_save_changes()
-            if answer == "cancel" or (answer == "save" and not self.save_project()):
+        """Quit: stop a running job (asked first) and wait for it, then offer to save the project as it was when
+        the user chose to quit (not the dataset an import stopped halfway would leave), then end the thread."""
+        quitting_with = self.current_project()
+        if self.controller.busy:
+            if not self.ask_stop_running_job():
                 event.ignore()
                 return
+            self.stop_running_job()
+        if not self.settle_unsaved_work("quitting", quitting_with):
+            event.ignore()
+            return
         if self.controller.thread.isRunning():
             self.save_settings()
             self.statusBar().showMessage("Stopping…")

@@ -41,8 +41,8 @@ class ProjectActions:
 
     @Slot()
     def new_project(self) -> None:
-        """Start over: no dataset, default model and settings, no runs."""
-        if self._refuse_while_busy("start a new project"):
+        """Start over: no dataset, default model and settings, no runs (unsaved work is offered a save first)."""
+        if self._refuse_while_busy("start a new project") or not self.settle_unsaved_work("starting a new project"):
             return
         self.project_file = None
         self.state.set_split(SplitConfig())
@@ -67,26 +67,28 @@ class ProjectActions:
         return Project(data_source=self.state.data_source, split=self.state.split, config=self.state.config,
                        runs=runs, current_run=current, labels_csv=self.state.labels_csv)
 
-    def save_project(self, path: Path | None = None) -> bool:
-        """Save to `path` (or the current project file, else ask); False when nothing was saved."""
+    def save_project(self, path: Path | None = None, project: Project | None = None) -> bool:
+        """Save `project` (the window's current one unless given) to `path` (or the current project file, else
+        ask); False when nothing was saved."""
         target = Path(path) if path else self.project_file
         if target is None:
-            return self.save_project_as()
+            return self.save_project_as(project=project)
         target = with_suffix(target)
+        project = project or self.current_project()
         try:
-            save_project(target, self.current_project())
+            save_project(target, project)
         except UserError as exc:
             self.show_error(exc.what, exc.hint)
             return False
         self.project_file = target
-        self._saved_project = self.current_project()
+        self._saved_project = project
         self._remember_project(target)
         self._update_title()
         self.statusBar().showMessage(f"Saved {target}", 5000)
         return True
 
-    def save_project_as(self, path: Path | None = None) -> bool:
-        """Ask where to save (unless `path` is given), then save."""
+    def save_project_as(self, path: Path | None = None, project: Project | None = None) -> bool:
+        """Ask where to save (unless `path` is given), then save `project` (the current one unless given)."""
         if path is None:
             start = str(self.project_file or Path.home() / f"project{PROJECT_SUFFIX}")
             chosen, _ = QFileDialog.getSaveFileName(self, "Save project", start,
@@ -94,11 +96,11 @@ class ProjectActions:
             if not chosen:
                 return False
             path = Path(chosen)
-        return self.save_project(path)
+        return self.save_project(path, project)
 
     def open_project(self, path: Path | None = None) -> bool:
         """Open a project file (asking for one when `path` is None); a damaged file is refused with a message."""
-        if self._refuse_while_busy("open a project"):
+        if self._refuse_while_busy("open a project") or not self.settle_unsaved_work("opening another project"):
             return False
         if path is None:
             start = str(self.project_file.parent if self.project_file else Path.home())
@@ -184,20 +186,30 @@ class ProjectActions:
                             "found again if you keep them next to the project file.",
                             title="Some files are missing")
 
-    def has_unsaved_changes(self) -> bool:
-        """True when quitting would lose something: a dataset or run not in a project file yet, or a project
-        changed since it was saved or opened."""
-        project = self.current_project()
+    def has_unsaved_changes(self, project: Project | None = None) -> bool:
+        """True when `project` (the window's current one unless given) holds something a project file does not:
+        a dataset or run never saved, or a change since the project was saved or opened."""
+        project = project or self.current_project()
         if self._saved_project is None:
             return project.data_source is not None or bool(project.runs)
         return project != self._saved_project
 
-    def ask_save_changes(self) -> str:
-        """Ask whether to save the project before quitting: "save", "discard" or "cancel" (tests replace this)."""
+    def settle_unsaved_work(self, before: str, project: Project | None = None) -> bool:
+        """Before `before` ("quitting", "opening another project"...) discards `project` (the current one unless
+        given), offer to save it if it holds unsaved work; False when the user cancelled or the save did not
+        happen, True to go on."""
+        project = project or self.current_project()
+        if not self.has_unsaved_changes(project):
+            return True
+        answer = self.ask_save_changes(before)
+        return answer == "discard" or (answer == "save" and self.save_project(project=project))
+
+    def ask_save_changes(self, before: str = "quitting") -> str:
+        """Ask whether to save the project before `before`: "save", "discard" or "cancel" (tests replace this)."""
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
             self, "Save the project?",
-            "Save the project before quitting? It records the dataset, the settings and the runs "
+            f"Save the project before {before}? It records the dataset, the settings and the runs "
             "(an interrupted run can then be resumed from it).",
             buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")

@@ -68,7 +68,7 @@ def main_window(qtbot):
 
     window = MainWindow()
     window.ask_stop_running_job = lambda: True
-    window.ask_save_changes = lambda: "discard"
+    window.ask_save_changes = lambda before="quitting": "discard"
     qtbot.addWidget(window)
     yield window
     window.close()

@@ -17,6 +17,8 @@ from desktop_tl.core.events import BatchProgress, CheckpointSaved
 from desktop_tl.core.project import PROJECT_FORMAT, load_project
 from desktop_tl.gui.main_window import MainWindow, app_settings, default_window_size
 
+from helpers import copy_demo_subset
+
 PANELS = ("modelBrowser", "datasetImport", "freezeTree", "trainingMonitor", "evaluationPanel", "exportPanel")
 
 
@@ -223,7 +225,7 @@ def test_closing_during_training_asks_then_stops_the_worker(qtbot, tiny_index, f
     assert asked and window.isVisible() and window.controller.thread.isRunning()
 
     window.ask_stop_running_job = lambda: True                     # now "Yes"
-    window.ask_save_changes = lambda: "discard"
+    window.ask_save_changes = lambda before="quitting": "discard"
     window.close()
     assert not window.isVisible()
     assert not window.controller.thread.isRunning()
@@ -336,14 +338,16 @@ def test_quitting_during_training_offers_to_save_and_the_run_comes_back_resumabl
     window.controller.sig_event.connect(lambda e: saved_epochs.append(e) if isinstance(e, CheckpointSaved) else None)
     window.ask_stop_running_job = lambda: True
     offers = []
-    window.ask_save_changes = lambda: offers.append(True) or "cancel"
+    window.ask_save_changes = lambda before="quitting": offers.append(before) or "cancel"
     assert window.training_monitor.start()
     qtbot.waitUntil(lambda: len(saved_epochs) >= 1, timeout=120_000)
-    window.close()                                                  # "Cancel": nothing stops, nothing closes
-    assert offers and window.isVisible() and window.controller.busy
+    window.close()                                  # "Stop it and quit?": Yes, then "Save the project?": Cancel
+    assert offers == ["quitting"] and window.isVisible()
+    assert not window.controller.busy               # stopped before the question, so nothing trained meanwhile
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
 
     window.project_file = tmp_path / "study.dtlproj"                # "Save" writes this project file
-    window.ask_save_changes = lambda: "save"
+    window.ask_save_changes = lambda before="quitting": "save"
     window.close()
     assert not window.isVisible() and not window.controller.thread.isRunning()
     project = load_project(tmp_path / "study.dtlproj")
@@ -352,7 +356,7 @@ def test_quitting_during_training_offers_to_save_and_the_run_comes_back_resumabl
 
     again = MainWindow()
     again.ask_stop_running_job = lambda: True
-    again.ask_save_changes = lambda: "discard"
+    again.ask_save_changes = lambda before="quitting": "discard"
     qtbot.addWidget(again)
     assert again.open_project(tmp_path / "study.dtlproj")
     monitor = again.training_monitor
@@ -440,3 +444,47 @@ def test_a_project_sharing_the_old_confirmed_labels_file_is_offered_its_own_copy
     assert window.state.labels_csv == shared and len(offers) == 2
     assert window.open_project(folder / "knee.dtlproj")               # ...and is not asked again
     assert window.open_project(folder / "chest.dtlproj") and len(offers) == 2
+
+
+def test_quitting_during_an_import_stops_it_first_then_offers_to_save_the_project_as_it_was(
+        qtbot, main_window, tiny_index, tmp_path, monkeypatch):
+    window = main_window
+    window.state.set_dataset(tiny_index)
+    assert window.save_project(tmp_path / "study.dtlproj")
+    other = copy_demo_subset(tmp_path / "other", 40, ("grass", "gravel"))
+    questions = []
+    del window.ask_stop_running_job                                   # the window's own question, answered Yes
+    monkeypatch.setattr(QMessageBox, "question", lambda _parent, title, text, *_args: questions.append(text)
+                        or QMessageBox.StandardButton.Yes)
+    asked_while_busy = []
+    window.ask_save_changes = lambda before="quitting": asked_while_busy.append(window.controller.busy) or "save"
+    window.state.update_config(epochs=3)                              # an unsaved change, so the question comes
+    assert window.dataset_panel.import_path(other)
+    window.close()
+    assert len(questions) == 1 and questions[0].startswith("The dataset import is still running")
+    assert "keeps the dataset it had before this import" in questions[0] and "Training" not in questions[0]
+    assert asked_while_busy == [False]                                # stopped first, then asked
+    saved = load_project(tmp_path / "study.dtlproj")
+    assert saved.data_source == tiny_index.source and saved.config.epochs == 3     # not the abandoned import
+
+
+def test_new_project_and_open_offer_to_save_unsaved_work_first(qtbot, main_window, tiny_index, tmp_path):
+    window = main_window
+    other = tmp_path / "other.dtlproj"
+    assert window.save_project(other)
+    window.new_project()
+    window.state.set_dataset(tiny_index)                              # unsaved work: a dataset
+    answers, asked = iter(["cancel", "cancel", "discard"]), []
+    window.ask_save_changes = lambda before="quitting": asked.append(before) or next(answers)
+    window.new_project()                                              # Cancel: nothing is lost
+    assert window.state.dataset is tiny_index
+    assert not window.open_project(other)                             # Open (and Open recent) ask too
+    assert window.state.dataset is tiny_index
+    window.new_project()                                              # Discard
+    assert window.state.dataset is None
+    assert asked == ["starting a new project", "opening another project", "starting a new project"]
+    window.state.set_dataset(tiny_index)
+    window.ask_save_changes = lambda before="quitting": "save"
+    window.project_file = tmp_path / "kept.dtlproj"
+    assert window.open_project(other)                                 # Save, then open
+    assert load_project(tmp_path / "kept.dtlproj").data_source == tiny_index.source

@@ -19,7 +19,7 @@ TRAIN_TIMEOUT_MS = 180_000
 def _window(qtbot) -> MainWindow:
     window = MainWindow()
     window.ask_stop_running_job = lambda: True
-    window.ask_save_changes = lambda: "discard"
+    window.ask_save_changes = lambda before="quitting": "discard"
     qtbot.addWidget(window)
     return window
 
@@ -51,13 +51,13 @@ def test_reopened_project_restores_curves_and_log_and_resumes_from_the_runs_list
             if line[:2].isdigit() and ("Epoch 1/3" in line or line.endswith(("Paused (after the current batch).",
                                                                               "Continuing.")))]
     assert len(seen) == 3, monitor.log.toPlainText()
-    window.ask_save_changes = lambda: "save"
+    window.ask_save_changes = lambda before="quitting": "save"
     window.close()                                                   # quit during training, saving the project
     assert not window.controller.thread.isRunning()
 
     project = load_project(tmp_path / "study.dtlproj")
     run_dir = project.current_run
-    assert run_dir is not None and run_dir.parent == (tmp_path / "runs").resolve()
+    assert run_dir is not None and run_dir.parent == (tmp_path / "study.runs").resolve()
     log_text = (run_dir / LOG_FILE).read_text(encoding="utf-8")
     assert str(tmp_path) not in log_text and str(Path.home()) not in log_text and "Epoch 1/3:" in log_text
 
