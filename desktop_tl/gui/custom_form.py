@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any, get_type_hints
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QLabel, QWidget
 
 from desktop_tl.core.config import TrainConfig, custom_settings, setting_info
+from desktop_tl.gui.number_box import DecimalBox, NumberBox
 
 PAIRS_PER_ROW = 3
 
@@ -23,10 +24,11 @@ def _control(kind: Any, info: dict[str, Any]) -> QWidget:
         box.addItems(list(info["choices"]))
         return box
     low, high = info["bounds"]
+    what = info["label"][:1].upper() + info["label"][1:]
     if kind is float:
-        spin = QDoubleSpinBox(decimals=info["decimals"] or 2, minimum=low, maximum=high)
+        spin = DecimalBox(what, decimals=info["decimals"] or 2, minimum=low, maximum=high)
     else:                                  # int, or int | None where the lowest value (special) means None
-        spin = QSpinBox(minimum=int(low), maximum=int(high))
+        spin = NumberBox(what, minimum=int(low), maximum=int(high))
     if info["step"]:
         spin.setSingleStep(info["step"])
     if info["special"]:

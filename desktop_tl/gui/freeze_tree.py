@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QLabel, QPushButton, QTreeView, QVBoxLayout, QWidget
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.gui.module_tree_model import ModuleTreeModel, under
+from desktop_tl.gui.number_box import NumberBox
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.worker import EngineController
 
@@ -67,7 +68,7 @@ class FreezeTree(QWidget):
         self.head_button.setToolTip("Train only the new classifier (fast; best with few images)")
         self.last_button = QPushButton("Last N blocks")
         self.last_button.setToolTip("Train the classifier and the last N stages of the network")
-        self.last_spin = QSpinBox(minimum=1, maximum=1, value=1)
+        self.last_spin = NumberBox("The number of stages", minimum=1, maximum=1, value=1)
         self.last_spin.setToolTip("How many of the last stages train")
         self.all_button = QPushButton("Everything")
         self.all_button.setToolTip("Fine-tune the whole network (slow on a CPU; needs more images)")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_tl.core.decision import Decision
 from desktop_tl.core.errors import UserError
@@ -25,6 +25,7 @@ from desktop_tl.core.evaluation.operating_point import (
     roc_curve,
 )
 from desktop_tl.core.reporting import operating_point_text
+from desktop_tl.gui.number_box import DecimalBox
 from desktop_tl.gui.unit_square_plot import unit_square_plot
 
 CHOICES = (("youden", "Best balanced accuracy (Youden)"), ("sensitivity", "Target sensitivity"),
@@ -65,10 +66,10 @@ class OperatingPointView(QWidget):
         self.choice = QComboBox(self)
         for key, name in CHOICES:
             self.choice.addItem(name, key)
-        self.target = QDoubleSpinBox(self, decimals=2, minimum=0.01, maximum=1.0, singleStep=0.01, value=0.95)
+        self.target = DecimalBox("The target", self, decimals=2, minimum=0.01, maximum=1.0, singleStep=0.01, value=0.95)
         self.target.setToolTip("The share of positives to find (sensitivity) or of negatives to clear "
                                "(specificity), reached on the validation images")
-        self.threshold_box = QDoubleSpinBox(self, decimals=3, minimum=0.0, maximum=1.0, singleStep=0.01)
+        self.threshold_box = DecimalBox("The threshold", self, decimals=3, minimum=0.0, maximum=1.0, singleStep=0.01)
         self.threshold_box.setToolTip("The positive class is called when its (calibrated) probability is at "
                                       "least this")
         self.save_button = QPushButton("Save threshold", self)

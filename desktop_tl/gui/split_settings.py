@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPushButton, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QPushButton, QWidget
 
 from desktop_tl.core.config import SplitConfig
+from desktop_tl.gui.number_box import DecimalBox, NumberBox
 
 
 class SplitSettings(QGroupBox):
@@ -18,9 +19,9 @@ class SplitSettings(QGroupBox):
 
     def __init__(self, config: SplitConfig, parent: QWidget | None = None) -> None:
         super().__init__("Split", parent)
-        self.val = self._fraction_box("Share of each class held out to watch training (validation).")
-        self.test = self._fraction_box("Share of each class kept apart for the final test score.")
-        self.seed = QSpinBox(self)
+        self.val = self._fraction_box("Validation", "Share of each class held out to watch training (validation).")
+        self.test = self._fraction_box("Test", "Share of each class kept apart for the final test score.")
+        self.seed = NumberBox("Seed", self)
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("Same seed, same split.")
         self.group = QCheckBox("Keep each patient in one split", self)
@@ -50,8 +51,8 @@ class SplitSettings(QGroupBox):
     def _emit_changed(self, *_) -> None:
         self.sig_changed.emit(self.config())
 
-    def _fraction_box(self, tip: str) -> QDoubleSpinBox:
-        box = QDoubleSpinBox(self)
+    def _fraction_box(self, what: str, tip: str) -> DecimalBox:
+        box = DecimalBox(what, self)
         box.setRange(0.0, 0.8)
         box.setSingleStep(0.05)
         box.setDecimals(3)
@@ -67,9 +68,9 @@ class SplitSettings(QGroupBox):
         """Show `config` (without emitting sig_changed)."""
         for widget in (self.val, self.test, self.seed, self.group, self.near):
             widget.blockSignals(True)
-        self.val.setValue(config.val_fraction)
-        self.test.setValue(config.test_fraction)
-        self.seed.setValue(config.seed)
+        for box, value in ((self.val, config.val_fraction), (self.test, config.test_fraction), (self.seed, config.seed)):
+            if box.value() != value:        # setting the same value again would rewrite text being typed
+                box.setValue(value)
         self.group.setChecked(config.group_by_patient)
         self.near.setChecked(config.group_near_duplicates)
         for widget in (self.val, self.test, self.seed, self.group, self.near):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QSpinBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractSpinBox, QCheckBox, QComboBox, QLabel
 
 from desktop_tl.core.config import TrainConfig, custom_settings, setting_info
 from desktop_tl.gui.custom_form import CustomSettingsForm
+from desktop_tl.gui.number_box import DecimalBox, NumberBox
 from desktop_tl.gui.training_settings import TrainingSettings
 
 
@@ -16,9 +18,9 @@ def test_every_setting_the_recipe_decides_has_a_control_but_the_layers(qtbot):
     qtbot.addWidget(form)
     decided = {f.name for f in fields(TrainConfig) if setting_info(TrainConfig, f.name)["recipe_decides"]}
     assert set(form.controls) == (decided - {"freeze"}) | {"batch_size"} == set(custom_settings())
-    kinds = {"class_weighted": QCheckBox, "augment": QComboBox, "lr": QDoubleSpinBox, "weight_decay": QDoubleSpinBox,
-             "warmup_epochs": QDoubleSpinBox, "label_smoothing": QDoubleSpinBox, "layer_decay": QDoubleSpinBox,
-             "epochs": QSpinBox, "batch_size": QSpinBox, "image_size": QSpinBox, "early_stopping_patience": QSpinBox}
+    kinds = {"class_weighted": QCheckBox, "augment": QComboBox, "lr": DecimalBox, "weight_decay": DecimalBox,
+             "warmup_epochs": DecimalBox, "label_smoothing": DecimalBox, "layer_decay": DecimalBox,
+             "epochs": NumberBox, "batch_size": NumberBox, "image_size": NumberBox, "early_stopping_patience": NumberBox}
     assert {name: type(control) for name, control in form.controls.items()} == kinds
     labels = {label.text() for label in form.findChildren(QLabel)}
     assert {"Weight decay", "Warm-up epochs", "Label smoothing", "Early stopping", "Class-weighted loss",
@@ -52,3 +54,25 @@ def test_the_training_panel_writes_every_custom_setting(qtbot, app_state):
     settings.custom.controls["layer_decay"].setValue(0.8)
     assert (app_state.config.weight_decay, app_state.config.class_weighted) == (0.2, True)
     assert app_state.config.layer_decay == 0.8
+
+
+def test_typing_works_in_every_number_field_of_the_window_and_a_value_out_of_range_says_so(qtbot, main_window):
+    spin_boxes = main_window.findChildren(QAbstractSpinBox)
+    assert spin_boxes and all(isinstance(box, (NumberBox, DecimalBox)) for box in spin_boxes)
+    main_window.state.set_recipe("custom")
+    controls = main_window.training_monitor.settings.custom.controls
+    main_window.show()
+
+    def typed(box, text: str) -> None:
+        box.setFocus()
+        box.selectAll()
+        qtbot.keyClicks(box, text)
+        qtbot.keyClick(box, Qt.Key.Key_Return)
+
+    typed(controls["epochs"], "12")
+    typed(controls["label_smoothing"], "0.15")
+    typed(controls["weight_decay"], "0.25")
+    config = main_window.state.config
+    assert (config.epochs, config.label_smoothing, config.weight_decay) == (12, 0.15, 0.25)
+    typed(controls["epochs"], "0")
+    assert main_window.state.config.epochs == 12 and controls["epochs"].complaint.startswith("0 is out of range: ")

@@ -273,3 +273,25 @@ def test_the_skipped_files_table_shows_several_rows(qtbot, app_state, controller
     qtbot.addWidget(panel)
     rows = panel.skipped_table.minimumHeight() // panel.skipped_table.verticalHeader().defaultSectionSize()
     assert rows >= 6
+
+
+def _type(qtbot, box, text: str) -> None:
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, text)
+    qtbot.keyClick(box, Qt.Key.Key_Return)
+
+
+def test_typed_split_fractions_are_taken_as_typed_and_an_out_of_range_one_says_so(qtbot, panel, app_state):
+    settings = panel.split_settings
+    panel.show()
+    _type(qtbot, settings.val, "0.15")
+    _type(qtbot, settings.test, "0.25")
+    assert (app_state.split.val_fraction, app_state.split.test_fraction) == (0.15, 0.25)
+    _type(qtbot, settings.test, "0.9")                                 # above the 0.8 the field takes
+    assert app_state.split.test_fraction == 0.25 and settings.test.value() == 0.25
+    assert settings.test.complaint == "0.9 is out of range: Test takes 0.000 to 0.800. It stays 0.250."
+    _type(qtbot, settings.seed, "42")
+    assert app_state.split.seed == 42 and settings.test.complaint      # shown until the user types there again
+    _type(qtbot, settings.test, "0.2")
+    assert app_state.split.test_fraction == 0.2 and settings.test.complaint == ""
