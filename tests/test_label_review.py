@@ -64,3 +64,31 @@ def test_flipped_labels_rank_at_the_top_of_the_suspects(flipped_run, capsys, rec
     assert main(["review-labels", str(run), "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert f"{len(suspects)} images whose label looks wrong" in out and out.count("looks like") == 3
+
+
+def test_a_run_from_imported_weights_copied_to_another_account_still_reviews_its_labels(tmp_path, monkeypatch,
+                                                                                       small_dataset):
+    import shutil
+
+    import torch
+
+    from desktop_tl.core.models.factory import create_model
+    from desktop_tl.core.models.store import import_weights
+    from desktop_tl.core.runs.folder import START_WEIGHTS
+    from desktop_tl.core.training.run import train_run
+
+    weights_file = tmp_path / "my-weights.pt"
+    torch.save(create_model("efficientnet_lite0", "bundled", 4)[0].state_dict(), weights_file)
+    stored = import_weights(weights_file, "efficientnet_lite0")      # as Retrain imports a run's best checkpoint
+    study = tmp_path / "study"
+    shutil.copytree(small_dataset, study / "data")
+    create_run(study / "run", study / "data", TrainConfig(recipe="custom", weights=f"imported:{stored.id}", epochs=1,
+                                                          freeze="head", image_size=64, num_workers=0),
+               SplitConfig(0.25, 0.25, seed=0))
+    assert (study / "run" / START_WEIGHTS).is_file()                 # the folder keeps what it started from
+    assert list(train_run(study / "run"))[-1].completed
+    moved = tmp_path / "other-machine" / "study"                       # copied to another account's disk...
+    shutil.copytree(study, moved)
+    monkeypatch.setenv("DESKTOP_TL_DATA_DIR", str(tmp_path / "other-machine" / "empty-store"))   # ...no model store
+    suspects = review_labels(moved / "run")
+    assert isinstance(suspects, list) and (moved / "run" / REVIEW_FILE).is_file()

@@ -49,8 +49,10 @@ def _hf_build_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "pretrained_cfg_overlay": overlay}
 
 
-def _resolve_weights(name: str, spec: str) -> tuple[dict[str, torch.Tensor] | None, LoadedWeights, dict[str, Any]]:
-    """(state dict or None, what was chosen, extra create_model kwargs) for a weights option."""
+def _resolve_weights(name: str, spec: str, kept: Path | None = None
+                     ) -> tuple[dict[str, torch.Tensor] | None, LoadedWeights, dict[str, Any]]:
+    """(state dict or None, what was chosen, extra create_model kwargs) for a weights option; imported weights
+    the model store lacks are taken from `kept` (a run folder's copy) when it exists."""
     if spec == "none":
         return None, LoadedWeights("none", "none", NONE_OPTION.label, False), {}
     if spec == "bundled":
@@ -78,6 +80,9 @@ def _resolve_weights(name: str, spec: str) -> tuple[dict[str, torch.Tensor] | No
     if spec.startswith("imported:"):
         wanted = spec[len("imported:"):]
         stored = next((s for s in list_imported(name) if s.id == wanted), None)
+        if stored is None and kept is not None and kept.is_file():
+            return load_weights_file(kept), LoadedWeights(spec, "imported", f"{wanted} (the run folder's copy)",
+                                                          True), {}
         if stored is None:
             raise _unavailable(name, f"No imported weights {wanted!r} for {name} in the model store.")
         description = f"{stored.original_name} (imported {stored.imported_at[:10]})"
@@ -99,16 +104,18 @@ def _head_classes(state: dict[str, torch.Tensor], name: str) -> int | None:
     return None
 
 
-def create_model(name: str, weights: str, num_classes: int) -> tuple[torch.nn.Module, LoadedWeights]:
+def create_model(name: str, weights: str, num_classes: int, kept: Path | None = None
+                 ) -> tuple[torch.nn.Module, LoadedWeights]:
     """Build timm's `name` initialised from `weights`, with a `num_classes` classifier.
 
     `weights`: "bundled" | "hf" (best cached repo) | "hf:<repo_id>" | "imported:<id>" | a path
-    to a weights file | "none". The model is built with the weights' own class count, loaded,
+    to a weights file | "none" (`kept`: a run folder's copy of imported weights, used when the model store
+    lacks them). The model is built with the weights' own class count, loaded,
     then `reset_classifier(num_classes)` gives it a fresh head when the count differs.
     Raises UserError (WeightsMismatch for weights of another architecture).
     """
     require_known(name)
-    state, loaded, build_kwargs = _resolve_weights(name, weights)
+    state, loaded, build_kwargs = _resolve_weights(name, weights, kept)
     if state is None:
         return build(name, num_classes), loaded
     state = to_timm_names(state, name)

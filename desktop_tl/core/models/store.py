@@ -97,3 +97,12 @@ def list_imported(arch: str | None = None) -> list[StoredWeights]:
     stored = [_stored(e) for e in _read_manifest() if arch is None or e["arch"] == arch]
     stored = [s for s in stored if s.path.is_file()]
     return sorted(stored, key=lambda s: s.imported_at, reverse=True)
+
+
+def imported_weights_file(arch: str, weights: str) -> Path | None:
+    """The store's file of the weights option `weights` ("imported:ID") for `arch`; None for another kind of
+    option or when the store does not hold it."""
+    if not weights.startswith("imported:"):
+        return None
+    wanted = weights[len("imported:"):]
+    return next((s.path for s in list_imported(arch) if s.id == wanted), None)

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desktop_tl.core.atomic import atomic_write_json
+from desktop_tl.core.atomic import atomic_write, atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Calibration, Decision, Familiarity, Referral
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.models.store import imported_weights_file
 
 RUN_FILE = "run.json"
 DATASET_FILE = "dataset.json"
@@ -37,6 +39,7 @@ MEMBER_CHECKPOINT = "small_network.safetensors"   # an ensemble's second member 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
 DETECTOR_FILE = "unfamiliar_detector.safetensors"   # the statistics of the check for unfamiliar images
+START_WEIGHTS = "start_weights.safetensors"   # a copy of the imported weights a run starts from (`imported:ID`)
 
 
 @dataclass
@@ -60,6 +63,11 @@ class RunInfo:
         return self.status == "finished"
 
     @property
+    def kept_weights(self) -> Path:
+        """The run folder's copy of the imported weights it started from (see `keep_start_weights`)."""
+        return self.run_dir / START_WEIGHTS
+
+    @property
     def has_checkpoint(self) -> bool:
         """True when at least one epoch was saved."""
         return (self.run_dir / LAST_CHECKPOINT).is_file()
@@ -81,8 +89,18 @@ def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, sp
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / DATASET_FILE, index.to_json(relative_to_run(run_dir, index.source)))
     info = RunInfo(run_dir, config, split, list(index.classes), "created")
+    keep_start_weights(info)
     write_run_info(info)
     return info, index
+
+
+def keep_start_weights(info: RunInfo) -> None:
+    """A run that starts from imported weights (`imported:ID`: a weights file the user imported, or the best
+    checkpoint of an earlier run for Retrain) keeps a copy of them, so that the folder holds everything it
+    needs on another account or machine, whose model store does not have them."""
+    stored = imported_weights_file(info.config.model, info.config.weights)
+    if stored is not None and not info.kept_weights.is_file():
+        atomic_write(info.kept_weights, lambda tmp: shutil.copyfile(stored, tmp))
 
 
 def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
@@ -202,6 +220,11 @@ class RunFolder:
     def has_run(self) -> bool:
         """True when the folder holds run settings (run.json)."""
         return (self.path / RUN_FILE).is_file()
+
+    @property
+    def kept_weights(self) -> Path:
+        """The run folder's copy of the imported weights it started from (see `keep_start_weights`)."""
+        return self.run_dir / START_WEIGHTS
 
     @property
     def has_checkpoint(self) -> bool:

@@ -83,7 +83,7 @@ def confident_suspects(probs: np.ndarray, labels: np.ndarray) -> list[tuple[int,
 def _backbone_features(run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[Any], list[str]]:
     folder = RunFolder(run_dir)
     info, index = folder.info(), folder.index()
-    model, _ = create_model(info.config.model, info.config.weights, len(info.classes))
+    model, _ = create_model(info.config.model, info.config.weights, len(info.classes), info.kept_weights)
     model.eval()
     prep = Preprocessing.from_data_config(data_config(model))
     samples = index.split("train") + index.split("val")

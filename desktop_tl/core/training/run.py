@@ -46,7 +46,7 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
 
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, weights = create_model(cfg.model, cfg.weights, len(info.classes))
+    model, weights = create_model(cfg.model, cfg.weights, len(info.classes), info.kept_weights)
     native = int(data_config(model)["input_size"][-1])
     layout = choose_layout(cfg.memory_format, device, model, cfg.model, (native, native), 16, "all")
     speed, _ = measure_throughput(model, cfg.model, native, device, layout.channels_last, amp_dtype_for(device))

@@ -53,7 +53,8 @@ class TrainingSession:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", distributed.local_rank())
         torch.manual_seed(cfg.seed)
-        self.model, self.weights = built or create_model(cfg.model, cfg.weights, len(info.classes))
+        self.model, self.weights = built or create_model(cfg.model, cfg.weights, len(info.classes),
+                                                         info.kept_weights)
         self.arch = cfg.model      # the architecture of `model`: the configured one, or SCRATCH_ARCH once adopted
         self.finetune = plan.stage("finetune")
         self.trainable, self.total = apply_freeze(self.model, self.finetune.freeze if self.finetune else "head")
