@@ -14,6 +14,7 @@ import torch
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.decision import BEFORE_REFIT
 from desktop_tl.core.deploy.export import export_onnx, parity_images
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.deploy.predict import OnnxClassifier
@@ -32,7 +33,7 @@ from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, create_run, load_inde
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline, probe
+from desktop_tl.core.training import baseline, probe, refit
 from desktop_tl.core.training import run as run_module
 from desktop_tl.core.training.run import train_run
 
@@ -118,19 +119,44 @@ def _check_delivered_ensemble(run, tmp_path, int8: bool = False):
     return metrics
 
 
-def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_with_the_small_network(
-        tmp_path, ensemble_chosen):
+def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_with_the_small_network_refitted(
+        tmp_path, ensemble_chosen, monkeypatch):
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=10.0, num_workers=0), SPLIT)
+    create_run(run, data, TrainConfig(budget=60.0, num_workers=0), SPLIT)     # room for the refit
+    refit_sessions, real_session = [], refit.TrainingSession
+
+    def watched(info, index, *args):     # the refit's own session: what it trains on
+        refit_sessions.append(real_session(info, index, *args))
+        return refit_sessions[-1]
+
+    monkeypatch.setattr(refit, "TrainingSession", watched)
+    retrained = []
+    monkeypatch.setattr(refit, "small_network_on_all", lambda s, *a: retrained.append(len(s.train_samples))
+                        or baseline.small_network_on_all(s, *a))
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     texts = " ".join(e.text for e in events if isinstance(e, Message))
     assert "fine-tuning goes ahead" in texts and "averages the best fine-tuned model" in texts
     kept = checkpoint.read_meta(run / MEMBER_CHECKPOINT)     # what it records: no path, no image, no identifier
     assert set(kept) == {"arch", "scratch_size", "classes", "format_version"} and kept["arch"] == SCRATCH_ARCH
+
+    index = load_index(run)          # the refit trained on the training and validation images, never on test
+    [session] = refit_sessions
+    pooled = {x.path for x in index.split("train") + index.split("val")}
+    assert {x.path for x in session.train_samples} == pooled and len(session.val_set) == 0
+    assert not pooled & {x.path for x in index.split("test")} and retrained == [len(index.split("train"))]
+    assert f"Training again on all {len(pooled)} training and validation images" in texts
     metrics = _check_delivered_ensemble(run, tmp_path)
-    assert metrics["val_source"] == "validation"          # both members trained on the training split alone
+    assert metrics["val_source"] == BEFORE_REFIT and metrics["cross_validation"]["trained_on"] == "train+val"
+    assert metrics["cross_validation"]["refit"]["images"] == len(pooled)
+    best = checkpoint.load_checkpoint(run / "best.safetensors").model
+    refitted = checkpoint.load_checkpoint(run / "refit" / "last.safetensors").model
+    assert all(torch.equal(best[f"members.0.{name}"], value) for name, value in refitted.items())
+    again = evaluate_run(run)        # its validation images trained it: evaluate keeps the figures from before
+    assert again["val_source"] == BEFORE_REFIT and again["val"] == json.loads(json.dumps(metrics["val"]))
+    assert "val (predicted by the model before it trained again on train+val)" in format_metrics(again)
+    assert f"then trained again on all {len(pooled)} training and validation images" in build_report(run)
     retrain = retrain_config(run)           # label assist's Retrain starts afresh, and says why
     assert not retrain.continued and "the average of efficientnet_lite0 and a small network" in retrain.note
     assert "average of efficientnet_lite0 and a small network" in summarize_run(run).recipe

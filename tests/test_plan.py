@@ -139,3 +139,15 @@ def test_bad_budgets_are_clear_errors(text):
 
 def test_durations_read_like_durations():
     assert (format_seconds(45), format_seconds(600), format_seconds(4000)) == ("45 s", "10 min", "1 h 7 min")
+
+
+def test_a_small_sets_plan_trains_again_on_train_and_val_with_the_time_the_budget_leaves():
+    tight, roomy = (plan_auto(DIGITS, LITE0, LAPTOP, BUDGET_PRESETS[name]) for name in ("balanced", "best"))
+    estimate, scale = roomy.estimated_seconds, (200 + 50) / 200
+    assert estimate["refit"] == pytest.approx(scale * (estimate["probe"] + estimate["finetune"]), abs=0.2)
+    assert estimate["total"] <= BUDGET_PRESETS["best"]
+    assert any("trained again on the training and validation images together" in line for line in roomy.describe())
+    assert "refit" not in tight.estimated_seconds          # size and epochs first: no room left for it
+    assert tight.image_size == 224 and not any("trained again" in line for line in tight.describe())
+    large = plan_auto(INSPECTION, LITE0, LAPTOP, BUDGET_PRESETS["best"])     # validated on its split: no refit
+    assert "refit" not in large.estimated_seconds

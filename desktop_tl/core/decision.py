@@ -74,6 +74,23 @@ def rule_text(positive: str, threshold: float, chosen_on: str = "validation",
     return f"{positive!r} when its probability is at least {threshold:.3f} (chosen on {source_words(chosen_on)} for {goal})"
 
 
+OUT_OF_FOLD = "out-of-fold predictions of cross-validation"
+"""Where a model trained on train+val took its held-out figures, calibration and threshold from."""
+BEFORE_REFIT = "validation predictions of the model before it trained on train+val"
+"""The same for a fine-tuned model refitted on train+val (core.training.refit)."""
+
+
+def held_out_name(val_source: str, short: bool = False) -> str:
+    """The name of a run's held-out figures ("val" in metrics.json) by where they come from."""
+    if val_source == OUT_OF_FOLD:
+        return "cross-validated (out-of-fold)" if short else \
+            "val, cross-validated (out-of-fold predictions; the model trained on train+val)"
+    if val_source == BEFORE_REFIT:
+        return "validation (before the refit)" if short else \
+            "val (predicted by the model before it trained again on train+val)"
+    return "validation" if short else "val"
+
+
 def source_words(source: str) -> str:
     """Where a choice was made, in words: "the validation split", or the out-of-fold predictions."""
     return f"the {source} split" if source in ("validation", "train", "test") else f"the {source}"

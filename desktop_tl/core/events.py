@@ -42,7 +42,8 @@ class BatchProgress:
     lr: float
     images_per_sec: float
     eta_seconds: float    # for the whole run
-    phase: str = "train"  # "train" | "features" (the linear probe's feature pass)
+    phase: str = "train"  # "train" | "features" (the linear probe's feature pass) | "refit" (core.training.refit:
+                          # a batch of the refit on train+val, its epoch counted within the refit)
 
 
 @dataclass(frozen=True)

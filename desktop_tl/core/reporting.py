@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from desktop_tl.core.decision import held_out_name
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted, TrainEvent
 
 
@@ -67,9 +68,9 @@ def describe(event: TrainEvent) -> str | None:
     if isinstance(event, Planned):
         return ("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines)
     if isinstance(event, BatchProgress):
-        figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase == "train"
+        figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase in ("train", "refit")
                    else "linear probe: computing features")
-        return (f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
+        return (("refit on train+val: " if event.phase == "refit" else "") + f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
                 f"{event.images_per_sec:.1f} img/s ETA about {duration(event.eta_seconds)}")
     if isinstance(event, EpochEnd):
         stage = {"probe": " (linear probe)", "scratch": " (small network trained from scratch)"}.get(event.stage, "")
@@ -103,8 +104,7 @@ def format_metrics(metrics: dict) -> str:
         auc = f"{m['roc_auc_ovr']:.3f}" if m.get("roc_auc_ovr") is not None else "n/a"
         baseline = (f" [always {m['majority_class']!r}: {m['majority_baseline']:.1%}]"
                     if m.get("majority_baseline") is not None else "")
-        name = split if split == "test" or metrics.get("val_source", "validation") == "validation" else \
-            "val, cross-validated (out-of-fold predictions; the model trained on train+val)"
+        name = split if split == "test" else held_out_name(metrics.get("val_source", "validation"))
         lines.append(f"{name} ({m['images']} images): accuracy {m['accuracy']:.1%} (95% CI {low:.0%}-{high:.0%})"
                      f"{baseline}, balanced accuracy {m['balanced_accuracy']:.1%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {auc}")
     for split in ("val", "test"):
@@ -163,8 +163,7 @@ def status_figures(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     referral rule every image is answered, and the error among them is the error over all."""
     referral, unfamiliar = metrics.get("referral") or {}, metrics.get("unfamiliar") or {}
     rows = []
-    held_out = "validation" if metrics.get("val_source", "validation") == "validation" else \
-        "cross-validation (out-of-fold)"
+    held_out = held_out_name(metrics.get("val_source", "validation"), short=True)
     for split, name in (("val", held_out), ("test", "test")):
         figures, overall = referral.get(split) or {}, metrics.get(split) or {}
         flagged = (unfamiliar.get("test") or {}) if split == "test" else {}

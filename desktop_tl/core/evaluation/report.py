@@ -210,8 +210,12 @@ def _choices_made_on(metrics: dict[str, Any]) -> str:
     """Where the recipe's choices were made: the validation split, or cross-validation over train+val."""
     if metrics.get("cross_validation"):
         folds = metrics["cross_validation"].get("folds")
+        refit = metrics["cross_validation"].get("refit")
+        after = (f"; the delivered model was then trained again on all {refit['images']} training and validation "
+                 "images, its calibration and threshold taken from the validation predictions of the model before "
+                 "that refit" if isinstance(refit, dict) and refit.get("images") else "")
         return (f"by {folds}-fold cross-validation over the training and validation images (and on the validation "
-                "split for fine-tuning's epochs)")
+                f"split for fine-tuning's epochs){after}")
     return "on the validation split"
 
 

@@ -211,6 +211,19 @@ def baseline_check(s: TrainingSession, stage: BaselineStage):
     return fit
 
 
+def small_network_on_all(s: TrainingSession, size: int, epochs: int) -> ScratchFit | None:
+    """The small network trained again, for `epochs` epochs at `size` px, on every training and validation
+    image (the refit of an average, core.training.refit); None when stopped."""
+    parts = [_small_copies(s, dataset, size) for dataset in (s.train_set(None), s.val_set)]
+    if any(p is None for p in parts):
+        return None
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
+    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    return train_from_scratch(x, y, x[:0], y[:0], len(s.info.classes), epochs, weights, s.cfg.seed, mirror,
+                              lambda: s.control.stop_requested)
+
+
 def test_time_views(s: TrainingSession) -> tuple[str, ...]:
     """The views the run's predictions are averaged over (chosen with the probe by cross-validation)."""
     return tuple((s.state.get("probe") or {}).get("test_time_views") or ("identity",))

@@ -20,6 +20,8 @@ import torch
 
 from desktop_tl.core.atomic import atomic_write_json
 from desktop_tl.core.decision import (
+    BEFORE_REFIT,
+    OUT_OF_FOLD,
     Calibration,
     Decision,
     Referral,
@@ -54,18 +56,14 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
         s.info.status = "finished"
         yield s.finished(completed=True, stopped_by_user=False)
         return
-    best = checkpoint.load_checkpoint(s.info.run_dir / checkpoint.BEST)
-    if best.meta.get("arch") != s.describe(s.model)["arch"]:     # a run resumed between the two checkpoints
-        s.adopt(architecture_for(best.meta, len(s.info.classes)), best.meta["arch"])
-    s.model.load_state_dict(best.model)
-    yield from _delivered_model(s)
+    yield from deliver_best(s)
     classes = s.info.classes
     n_val, n_test = len(s.val_set), len(s.index.split("test"))
-    yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {n_val} validation "
-                          f"and {n_test} test images…")
-    batch = max(s.batch_size, 32)
     cv = s.state.get("cross_validation") or {}
-    delivered = cv.get("trained_on_all")
+    delivered, refit = cv.get("trained_on_all"), s.state.get("refit")
+    what = "the model refitted on train+val" if refit else f"the best checkpoint (epoch {s.state['best_epoch']})"
+    yield Message("info", f"Evaluating {what} on {n_val} validation and {n_test} test images…")
+    batch = max(s.batch_size, 32)
     if delivered:    # the model learnt from the validation images too: its "validation" is out-of-fold
         val_raw, val_labels, val_paths = (np.asarray(cv["oof"][delivered], dtype=np.float64),
                                           np.asarray(cv["labels"], dtype=np.int64), list(cv["paths"]))
@@ -73,6 +71,12 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
         yield Message("info", f"The model was trained on all {len(val_labels)} training and validation images; its "
                               f"validation figures, calibration and threshold come from the {cv['folds']}-fold "
                               "cross-validation's out-of-fold predictions.")
+    elif refit:      # trained again on train+val (core.training.refit): held out are the predictions before
+        held_out = refit["held_out"]
+        val_raw, val_labels, val_paths = (np.asarray(held_out["probabilities"], dtype=np.float64).reshape(
+            len(held_out["labels"]), len(classes)), np.asarray(held_out["labels"], dtype=np.int64),
+            list(held_out["paths"]))
+        source = BEFORE_REFIT
     else:
         val_raw, val_labels, val_paths = predict_split(s.model, s.index, "val", s.prep, classes, s.device, batch,
                                                        s.cfg.num_workers, s.amp_dtype)
@@ -89,7 +93,8 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     if cv:
         metrics["cross_validation"] = {"folds": cv["folds"], "images": len(cv["labels"]),
                                        "comparison": cv.get("comparison"),
-                                       "trained_on": "train+val" if delivered else "train",
+                                       "trained_on": "train+val" if delivered or refit else "train",
+                                       "refit": {k: v for k, v in refit.items() if k != "held_out"} if refit else None,
                                        "small_networks": cv.get("small_networks"),
                                        "delivered": delivered or s.arch}
     smaller = _smaller_training_class(s) if len(classes) == 2 else None
@@ -150,7 +155,13 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
 
 
-OUT_OF_FOLD = "out-of-fold predictions of cross-validation"
+def deliver_best(s: TrainingSession) -> Iterator[TrainEvent]:
+    """The best checkpoint into the session's model, as the run delivers it (see `_delivered_model`)."""
+    best = checkpoint.load_checkpoint(s.info.run_dir / checkpoint.BEST)
+    if best.meta.get("arch") != s.describe(s.model)["arch"]:     # a run resumed between the two checkpoints
+        s.adopt(architecture_for(best.meta, len(s.info.classes)), best.meta["arch"])
+    s.model.load_state_dict(best.model)
+    yield from _delivered_model(s)
 
 
 def _delivered_model(s: TrainingSession) -> Iterator[TrainEvent]:

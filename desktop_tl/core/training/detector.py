@@ -3,8 +3,8 @@ the training images give the statistics, held-out features the threshold, and bo
 detector file, from which the export builds the score into the ONNX graph.
 
 Held-out means the validation split when the model trained on the training split alone; when it trained on
-training and validation images together (cross-validation chose it), each image is scored under statistics
-fitted without its fold.
+training and validation images together (cross-validation chose it, or it was refitted on them), each image
+is scored under statistics fitted without its fold.
 """
 
 from __future__ import annotations
@@ -79,12 +79,12 @@ def fit_detector(s: TrainingSession, flagged_share: float = DEFAULT_FLAGGED_SHAR
     source = feature_source(s.model)
     beside = None
     if source is None:      # small networks only: the run's pretrained network looks at the images
-        beside = create_model(s.cfg.model, s.cfg.weights, classes)[0].to(s.device).eval()
+        beside = create_model(s.cfg.model, s.cfg.weights, classes, s.info.kept_weights)[0].to(s.device).eval()
         source = BESIDE
     network = feature_network(s.model, source, beside)
     train_f, train_y, train_paths = split_features(network, s, "train")
     val_f, val_y, val_paths = split_features(network, s, "val")
-    trained_on_all = bool((s.state.get("cross_validation") or {}).get("trained_on_all"))
+    trained_on_all = bool((s.state.get("cross_validation") or {}).get("trained_on_all") or s.state.get("refit"))
     if trained_on_all:
         fold_of = s.fold_of()
         pooled_f = np.concatenate([train_f, val_f]) if len(val_f) else train_f

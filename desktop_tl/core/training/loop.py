@@ -34,6 +34,7 @@ from desktop_tl.core.training.devices import device_label
 from desktop_tl.core.training.finetune import FineTuning
 from desktop_tl.core.training.plan import BaselineStage, FineTuneStage, ProbeStage
 from desktop_tl.core.training.probe import probe_epoch
+from desktop_tl.core.training.refit import refit_on_all
 from desktop_tl.core.training.session import TrainingSession
 
 SCRATCH_ENDING = ("pretraining does not help", "The small network trained from scratch did clearly better on "
@@ -78,6 +79,28 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
     s.info.status = "running"
     if s.main:
         write_run_info(s.info)
+    if not (yield from train_epochs(s, start_epoch, optimizer_state, threads)):
+        yield s.finished(completed=False, stopped_by_user=True)
+        return
+    baseline = s.plan.stage("baseline")
+    if isinstance(baseline, BaselineStage) and s.state["transfer_check"] is None and s.main:
+        if s.state.get("cross_validation"):        # a probe-only plan: the small network may still replace it
+            yield from _adopt_after_epochs(s)
+        else:
+            yield from baseline_check(s, baseline)
+        if s.control.stop_requested:
+            yield s.finished(completed=False, stopped_by_user=True)
+            return
+    if not (yield from refit_on_all(s, lambda session, start, state: train_epochs(session, start, state, threads))):
+        yield s.finished(completed=False, stopped_by_user=True)
+        return
+    yield from complete(s)
+
+
+def train_epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
+                 threads: ThreadShare) -> Iterator[TrainEvent]:
+    """The plan's epochs from `start_epoch` (the probe, the check before fine-tuning, fine-tuning), each saved
+    as it ends; returns True when they ran (or ended early, as the plan allows), False when stopped."""
     clock = _Clock(s.state["seconds"])
     finetuning: FineTuning | None = None
     for epoch in range(start_epoch, s.plan.total_epochs + 1):
@@ -102,8 +125,7 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
                 outcome = yield from finetuning.epoch(epoch)
                 optimizer = finetuning.optimizer
         if outcome is None:
-            yield s.finished(completed=False, stopped_by_user=True)
-            return
+            return False
         train_loss, train_acc, val_loss, val_acc = outcome
         is_best = val_loss < s.state["best_val_loss"] or len(s.val_set) == 0 or kind == "scratch"
         if is_best:
@@ -129,16 +151,7 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
             yield CheckpointSaved(epoch, "best.safetensors", True)
         if ending:
             yield Message("info", ending[1])
-    baseline = s.plan.stage("baseline")
-    if isinstance(baseline, BaselineStage) and s.state["transfer_check"] is None and s.main:
-        if s.state.get("cross_validation"):        # a probe-only plan: the small network may still replace it
-            yield from _adopt_after_epochs(s)
-        else:
-            yield from baseline_check(s, baseline)
-        if s.control.stop_requested:
-            yield s.finished(completed=False, stopped_by_user=True)
-            return
-    yield from complete(s)
+    return True
 
 
 def _adopt_after_epochs(s: TrainingSession) -> Iterator[TrainEvent]:
@@ -218,7 +231,7 @@ def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str,
         return "early stopping", (f"Early stopping: validation loss has not improved for "
                                   f"{s.state['bad_epochs']} epochs.")
     budget = s.plan.budget_seconds
-    still = ("evaluation",) if s.state["transfer_check"] else ("baseline", "evaluation")
+    still = ("refit", "evaluation") if s.state["transfer_check"] else ("baseline", "refit", "evaluation")
     after = sum(v for k, v in s.plan.estimated_seconds.items() if k in still)
     if budget and s.state["seconds"] + seconds + after > budget:
         return "time budget", (f"Time budget: {s.state['seconds'] / 60:.1f} of {budget / 60:g} minutes used and "

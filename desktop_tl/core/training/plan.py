@@ -208,6 +208,11 @@ class Plan:
             lines.append(f"  Estimated time: {duration(self.estimated_seconds['total'])}, from the speed "
                          "measured on this machine" + (" (early stopping can make it shorter)."
                                                         if self.stage("finetune") else "."))
+        if "refit" in self.estimated_seconds:
+            lines.append(f"  Then the model is trained again on the training and validation images together, with "
+                         f"the settings chosen and the epochs validation found (about "
+                         f"{duration(self.estimated_seconds['refit'])}), so that it learns from every label but the "
+                         "test split's.")
         if self.cross_validation:
             lines.append(f"  Choices (probe penalty and views; the probe, the small network or their average) by "
                          f"{self.cross_validation}-fold "
