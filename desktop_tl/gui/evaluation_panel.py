@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_tl.core.decision import held_out_name
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
 from desktop_tl.core.runs.folder import RunFolder
@@ -51,8 +52,6 @@ REVIEW_JOB = "review-labels"
 HEATMAP_JOB = "heatmaps"
 REPORT_FILE = "report.html"       # core.evaluation.report.REPORT_FILE, without importing the engine here
 SPLITS = (("val", "Validation"), ("test", "Test"))
-# A model trained on the training and validation images: its "validation" figures are out-of-fold predictions.
-CROSS_VALIDATED = "Cross-validated (out-of-fold)"
 
 
 class EvaluationPanel(QWidget):
@@ -211,8 +210,8 @@ class EvaluationPanel(QWidget):
     def show_metrics(self, metrics: dict[str, Any] | None) -> None:
         """Show a metrics dict (metrics.json content), or nothing."""
         self.metrics = metrics
-        cross_validated = (metrics or {}).get("val_source", "validation") != "validation"
-        self.split_box.setItemText(0, CROSS_VALIDATED if cross_validated else SPLITS[0][1])
+        held_out = held_out_name((metrics or {}).get("val_source", "validation"), short=True)
+        self.split_box.setItemText(0, held_out[:1].upper() + held_out[1:])
         self.heatmaps = {}
         self.heatmap_box.setChecked(False)
         self.thumbnails.clear()
@@ -346,7 +345,7 @@ class EvaluationPanel(QWidget):
         root, metrics = self._image_root(), self.metrics or {}
         if model is None or root is None:
             self.message.show_note("Export the run first (Export panel): the heat maps come from the exported "
-                                   "model, the same as Try it and predict show.")
+                                   "model, the same as Try it and predict show.", until=self.state.sig_export_changed)
             self.heatmap_box.setChecked(False)
             return False
         paths = sorted({m["path"] for split in ("val", "test") for m in (metrics.get(split) or {}).get(

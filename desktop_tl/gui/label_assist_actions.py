@@ -43,7 +43,7 @@ class LabelAssistActions:
             self.message.show_error("Label assist needs a finished run with an exported model: its suggestions and "
                                     "heat maps come from that model.",
                                     "Train a run to the end (or open a project with one), export it in the Export "
-                                    "panel, then choose Unlabelled… again.")
+                                    "panel, then choose Unlabelled… again.", until=self.state.sig_export_changed)
             return False
         if folder is None:
             chosen = QFileDialog.getExistingDirectory(self, "Choose the folder of unlabelled images",

@@ -354,7 +354,7 @@ class MainWindow(ProjectActions, QMainWindow):
             note = (f"These results are of the run {Path(run_dir).name}, trained on another dataset "
                     f"({trained_on.name}), not on {Path(source).name} imported now. Train a run on it, or open one.")
             for panel in (self.evaluation_panel, self.export_panel):
-                panel.message.show_note(note)
+                panel.message.show_note(note, until=self.state.sig_run_changed)   # a newer run: out of date
 
     def _show_results(self, metrics: object) -> None:
         """Bring the evaluation to the front when a run's figures arrive."""

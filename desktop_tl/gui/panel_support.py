@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance, Slot
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
 
 from desktop_tl.core.events import Failed
@@ -113,6 +113,7 @@ class MessageBar(QFrame):
         super().__init__(parent)
         self.setObjectName("messageBar")
         self.kind = ""
+        self._until: SignalInstance | None = None     # the signal that makes the message shown out of date
         self.label = QLabel(self, wordWrap=True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.close_button = QToolButton(self, text="✕", autoRaise=True)
@@ -128,29 +129,43 @@ class MessageBar(QFrame):
         """The message shown, as plain text ("" when hidden)."""
         return self.label.text()
 
-    def show_error(self, what: str, hint: str = "") -> None:
-        """Show a failure: what went wrong, then what to do."""
-        self._show("error", what + (f"\nWhat to do: {hint}" if hint else ""))
+    def show_error(self, what: str, hint: str = "", until: SignalInstance | None = None) -> None:
+        """Show a failure: what went wrong, then what to do (see `show_note` for `until`)."""
+        self._show("error", what + (f"\nWhat to do: {hint}" if hint else ""), until)
 
     def show_failure(self, failure: Failed) -> None:
         """Show a `Failed` from the worker."""
         self.show_error(failure.what, failure.hint)
 
-    def show_note(self, text: str) -> None:
-        """Show a neutral note."""
-        self._show("note", text)
+    def show_note(self, text: str, until: SignalInstance | None = None) -> None:
+        """Show a neutral note; with `until`, it goes away when that signal fires (the user did what it asked:
+        exported the run, say), unless another message replaced it first."""
+        self._show("note", text, until)
 
     def clear_message(self) -> None:
         """Hide the bar."""
+        self._forget_until()
         self.kind = ""
         self.label.clear()
         self.hide()
 
-    def _show(self, kind: str, text: str) -> None:
+    def _show(self, kind: str, text: str, until: SignalInstance | None = None) -> None:
+        self._forget_until()
         self.kind = kind
         self.setStyleSheet(self._STYLES[kind])
         self.label.setText(text)
         self.show()
+        if until is not None:
+            until.connect(self._outdated)
+            self._until = until
+
+    def _outdated(self, *_args) -> None:
+        self.clear_message()
+
+    def _forget_until(self) -> None:
+        if self._until is not None:
+            self._until.disconnect(self._outdated)
+            self._until = None
 
 
 class JobProgress(QWidget):

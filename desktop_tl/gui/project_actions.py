@@ -52,7 +52,7 @@ class ProjectActions:
         self.state.set_runs([])
         self.state.set_metrics(None)
         self.state.set_labels_csv(None)
-        self.training_monitor.set_run_dir(None)
+        self.training_monitor.reset()
         self._saved_project = None
         self._update_title()
 

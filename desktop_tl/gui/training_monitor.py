@@ -166,6 +166,20 @@ class TrainingMonitor(QWidget):
         project = self.state.project_file
         return own_runs_folder(project) if project else Path.home() / "desktop_tl_runs"
 
+    def reset(self) -> None:
+        """Forget what the panel shows of an earlier project (New project): the run folder, the plan, the curves,
+        the log, the progress line and any message. A run in training keeps them."""
+        if self.active_run is not None:
+            return
+        self.set_run_dir(None)
+        self.settings.show_plan(None)
+        self.charts.clear()
+        self.log.clear()
+        self.progress.setValue(0)
+        self.progress.setFormat("Idle")
+        self.banner.clear_message()
+        self._last_finished = None
+
     def set_run_dir(self, folder: Path | None) -> None:
         """Use `folder` for the next Start (None: a new timestamped folder)."""
         self.run_folder.setText(str(folder) if folder else "")
@@ -338,6 +352,7 @@ class TrainingMonitor(QWidget):
             self.progress.setFormat("Paused — " + self.progress.format())
             self._log("Paused (after the current batch).", keep=True)
         else:
+            self.progress.setFormat(self.progress.format().removeprefix("Paused — "))
             self._log("Continuing.", keep=True)
 
     @property
@@ -385,7 +400,8 @@ class TrainingMonitor(QWidget):
         done = (event.epoch - 1) * event.batches + event.batch
         self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
         what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
-        text = (f"Epoch {event.epoch}/{event.epochs} · {what} · {event.images_per_sec:.1f} img/s · "
+        epoch = ("Training again on train+val, epoch" if event.phase == "refit" else "Epoch")
+        text = (f"{epoch} {event.epoch}/{event.epochs} · {what} · {event.images_per_sec:.1f} img/s · "
                 f"ETA about {duration(event.eta_seconds)}")
         self.progress.setFormat(("Paused — " if self._paused else "") + text)
 

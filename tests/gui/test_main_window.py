@@ -376,6 +376,27 @@ def test_importing_another_dataset_says_the_results_shown_are_of_another_run(qtb
     _import(qtbot, main_window, tiny_images)                         # not the dataset the run was trained on
     for panel in (main_window.evaluation_panel, main_window.export_panel):
         assert panel.message.kind == "note" and "trained on another dataset" in panel.message.text()
+    main_window.state.set_run(None)                                   # a newer run (here: none) makes it stale
+    assert main_window.evaluation_panel.message.text() == main_window.export_panel.message.text() == ""
+
+
+def test_new_project_and_exporting_leave_no_stale_screen(qtbot, main_window, trained_run):
+    window = main_window
+    window.show_run(trained_run)
+    monitor = window.training_monitor
+    monitor.settings.show_plan(("Recipe: auto, time budget 10 min.",))
+    monitor.progress.setFormat("Finished")
+    assert monitor.point_counts()["val_loss"] and monitor.log.toPlainText()
+    window.new_project()                                              # the last project's plan, curves, "Finished"
+    assert not any(monitor.point_counts().values()) and monitor.log.toPlainText() == ""
+    assert monitor.progress.format() == "Idle" and not monitor.settings.plan_shown
+    window.show_run(trained_run)                                      # a finished run, not exported yet
+    panel = window.evaluation_panel
+    assert not panel.show_heatmaps() and panel.message.text().startswith("Export the run first")
+    from desktop_tl.core.deploy.export import ExportResult
+
+    window.state.set_export(ExportResult("model.onnx", 1, 18, {"batch_1": 0.0}, True, {}))   # exported it
+    assert panel.message.text() == ""
 
 
 def test_the_project_file_runs_and_labels_change_only_through_announced_setters(qtbot, tmp_path):

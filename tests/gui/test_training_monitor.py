@@ -142,6 +142,7 @@ def test_pause_holds_training_and_continue_finishes(qtbot, monitor, app_state, c
     assert len(batches) < 8 and "Paused" in monitor.progress.format()
     with qtbot.waitSignal(monitor.sig_training_finished, timeout=TRAIN_TIMEOUT_MS) as blocker:
         monitor.pause_button.click()
+        assert not monitor.progress.format().startswith("Paused")      # at once, not at the next batch
     assert not monitor.paused and blocker.args[0].completed
     assert len(batches) == 8
 
