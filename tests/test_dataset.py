@@ -149,11 +149,27 @@ def test_presplit_class_without_training_images(tmp_path):
         import_dataset(root)
 
 
-def test_train_without_val_is_an_error(tmp_path):
+def test_train_and_test_without_val_take_validation_from_train_and_say_so(tmp_path):
     root = tmp_path / "data"
-    _class_folders(root / "train", {"x": 3, "y": 3})
+    _class_folders(root / "train", {"x": 10, "y": 10})
     _class_folders(root / "test", {"x": 3, "y": 3})
-    with pytest.raises(UserError, match="not both train/ and val/"):
+    index = import_dataset(root, SplitConfig(val_fraction=0.2, test_fraction=0.15, seed=1))
+    assert index.counts() == {"x": {"train": 8, "val": 2, "test": 3}, "y": {"train": 8, "val": 2, "test": 3}}
+    assert {s.split for s in index.samples if s.path.startswith("test/")} == {"test"}      # test/ as it is
+    assert {s.path.split("/")[0] for s in index.samples if s.split == "val"} == {"train"}
+    assert any(w.startswith("There is no val/ folder: the validation (20% of each class) images are taken from "
+                            "train/") for w in index.warnings)
+    only_train = tmp_path / "only"
+    _class_folders(only_train / "train", {"x": 10, "y": 10})
+    counts = import_dataset(only_train, SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=1)).counts()
+    assert counts["x"] == {"train": 6, "val": 2, "test": 2}
+
+
+def test_val_and_test_without_train_is_an_error(tmp_path):
+    root = tmp_path / "data"
+    _class_folders(root / "val", {"x": 3, "y": 3})
+    _class_folders(root / "test", {"x": 3, "y": 3})
+    with pytest.raises(UserError, match="no train/ folder"):
         import_dataset(root)
 
 

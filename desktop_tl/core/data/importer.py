@@ -1,8 +1,8 @@
 """Import a labelled image dataset: scan the source, decode every file once to check it, split it.
 
-Sources: a folder with one subfolder per class, a folder with train/ and val/ (and optionally test/)
-that each hold class subfolders, or a CSV/TSV file of path and label (see `scan`); the split rule is
-in `splitting`.
+Sources: a folder with one subfolder per class, a folder with train/ (and val/, test/) that each hold
+class subfolders (a holdout folder it lacks is taken from train/), or a CSV/TSV file of path and label (see
+`scan`); the split rule is in `splitting`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.imageio import ImageLoadError, load_image, read_dicom_attributes, read_group_id
 from desktop_tl.core.data.index import (
+    HOLDOUT_SPLITS,
     DatasetIndex,
     Sample,
     Skipped,
@@ -83,6 +84,10 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     if scan.presplit:
         _check_presplit(classes, items)
         splits = [item.split or "train" for item in items]
+        missing = [name for name in HOLDOUT_SPLITS if name not in scan.split_folders]
+        if missing:
+            splits = _held_out_from_train(items, splits, len(classes), config, missing)
+            warnings.append(_taken_from_train_words(missing, config))
         warnings.extend(group_leak_warnings(items, splits))
     else:
         splits, kept_in_train = assign_splits(items, len(classes), config)
@@ -171,6 +176,30 @@ def _check_usable(source: Path, classes: list[str], scan: Scan, usable: list[tup
         raise UserError(f"Some classes have fewer than 2 usable images: {listed}.",
                         "Add more images to those classes, remove them, or fix the skipped files "
                         "(run import-check to see why files were skipped).")
+
+
+def _held_out_from_train(items: list[Item], splits: list[str], n_classes: int, config: SplitConfig,
+                         missing: list[str]) -> list[str]:
+    """The splits of a train/ (and test/ or val/) layout that lacks `missing` holdout folders: those images are
+    taken from train/, each class's share as the split settings say, patients, copies (and near duplicates when
+    asked) kept together as in any split; the other folders stay as they are."""
+    in_train = [i for i, split in enumerate(splits) if split == "train"]
+    shares = replace(config, val_fraction=config.val_fraction if "val" in missing else 0.0,
+                     test_fraction=config.test_fraction if "test" in missing else 0.0)
+    taken, _ = assign_splits([items[i] for i in in_train], n_classes, shares)
+    result = list(splits)
+    for i, split in zip(in_train, taken, strict=True):
+        result[i] = split
+    return result
+
+
+def _taken_from_train_words(missing: list[str], config: SplitConfig) -> str:
+    """What the import says when a train/ layout has no val/ (or test/) folder."""
+    words = {"val": f"validation ({config.val_fraction:.0%} of each class)",
+             "test": f"test ({config.test_fraction:.0%} of each class)"}
+    folders = " or ".join(f"{name}/" for name in missing)
+    return (f"There is no {folders} folder: the {' and '.join(words[name] for name in missing)} images are taken "
+            "from train/ (patients and copies kept together); the other folders are used as they are.")
 
 
 def _check_presplit(classes: list[str], items: list[Item]) -> None:

@@ -48,6 +48,7 @@ class Scan:
     root: Path
     kind: str
     presplit: bool = False
+    split_folders: tuple[str, ...] = ()   # the splits a train/val/test layout gives folders for ("train", ...)
     found: list[Found] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -113,19 +114,19 @@ def scan_folder(root: Path) -> Scan:
         canonical = _SPLIT_FOLDERS.get(folder.name.lower())
         if canonical and canonical not in split_dirs:
             split_dirs[canonical] = folder
-    if split_dirs and not {"train", "val"} <= split_dirs.keys():
+    if split_dirs and "train" not in split_dirs:
         have = ", ".join(f"{p.name}/" for p in split_dirs.values())
-        raise UserError(f"{root} has {have} but not both train/ and val/ folders.",
-                        "For fixed splits use train/ and val/ (and optionally test/), each with one subfolder "
+        raise UserError(f"{root} has {have} but no train/ folder.",
+                        "For fixed splits use train/ (and val/, test/ if you have them), each with one subfolder "
                         "per class; otherwise put the class folders directly in the dataset folder.")
     visited: set[str] = set()
     for path in top_files:
         scan.skipped.append(Skipped(_rel(path, root), "not inside a class folder"))
     if split_dirs:
-        scan.presplit = True
+        scan.presplit, scan.split_folders = True, tuple(sorted(split_dirs))
         for folder in top_dirs:
             if folder not in split_dirs.values():
-                scan.warnings.append(f"Folder '{folder.name}' was ignored: with train/ and val/ present only "
+                scan.warnings.append(f"Folder '{folder.name}' was ignored: with train/ present only "
                                      "train/, val/ and test/ are read.")
         for split_name, split_dir in split_dirs.items():
             class_dirs, loose_files = _visible_entries(split_dir)
