@@ -19,6 +19,11 @@ def clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and the noun, singular for one: "1 warning", "3 warnings", "2 sets of identical files"."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def duration(seconds: float) -> str:
     """A duration in words: 45 s, 3 min, 1 h 5 min."""
     seconds = max(0.0, float(seconds)) if math.isfinite(seconds) else 0.0

@@ -39,7 +39,7 @@ from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex, look_alikes, near_duplicate_lines
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.core.reporting import throttled
+from desktop_tl.core.reporting import counted, throttled
 from desktop_tl.gui.augmentation_preview import PREVIEW_JOB, AugmentationPreview, PreviewResult, preview_job
 from desktop_tl.gui.item_models import BarDelegate, Column, RecordTableModel
 from desktop_tl.gui.label_assist_actions import ASSIST_JOB, RETRAIN_JOB, LabelAssistActions
@@ -393,11 +393,13 @@ class DatasetImportPanel(LabelAssistActions, QWidget):
         kind = "class folders" if index.source_kind == "folder" else "CSV/TSV file"
         totals = {s: len(index.split(s)) for s in ("train", "val", "test")}
         self.summary.setText(
-            f"{index.source.name} ({kind}): {len(index.classes)} classes, {len(index.samples)} usable images "
+            f"{index.source.name} ({kind}): {counted(len(index.classes), 'class', 'classes')}, "
+            f"{counted(len(index.samples), 'usable image')} "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
-            f"{len(index.skipped)} skipped, {len(index.warnings)} warnings, {len(index.duplicates)} sets of identical "
-            f"files, {len(index.near_duplicates)} near-duplicate pairs{' (look-alikes)' if look_alikes(index) else ''} "
-            "(see Problems)."
+            f"{len(index.skipped)} skipped, {counted(len(index.warnings), 'warning')}, "
+            f"{counted(len(index.duplicates), 'set of identical files', 'sets of identical files')}, "
+            f"{counted(len(index.near_duplicates), 'near-duplicate pair')}"
+            f"{' (look-alikes)' if look_alikes(index) else ''} (see Problems)."
             + (f" {index.confirmed} of the training images are ones you labelled with Unlabelled…."
                if index.confirmed else ""))
         self.split_settings.setEnabled(not fixed)

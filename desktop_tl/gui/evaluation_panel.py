@@ -286,7 +286,8 @@ class EvaluationPanel(QWidget):
             note = "No mistakes in this split."
         else:
             shown = f" (the first {len(mistakes)} are stored)" if len(mistakes) < total else ""
-            note = f"All {total} misclassified images{shown}. Click a matrix cell to see one pair."
+            every = "The 1 misclassified image" if total == 1 else f"All {total} misclassified images"
+            note = f"{every}{shown}. Click a matrix cell to see one pair."
         self._set_gallery(mistakes, note)
 
     def select_cell(self, true_row: int, predicted_column: int) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_tl.core.decision import rule_text
+from desktop_tl.core.reporting import counted
 from desktop_tl.gui.item_models import Column, ImageItem, RecordTableModel, fmt_number, fmt_percent
 
 
@@ -23,7 +24,7 @@ def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
         interval += f"; always answering {m['majority_class']!r} would score {fmt_percent(m['majority_baseline'])}"
     decision = m.get("decision")
     rule = f" Decision: {rule_text(**decision)}." if isinstance(decision, dict) and "threshold" in decision else ""
-    return (f"{split_name}: {m['images']} images. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
+    return (f"{split_name}: {counted(m['images'], 'image')}. Accuracy {fmt_percent(m.get('accuracy'))}{interval}; "
             f"balanced accuracy {fmt_percent(m.get('balanced_accuracy'))}; "
             f"macro F1 {fmt_number(m.get('macro_f1'), 3)}; ROC AUC {fmt_number(m.get('roc_auc_ovr'), 3)}.{rule}")
 

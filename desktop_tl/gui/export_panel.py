@@ -32,7 +32,7 @@ from desktop_tl.core.decision import STATUS_RULES_KEY, Calibration, Decision, Fa
 from desktop_tl.core.deploy.predict import Prediction, describe_decision
 from desktop_tl.core.errors import Cancelled
 from desktop_tl.core.events import Failed
-from desktop_tl.core.reporting import file_size
+from desktop_tl.core.reporting import counted, file_size
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.item_models import Column, ImageItem, ImageListModel, RecordTableModel
 from desktop_tl.gui.panel_support import BUSY_MESSAGE, JobClient, JobProgress, MessageBar, preview_panel
@@ -139,8 +139,11 @@ def prediction_item(prediction: Prediction) -> ImageItem:
 def status_summary(predictions: Sequence[Prediction]) -> str:
     """How many images were classified, answered and referred (and could not be read)."""
     read = [p for p in predictions if not p.error]
+    if predictions and not read:
+        return ("The image could not be read." if len(predictions) == 1 else
+                f"None of the {len(predictions)} images could be read.")
     counts = {s: sum(1 for p in read if p.status == s) for s in ("answered", "uncertain", "unfamiliar")}
-    text = f"{len(predictions)} image{'' if len(predictions) == 1 else 's'} classified"
+    text = f"{counted(len(read), 'image')} classified"
     if counts["uncertain"] or counts["unfamiliar"]:
         referred = [f"{counts[s]} {s}" for s in ("uncertain", "unfamiliar") if counts[s]]
         text += f": {counts['answered']} answered, " + " and ".join(referred) + " (refer those to a person)"

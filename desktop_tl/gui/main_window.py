@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from desktop_tl import __version__ as _package_version
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.project import PROJECT_SUFFIX, Project
+from desktop_tl.core.reporting import counted
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui import dataset_panel, model_browser
 from desktop_tl.gui.augmentation_preview import PREVIEW_JOB
@@ -365,7 +366,7 @@ class MainWindow(ProjectActions, QMainWindow):
     @Slot()
     def _update_status(self, *_args) -> None:
         dataset = self.state.dataset
-        data = "no dataset" if dataset is None else f"{len(dataset.samples)} images, {len(dataset.classes)} classes"
+        data = "no dataset" if dataset is None else f"{counted(len(dataset.samples), 'image')}, {counted(len(dataset.classes), 'class', 'classes')}"
         cfg = self.state.config
         busy = f" · running: {self.controller.current_kind}" if self.controller.busy else ""
         self.status_label.setText(f"{data} · {cfg.model} ({cfg.weights}) · freeze {cfg.freeze}{busy}")

@@ -43,8 +43,9 @@ class SubgroupView(QWidget):
         self.attribute.blockSignals(False)
         self.attribute.setEnabled(bool(self.groups))
         self.note.setText("" if self.groups else
-                          "No subgroups: add columns such as site or scanner to a CSV dataset, or use DICOM files "
-                          "(Modality, Manufacturer, BodyPartExamined), to see the figures per group.")
+                          "No subgroups: the test images have no attribute with more than one value to compare "
+                          "(a CSV's extra columns such as site or scanner, or the DICOM tags Modality, Manufacturer "
+                          "and BodyPartExamined).")
         self._show_attribute()
 
     def _show_attribute(self) -> None:

@@ -8,6 +8,7 @@ from PySide6.QtCore import QModelIndex, QSize, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListView, QVBoxLayout, QWidget
 
 from desktop_tl.core.data.index import DatasetIndex
+from desktop_tl.core.reporting import counted
 from desktop_tl.gui.item_models import PATH_ROLE, ImageItem, ImageListModel
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
@@ -71,7 +72,7 @@ class ThumbnailGrid(QWidget):
         items = [ImageItem(index.abs_path(s), Path(s.path).name, f"{s.path} ({s.split})")
                  for s in index.samples if s.label == position]
         self.model.set_items(items)
-        self.count.setText(f"{len(items)} images")
+        self.count.setText(counted(len(items), "image"))
 
     @Slot(QModelIndex)
     def _on_clicked(self, index: QModelIndex) -> None:

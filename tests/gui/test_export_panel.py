@@ -96,7 +96,7 @@ def test_export_shows_parity_and_metadata_then_classifies_dropped_images(
     first = model.data(model.index(0))
     assert first.startswith(good.name) and "%" in first and any(c in first for c in classes)
     assert "cannot be read" in model.data(model.index(1))
-    assert "2 images classified; 1 could not be read" in panel.message.text()
+    assert "1 image classified; 1 could not be read" in panel.message.text()
     assert "Unfamiliar images:" in panel.try_hint.text()      # the rules predict applies, in words
     from desktop_tl.core.deploy.predict import OnnxClassifier
 
@@ -188,8 +188,9 @@ def test_try_it_shows_the_status_of_each_image_and_counts_the_referred():
     assert "Refer: unfamiliar image" in item.caption and "(nearest: coins)" in item.caption
     assert item.tone == STATUS_TONES["unfamiliar"] and "unlike the images the model was trained on" in item.tooltip
     assert status_summary([answered, uncertain, unfamiliar, unreadable]) == (
-        "4 images classified: 1 answered, 1 uncertain and 1 unfamiliar (refer those to a person); "
+        "3 images classified: 1 answered, 1 uncertain and 1 unfamiliar (refer those to a person); "
         "1 could not be read.")
+    assert status_summary([unreadable] * 4) == "None of the 4 images could be read."    # not "4 classified"
     assert status_summary([answered]) == "1 image classified."
     assert status_summary([answered, unfamiliar]) == (
         "2 images classified: 1 answered, 1 unfamiliar (refer those to a person).")

@@ -134,7 +134,8 @@ def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_se
         reasons.append(f"Images of about {data.median_side} px are enlarged to {size} px, closer to the "
                        f"{model.native_size} px the backbone was trained at.")
     elif size < model.native_size:
-        reasons.append(f"{size} px instead of the model's {model.native_size} px, so that fine-tuning fits the budget.")
+        fits = "fine-tuning fits" if epochs else "the linear probe fits"
+        reasons.append(f"{size} px instead of the model's {model.native_size} px, so that {fits} the budget.")
     class_weighted = data.imbalance > IMBALANCE_FOR_WEIGHTING
     if class_weighted:
         reasons.append(f"The largest class has {data.imbalance:.1f}x as many training images as the smallest: "
