@@ -36,9 +36,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.label_assist import rank_unlabelled, write_suggestions
     from desktop_tl.core.runs.folder import RunFolder
 
-    model = Path(args.model) if args.model else RunFolder(Path(args.run)).model_file
+    model = Path(args.model) if args.model else _exported_or_export(Path(args.run))
     if not model.is_file():
-        raise UserError(f"The run has no exported model ({model.name}).", f"Export it first: desktop-tl export {args.run}")
+        raise UserError(f"There is no model file {model.name}.", "Give the path of an exported model with --model, "
+                                                                  "or leave it out to use the run's own.")
     out = Path(args.out)
     suggestions = rank_unlabelled(model, Path(args.unlabelled), out.parent)
     write_suggestions(out, suggestions)
@@ -48,6 +49,26 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     for s in suggestions[:10]:
         print(f"{s.path}\tsuggested {s.suggested!r} ({s.probability:.0%}, margin {s.margin:.2f})")
     return 0
+
+
+def _exported_or_export(run_dir: Path) -> Path:
+    """The run's exported model; a finished run without one is exported first (as `export` would), and says so."""
+    from desktop_tl.core.deploy.export import export_onnx
+    from desktop_tl.core.runs.folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    exported = folder.exported_model()
+    if exported is not None:
+        return exported
+    if folder.status() != "finished":
+        raise UserError(f"{run_dir.name} has not finished, so it has no model to suggest labels with yet.",
+                        f"Finish it first: desktop-tl train ... --out {run_dir} --resume")
+    print(f"{run_dir.name} has no exported model yet: exporting it first, as desktop-tl export does…", flush=True)
+    result = export_onnx(run_dir)
+    if not result.parity_ok:
+        raise UserError("The exported model does not give the same probabilities as the trained one.",
+                        f"Run desktop-tl export {run_dir} to see the comparison.")
+    return folder.exported_file(result.onnx_file)
 
 
 def cmd_review_labels(args: argparse.Namespace) -> int:

@@ -72,10 +72,18 @@ def test_the_ranking_takes_the_least_certain_of_each_suggested_class_in_turns():
     assert least_certain_first(probabilities).tolist() == [1, 3, 4, 2, 0]
 
 
-def test_suggest_without_an_exported_model_says_what_to_do(exported_run, tmp_path, capsys):
+def test_suggest_exports_a_finished_run_first_and_says_so(exported_run, tmp_path, capsys):
     run, unlabelled, _ = exported_run
-    assert main(["suggest", str(tmp_path), str(unlabelled), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "Export it first" in capsys.readouterr().err
+    unexported = run.with_name("run-not-exported")                  # beside it: the dataset path still holds
+    shutil.copytree(run, unexported)
+    for name in ("model.onnx", "export.json"):
+        (unexported / name).unlink()
+    assert main(["suggest", str(unexported), str(unlabelled), "--out", str(tmp_path / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "has no exported model yet: exporting it first" in out and "Wrote 10 images" in out
+    assert (unexported / "model.onnx").is_file()
+    assert main(["suggest", str(tmp_path), str(unlabelled), "--out", str(tmp_path / "t.csv")]) == 2
+    assert "has not finished" in capsys.readouterr().err              # a folder with no finished run
 
 
 def test_copied_confirmed_labels_still_name_the_same_images_from_another_folder(tmp_path):
