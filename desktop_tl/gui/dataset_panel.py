@@ -306,7 +306,8 @@ class DatasetImportPanel(LabelAssistActions, QWidget):
     @Slot(object, str)
     def request_preview(self, path: Path, preset: str) -> bool:
         """Compute augmented views of `path` on the worker (which keeps torch's random state serial)."""
-        job = preview_job(Path(path), preset, self.state.config.model, self.state.config.image_size)
+        cfg = self.state.config      # the automatic recipe plans its own size: a Custom leftover must not show
+        job = preview_job(Path(path), preset, cfg.model, cfg.image_size if cfg.recipe == "custom" else None)
         if not self.jobs.submit(PREVIEW_JOB, job):
             self.preview.caption.setText("The preview runs when no other task is running; try again then.")
             return False

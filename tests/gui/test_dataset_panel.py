@@ -248,7 +248,7 @@ def test_grid_loads_thumbnails_of_the_shown_class_only(qtbot, panel, app_state, 
 
 
 def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
-    app_state.update_config(model="efficientnet_lite0", image_size=64)
+    app_state.update_config(model="efficientnet_lite0", recipe="custom", image_size=64)
     _import(qtbot, panel, dataset_dir)
     panel.tabs.setCurrentIndex(2)
     first = panel.grid.model.index(0)
@@ -264,6 +264,10 @@ def test_augmentation_preview_shows_views(qtbot, panel, app_state, dataset_dir):
         panel.preview.preset.setCurrentText("strong")
     assert strong.args[1].preset == "strong"
     assert panel.preview.views.count() == augmentation_preview.PREVIEW_COUNT
+    app_state.set_recipe("auto", 600.0)            # Balanced: the Custom size left over does not apply
+    with qtbot.waitSignal(panel.jobs.sig_result, timeout=60_000) as planned:
+        panel.grid.view.clicked.emit(first)
+    assert all(v.size == (224, 224) for v in planned.args[1].views)
 
 
 def test_the_skipped_files_table_shows_several_rows(qtbot, app_state, controller):
