@@ -6,6 +6,20 @@ from typing import Generic, TypeVar
 
 Decision = TypeVar("Decision")
 
+DECIDED_TONE = "#dcedc8"       # the tile of an image decided in a labelling grid (light green)
+LEFT_OUT_TONE = "#ffcdd2"      # the tile of an image left out in label review (light red)
+
+
+def class_key(position: int) -> str:
+    """The key that gives an image the class at `position` in a labelling grid: 1-9, then 0 for the tenth;
+    "" beyond (those classes take the mouse)."""
+    return str(position + 1) if position < 9 else "0" if position == 9 else ""
+
+
+def class_of_key(text: str, classes: list[str]) -> str | None:
+    """The class a typed key gives (see `class_key`), or None."""
+    return next((name for i, name in enumerate(classes) if text and class_key(i) == text), None)
+
 
 class UndoableDecisions(dict[str, Decision], Generic[Decision]):
     """Decisions by image path, remembering each change so that `undo` takes the last one back."""

@@ -2,7 +2,7 @@
 each with its given and suggested class. The expert decides image by image, by mouse or keyboard:
 
 - Enter: take the suggestion (relabel), K: keep the given label, X: leave the image out,
-  1-9: relabel as that class, arrows: move, Ctrl+Z: undo the last decision.
+  1-9 (0 for the tenth class): relabel as that class, arrows: move, Ctrl+Z: undo the last decision.
 
 Save writes the decisions to the run's label_review.json and a labels CSV of the whole dataset with the
 corrections (core.data.labels_csv): the user's files are never moved; importing that CSV trains on the
@@ -20,11 +20,11 @@ from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.data.labels_csv import write_labels_csv
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.training.label_review import Suspect, save_decisions
-from desktop_tl.gui.decisions import UndoableDecisions
+from desktop_tl.gui.decisions import DECIDED_TONE, LEFT_OUT_TONE, UndoableDecisions, class_key, class_of_key
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
-HELP = ("Enter: take the suggestion · K: keep the label · X: leave the image out · 1-9: relabel as that class · "
+HELP = ("Enter: take the suggestion · K: keep the label · X: leave the image out · 1-9, 0: relabel as that class · "
         "arrows: move · Ctrl+Z: undo")
 
 
@@ -49,7 +49,7 @@ class LabelReviewDialog(QDialog):
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setModel(self.model)
         self.grid.installEventFilter(self)
-        classes = ", ".join(f"{i + 1}: {name}" for i, name in enumerate(index.classes[:9]))
+        classes = ", ".join(f"{class_key(i)}: {name}" for i, name in enumerate(index.classes[:10]))
         self.status = QLabel(self)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close, self)
         buttons.accepted.connect(lambda: self.save())
@@ -105,8 +105,8 @@ class LabelReviewDialog(QDialog):
             self.decide("keep")
         elif suspect is not None and text == "x":
             self.decide("exclude")
-        elif suspect is not None and text.isdigit() and 1 <= int(text) <= min(9, len(self.index.classes)):
-            self.decide("relabel", self.index.classes[int(text) - 1])
+        elif suspect is not None and class_of_key(text, self.index.classes) is not None:
+            self.decide("relabel", class_of_key(text, self.index.classes))
         else:
             return False
         return True
@@ -115,11 +115,13 @@ class LabelReviewDialog(QDialog):
         items = []
         for s in self.suspects:
             decision = self.decisions.get(s.path)
-            verdict = ("" if decision is None else "  ✔ kept" if decision["action"] == "keep" else
-                       "  ✖ left out" if decision["action"] == "exclude" else f"  → {decision['label']}")
-            items.append(ImageItem(self.index.root / s.path,
-                                   f"{Path(s.path).name}\nlabelled {s.given} ({s.given_probability:.0%})\n"
-                                   f"looks like {s.suggested} ({s.suggested_probability:.0%}){verdict}", s.path))
+            verdict = ("" if decision is None else "✔ kept\n" if decision["action"] == "keep" else
+                       "✖ left out\n" if decision["action"] == "exclude" else f"→ {decision['label']}\n")
+            tone = None if decision is None else LEFT_OUT_TONE if decision["action"] == "exclude" else DECIDED_TONE
+            items.append(ImageItem(self.index.root / s.path,     # the decision first, where the tile shows it
+                                   f"{verdict}labelled {s.given} ({s.given_probability:.0%})\n"
+                                   f"looks like {s.suggested} ({s.suggested_probability:.0%})\n{Path(s.path).name}",
+                                   s.path, tone=tone))
         self.model.set_items(items)
         self.status.setText(f"{len(self.decisions)} of {len(self.suspects)} decided.")
 

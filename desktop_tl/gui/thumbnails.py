@@ -28,8 +28,12 @@ def pil_to_qimage(image: Image.Image) -> QImage:
 
 
 def load_thumbnail(path: Path, size: int) -> QImage:
-    """Decode `path` and shrink it to fit `size` x `size` (raises ImageLoadError or OSError)."""
+    """Decode `path` and fit it to `size` x `size`: shrunk, or a tiny image (a 28 px digit) enlarged by whole
+    pixels so it can be seen (raises ImageLoadError or OSError)."""
     image = load_image(path)
+    if max(image.size) * 2 <= size:
+        factor = size // max(image.size)
+        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     return pil_to_qimage(image)
 

@@ -3,8 +3,8 @@ smallest margin between the model's two most probable classes), each with the su
 and the heat map of where the model looked. The expert confirms or corrects them a batch at a time, by mouse or
 keyboard:
 
-- Enter (or double-click, or "Accept suggestion"): take the suggestion, 1-9 (or the class buttons): that class,
-  arrows: move, Ctrl+Z: undo within the batch.
+- Enter (or double-click, or "Accept suggestion"): take the suggestion, 1-9 and 0 for the tenth (or the class
+  buttons): that class, arrows: move, Ctrl+Z: undo within the batch.
 
 Next batch, Save, Retrain and Close write the batch's confirmed labels to the labels CSV (core.data.confirmed,
 atomically, paths relative to the CSV; the user's files are never moved or copied). Retrain asks the window for a
@@ -21,13 +21,13 @@ from PySide6.QtWidgets import QCheckBox, QDialog, QHBoxLayout, QLabel, QListView
 from desktop_tl.core.data.confirmed import save_confirmed
 from desktop_tl.core.deploy.label_assist import Suggestion
 from desktop_tl.core.errors import UserError
-from desktop_tl.gui.decisions import UndoableDecisions
+from desktop_tl.gui.decisions import DECIDED_TONE, UndoableDecisions, class_key, class_of_key
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
 BATCH = 24
 TILE = 128
-HELP = ("Enter or double-click: accept the suggestion · 1-9: that class · arrows: move · Ctrl+Z: undo (this batch). "
+HELP = ("Enter or double-click: accept the suggestion · 1-9, 0: that class · arrows: move · Ctrl+Z: undo (this batch). "
         "Confirmed labels are saved at Next batch, Save, Retrain and Close; images left unconfirmed stay unlabelled.")
 
 
@@ -69,9 +69,11 @@ class UnlabelledDialog(QDialog):
         self.heatmap_box.toggled.connect(lambda _on: self._refresh())
         self.accept_button = QPushButton("Accept suggestion", self)
         self.accept_button.clicked.connect(lambda: self.accept_suggestion())
-        self.class_buttons = [QPushButton(f"{i + 1}: {name}" if i < 9 else name, self) for i, name in enumerate(classes)]
+        self.class_buttons = [QPushButton(f"{class_key(i)}: {name}" if class_key(i) else name, self)
+                              for i, name in enumerate(classes)]
         for button, name in zip(self.class_buttons, classes, strict=True):
             button.clicked.connect(lambda _checked=False, label=name: self.decide(label))
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)      # the keyboard stays on the grid after a click
         self.undo_button = QPushButton("Undo", self)
         self.undo_button.clicked.connect(lambda: self.undo())
         self.next_button = QPushButton("Next batch", self)
@@ -135,6 +137,7 @@ class UnlabelledDialog(QDialog):
         self.decisions.decide(suggestion.path, label)
         self._refresh()
         self._go_to(row + 1)
+        self.grid.setFocus()        # after a class button too: the next key goes to the grid
 
     def accept_suggestion(self) -> None:
         """Confirm the current image as the model suggests."""
@@ -161,8 +164,8 @@ class UnlabelledDialog(QDialog):
             self.undo()
         elif event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.accept_suggestion()
-        elif text.isdigit() and 1 <= int(text) <= min(9, len(self.classes)):
-            self.decide(self.classes[int(text) - 1])
+        elif class_of_key(text, self.classes) is not None:
+            self.decide(class_of_key(text, self.classes))
         else:
             return False
         return True
@@ -172,12 +175,12 @@ class UnlabelledDialog(QDialog):
         items = []
         for s in self.shown():
             chosen = self.decisions.get(s.path)
-            verdict = f"\n✔ {chosen}" if chosen else ""
-            items.append(ImageItem(self.labels_csv.parent / s.path,
-                                   f"{Path(s.path).name}\n{s.suggested}? {s.probability:.0%}{verdict}",
+            first = f"✔ {chosen}" if chosen else f"{s.suggested}? {s.probability:.0%}"    # the decision first: seen
+            items.append(ImageItem(self.labels_csv.parent / s.path, f"{first}\n{Path(s.path).name}",
                                    f"{s.path}\nThe model suggests {s.suggested!r} ({s.probability:.0%}); the margin "
-                                   f"to the next class is {s.margin:.2f}.",
-                                   s.heatmap if heat else None))
+                                   f"to the next class is {s.margin:.2f}." + (f" You chose {chosen!r}." if chosen
+                                                                              else ""),
+                                   s.heatmap if heat else None, DECIDED_TONE if chosen else None))
         row = self.grid.currentIndex().row()
         self.model.set_items(items)
         self._go_to(row)

@@ -212,3 +212,31 @@ def test_retrain_continues_from_the_best_checkpoint_on_the_enlarged_dataset(qtbo
     assert [s for s in index.samples if s.split != "train"] == [s for s in old.samples if s.split != "train"]
     written = (new_run / "dataset.json").read_text() + (new_run / "run.json").read_text()
     assert str(tmp_path) not in written and str(run.parent.parent) not in written     # relative paths only
+
+
+def test_the_tenth_class_has_a_key_decisions_show_on_their_tiles_and_the_keyboard_stays_on_the_grid(
+        qtbot, tmp_path):
+    from desktop_tl.gui.decisions import DECIDED_TONE
+    from desktop_tl.gui.thumbnails import load_thumbnail
+
+    files = _unlabelled(tmp_path / "new scans", 4)
+    classes = [f"class {i}" for i in range(10)]
+    suggestions = [Suggestion(f"new scans/{f.name}", "class 0", 0.5, 0.1, None) for f in files]
+    dialog = UnlabelledDialog(suggestions, classes, tmp_path / "labels.confirmed.csv", batch=4)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.activateWindow()
+    dialog.grid.setFocus()
+    qtbot.keyClick(dialog.grid, Qt.Key.Key_0)                        # the tenth class
+    assert dialog.decisions == {suggestions[0].path: "class 9"} and dialog.class_buttons[9].text() == "0: class 9"
+    tile = dialog.model.index(0)
+    assert dialog.model.data(tile).startswith("✔ class 9")           # first, where the tile's caption shows it
+    assert dialog.model.data(tile, Qt.ItemDataRole.BackgroundRole).name() == DECIDED_TONE
+    qtbot.mouseClick(dialog.class_buttons[3], Qt.MouseButton.LeftButton)
+    assert dialog.focusWidget() is dialog.grid                       # the next key goes to the grid again
+    qtbot.keyClick(dialog.grid, Qt.Key.Key_2)
+    assert dialog.decisions[suggestions[2].path] == "class 1"
+
+    tiny = tmp_path / "digit.png"                                    # a 28 px image is enlarged to be seen
+    Image.new("L", (28, 28), 128).save(tiny)
+    assert load_thumbnail(tiny, 96).width() == 84
