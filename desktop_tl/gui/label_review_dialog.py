@@ -22,6 +22,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.training.label_review import Suspect, save_decisions
 from desktop_tl.gui.decisions import DECIDED_TONE, LEFT_OUT_TONE, UndoableDecisions, class_key, class_of_key
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
+from desktop_tl.gui.panel_support import resize_within_screen
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
 HELP = ("Enter: take the suggestion · K: keep the label · X: leave the image out · 1-9, 0: relabel as that class · "
@@ -61,7 +62,7 @@ class LabelReviewDialog(QDialog):
         layout.addWidget(self.grid, 1)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
-        self.resize(900, 600)
+        resize_within_screen(self, 900, 600)
         self._refresh()
         if suspects:
             self.grid.setCurrentIndex(self.model.index(0))

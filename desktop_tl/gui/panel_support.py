@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, SignalInstance, Slot
+from PySide6.QtCore import QObject, QSize, Qt, Signal, SignalInstance, Slot
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
 
 from desktop_tl.core.events import Failed
@@ -207,6 +207,23 @@ class JobProgress(QWidget):
             self.bar.setRange(0, total)
             self.bar.setValue(done)
             self.bar.setFormat(f"{done} / {total}")
+
+
+FRAME_ROOM = QSize(24, 64)
+"""Room a dialog leaves on the screen for its frame and title bar and a task bar."""
+
+
+def size_within(preferred: QSize, available: QSize) -> QSize:
+    """`preferred`, shrunk where needed to fit a screen of `available` size with FRAME_ROOM to spare."""
+    return QSize(min(preferred.width(), available.width() - FRAME_ROOM.width()),
+                 min(preferred.height(), available.height() - FRAME_ROOM.height()))
+
+
+def resize_within_screen(widget: QWidget, width: int, height: int) -> None:
+    """Give a dialog its preferred size, or as much of it as its screen holds (a 1024x700 laptop screen too)."""
+    screen = widget.screen() or QApplication.primaryScreen()
+    preferred = QSize(width, height)
+    widget.resize(size_within(preferred, screen.availableGeometry().size()) if screen is not None else preferred)
 
 
 def preview_panel(panel_type: Callable[[AppState, EngineController], QWidget], width: int, height: int,

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_tl.core.runs.listing import RunSummary
+from desktop_tl.gui.panel_support import resize_within_screen
 
 COLUMNS = ("Run", "Status", "Recipe", "Created", "Best result")
 STATUS_WORDS = {"finished": "finished", "interrupted": "interrupted", "running": "running", "created": "not started",
@@ -78,7 +79,7 @@ class RunsDialog(QDialog):
         layout.addWidget(self.intro)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
-        self.resize(760, 320)
+        resize_within_screen(self, 760, 320)
 
     def refresh(self) -> None:
         """Read the runs again, keeping the selected one."""

@@ -16,19 +16,37 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QCheckBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop_tl.core.data.confirmed import save_confirmed
 from desktop_tl.core.deploy.label_assist import Suggestion
 from desktop_tl.core.errors import UserError
 from desktop_tl.gui.decisions import DECIDED_TONE, UndoableDecisions, class_key, class_of_key
 from desktop_tl.gui.item_models import ImageItem, ImageListModel
+from desktop_tl.gui.panel_support import resize_within_screen
 from desktop_tl.gui.thumbnails import ThumbnailCache
 
 BATCH = 24
 TILE = 128
+CLASS_BUTTONS_PER_ROW = 5
 HELP = ("Enter or double-click: accept the suggestion · 1-9, 0: that class · arrows: move · Ctrl+Z: undo (this batch). "
         "Confirmed labels are saved at Next batch, Save, Retrain and Close; images left unconfirmed stay unlabelled.")
+
+
+def _button_text(position: int, name: str, longest: int = 20) -> str:
+    """A class button's text: its key and the class name, a long name shortened (the tooltip holds it whole)."""
+    shown = name if len(name) <= longest else name[:longest - 1] + "…"
+    return f"{class_key(position)}: {shown}" if class_key(position) else shown
 
 
 class UnlabelledDialog(QDialog):
@@ -69,9 +87,9 @@ class UnlabelledDialog(QDialog):
         self.heatmap_box.toggled.connect(lambda _on: self._refresh())
         self.accept_button = QPushButton("Accept suggestion", self)
         self.accept_button.clicked.connect(lambda: self.accept_suggestion())
-        self.class_buttons = [QPushButton(f"{class_key(i)}: {name}" if class_key(i) else name, self)
-                              for i, name in enumerate(classes)]
+        self.class_buttons = [QPushButton(_button_text(i, name), self) for i, name in enumerate(classes)]
         for button, name in zip(self.class_buttons, classes, strict=True):
+            button.setToolTip(f"Label the image {name!r}")
             button.clicked.connect(lambda _checked=False, label=name: self.decide(label))
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)      # the keyboard stays on the grid after a click
         self.undo_button = QPushButton("Undo", self)
@@ -93,11 +111,12 @@ class UnlabelledDialog(QDialog):
 
         choices = QHBoxLayout()
         choices.addWidget(self.accept_button)
-        for button in self.class_buttons:
-            choices.addWidget(button)
         choices.addWidget(self.undo_button)
         choices.addStretch(1)
         choices.addWidget(self.heatmap_box)
+        class_rows = QGridLayout()      # CLASS_BUTTONS_PER_ROW a row, so that many classes still fit a small screen
+        for i, button in enumerate(self.class_buttons):
+            class_rows.addWidget(button, *divmod(i, CLASS_BUTTONS_PER_ROW))
         actions = QHBoxLayout()
         actions.addWidget(self.status, 1)
         for button in (self.next_button, self.save_button, self.retrain_button, close):
@@ -108,8 +127,9 @@ class UnlabelledDialog(QDialog):
         layout.addWidget(QLabel(HELP, self, wordWrap=True))
         layout.addWidget(self.grid, 1)
         layout.addLayout(choices)
+        layout.addLayout(class_rows)
         layout.addLayout(actions)
-        self.resize(980, 680)
+        resize_within_screen(self, 980, 680)
         self._refresh()
         self._go_to(0)
 
@@ -175,7 +195,7 @@ class UnlabelledDialog(QDialog):
         items = []
         for s in self.shown():
             chosen = self.decisions.get(s.path)
-            first = f"✔ {chosen}" if chosen else f"{s.suggested}? {s.probability:.0%}"    # the decision first: seen
+            first = f"✔ {chosen}" if chosen else f"{s.probability:.0%} {s.suggested}?"   # what matters first: seen
             items.append(ImageItem(self.labels_csv.parent / s.path, f"{first}\n{Path(s.path).name}",
                                    f"{s.path}\nThe model suggests {s.suggested!r} ({s.probability:.0%}); the margin "
                                    f"to the next class is {s.margin:.2f}." + (f" You chose {chosen!r}." if chosen
