@@ -209,6 +209,7 @@ class DatasetImportPanel(LabelAssistActions, QWidget):
         images.setStretchFactor(0, 3)
         images.setStretchFactor(1, 2)
         self.tabs.addTab(images, "Images")
+        self.tabs.addTab(self.split_settings, "Split")     # a tab, so the class table shows on a 720 px screen
 
         buttons = QHBoxLayout()
         for button in (self.folder_button, self.csv_button, self.dicom_button, self.unlabelled_button):
@@ -221,8 +222,7 @@ class DatasetImportPanel(LabelAssistActions, QWidget):
         left.addWidget(self.progress)
         left.addWidget(self.message)
         left.addStretch(1)
-        top.addLayout(left, 3)
-        top.addWidget(self.split_settings, 2)
+        top.addLayout(left, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)

@@ -36,6 +36,7 @@ from desktop_tl.gui.evaluation_panel import EVALUATE_JOB, EvaluationPanel
 from desktop_tl.gui.export_panel import EXPORT_JOB, PREDICT_JOB, ExportPanel
 from desktop_tl.gui.freeze_tree import FreezeTree
 from desktop_tl.gui.model_browser import ModelBrowser
+from desktop_tl.gui.panel_support import FRAME_ROOM
 from desktop_tl.gui.project_actions import ProjectActions
 from desktop_tl.gui.recent_projects import RecentProjects
 from desktop_tl.gui.state import AppState
@@ -82,8 +83,9 @@ MINIMUM_WINDOW_SIZE = QSize(800, 560)      # below this the panels scroll more t
 
 
 def default_window_size(available: QSize) -> QSize:
-    """The first-start size: 1400x900, or the screen's free area when that is smaller (a 1366x768 laptop)."""
-    return DEFAULT_WINDOW_SIZE.boundedTo(available).expandedTo(MINIMUM_WINDOW_SIZE)
+    """The first-start size: 1400x900, or the screen's free area less the window frame and title bar when that
+    is smaller (a 1366x768 laptop: else the status bar would sit below the screen's edge until maximised)."""
+    return DEFAULT_WINDOW_SIZE.boundedTo(available - FRAME_ROOM).expandedTo(MINIMUM_WINDOW_SIZE)
 
 
 class MainWindow(ProjectActions, QMainWindow):
@@ -174,7 +176,7 @@ class MainWindow(ProjectActions, QMainWindow):
         width, height = self.width(), self.height()
         self.resizeDocks([dataset, models], [int(width * 0.58), int(width * 0.42)], Qt.Orientation.Horizontal)
         self.resizeDocks([dataset, training], [int(height * 0.42), int(height * 0.58)], Qt.Orientation.Vertical)
-        self.resizeDocks([models, docks["freezeTree"]], [int(height * 0.36), int(height * 0.64)],
+        self.resizeDocks([models, docks["freezeTree"]], [int(height * 0.46), int(height * 0.54)],
                          Qt.Orientation.Vertical)
 
     def showEvent(self, event) -> None:

@@ -168,6 +168,7 @@ class ModelBrowser(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self.table.setMinimumHeight(5 * (self.fontMetrics().height() + 8))
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
@@ -196,8 +197,8 @@ class ModelBrowser(QWidget):
         top.addWidget(self.all_checkbox)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(details)       # above the list: the weights choice stays in view on a small screen
         layout.addWidget(self.table, 1)
-        layout.addLayout(details)
 
         self._search_timer = QTimer(self, singleShot=True, interval=250)
         self._search_timer.timeout.connect(self.refresh)
