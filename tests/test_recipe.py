@@ -44,13 +44,17 @@ def auto_run(tmp_path_factory):
 
 def test_the_plan_is_shown_first_and_recorded(auto_run):
     run, events, _ = auto_run
-    assert isinstance(events[0], RunStarted) and isinstance(events[1], Planned) and not events[1].resumed
+    assert isinstance(events[0], Message) and events[0].text.startswith("Planning the run: measuring how fast")
+    started, planned = events[1], events[2]           # what is being prepared, then the run and its plan
+    assert isinstance(started, RunStarted) and isinstance(planned, Planned) and not planned.resumed
     plan = Plan.from_dict(open_run(run).plan)
-    assert plan.recipe == "auto" and plan.to_dict() == events[1].plan
+    assert plan.recipe == "auto" and plan.to_dict() == planned.plan
     assert [s.kind for s in plan.stages][0] == "probe" and plan.class_weighted and plan.choose_threshold
-    assert events[0].total_epochs == plan.total_epochs
+    assert started.total_epochs == plan.total_epochs
     assert plan.estimated_seconds["total"] <= BUDGET
-    assert any(line.startswith("  1. Linear probe") for line in events[1].lines)
+    assert any(line.startswith("  1. Linear probe") for line in planned.lines)
+    assert any(line.startswith("  Why: Planned with this computer's speed for efficientnet_lite0 at ")
+               and "images/s fine-tuning" in line for line in planned.lines)      # which speed the plan used
 
 
 def test_the_probe_is_the_first_epoch_and_the_rest_fine_tune(auto_run):

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Planned, RunStarted
+from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted
 from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.project import own_runs_folder
 from desktop_tl.core.runs.folder import RunFolder
@@ -389,6 +389,8 @@ class TrainingMonitor(QWidget):
         elif isinstance(event, Finished):
             self._last_finished = event
         text = describe(event)
+        if isinstance(event, Message) and self.progress.format().startswith("Preparing"):
+            self.progress.setFormat(f"Preparing… {event.text[:90]}")     # what is being prepared, until batches come
         if text:
             self._log(text + (" Press Resume to continue." if isinstance(event, Finished) and event.stopped_by_user
                               else ""))

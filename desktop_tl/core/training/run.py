@@ -7,12 +7,13 @@ checks a stop flag every batch; the stages, the step and the loop live in `core.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from desktop_tl.core.control import RunControl
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.events import Failed, Finished, TrainEvent
+from desktop_tl.core.events import Failed, Finished, Message, TrainEvent
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs import checkpoint
@@ -49,11 +50,16 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
     model, weights = create_model(cfg.model, cfg.weights, len(info.classes), info.kept_weights)
     native = int(data_config(model)["input_size"][-1])
     layout = choose_layout(cfg.memory_format, device, model, cfg.model, (native, native), 16, "all")
-    speed, _ = measure_throughput(model, cfg.model, native, device, layout.channels_last, amp_dtype_for(device))
+    speed, recalled = measure_throughput(model, cfg.model, native, device, layout.channels_last,
+                                         amp_dtype_for(device))
     probe_ok = has_linear_head(model) and splits_cleanly(model, Preprocessing.from_data_config(data_config(model)))
     facts = ModelFacts(cfg.model, native, weights.pretrained, probe_ok)
     plan = plan_auto(summarize_data(index), facts, speed, cfg.budget, cfg.orientation, cfg.batch_size or None)
-    return plan, (model, weights)
+    size = plan.image_size or native
+    used = (f"Planned with this computer's speed for {cfg.model} at {size} px: {speed.train_ips(size):.0f} images/s "
+            f"fine-tuning, {speed.forward_ips(size):.0f} images/s evaluating "
+            f"({'remembered from an earlier run' if recalled else 'measured now'}).")
+    return replace(plan, reasons=(*plan.reasons, used)), (model, weights)
 
 
 def _plan_once(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
@@ -84,6 +90,9 @@ def train_run(run_dir: Path, control: RunControl | None = None, data_root: Path 
             yield Finished(meta["epoch"], total, True, False, meta["best_epoch"], meta["best_val_loss"], None)
             return
         index = load_index(run_dir, data_root)
+        if info.plan is None and info.config.recipe == "auto":
+            yield Message("info", f"Planning the run: measuring how fast this computer runs {info.config.model} "
+                                  "(a few seconds the first time; remembered for later runs)…")
         plan, built = _plan_once(info, index)
         session = TrainingSession(info, index, control, plan, built)
         optimizer_state = session.restore() if info.has_checkpoint else None
