@@ -225,6 +225,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(f"{Path(args.model).name} carries no heat maps (exported before they existed, its "
                         "architecture's head is not a pooled linear layer, or it averages several models).",
                         "Export the model again with `desktop-tl export`, or leave out --heatmaps.")
+    coverage = args.sets / 100 if args.sets else None
+    if coverage is not None and (classifier.prediction_sets is None
+                                 or coverage not in classifier.prediction_sets.coverages()):
+        raise UserError(f"{Path(args.model).name} carries no {args.sets}% prediction sets (a model of two classes, "
+                        "too few held-out images to calibrate them, or exported before they existed).",
+                        "Export the model again with `desktop-tl export`, or leave out --sets.")
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths]),
                                                 heatmaps=bool(args.heatmaps)))
     rules = describe_decision(classifier.decision, classifier.calibration, classifier.referral,
@@ -234,14 +240,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           "predictions": [prediction_record(p) for p in predictions]}, indent=2))
     else:
         print(rules)
+        if coverage is not None:
+            print(classifier.prediction_sets.rule(coverage)[:1].upper() + classifier.prediction_sets.rule(coverage)[1:]
+                  + ".")
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tskipped: {p.error}")
             else:
-                print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t{STATUS_WORDS[p.status]}")
+                named = f"\tset {';'.join(p.sets[f'{coverage:g}'])}" if coverage is not None else ""
+                print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t{STATUS_WORDS[p.status]}{named}")
     notes = sys.stderr if args.json else sys.stdout      # with --json, standard output is the document alone
     if args.csv:
-        write_predictions_csv(Path(args.csv), predictions, classifier.classes)
+        write_predictions_csv(Path(args.csv), predictions, classifier.classes, coverage)
         print(f"Wrote {len(predictions)} rows to {args.csv}", file=notes)
     if args.heatmaps:
         written = write_heatmaps(Path(args.heatmaps), predictions)
@@ -376,6 +386,9 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the predictions as one JSON document")
     p.add_argument("--heatmaps", metavar="DIR",
                    help="also write, per image, a PNG of where the model looked for the class it chose")
+    p.add_argument("--sets", nargs="?", const=90, type=int, choices=(90, 95), metavar="90|95",
+                   help="also give each image's prediction set: the classes that together hold the true one in 90%% "
+                        "(default) or 95%% of cases, calibrated on held-out images (models of more than two classes)")
     p.set_defaults(func=cmd_predict)
 
 

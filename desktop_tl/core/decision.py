@@ -262,6 +262,85 @@ class Familiarity:
         return _parsed(text, cls.from_dict)
 
 
+SET_COVERAGES = (0.9, 0.95)
+"""The shares of images whose prediction set must hold the true class (predict --sets 90 or 95)."""
+
+
+@dataclass(frozen=True)
+class PredictionSets:
+    """Conformal prediction sets (split conformal prediction): for each coverage, the probability at or above
+    which a class joins an image's set, calibrated on held-out predictions so that on images like them the set
+    holds the true class at least that often. The most probable class is always in the set."""
+
+    thresholds: dict[str, float]     # coverage ("0.9", "0.95") -> probability threshold
+    images: int                      # held-out images it was calibrated on
+    chosen_on: str = "validation"
+
+    def rule(self, coverage: float) -> str:
+        """The set at `coverage` in words."""
+        return (f"prediction sets at {coverage:.0%}: the classes whose probability is at least "
+                f"{self.thresholds[f'{coverage:g}']:.3f}, and the most probable one (calibrated on {self.images} "
+                f"images, {source_words(self.chosen_on)}, to hold the true class in {coverage:.0%} of cases)")
+
+    def coverages(self) -> list[float]:
+        """The coverages the model carries, smallest first."""
+        return sorted(float(c) for c in self.thresholds)
+
+    def sets(self, probs: np.ndarray, classes: Sequence[str], coverage: float) -> list[tuple[str, ...]]:
+        """Each image's set at `coverage` (one the model carries), most probable class first."""
+        threshold = self.thresholds[f"{coverage:g}"]
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
+        return [tuple(classes[k] for k in np.argsort(-row, kind="stable") if row[k] >= threshold or k == row.argmax())
+                for row in probs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PredictionSets | None:
+        """The sets' rule in `data`, or None when absent or damaged."""
+        if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
+            return None
+        thresholds = {}
+        for coverage, threshold in data["thresholds"].items():
+            try:
+                valid = 0.0 < float(coverage) < 1.0 and _is_number(threshold) and 0.0 <= float(threshold) <= 1.0
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                return None
+            thresholds[f"{float(coverage):g}"] = float(threshold)
+        images = data.get("images", 0)
+        if not thresholds or not _is_number(images):
+            return None
+        return cls(thresholds, int(images), str(data.get("chosen_on", "validation")))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> PredictionSets | None:
+        """The sets' rule in a JSON string (ONNX metadata), or None."""
+        return _parsed(text, cls.from_dict)
+
+
+def fit_prediction_sets(labels: Sequence[int], probs: np.ndarray, chosen_on: str = "validation",
+                        coverages: Sequence[float] = SET_COVERAGES) -> PredictionSets | None:
+    """Split conformal calibration on held-out (calibrated) probabilities: the nonconformity of an image is
+    1 - p(true class); for coverage 1 - a, the threshold is 1 minus the ceil((n + 1)(1 - a))-th smallest of
+    them, which gives the guarantee on exchangeable images. A coverage that `labels` are too few to show
+    (n < 1/a - 1) is left out; None when none is left."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n == 0:
+        return None
+    scores = np.sort(1.0 - np.asarray(probs, dtype=np.float64).reshape(n, -1)[np.arange(n), labels])
+    thresholds = {}
+    for coverage in coverages:
+        rank = int(np.ceil((n + 1) * coverage - 1e-9))
+        if rank <= n:
+            thresholds[f"{coverage:g}"] = round(float(1.0 - scores[rank - 1]), 6)
+    return PredictionSets(thresholds, n, chosen_on) if thresholds else None
+
+
 def given_class_probability(probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None) -> np.ndarray:
     """Each image's probability of the class the decision gives it (its confidence)."""
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))

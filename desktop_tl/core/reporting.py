@@ -115,6 +115,13 @@ def format_metrics(metrics: dict) -> str:
     for split in ("val", "test"):
         lines.extend(_probability_lines(split, metrics.get(split) or {}))
     lines.extend(status_lines(metrics))
+    sets = metrics.get("prediction_sets") or {}
+    for coverage, figures in (sets.get("test") or {}).items():
+        if figures.get("images"):
+            low, high = figures["coverage_ci95"]
+            lines.append(f"prediction sets at {float(coverage):.0%} (test, {figures['images']} images): held the true "
+                         f"class in {figures['coverage']:.1%} (95% CI {low:.0%}-{high:.0%}), "
+                         f"{figures['mean_size']:.2f} classes on average")
     lines.extend(subgroup_lines(metrics))
     test = metrics.get("test") or {}
     if test.get("images"):

@@ -131,8 +131,12 @@ def prediction_item(prediction: Prediction) -> ImageItem:
         caption = f"{path.name}\nRefer: unfamiliar image\n(nearest: {prediction.label})"
         status = ("\nUnfamiliar: this image is unlike the images the model was trained on, so its answer means "
                   "little; refer it to a person.")
+    named = prediction.sets.get("0.9")
+    if named and len(named) > 1 and prediction.status != "unfamiliar":
+        caption += f"\nor: {', '.join(named[1:])}"
+    sets = (f"\nPrediction set (holds the true class 9 times in 10): {', '.join(named)}." if named else "")
     return ImageItem(path, caption,
-                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top) + status + looked,
+                     f"{prediction.path}\n" + ", ".join(f"{c} {p:.1%}" for c, p in top) + status + sets + looked,
                      prediction.heatmap, STATUS_TONES.get(prediction.status or ""))
 
 

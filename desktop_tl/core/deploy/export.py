@@ -27,6 +27,7 @@ from desktop_tl.core.decision import (
     Calibration,
     Decision,
     Familiarity,
+    PredictionSets,
     Referral,
 )
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
@@ -123,7 +124,8 @@ def supports_cam(model: nn.Module) -> bool:
 
 def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
                   calibration: Calibration | None = None, referral: Referral | None = None,
-                  familiarity: Familiarity | None = None) -> dict[str, str]:
+                  familiarity: Familiarity | None = None,
+                  prediction_sets: PredictionSets | None = None) -> dict[str, str]:
     """metadata_props of an exported model: preprocessing, classes, the decision rule (a two-class threshold
     chosen on validation; absent: the most probable class), the calibration (already folded into the
     graph's softmax; recorded to say so), the referral rule and the threshold of the graph's unfamiliarity
@@ -143,6 +145,8 @@ def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
         extra["referral"] = json.dumps(referral.to_dict())
     if familiarity is not None:
         extra["familiarity"] = json.dumps(familiarity.to_dict())
+    if prediction_sets is not None:
+        extra["prediction_sets"] = json.dumps(prediction_sets.to_dict())
     # the statuses this model can give: present even when it answers every image, so that `predict` can tell a
     # run without the rules (referral off, too few images) from a model exported before they existed
     extra[STATUS_RULES_KEY] = json.dumps([ANSWERED] + ([UNCERTAIN] if referral else []) +
@@ -209,7 +213,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     example = torch.zeros(2, 3, height, width)
     proto = onnx.load_model_from_string(_traced_onnx(wrapped, example, output_names))
     _scrub_debug_info(proto)
-    metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity)
+    metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity, info.prediction_sets)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

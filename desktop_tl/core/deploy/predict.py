@@ -9,7 +9,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from desktop_tl.core.decision import (
     Calibration,
     Decision,
     Familiarity,
+    PredictionSets,
     Referral,
     predict_labels,
     source_words,
@@ -46,6 +47,7 @@ class Prediction:
     heatmap: Image.Image | None = None     # where the model looked for the predicted class (when asked for)
     status: str | None = None              # answered | uncertain | unfamiliar (None: not read)
     unfamiliarity: float | None = None     # the score behind "unfamiliar", when the model has the check
+    sets: dict[str, tuple[str, ...]] = field(default_factory=dict)   # coverage ("0.9") -> its prediction set
 
 
 class OnnxClassifier:
@@ -91,6 +93,7 @@ class OnnxClassifier:
         self.decision: Decision | None = Decision.from_json(props.get("decision"), self.classes)
         self.calibration: Calibration | None = Calibration.from_json(props.get("calibration"))   # in the graph
         self.referral: Referral | None = Referral.from_json(props.get("referral"))
+        self.prediction_sets: PredictionSets | None = PredictionSets.from_json(props.get("prediction_sets"))
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         self.has_heatmaps = CAM_OUTPUT in outputs
@@ -150,6 +153,8 @@ class OnnxClassifier:
                 cams = dict(zip(arrays, batch_cams, strict=True)) if batch_cams is not None else {}
                 scores = dict(zip(arrays, batch_scores.tolist(), strict=True)) if batch_scores is not None else {}
                 status = dict(zip(arrays, self.statuses(batch_probs, batch_scores), strict=True))
+                named = {f"{c:g}": dict(zip(arrays, self.prediction_sets.sets(batch_probs, self.classes, c), strict=True))
+                         for c in self.prediction_sets.coverages()} if self.prediction_sets else {}
             for offset, (_, shown) in enumerate(files[start:start + batch_size]):
                 if offset in errors:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
@@ -159,7 +164,8 @@ class OnnxClassifier:
                 heat = overlay(crops[offset], cams[offset][k]) if offset in cams else None
                 yield Prediction(shown, self.classes[k], float(row[k]),
                                  {c: float(v) for c, v in zip(self.classes, row, strict=True)}, heatmap=heat,
-                                 status=status[offset], unfamiliarity=scores.get(offset))
+                                 status=status[offset], unfamiliarity=scores.get(offset),
+                                 sets={c: found[offset] for c, found in named.items()})
 
 
 def _refuse_external_data(payload: bytes, name: str) -> None:
@@ -245,21 +251,26 @@ STATUS_WORDS = {"answered": "answered", "uncertain": "uncertain: refer to a pers
 def prediction_record(p: Prediction) -> dict[str, Any]:
     """One prediction as JSON (predict --json): what the CSV row says, the probabilities as an object."""
     return {"path": p.path, "label": p.label, "probability": p.probability, "status": p.status,
-            "probabilities": p.probabilities, "unfamiliarity": p.unfamiliarity, "error": p.error}
+            "probabilities": p.probabilities, "unfamiliarity": p.unfamiliarity,
+            "sets": {c: list(named) for c, named in p.sets.items()}, "error": p.error}
 
 
-def predictions_csv(predictions: list[Prediction], classes: list[str]) -> str:
-    """CSV text: path,label,probability,status, then one column per class (an `error` column last)."""
-    return csv_text([["path", "label", "probability", "status", *classes, "error"],
+def predictions_csv(predictions: list[Prediction], classes: list[str], coverage: float | None = None) -> str:
+    """CSV text: path,label,probability,status, then one column per class (with `coverage`, a `set` column of the
+    classes of its prediction set, ";"-joined), an `error` column last."""
+    key = f"{coverage:g}" if coverage is not None else None
+    return csv_text([["path", "label", "probability", "status", *classes, *(["set"] if key else []), "error"],
                      *([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
                         p.status or "",
                         *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
+                        *([";".join(p.sets.get(key, ()))] if key else []),
                         p.error or ""] for p in predictions)])
 
 
-def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str]) -> None:
-    """Write the predictions CSV atomically."""
-    atomic_write_text(Path(path), predictions_csv(predictions, classes))
+def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str],
+                          coverage: float | None = None) -> None:
+    """Write the predictions CSV atomically (see `predictions_csv`)."""
+    atomic_write_text(Path(path), predictions_csv(predictions, classes, coverage))
 
 
 def heatmap_name(number: int, shown_path: str) -> str:

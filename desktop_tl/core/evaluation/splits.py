@@ -110,6 +110,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
             metrics["risk_coverage"]["val"] = stored["risk_coverage"]["val"]
     if which == "best" and isinstance(stored.get("unfamiliar"), dict):
         metrics["unfamiliar"] = stored["unfamiliar"]     # the check belongs to the delivered model, fitted once
+    if which == "best" and isinstance(stored.get("prediction_sets"), dict):
+        metrics["prediction_sets"] = stored["prediction_sets"]     # calibrated once, when the run completed
     counts = index.counts()
     metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
                                    metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"])

@@ -26,7 +26,7 @@ from desktop_tl.core.atomic import atomic_write, atomic_write_json
 from desktop_tl.core.config import SplitConfig, TrainConfig, from_dict, to_dict
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.decision import Calibration, Decision, Familiarity, Referral
+from desktop_tl.core.decision import Calibration, Decision, Familiarity, PredictionSets, Referral
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.store import imported_weights_file
 
@@ -56,6 +56,7 @@ class RunInfo:
     calibration: Calibration | None = None   # temperature fitted on validation when the run completed
     referral: Referral | None = None     # below this confidence an image is referred to a person
     familiarity: Familiarity | None = None   # above this unfamiliarity score an image is flagged (DETECTOR_FILE)
+    prediction_sets: PredictionSets | None = None   # conformal sets of likely classes (more than two classes)
 
     @property
     def finished(self) -> bool:
@@ -117,6 +118,8 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
         payload["referral"] = info.referral.to_dict()
     if info.familiarity is not None:
         payload["familiarity"] = info.familiarity.to_dict()
+    if info.prediction_sets is not None:
+        payload["prediction_sets"] = info.prediction_sets.to_dict()
     payload.update(extra or {})
     atomic_write_json(info.run_dir / RUN_FILE, payload)
 
@@ -139,7 +142,8 @@ def open_run(run_dir: Path) -> RunInfo:
         info = RunInfo(run_dir, from_dict(TrainConfig, config), from_dict(SplitConfig, data["split"]),
                        classes, status, plan, Decision.from_dict(data.get("decision"), classes),
                        Calibration.from_dict(data.get("calibration")), Referral.from_dict(data.get("referral")),
-                       Familiarity.from_dict(data.get("familiarity")))
+                       Familiarity.from_dict(data.get("familiarity")),
+                       PredictionSets.from_dict(data.get("prediction_sets")))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc

@@ -24,14 +24,17 @@ from desktop_tl.core.decision import (
     OUT_OF_FOLD,
     Calibration,
     Decision,
+    PredictionSets,
     Referral,
     choose_threshold,
+    fit_prediction_sets,
     positive_class,
     predict_labels,
     source_words,
     statuses,
 )
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
+from desktop_tl.core.evaluation.intervals import wilson_interval
 from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
 from desktop_tl.core.evaluation.referral import choose_referral, images_to_show, referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
@@ -113,6 +116,10 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     if referral is not None:
         metrics["referral"] = referral_report(referral, decision, classes, held_out)
         yield Message("info", _referral_words(metrics["referral"]))
+    sets = fit_prediction_sets(val_labels, val_probs, source) if len(classes) > 2 else None
+    if sets is not None:
+        metrics["prediction_sets"] = prediction_set_report(sets, classes, test_labels, test_probs)
+        yield Message("info", _sets_words(metrics["prediction_sets"]))
     yield Message("info", "Fitting the check for images unlike the training images…")
     detector = fit_detector(s)
     metrics["unfamiliar"] = detector.report if detector else None
@@ -150,6 +157,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     atomic_write_json(s.info.run_dir / METRICS_FILE, _json_safe(metrics))
     s.info.status, s.info.decision, s.info.calibration = "finished", decision, calibration
     s.info.referral, s.info.familiarity = referral, detector.rule if detector else None
+    s.info.prediction_sets = sets
     write_run_info(s.info)
     distributed.barrier()
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
@@ -230,6 +238,34 @@ def _referral(s: TrainingSession, labels, probs, decision: Decision | None, sour
     if s.cfg.refer_target <= 0 or len(labels) < images_to_show(s.cfg.refer_target):
         return None
     return choose_referral(labels, probs, s.info.classes, decision, s.cfg.refer_target, chosen_on=source)
+
+
+def prediction_set_report(sets: PredictionSets, classes: list[str], test_labels: np.ndarray,
+                          test_probs: np.ndarray) -> dict[str, Any]:
+    """The sets' rule and, per coverage, how often the test split's sets held the true class (with a 95% Wilson
+    interval) and how many classes they named on average."""
+    report: dict[str, Any] = sets.to_dict()
+    report["test"] = {}
+    for coverage in sets.coverages():
+        found = sets.sets(test_probs, classes, coverage)
+        held = sum(classes[int(y)] in named for y, named in zip(test_labels, found, strict=True))
+        n = len(found)
+        report["test"][f"{coverage:g}"] = {"images": n, "held_true_class": held,
+                                           "coverage": held / n if n else None,
+                                           "coverage_ci95": list(wilson_interval(held, n)) if n else None,
+                                           "mean_size": float(np.mean([len(f) for f in found])) if n else None}
+    return report
+
+
+def _sets_words(report: dict[str, Any]) -> str:
+    """The prediction sets' test figures in one sentence."""
+    parts = []
+    for coverage, figures in report["test"].items():
+        if figures["images"]:
+            parts.append(f"at {float(coverage):.0%}, {figures['coverage']:.0%} of {figures['images']} test images' "
+                         f"sets held the true class, with {figures['mean_size']:.1f} classes on average")
+    return ("Prediction sets (predict --sets), calibrated on " + source_words(report["chosen_on"]) + ": "
+            + ("; ".join(parts) if parts else "no test images to check them on") + ".")
 
 
 def _no_referral_words(target: float, images: int) -> str:
