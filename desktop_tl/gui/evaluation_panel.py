@@ -177,7 +177,7 @@ class EvaluationPanel(QWidget):
         self.review_button.clicked.connect(lambda: self.review_labels())
         self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
         self.gallery.doubleClicked.connect(self.show_large)
-        self.operating_point.sig_saved.connect(lambda _decision: self.evaluate())   # figures under the new rule
+        self.operating_point.sig_saved.connect(self._show_under_saved_threshold)
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(self._on_failed)
         self.jobs.sig_running.connect(lambda running: self._update_button())
@@ -377,6 +377,25 @@ class EvaluationPanel(QWidget):
             return
         self.review = LabelReviewDialog(run_dir, index, suspects, self)
         self.review.open()
+
+    @Slot(object)
+    def _show_under_saved_threshold(self, _decision: object) -> None:
+        """The figures under the threshold just saved: from the stored validation and test scores at once, else
+        (a run trained by an earlier version) by evaluating the run again on the worker."""
+        from desktop_tl.core.evaluation.rethreshold import metrics_under_decision
+
+        run_dir = self.state.run_dir
+        try:
+            metrics = metrics_under_decision(Path(run_dir)) if run_dir is not None else None
+        except UserError as exc:
+            self.message.show_error(exc.what, exc.hint)
+            return
+        if metrics is None:
+            self.evaluate()
+            return
+        self.state.set_metrics(metrics)
+        self.message.show_note("The figures under the saved threshold, from the stored validation and test scores. "
+                               "Export the run again so that predict and Try it use it.")
 
     def evaluate(self) -> bool:
         """Evaluate the current run on the worker; False when there is none or the worker is busy."""

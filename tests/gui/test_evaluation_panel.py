@@ -147,8 +147,9 @@ def test_a_planted_result_that_misses_half_the_positives_is_cautioned_in_words(q
     assert "always answering 'good' would score 65.8%" in panel.summary.text()
 
 
-def _two_class_run(tmp_path):
-    """A finished two-class run folder whose metrics hold known validation and test scores."""
+def _two_class_run(tmp_path, with_paths: bool = False):
+    """A finished two-class run folder whose metrics hold known validation and test scores (with the images'
+    paths, as runs now store them, when asked)."""
     import numpy as np
 
     from desktop_tl.core.config import SplitConfig, TrainConfig
@@ -161,7 +162,8 @@ def _two_class_run(tmp_path):
     for split, n in (("val", 60), ("test", 60)):
         labels = np.array([0] * (2 * n // 3) + [1] * (n // 3))
         positive = np.where(labels == 1, rng.uniform(0.3, 1.0, n), rng.uniform(0.0, 0.6, n))
-        metrics[split] = compute_metrics(labels, np.stack([1 - positive, positive], 1), classes)
+        paths = [f"{split}/{i}.png" for i in range(n)] if with_paths else ()
+        metrics[split] = compute_metrics(labels, np.stack([1 - positive, positive], 1), classes, paths)
     run = tmp_path / "run"
     run.mkdir()
     write_run_info(RunInfo(run, TrainConfig(), SplitConfig(), classes, "finished"))
@@ -199,6 +201,33 @@ def test_the_operating_point_moves_live_with_the_marker_and_is_saved_with_the_ru
     assert decision is not None and open_run(run).decision == decision
     assert decision.threshold == pytest.approx(0.5) and decision.criterion == "a threshold set by hand"
     qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)   # the re-evaluation (fails: no checkpoint)
+
+
+def test_saving_a_threshold_shows_its_figures_at_once_from_the_stored_scores(qtbot, panel, app_state, controller,
+                                                                              tmp_path):
+    import numpy as np
+
+    from desktop_tl.core.evaluation.metrics import compute_metrics
+
+    run, metrics = _two_class_run(tmp_path, with_paths=True)
+    app_state.set_run(run)
+    app_state.set_metrics(metrics)
+    view = panel.operating_point
+    view.choice.setCurrentIndex([view.choice.itemData(i) for i in range(view.choice.count())].index("fixed"))
+    view.threshold_box.setValue(0.35)
+    with qtbot.assertNotEmitted(controller.sig_busy_changed):        # no job: arithmetic on the stored scores
+        decision = view.save()
+    shown = app_state.metrics
+    for split in ("val", "test"):
+        scores = metrics[split]["scores"]
+        labels = np.array(scores["is_positive"])
+        positive = np.array(scores["probability"])
+        expected = compute_metrics(labels, np.stack([1 - positive, positive], 1), ["good", "defective"],
+                                   scores["paths"], decision=decision)
+        assert shown[split]["confusion_matrix"] == expected["confusion_matrix"]
+        assert shown[split]["operating_point"]["threshold"] == pytest.approx(0.35)
+    assert shown["decision"]["threshold"] == pytest.approx(0.35)
+    assert "from the stored validation and test scores" in panel.message.text()
 
 
 def test_the_calibration_tab_draws_the_reliability_diagram(qtbot, panel, app_state, tmp_path):

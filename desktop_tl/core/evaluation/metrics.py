@@ -102,14 +102,16 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         "per_class": per_class,
         "misclassified": mistakes,
         "decision": decision.to_dict() if decision else None,
-    } | _probability_figures(y_true, probs, classes, decision, positive)
+    } | _probability_figures(y_true, probs, classes, decision, positive, paths)
 
 
 def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
-                         decision: Decision | None, positive: str | None = None) -> dict[str, Any]:
-    """Calibration error and reliability bins; for two classes the positive class's scores (no paths: the
-    window draws the ROC curve and moves the threshold from them) and the operating point of the decision;
-    for more classes every class's probabilities, for one-vs-rest curves."""
+                         decision: Decision | None, positive: str | None = None,
+                         paths: Sequence[str] = ()) -> dict[str, Any]:
+    """Calibration error and reliability bins; for two classes the positive class's scores (the window draws the
+    ROC curve and moves the threshold from them; with the images' relative paths, a new threshold's figures are
+    computed from them without running the model) and the operating point of the decision; for more classes
+    every class's probabilities, for one-vs-rest curves."""
     figures: dict[str, Any] = {"ece": expected_calibration_error(probs, y_true),
                                "reliability": reliability(probs, y_true)}
     if len(classes) == 2 and len(y_true):
@@ -118,6 +120,8 @@ def _probability_figures(y_true: np.ndarray, probs: np.ndarray, classes: Sequenc
         else:       # the smaller class of this split is the one whose misses matter (the second on a tie)
             k = 0 if (y_true == 0).sum() < (y_true == 1).sum() else 1
         figures["scores"] = _scores_against_the_rest(classes[k], k, y_true, probs[:, k])
+        if len(paths) == len(y_true):
+            figures["scores"]["paths"] = list(paths)
         if decision is not None:
             figures["operating_point"] = operating_point(y_true == k, probs[:, k], decision.threshold)
     elif len(classes) > 2 and len(y_true) and len(classes) <= MAX_CLASSES_WITH_SCORES:

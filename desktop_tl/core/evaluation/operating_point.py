@@ -139,3 +139,4 @@ def _referral_under(decision: Decision, classes: list[str], is_positive: list[bo
     probs[:, positive], probs[:, 1 - positive] = p, 1.0 - p
     labels = np.where(np.asarray(is_positive), positive, 1 - positive)
     return choose_referral(labels, probs, classes, decision, referral.target, referral.confidence, referral.chosen_on)
+
