@@ -16,7 +16,13 @@ from desktop_tl.cli import main
 from desktop_tl.core.config import SplitConfig
 from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
-from desktop_tl.core.data.near_duplicates import image_hashes, near_duplicate_pairs
+from desktop_tl.core.data.near_duplicates import (
+    MIN_CORRELATION,
+    image_hashes,
+    near_duplicate_pairs,
+    pixel_correlation,
+    pixel_signature,
+)
 
 from helpers import DEMO_IMAGES, copy_demo_subset
 
@@ -152,3 +158,18 @@ def test_a_very_large_set_says_near_duplicates_were_not_looked_for(tmp_path, mon
     data = copy_demo_subset(tmp_path / "big", 6, ("brick", "grass"))
     index = import_dataset(data)
     assert any("Near duplicates were not looked for" in w for w in index.warnings) and index.near_duplicates == []
+
+
+def test_look_alikes_that_the_hash_pairs_are_dropped_by_the_pixel_check_and_copies_kept():
+    photos = sorted((DEMO_IMAGES / "gravel").glob("*.jpg"))[:2]
+    first, other = (Image.open(p) for p in photos)
+    copies = {name: change(first) for name, change in VARIANTS.items()}
+    same_hash = image_hashes(first)                   # as if every image were within the hash distance
+    hashes = {"first": same_hash, "other": same_hash, **{name: same_hash for name in copies}}
+    signatures = {"first": pixel_signature(first), "other": pixel_signature(other),
+                  **{name: pixel_signature(copy) for name, copy in copies.items()}}
+    kept = {frozenset(p[:2]) for p in near_duplicate_pairs(hashes, signatures=signatures)}
+    assert all(frozenset({"first", name}) in kept for name in copies)          # every copy still pairs
+    assert not any("other" in pair for pair in kept)                          # a look-alike does not
+    assert pixel_correlation(signatures["first"], signatures["other"]) < MIN_CORRELATION
+    assert len(near_duplicate_pairs(hashes)) == len(hashes) * (len(hashes) - 1) // 2    # the hash alone pairs all

@@ -25,7 +25,13 @@ from desktop_tl.core.data.index import (
     find_duplicates,
     near_duplicates_of,
 )
-from desktop_tl.core.data.near_duplicates import MAX_IMAGES, image_hashes, near_duplicate_clusters, near_duplicate_pairs
+from desktop_tl.core.data.near_duplicates import (
+    MAX_IMAGES,
+    image_hashes,
+    near_duplicate_clusters,
+    near_duplicate_pairs,
+    pixel_signature,
+)
 from desktop_tl.core.data.scan import (
     CSV_SUFFIXES,
     SHOW,
@@ -66,12 +72,13 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
         raise no_images_error(source, scan)
 
     hashes: dict[str, np.ndarray | None] = {}
-    usable = _validate(scan, progress, should_stop, hashes)
+    signatures: dict[str, np.ndarray] = {}
+    usable = _validate(scan, progress, should_stop, hashes, signatures)
     classes = sorted({f.label for f in scan.found})
     _check_usable(source, classes, scan, usable)
     label_of = {name: i for i, name in enumerate(classes)}
     attributes = {f.rel: f.attributes for f, _ in usable}
-    pairs = near_duplicate_pairs(hashes) if len(hashes) <= MAX_IMAGES else []
+    pairs = near_duplicate_pairs(hashes, signatures=signatures) if len(hashes) <= MAX_IMAGES else []
     if len(hashes) > MAX_IMAGES:
         scan.warnings.append(f"Near duplicates were not looked for: with more than {MAX_IMAGES:,} images the "
                              "comparison would take too long.")
@@ -132,9 +139,10 @@ def check_scanned(scan: Scan, progress: Callable[[int, int], None] | None = None
 
 
 def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
-              should_stop: Callable[[], bool] | None, hashes: dict[str, np.ndarray | None]) -> list[tuple[Found, str]]:
-    """Decode and hash every found file (its bytes, and its picture into `hashes`); bad ones go to
-    scan.skipped. Returns (file, sha256) pairs."""
+              should_stop: Callable[[], bool] | None, hashes: dict[str, np.ndarray | None],
+              signatures: dict[str, np.ndarray] | None = None) -> list[tuple[Found, str]]:
+    """Decode and hash every found file (its bytes, and its picture into `hashes`, its grey pixels into
+    `signatures` for the near-duplicate check); bad ones go to scan.skipped. Returns (file, sha256) pairs."""
     total = len(scan.found)
     if progress:
         progress(0, total)
@@ -146,6 +154,8 @@ def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
         try:
             with load_image(path) as image:   # decoded to prove it can be, and for its perceptual hashes
                 hashes[found.rel] = image_hashes(image)
+                if signatures is not None and hashes[found.rel] is not None:
+                    signatures[found.rel] = pixel_signature(image)
             digest = file_sha256(path)
         except ImageLoadError as exc:
             scan.skipped.append(Skipped(found.rel, exc.reason))
