@@ -34,7 +34,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.label_assist import rank_unlabelled, write_suggestions
-    from desktop_tl.core.runs.folder import RunFolder
 
     model = Path(args.model) if args.model else _exported_or_export(Path(args.run))
     if not model.is_file():

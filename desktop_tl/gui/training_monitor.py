@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted
-from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.project import own_runs_folder
+from desktop_tl.core.reporting import describe, duration
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.runs.listing import RunSummary, find_runs
 from desktop_tl.core.runs.run_log import RunLog, logged, read_log

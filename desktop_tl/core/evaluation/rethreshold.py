@@ -16,7 +16,6 @@ from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_rep
 from desktop_tl.core.runs.folder import RunFolder
 
 
-
 def metrics_under_decision(run_dir: Path) -> dict[str, Any] | None:
     """The finished two-class run's figures under the decision (and referral rule) run.json now holds, computed
     from the validation and test scores metrics.json keeps: arithmetic, no model is run, so Save threshold

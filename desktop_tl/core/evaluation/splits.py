@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +23,32 @@ from desktop_tl.core.models.precision import autocast
 
 
 @torch.no_grad()
+@torch.no_grad()
+def dataset_outputs(compute: Callable[[torch.Tensor], torch.Tensor], dataset: ImageDataset, device: torch.device,
+                    batch_size: int = 32, num_workers: int = -1, amp_dtype: torch.dtype | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """`compute(images)` (one row per image: probabilities, features) for every readable image of `dataset`,
+    batch by batch, with the labels and item indices of the images read."""
+    outputs, labels, items = [], [], []
+    for images, batch_labels, batch_items, _ in make_loader(dataset, batch_size, False, 0, num_workers):
+        if len(batch_labels) == 0:
+            continue
+        with autocast(device, amp_dtype):
+            outputs.append(compute(images.to(device)).float().cpu().numpy())
+        labels.append(batch_labels.numpy())
+        items.extend(batch_items.tolist())
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64), []
+    return np.concatenate(outputs), np.concatenate(labels), items
+
+
 def predict_dataset(model: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int = 32,
                     num_workers: int = -1, amp_dtype: torch.dtype | None = None
                     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Probabilities, labels and item indices for every readable image of `dataset`."""
     model.eval()
-    probs, labels, items = [], [], []
-    for images, batch_labels, batch_items, _ in make_loader(dataset, batch_size, False, 0, num_workers):
-        if len(batch_labels) == 0:
-            continue
-        with autocast(device, amp_dtype):
-            logits = model(images.to(device)).float()
-        probs.append(torch.softmax(logits, 1).cpu().numpy())
-        labels.append(batch_labels.numpy())
-        items.extend(batch_items.tolist())
-    if not probs:
-        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64), []
-    return np.concatenate(probs), np.concatenate(labels), items
+    return dataset_outputs(lambda images: torch.softmax(model(images).float(), 1), dataset, device, batch_size,
+                           num_workers, amp_dtype)
 
 
 def predict_split(model: nn.Module, index: DatasetIndex, split: str, prep: Preprocessing, classes: list[str],

@@ -28,7 +28,6 @@ from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Calibration, Decision, Familiarity, PredictionSets, Referral
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.models.store import imported_weights_file
 
 RUN_FILE = "run.json"
 DATASET_FILE = "dataset.json"
@@ -99,6 +98,10 @@ def keep_start_weights(info: RunInfo) -> None:
     """A run that starts from imported weights (`imported:ID`: a weights file the user imported, or the best
     checkpoint of an earlier run for Retrain) keeps a copy of them, so that the folder holds everything it
     needs on another account or machine, whose model store does not have them."""
+    if not info.config.weights.startswith("imported:"):
+        return
+    from desktop_tl.core.models.store import imported_weights_file    # timm and torch: not at the window's start
+
     stored = imported_weights_file(info.config.model, info.config.weights)
     if stored is not None and not info.kept_weights.is_file():
         atomic_write(info.kept_weights, lambda tmp: shutil.copyfile(stored, tmp))

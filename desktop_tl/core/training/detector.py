@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from desktop_tl.core.data.loaders import ImageDataset, make_loader
+from desktop_tl.core.data.loaders import ImageDataset
 from desktop_tl.core.data.transforms import eval_transform
 from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.evaluation.familiarity import (
@@ -28,6 +28,7 @@ from desktop_tl.core.evaluation.familiarity import (
     unfamiliarity,
 )
 from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.splits import dataset_outputs
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.familiarity import (
     BESIDE,
@@ -37,7 +38,6 @@ from desktop_tl.core.models.familiarity import (
     feature_source,
     pooled_features,
 )
-from desktop_tl.core.models.precision import autocast
 from desktop_tl.core.runs.detector_file import save_detector
 from desktop_tl.core.runs.folder import DETECTOR_FILE
 from desktop_tl.core.training.session import TrainingSession
@@ -54,22 +54,13 @@ class FittedDetector:
     test_scores: dict[str, float]
 
 
-@torch.no_grad()
 def split_features(network: nn.Module, s: TrainingSession, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pooled features, labels and paths of the readable images of a split."""
     network.eval()
     dataset = ImageDataset(s.index, s.index.split(split), eval_transform(s.prep))
-    features, labels, paths = [], [], []
-    for images, batch_labels, items, _ in make_loader(dataset, max(s.batch_size, 32), False, 0, s.workers()):
-        if len(batch_labels) == 0:
-            continue
-        with autocast(s.device, s.amp_dtype):
-            features.append(pooled_features(network, images.to(s.device)).cpu().numpy())
-        labels.append(batch_labels.numpy())
-        paths.extend(dataset.samples[i].path for i in items.tolist())
-    if not features:
-        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64), []
-    return np.concatenate(features).astype(np.float64), np.concatenate(labels), paths
+    features, labels, items = dataset_outputs(lambda images: pooled_features(network, images), dataset, s.device,
+                                              max(s.batch_size, 32), s.workers(), s.amp_dtype)
+    return features.astype(np.float64), labels, [dataset.samples[i].path for i in items]
 
 
 def fit_detector(s: TrainingSession, flagged_share: float = DEFAULT_FLAGGED_SHARE) -> FittedDetector | None:
