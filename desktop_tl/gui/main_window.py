@@ -40,7 +40,8 @@ from desktop_tl.gui.panel_support import FRAME_ROOM
 from desktop_tl.gui.project_actions import ProjectActions
 from desktop_tl.gui.recent_projects import RecentProjects
 from desktop_tl.gui.state import AppState
-from desktop_tl.gui.training_monitor import TRAIN_JOB, TrainingMonitor
+from desktop_tl.gui.training_jobs import TRAIN_JOB
+from desktop_tl.gui.training_monitor import TrainingMonitor
 from desktop_tl.gui.worker import EngineController
 
 ORGANISATION = "desktop_tl"

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -29,29 +28,20 @@ from PySide6.QtWidgets import (
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted
 from desktop_tl.core.project import own_runs_folder
-from desktop_tl.core.reporting import describe, duration
+from desktop_tl.core.reporting import describe
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.runs.listing import RunSummary, find_runs
-from desktop_tl.core.runs.run_log import RunLog, logged, read_log
+from desktop_tl.core.runs.run_log import RunLog, read_log
 from desktop_tl.gui.panel_support import JobClient, MessageBar
+from desktop_tl.gui.run_progress import RunProgress
 from desktop_tl.gui.runs_dialog import RunsDialog
 from desktop_tl.gui.state import AppState
 from desktop_tl.gui.training_curves import TrainingCurves
+from desktop_tl.gui.training_jobs import TRAIN_JOB, new_run_dir, run_summary, train_job
 from desktop_tl.gui.training_settings import TrainingSettings
-from desktop_tl.gui.worker import EngineController, JobContext
+from desktop_tl.gui.worker import EngineController
 
-TRAIN_JOB = "train"
 STATUS_DEBOUNCE_MS = 250
-def new_run_dir(base: Path) -> Path:
-    """A fresh timestamped run folder name under `base` (not created)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, n = base / f"run-{stamp}", 1
-    while candidate.exists():
-        n += 1
-        candidate = base / f"run-{stamp}-{n}"
-    return candidate
-
-
 class TrainingMonitor(QWidget):
     """Hyperparameter form, run controls, progress, live loss/accuracy curves and a log."""
 
@@ -139,9 +129,7 @@ class TrainingMonitor(QWidget):
         self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current batch; the last finished epoch is kept and can be resumed")
-        self.progress = QProgressBar(minimum=0, maximum=1000, value=0)
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("Idle")
+        self.progress = RunProgress(self)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
@@ -175,8 +163,7 @@ class TrainingMonitor(QWidget):
         self.settings.show_plan(None)
         self.charts.clear()
         self.log.clear()
-        self.progress.setValue(0)
-        self.progress.setFormat("Idle")
+        self.progress.idle()
         self.banner.clear_message()
         self._last_finished = None
 
@@ -276,7 +263,8 @@ class TrainingMonitor(QWidget):
             return False
         resume = action == "resume"
         run_dir = chosen or new_run_dir(self.runs_base())
-        if not self.jobs.submit(TRAIN_JOB, self._train_job(run_dir, resume)):
+        job = train_job(run_dir, resume, self.state.dataset, self.state.config, self.state.split)
+        if not self.jobs.submit(TRAIN_JOB, job):
             self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
             return False
         self.active_run = run_dir
@@ -291,8 +279,7 @@ class TrainingMonitor(QWidget):
         # a quarter of a second; freezing the heap while training keeps those passes short.
         gc.freeze()
         self._log(f"{'Resuming' if resume else 'Starting'} run in {run_dir}")
-        self.progress.setValue(0)
-        self.progress.setFormat("Preparing…")
+        self.progress.preparing()
         self.charts.redraw_timer.start()
         self._update_buttons()
         self.sig_training_started.emit(run_dir)
@@ -319,27 +306,6 @@ class TrainingMonitor(QWidget):
                                   "Import a dataset folder (drop it on the window) before training.")
         return action, None
 
-    def _train_job(self, run_dir: Path, resume: bool):
-        """The worker job: create the run (unless resuming) with the settings as they are now, and train it."""
-        index, config, split = self.state.dataset, self.state.config, self.state.split
-
-        def job(ctx: JobContext) -> Path:
-            import torch
-
-            from desktop_tl.core.runs.folder import create_run
-            from desktop_tl.core.training.devices import compute_threads
-            from desktop_tl.core.training.run import train_run
-
-            torch.set_num_threads(compute_threads())
-            if not resume:
-                create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
-            for event in logged(run_dir, train_run(run_dir, ctx.control)):
-                if isinstance(event, Failed):
-                    raise UserError(event.what, event.hint)
-                ctx.event(event)
-            return run_dir
-        return job
-
     @Slot()
     def toggle_pause(self) -> None:
         """Pause between batches, or continue."""
@@ -348,12 +314,8 @@ class TrainingMonitor(QWidget):
         self._paused = not self._paused
         self.jobs.pause(self._paused)
         self.pause_button.setText("Continue" if self._paused else "Pause")
-        if self._paused:
-            self.progress.setFormat("Paused — " + self.progress.format())
-            self._log("Paused (after the current batch).", keep=True)
-        else:
-            self.progress.setFormat(self.progress.format().removeprefix("Paused — "))
-            self._log("Continuing.", keep=True)
+        self.progress.set_paused(self._paused)
+        self._log("Paused (after the current batch)." if self._paused else "Continuing.", keep=True)
 
     @property
     def paused(self) -> bool:
@@ -369,7 +331,7 @@ class TrainingMonitor(QWidget):
         self._paused = False
         self.stop_button.setEnabled(False)
         self.pause_button.setEnabled(False)
-        self.progress.setFormat("Stopping after the current batch…")
+        self.progress.stopping()
         self._log("Stopping after the current batch…", keep=True)
 
     # -- events ----------------------------------------------------------------------------------------
@@ -389,23 +351,16 @@ class TrainingMonitor(QWidget):
         elif isinstance(event, Finished):
             self._last_finished = event
         text = describe(event)
-        if isinstance(event, Message) and self.progress.format().startswith("Preparing"):
-            self.progress.setFormat(f"Preparing… {event.text[:90]}")     # what is being prepared, until batches come
+        if isinstance(event, Message):
+            self.progress.note(event.text)      # what is being prepared, until the batches come
         if text:
             self._log(text + (" Press Resume to continue." if isinstance(event, Finished) and event.stopped_by_user
                               else ""))
 
     def _show_progress(self, event: BatchProgress) -> None:
-        x = event.epoch - 1 + event.batch / event.batches
         if event.phase == "train":
-            self.charts.add_batch(x, event.loss, event.accuracy)
-        done = (event.epoch - 1) * event.batches + event.batch
-        self.progress.setValue(round(1000 * done / (event.epochs * event.batches)))
-        what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
-        epoch = ("Training again on train+val, epoch" if event.phase == "refit" else "Epoch")
-        text = (f"{epoch} {event.epoch}/{event.epochs} · {what} · {event.images_per_sec:.1f} img/s · "
-                f"ETA about {duration(event.eta_seconds)}")
-        self.progress.setFormat(("Paused — " if self._paused else "") + text)
+            self.charts.add_batch(event.epoch - 1 + event.batch / event.batches, event.loss, event.accuracy)
+        self.progress.batch(event, self._paused)
 
     @Slot(str, object)
     def _on_result(self, _kind: str, _result: object) -> None:
@@ -438,9 +393,7 @@ class TrainingMonitor(QWidget):
         self.pause_button.setText("Pause")
         self.charts.flush()
         self.charts.redraw_timer.stop()
-        if label == "Finished":
-            self.progress.setValue(self.progress.maximum())
-        self.progress.setFormat(label)
+        self.progress.ended(label)
         self._update_buttons()
 
     def _show_failure(self, failed: Failed) -> None:
@@ -473,21 +426,6 @@ class TrainingMonitor(QWidget):
     def _show_history(self, run_dir: Path) -> None:
         """Plot the finished epochs of a run being resumed."""
         self.charts.show_history(RunFolder(run_dir).history())
-
-
-def run_summary(status: str, history: list[dict], name: str) -> str:
-    """One log line for an opened run: its state, the epochs saved and the best validation loss."""
-    state = {"finished": "finished", "interrupted": "interrupted; press Resume to continue it",
-             "created": "not started yet", "damaged": "damaged (its run.json cannot be read)"}.get(status, status)
-    line = f"Run {name}: {state}"
-    losses = [(row["val_loss"], row["epoch"]) for row in history
-              if isinstance(row.get("val_loss"), (int, float)) and isinstance(row.get("epoch"), int)]
-    if history:
-        line += f"; {len(history)} epochs saved"
-    if losses:
-        loss, epoch = min(losses)
-        line += f", best validation loss {loss:.3f} at epoch {epoch}"
-    return line + "."
 
 
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor

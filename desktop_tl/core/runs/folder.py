@@ -100,7 +100,8 @@ def keep_start_weights(info: RunInfo) -> None:
     needs on another account or machine, whose model store does not have them."""
     if not info.config.weights.startswith("imported:"):
         return
-    from desktop_tl.core.models.store import imported_weights_file    # timm and torch: not at the window's start
+    # imported here: the store needs timm and torch, which the window must not load at its start
+    from desktop_tl.core.models.store import imported_weights_file
 
     stored = imported_weights_file(info.config.model, info.config.weights)
     if stored is not None and not info.kept_weights.is_file():

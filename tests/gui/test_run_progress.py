@@ -1,0 +1,41 @@
+"""The Training panel's progress line on its own: what it says while preparing, per batch (and refit), paused,
+stopping and at the end."""
+
+from __future__ import annotations
+
+from desktop_tl.core.events import BatchProgress
+from desktop_tl.gui.run_progress import RunProgress
+from desktop_tl.gui.training_jobs import new_run_dir, run_summary
+
+
+def test_the_progress_line_says_where_the_run_stands(qtbot):
+    bar = RunProgress()
+    qtbot.addWidget(bar)
+    bar.note("ignored while idle")
+    assert bar.format() == "Idle"
+    bar.preparing()
+    bar.note("Planning the run: measuring how fast this computer runs efficientnet_lite0…")
+    assert bar.format().startswith("Preparing… Planning the run")
+    bar.batch(BatchProgress(2, 4, 3, 6, 0.5, 0.8, 1e-3, 12.5, 45.0), paused=False)
+    assert bar.format() == "Epoch 2/4 · batch 3/6 · 12.5 img/s · ETA about 45 s" and bar.value() == 375
+    bar.set_paused(True)
+    assert bar.format().startswith("Paused — Epoch 2/4")
+    bar.set_paused(False)
+    assert bar.format().startswith("Epoch 2/4")
+    bar.batch(BatchProgress(1, 3, 1, 2, 0.4, 0.9, 1e-3, 20.0, 30.0, phase="refit"), paused=True)
+    assert bar.format().startswith("Paused — Training again on train+val, epoch 1/3 · batch 1/2")
+    bar.stopping()
+    assert bar.format() == "Stopping after the current batch…"
+    bar.ended("Finished")
+    assert bar.format() == "Finished" and bar.value() == bar.maximum()
+    bar.idle()
+    assert (bar.format(), bar.value()) == ("Idle", 0)
+
+
+def test_run_folders_get_fresh_names_and_an_opened_run_one_line(tmp_path):
+    first = new_run_dir(tmp_path)
+    first.mkdir()
+    assert new_run_dir(tmp_path) != first and new_run_dir(tmp_path).name.startswith(first.name)
+    history = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.3}]
+    assert run_summary("interrupted", history, "run-a") == ("Run run-a: interrupted; press Resume to continue it; "
+                                                           "2 epochs saved, best validation loss 0.300 at epoch 2.")
