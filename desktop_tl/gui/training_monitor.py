@@ -12,18 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPlainTextEdit,
-    QPushButton,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted
@@ -33,6 +23,7 @@ from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.runs.listing import RunSummary, find_runs
 from desktop_tl.core.runs.run_log import RunLog, read_log
 from desktop_tl.gui.panel_support import JobClient, MessageBar
+from desktop_tl.gui.run_folder_picker import RunFolderPicker
 from desktop_tl.gui.run_progress import RunProgress
 from desktop_tl.gui.runs_dialog import RunsDialog
 from desktop_tl.gui.state import AppState
@@ -41,7 +32,7 @@ from desktop_tl.gui.training_jobs import TRAIN_JOB, new_run_dir, run_summary, tr
 from desktop_tl.gui.training_settings import TrainingSettings
 from desktop_tl.gui.worker import EngineController
 
-STATUS_DEBOUNCE_MS = 250
+
 class TrainingMonitor(QWidget):
     """Hyperparameter form, run controls, progress, live loss/accuracy curves and a log."""
 
@@ -102,26 +93,11 @@ class TrainingMonitor(QWidget):
         self.settings_box = self.settings
         for name in ("recipe", "orientation", "device", "epochs", "batch_size", "lr", "image_size", "augment"):
             setattr(self, name, getattr(self.settings, name))
-        self.run_folder = QLineEdit()
-        self.run_folder.setObjectName("runFolder")
-        # the folder's status is read (JSON only) once typing pauses, not on every keystroke
-        self._status_timer = QTimer(self, singleShot=True, interval=STATUS_DEBOUNCE_MS)
-        self._status_timer.timeout.connect(self._update_buttons)
-        self.run_folder.textChanged.connect(lambda _text: self._status_timer.start())
-        self.choose_button = QPushButton("Choose…")
-        self.choose_button.setToolTip("Pick a run folder; an unfinished run there can be resumed")
-        self.choose_button.clicked.connect(self.choose_run_folder)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(QLabel("Run folder"))
-        folder_row.addWidget(self.run_folder, 1)
-        folder_row.addWidget(self.choose_button)
-        self.runs_button = QPushButton("Runs…")
-        self.runs_button.setObjectName("runsButton")
-        self.runs_button.setToolTip("The project's runs (finished, interrupted, running): see their curves and "
-                                    "log, resume an interrupted one")
-        self.runs_button.clicked.connect(self.show_runs)
-        folder_row.addWidget(self.runs_button)
-        self.settings.grid.addLayout(folder_row, self.settings.grid.rowCount(), 0, 1, 4)
+        self.folder_picker = RunFolderPicker(self.runs_base, self)
+        self.folder_picker.sig_changed.connect(self._update_buttons)
+        self.folder_picker.sig_runs_requested.connect(self.show_runs)
+        self.run_folder = self.folder_picker.run_folder
+        self.settings.grid.addWidget(self.folder_picker, self.settings.grid.rowCount(), 0, 1, 4)
 
     def _build_controls(self) -> None:
         self.start_button = QPushButton("Start")
@@ -169,7 +145,7 @@ class TrainingMonitor(QWidget):
 
     def set_run_dir(self, folder: Path | None) -> None:
         """Use `folder` for the next Start (None: a new timestamped folder)."""
-        self.run_folder.setText(str(folder) if folder else "")
+        self.folder_picker.set_folder(folder)
 
     def show_run(self, run_dir: Path | None) -> None:
         """Show a run opened from a project or the runs list: its folder (Resume when it was interrupted), the
@@ -223,16 +199,7 @@ class TrainingMonitor(QWidget):
 
     def chosen_run_dir(self) -> Path | None:
         """The run folder typed or chosen, if any."""
-        text = self.run_folder.text().strip()
-        return Path(text).expanduser() if text else None
-
-    @Slot()
-    def choose_run_folder(self) -> None:
-        """Ask for a run folder (an existing unfinished run there is resumed)."""
-        start = self.chosen_run_dir() or self.runs_base()
-        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(start if start.exists() else Path.home()))
-        if folder:
-            self.set_run_dir(Path(folder))
+        return self.folder_picker.chosen()
 
     def _update_buttons(self) -> None:
         training = self.active_run is not None

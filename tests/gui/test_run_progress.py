@@ -1,9 +1,12 @@
-"""The Training panel's progress line on its own: what it says while preparing, per batch (and refit), paused,
-stopping and at the end."""
+"""The Training panel's pieces on their own: the progress line (preparing, per batch and refit, paused,
+stopping, the end), the run-folder row, and the names and lines of its jobs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from desktop_tl.core.events import BatchProgress
+from desktop_tl.gui.run_folder_picker import RunFolderPicker
 from desktop_tl.gui.run_progress import RunProgress
 from desktop_tl.gui.training_jobs import new_run_dir, run_summary
 
@@ -39,3 +42,18 @@ def test_run_folders_get_fresh_names_and_an_opened_run_one_line(tmp_path):
     history = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.3}]
     assert run_summary("interrupted", history, "run-a") == ("Run run-a: interrupted; press Resume to continue it; "
                                                            "2 epochs saved, best validation loss 0.300 at epoch 2.")
+
+
+def test_the_run_folder_row_says_once_typing_pauses_and_opens_the_runs_list(qtbot, tmp_path):
+    picker = RunFolderPicker(lambda: tmp_path)
+    qtbot.addWidget(picker)
+    asked = []
+    picker.sig_runs_requested.connect(lambda: asked.append(True))
+    assert picker.chosen() is None
+    with qtbot.waitSignal(picker.sig_changed, timeout=2000):
+        qtbot.keyClicks(picker.run_folder, "~/runs/first")            # said once typing pauses
+    assert picker.chosen() == Path.home() / "runs" / "first"
+    picker.set_folder(tmp_path / "other")
+    assert picker.run_folder.text() == str(tmp_path / "other")
+    picker.runs_button.click()
+    assert asked == [True]
