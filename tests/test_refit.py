@@ -47,3 +47,28 @@ def test_without_the_time_for_it_the_log_says_so_and_runs_that_need_none_say_not
     assert refit_due(_session(60.0, refit={"images": 250})) == (False, "")                # done before a resume
     assert refit_due(_session(60.0, best_epoch=1)) == (True, "")     # the probe stayed best: the probe alone again
     assert len(refit_plan(_session(60.0, best_epoch=1)).stages) == 1
+
+
+def test_a_run_stopped_during_its_refit_resumes_the_refit_and_finishes(tmp_path):
+    from desktop_tl.core.config import SplitConfig, TrainConfig
+    from desktop_tl.core.events import BatchProgress, Finished
+    from desktop_tl.core.runs.folder import create_run, open_run
+    from desktop_tl.core.training.run import RunControl, train_run
+
+    from helpers import copy_demo_subset
+
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=60.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
+    control, events = RunControl(), []
+    for event in train_run(run, control):
+        events.append(event)
+        if isinstance(event, BatchProgress) and event.phase == "refit" and event.epoch == 2:
+            control.stop()                                         # Stop in the refit's second epoch
+    assert isinstance(events[-1], Finished) and events[-1].stopped_by_user, events[-1]
+    assert open_run(run).status == "interrupted" and (run / "refit" / "last.safetensors").is_file()
+    resumed = list(train_run(run))                                 # Resume: the refit goes on from its epoch
+    refit_epochs = [e.epoch for e in resumed if isinstance(e, BatchProgress) and e.phase == "refit"]
+    assert refit_epochs and min(refit_epochs) >= 2
+    assert isinstance(resumed[-1], Finished) and resumed[-1].completed, resumed[-1]
+    assert resumed[-1].metrics["cross_validation"]["refit"]["images"] == 18
