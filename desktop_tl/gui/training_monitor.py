@@ -240,8 +240,8 @@ class TrainingMonitor(QWidget):
         self._paused = False
         self.pause_button.setText("Pause")
         self.charts.clear()
-        if resume:
-            self._show_history(run_dir)
+        if resume:                  # the finished epochs of the run being resumed
+            self.charts.show_history(RunFolder(run_dir).history())
         # A full garbage collection over the whole heap (torch, timm, Qt wrappers) holds the GIL for
         # a quarter of a second; freezing the heap while training keeps those passes short.
         gc.freeze()
@@ -386,13 +386,6 @@ class TrainingMonitor(QWidget):
         """Points drawn per curve (for checks and tests)."""
         return self.charts.point_counts()
 
-    def flush_plots(self) -> None:
-        """Draw the points that arrived since the last redraw."""
-        self.charts.flush()
-
-    def _show_history(self, run_dir: Path) -> None:
-        """Plot the finished epochs of a run being resumed."""
-        self.charts.show_history(RunFolder(run_dir).history())
 
 
 if __name__ == "__main__":  # preview: python -m desktop_tl.gui.training_monitor

@@ -52,6 +52,7 @@ def test_reopened_project_restores_curves_and_log_and_resumes_from_the_runs_list
                                                                               "Continuing.")))]
     assert len(seen) == 3, monitor.log.toPlainText()
     window.ask_save_changes = lambda before="quitting": "save"
+    monitor.toggle_pause()             # paused, so that the three short epochs cannot all end before the Stop
     window.close()                                                   # quit during training, saving the project
     assert not window.controller.thread.isRunning()
 
