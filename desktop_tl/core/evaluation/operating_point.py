@@ -133,10 +133,15 @@ def _referral_under(decision: Decision, classes: list[str], is_positive: list[bo
                     referral: Referral) -> Referral:
     """The referral threshold chosen again, with the same target and on the same held-out scores, for a new
     decision (the class each image is given, and so its confidence, may change with the threshold)."""
-    positive = classes.index(decision.positive)
+    labels, probs = scores_as_probabilities(is_positive, probability, classes.index(decision.positive))
+    return choose_referral(labels, probs, classes, decision, referral.target, referral.confidence, referral.chosen_on)
+
+
+def scores_as_probabilities(is_positive: Sequence[bool | int], probability: Sequence[float], positive: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Stored two-class scores (the positive class's probability per image, whether the image is positive) back
+    to labels and the images x 2 probabilities, `positive` being the positive class's index."""
     p = np.asarray(probability, dtype=np.float64)
     probs = np.zeros((len(p), 2))
     probs[:, positive], probs[:, 1 - positive] = p, 1.0 - p
-    labels = np.where(np.asarray(is_positive), positive, 1 - positive)
-    return choose_referral(labels, probs, classes, decision, referral.target, referral.confidence, referral.chosen_on)
-
+    return np.where(np.asarray(is_positive, dtype=bool), positive, 1 - positive), probs

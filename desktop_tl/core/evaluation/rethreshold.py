@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.evaluation.metrics import compute_metrics
+from desktop_tl.core.evaluation.operating_point import scores_as_probabilities
 from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
-from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
+from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
 from desktop_tl.core.runs.folder import RunFolder
 
 
@@ -35,11 +36,8 @@ def metrics_under_decision(run_dir: Path) -> dict[str, Any] | None:
             continue
         if not isinstance(scores, dict) or not isinstance(scores.get("paths"), list):
             return None
-        k = classes.index(scores["positive"])
-        positive = np.asarray(scores["probability"], dtype=np.float64)
-        labels = np.where(np.asarray(scores["is_positive"]) == 1, k, 1 - k)
-        probs = np.zeros((len(positive), 2))
-        probs[:, k], probs[:, 1 - k] = positive, 1.0 - positive
+        labels, probs = scores_as_probabilities(scores["is_positive"], scores["probability"],
+                                                classes.index(scores["positive"]))
         metrics[split] = compute_metrics(labels, probs, classes, scores["paths"], decision=info.decision,
                                          positive=scores["positive"])
         held_out[split] = (labels, probs)
@@ -51,12 +49,9 @@ def metrics_under_decision(run_dir: Path) -> dict[str, Any] | None:
     except UserError:        # the dataset moved: the subgroups and cautions stay those stored
         return metrics
     if "test" in held_out:
-        attributes = {s.path: dict(s.attributes) for s in index.samples}
         labels, probs = held_out["test"]
-        paths = stored["test"]["scores"]["paths"]
-        metrics["subgroups"] = {"test": subgroup_report(labels, probs, classes,
-                                                        [attributes.get(p, {}) for p in paths], info.decision)}
-        counts = index.counts()
-        metrics["cautions"] = (cautions(stored.get("history") or [], {c: counts[c]["train"] for c in classes},
-                                        metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"]))
+        metrics["subgroups"] = {"test": test_subgroups(index, stored["test"]["scores"]["paths"], labels, probs,
+                                                       classes, info.decision)}
+        metrics["cautions"] = run_cautions(stored.get("history") or [], index, classes, metrics["test"],
+                                           metrics["subgroups"]["test"])
     return metrics

@@ -16,13 +16,12 @@ from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
 from desktop_tl.core.decision import Calibration, Decision, Referral, positive_class
-from desktop_tl.core.evaluation.metrics import cautions, compute_metrics
+from desktop_tl.core.evaluation.metrics import compute_metrics
 from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
-from desktop_tl.core.evaluation.subgroups import subgroup_cautions, subgroup_report
+from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
 from desktop_tl.core.models.precision import autocast
 
 
-@torch.no_grad()
 @torch.no_grad()
 def dataset_outputs(compute: Callable[[torch.Tensor], torch.Tensor], dataset: ImageDataset, device: torch.device,
                     batch_size: int = 32, num_workers: int = -1, amp_dtype: torch.dtype | None = None
@@ -85,13 +84,6 @@ def evaluate_splits(model: nn.Module, index: DatasetIndex, prep: Preprocessing, 
     return result
 
 
-def test_subgroups(index: DatasetIndex, paths: list[str], labels: np.ndarray, probs: np.ndarray,
-                   classes: list[str], decision: Decision | None) -> dict[str, Any]:
-    """The test figures per value of each subgroup attribute of the images (CSV columns, DICOM tags)."""
-    by_path = {sample.path: dict(sample.attributes) for sample in index.samples}
-    return subgroup_report(labels, probs, classes, [by_path.get(p, {}) for p in paths], decision)
-
-
 def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "best") -> dict[str, Any]:
     """Metrics of a run's checkpoint (best by default) on its validation and test splits.
 
@@ -122,9 +114,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
         metrics["unfamiliar"] = stored["unfamiliar"]     # the check belongs to the delivered model, fitted once
     if which == "best" and isinstance(stored.get("prediction_sets"), dict):
         metrics["prediction_sets"] = stored["prediction_sets"]     # calibrated once, when the run completed
-    counts = index.counts()
-    metrics["cautions"] = cautions(meta.get("history") or [], {c: counts[c]["train"] for c in meta["classes"]},
-                                   metrics["test"]) + subgroup_cautions(metrics["subgroups"]["test"])
+    metrics["cautions"] = run_cautions(meta.get("history") or [], index, meta["classes"], metrics["test"],
+                                       metrics["subgroups"]["test"])
     return metrics
 
 

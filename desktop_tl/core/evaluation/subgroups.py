@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Decision, predict_labels
 from desktop_tl.core.evaluation.intervals import wilson_interval
-from desktop_tl.core.evaluation.metrics import balanced_accuracy
+from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions
 
 SMALL_GROUP = 20          # fewer test images than this: a caution, the figure is too uncertain to compare
 MAX_VALUES = 30           # an attribute with more distinct values is an identifier, not a subgroup
@@ -49,6 +50,21 @@ def subgroup_report(labels: Sequence[int], probs: np.ndarray, classes: Sequence[
         if 2 <= len({v for v in values if v}) <= min(MAX_VALUES, len(values) / 2):   # groups, not identifiers
             report[name] = subgroup_figures(labels, probs, classes, values, decision)
     return report
+
+
+def test_subgroups(index: DatasetIndex, paths: list[str], labels: np.ndarray, probs: np.ndarray,
+                   classes: list[str], decision: Decision | None) -> dict[str, Any]:
+    """The test figures per value of each subgroup attribute of the images (CSV columns, DICOM tags)."""
+    by_path = {sample.path: dict(sample.attributes) for sample in index.samples}
+    return subgroup_report(labels, probs, classes, [by_path.get(p, {}) for p in paths], decision)
+
+
+def run_cautions(history: Sequence[dict[str, float]], index: DatasetIndex, classes: Sequence[str],
+                 test: dict[str, Any], test_subgroup_report: dict[str, Any]) -> list[str]:
+    """A run's plain-language cautions: those of its history, class sizes and test figures, then its subgroups'."""
+    counts = index.counts()
+    return (cautions(history, {c: counts[c]["train"] for c in classes}, test)
+            + subgroup_cautions(test_subgroup_report))
 
 
 def subgroup_cautions(report: dict[str, Any]) -> list[str]:

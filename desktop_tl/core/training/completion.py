@@ -35,10 +35,10 @@ from desktop_tl.core.decision import (
 )
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.intervals import wilson_interval
-from desktop_tl.core.evaluation.metrics import balanced_accuracy, cautions, compute_metrics
+from desktop_tl.core.evaluation.metrics import balanced_accuracy, compute_metrics
 from desktop_tl.core.evaluation.referral import choose_referral, images_to_show, referral_report, risk_coverage_curves
-from desktop_tl.core.evaluation.splits import predict_split, test_subgroups
-from desktop_tl.core.evaluation.subgroups import subgroup_cautions
+from desktop_tl.core.evaluation.splits import predict_split
+from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
 from desktop_tl.core.events import Message, TrainEvent
 from desktop_tl.core.models.delivered import ENSEMBLE_ARCH
 from desktop_tl.core.models.ensemble import Ensemble
@@ -143,9 +143,7 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
                                   "across_splits": sum(n.cross_split for n in s.index.near_duplicates),
                                   "test_images_with_a_training_twin_before_the_fix": s.index.near_twins_before_fix}
     metrics["subgroups"] = {"test": test_subgroups(s.index, test_paths, test_labels, test_probs, classes, decision)}
-    counts = s.index.counts()
-    notes = cautions(s.state["history"], {c: counts[c]["train"] for c in classes}, metrics["test"])
-    notes += subgroup_cautions(metrics["subgroups"]["test"])
+    notes = run_cautions(s.state["history"], s.index, classes, metrics["test"], metrics["subgroups"]["test"])
     check = _transfer_check(s, val_labels, val_probs)
     metrics["transfer_check"] = check.to_dict() if check else None
     if check is not None:
