@@ -15,7 +15,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.bundled import bundled_architectures
 from desktop_tl.core.models.catalog import NONE_OPTION, describe_model
 from desktop_tl.core.models.hf_cache import find_hf_cached, hf_cache_dir, hf_repo_config
-from desktop_tl.core.models.store import list_imported
+from desktop_tl.core.models.store import find_imported
 from desktop_tl.core.models.structure import build, classifier_prefixes, require_known
 from desktop_tl.core.models.weight_files import WEIGHTS_SUFFIXES, fit_state_dict, load_weights_file, to_timm_names
 
@@ -79,7 +79,7 @@ def _resolve_weights(name: str, spec: str, kept: Path | None = None
                 _hf_build_kwargs(hf_repo_config(path)))
     if spec.startswith("imported:"):
         wanted = spec[len("imported:"):]
-        stored = next((s for s in list_imported(name) if s.id == wanted), None)
+        stored = find_imported(name, wanted)
         if stored is None and kept is not None and kept.is_file():
             return load_weights_file(kept), LoadedWeights(spec, "imported", f"{wanted} (the run folder's copy)",
                                                           True), {}

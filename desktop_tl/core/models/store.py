@@ -99,10 +99,6 @@ def list_imported(arch: str | None = None) -> list[StoredWeights]:
     return sorted(stored, key=lambda s: s.imported_at, reverse=True)
 
 
-def imported_weights_file(arch: str, weights: str) -> Path | None:
-    """The store's file of the weights option `weights` ("imported:ID") for `arch`; None for another kind of
-    option or when the store does not hold it."""
-    if not weights.startswith("imported:"):
-        return None
-    wanted = weights[len("imported:"):]
-    return next((s.path for s in list_imported(arch) if s.id == wanted), None)
+def find_imported(arch: str, weights_id: str) -> StoredWeights | None:
+    """The store's entry `weights_id` (the ID of the option "imported:ID") for `arch`, or None."""
+    return next((s for s in list_imported(arch) if s.id == weights_id), None)

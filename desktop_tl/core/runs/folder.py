@@ -101,11 +101,11 @@ def keep_start_weights(info: RunInfo) -> None:
     if not info.config.weights.startswith("imported:"):
         return
     # imported here: the store needs timm and torch, which the window must not load at its start
-    from desktop_tl.core.models.store import imported_weights_file
+    from desktop_tl.core.models.store import find_imported
 
-    stored = imported_weights_file(info.config.model, info.config.weights)
+    stored = find_imported(info.config.model, info.config.weights.removeprefix("imported:"))
     if stored is not None and not info.kept_weights.is_file():
-        atomic_write(info.kept_weights, lambda tmp: shutil.copyfile(stored, tmp))
+        atomic_write(info.kept_weights, lambda tmp: shutil.copyfile(stored.path, tmp))
 
 
 def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
@@ -228,11 +228,6 @@ class RunFolder:
     def has_run(self) -> bool:
         """True when the folder holds run settings (run.json)."""
         return (self.path / RUN_FILE).is_file()
-
-    @property
-    def kept_weights(self) -> Path:
-        """The run folder's copy of the imported weights it started from (see `keep_start_weights`)."""
-        return self.run_dir / START_WEIGHTS
 
     @property
     def has_checkpoint(self) -> bool:
