@@ -198,8 +198,7 @@ def baseline_check(s: TrainingSession, stage: BaselineStage):
     (train_x, train_y), (val_x, val_y) = tensors["train"], tensors["val"]
     if len(val_y) == 0:
         return None
-    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
-    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    mirror, weights = _mirroring_and_class_weights(s)
     fit = train_from_scratch(train_x, train_y, val_x, val_y, len(s.info.classes), stage.epochs, weights,
                              s.cfg.seed, mirror, lambda: s.control.stop_requested,
                              max(0.0, stage.seconds - (time.perf_counter() - started)))
@@ -218,10 +217,16 @@ def small_network_on_all(s: TrainingSession, size: int, epochs: int) -> ScratchF
     if any(p is None for p in parts):
         return None
     x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
-    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    mirror, weights = _mirroring_and_class_weights(s)
     return train_from_scratch(x, y, x[:0], y[:0], len(s.info.classes), epochs, weights, s.cfg.seed, mirror,
                               lambda: s.control.stop_requested)
+
+
+def _mirroring_and_class_weights(s: TrainingSession) -> tuple[bool, torch.Tensor | None]:
+    """How the run's small networks train: mirrored when the probe found mirroring harmless, and with the
+    run's class weights (on the CPU, where they train)."""
+    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
+    return mirror, s.class_weights.cpu() if s.class_weights is not None else None
 
 
 def test_time_views(s: TrainingSession) -> tuple[str, ...]:
@@ -296,8 +301,7 @@ def cross_validated_check(s: TrainingSession, stage: BaselineStage):
     order = torch.tensor([by_path[path] for path in cv["paths"]])     # the probe's order of the images
     x, y, fold = images[order], torch.tensor(cv["labels"]), torch.tensor(cv["fold"])
     classes = len(s.info.classes)
-    mirror = (s.state.get("probe") or {}).get("view_set") in ("mirror", "free")
-    weights = s.class_weights.cpu() if s.class_weights is not None else None
+    mirror, weights = _mirroring_and_class_weights(s)
     share = max(1.0, stage.seconds - (time.perf_counter() - started)) / (folds + 1)
     setting = _SmallSetting(x, y, fold, folds, classes, weights, mirror, test_time_views(s),
                             lambda: s.control.stop_requested)
