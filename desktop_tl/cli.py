@@ -241,8 +241,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(rules)
         if coverage is not None:
-            print(classifier.prediction_sets.rule(coverage)[:1].upper() + classifier.prediction_sets.rule(coverage)[1:]
-                  + ".")
+            rule = classifier.prediction_sets.rule(coverage)
+            print(rule[:1].upper() + rule[1:] + ".")
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tskipped: {p.error}")

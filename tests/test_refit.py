@@ -20,7 +20,8 @@ def _session(seconds_so_far: float, best_epoch: int = 4, **state):
     plan = plan_auto(SMALL, ModelFacts("efficientnet_lite0", 224, True), LAPTOP, BUDGET_PRESETS["balanced"])
     history = [{"epoch": 1, "stage": "probe", "seconds": 20.0}] + [
         {"epoch": e, "stage": "finetune", "seconds": 10.0} for e in range(2, 8)]
-    return SimpleNamespace(plan=plan, main=True, world=1, batch_size=16, train_samples=[None] * 200, val_set=[None] * 50,
+    return SimpleNamespace(plan=plan, main=True, world=1, batch_size=16, train_samples=[None] * 200,
+                           val_set=[None] * 50,
                            state={"cross_validation": {"folds": 5, "trained_on_all": None}, "refit": None,
                                   "probe": {"view_set": "mirror", "l2": 0.01}, "history": history,
                                   "best_epoch": best_epoch, "seconds": seconds_so_far, "ensemble": None, **state})

@@ -75,7 +75,8 @@ def describe(event: TrainEvent) -> str | None:
     if isinstance(event, BatchProgress):
         figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase in ("train", "refit")
                    else "linear probe: computing features")
-        return (("refit on train+val: " if event.phase == "refit" else "") + f"epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
+        refit = "refit on train+val: " if event.phase == "refit" else ""
+        return (f"{refit}epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
                 f"{event.images_per_sec:.1f} img/s ETA about {duration(event.eta_seconds)}")
     if isinstance(event, EpochEnd):
         stage = {"probe": " (linear probe)", "scratch": " (small network trained from scratch)"}.get(event.stage, "")

@@ -106,8 +106,8 @@ class LabelReviewDialog(QDialog):
             self.decide("keep")
         elif suspect is not None and text == "x":
             self.decide("exclude")
-        elif suspect is not None and class_of_key(text, self.index.classes) is not None:
-            self.decide("relabel", class_of_key(text, self.index.classes))
+        elif suspect is not None and (label := class_of_key(text, self.index.classes)) is not None:
+            self.decide("relabel", label)
         else:
             return False
         return True

@@ -369,7 +369,8 @@ class MainWindow(ProjectActions, QMainWindow):
     @Slot()
     def _update_status(self, *_args) -> None:
         dataset = self.state.dataset
-        data = "no dataset" if dataset is None else f"{counted(len(dataset.samples), 'image')}, {counted(len(dataset.classes), 'class', 'classes')}"
+        data = ("no dataset" if dataset is None else
+                f"{counted(len(dataset.samples), 'image')}, {counted(len(dataset.classes), 'class', 'classes')}")
         cfg = self.state.config
         busy = f" · running: {self.controller.current_kind}" if self.controller.busy else ""
         self.status_label.setText(f"{data} · {cfg.model} ({cfg.weights}) · freeze {cfg.freeze}{busy}")

@@ -38,9 +38,9 @@ class _TypedNumber:
         """Typing ended on text that is not a value: out of range, say so and keep the value the field had."""
         number = self._number(text)
         if number is not None and not self.minimum() <= number <= self.maximum():
-            self.complaint = (f"{self._body(text)} is out of range: {self._what()} takes {self.textFromValue(self.minimum())} to "
-                              f"{self.textFromValue(self.maximum())}{self.suffix()}. It stays {self.textFromValue(self.value())}"
-                              f"{self.suffix()}.")
+            low, high, now = (self.textFromValue(v) for v in (self.minimum(), self.maximum(), self.value()))
+            self.complaint = (f"{self._body(text)} is out of range: {self._what()} takes {low} to {high}{self.suffix()}. "
+                              f"It stays {now}{self.suffix()}.")
             QToolTip.showText(self.mapToGlobal(QPoint(0, self.height())), self.complaint, self)
             return self.textFromValue(self.value())
         return super().fixup(text)

@@ -15,6 +15,7 @@ from desktop_tl.core.data.confirmed import SHARED_LABELS_FILE, copy_confirmed
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, own_labels_file, save_project, with_suffix
 from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.gui.recent_projects import settings_list
 
 
 class ProjectActions:
@@ -131,8 +132,7 @@ class ProjectActions:
         if labels_csv is None or labels_csv.name != SHARED_LABELS_FILE or not labels_csv.is_file():
             return
         settings, key = self.recent.settings(), "sharedLabelsKept"
-        value = settings.value(key, [])
-        kept = [value] if isinstance(value, str) else list(value or [])
+        kept = settings_list(settings, key)
         if str(path.resolve()) in kept:
             return
         own = own_labels_file(path)

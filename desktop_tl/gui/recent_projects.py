@@ -12,6 +12,13 @@ MAX_RECENT = 8
 _KEY = "recentProjects"
 
 
+def settings_list(settings: QSettings, key: str) -> list[str]:
+    """The list of strings stored under `key` (an INI file gives one item back as a plain string)."""
+    value = settings.value(key, [])
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [item for item in items if isinstance(item, str) and item]
+
+
 class RecentProjects:
     """The recent-projects list and its menu (refilled each time the menu opens)."""
 
@@ -22,9 +29,7 @@ class RecentProjects:
 
     def paths(self) -> list[Path]:
         """Recently opened or saved project files, newest first."""
-        value = self.settings().value(_KEY, [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [Path(p) for p in items if isinstance(p, str) and p]
+        return [Path(p) for p in settings_list(self.settings(), _KEY)]
 
     def remember(self, path: Path) -> None:
         """Put `path` first in the list."""

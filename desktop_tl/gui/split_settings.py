@@ -68,7 +68,8 @@ class SplitSettings(QGroupBox):
         """Show `config` (without emitting sig_changed)."""
         for widget in (self.val, self.test, self.seed, self.group, self.near):
             widget.blockSignals(True)
-        for box, value in ((self.val, config.val_fraction), (self.test, config.test_fraction), (self.seed, config.seed)):
+        shown = ((self.val, config.val_fraction), (self.test, config.test_fraction), (self.seed, config.seed))
+        for box, value in shown:
             if box.value() != value:        # setting the same value again would rewrite text being typed
                 box.setValue(value)
         self.group.setChecked(config.group_by_patient)

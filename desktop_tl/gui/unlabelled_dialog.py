@@ -39,8 +39,8 @@ from desktop_tl.gui.thumbnails import ThumbnailCache
 BATCH = 24
 TILE = 128
 CLASS_BUTTONS_PER_ROW = 5
-HELP = ("Enter or double-click: accept the suggestion · 1-9, 0: that class · arrows: move · Ctrl+Z: undo (this batch). "
-        "Confirmed labels are saved at Next batch, Save, Retrain and Close; images left unconfirmed stay unlabelled.")
+HELP = ("Enter or double-click: accept the suggestion · 1-9, 0: that class · arrows: move · "
+        "Ctrl+Z: undo (this batch). Confirmed labels are saved at Next batch, Save, Retrain and Close; images left unconfirmed stay unlabelled.")
 
 
 def _button_text(position: int, name: str, longest: int = 20) -> str:
@@ -184,8 +184,8 @@ class UnlabelledDialog(QDialog):
             self.undo()
         elif event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.accept_suggestion()
-        elif class_of_key(text, self.classes) is not None:
-            self.decide(class_of_key(text, self.classes))
+        elif (label := class_of_key(text, self.classes)) is not None:
+            self.decide(label)
         else:
             return False
         return True

@@ -153,8 +153,9 @@ class OnnxClassifier:
                 cams = dict(zip(arrays, batch_cams, strict=True)) if batch_cams is not None else {}
                 scores = dict(zip(arrays, batch_scores.tolist(), strict=True)) if batch_scores is not None else {}
                 status = dict(zip(arrays, self.statuses(batch_probs, batch_scores), strict=True))
-                named = {f"{c:g}": dict(zip(arrays, self.prediction_sets.sets(batch_probs, self.classes, c), strict=True))
-                         for c in self.prediction_sets.coverages()} if self.prediction_sets else {}
+                sets = self.prediction_sets
+                named = {f"{c:g}": dict(zip(arrays, sets.sets(batch_probs, self.classes, c), strict=True))
+                         for c in sets.coverages()} if sets else {}
             for offset, (_, shown) in enumerate(files[start:start + batch_size]):
                 if offset in errors:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
