@@ -16,7 +16,7 @@ from common import ROOT, machine
 CODE = (
     "import time; t0 = time.perf_counter()\n"
     "from PySide6.QtWidgets import QApplication\n"
-    "from desktop_tl.gui.main_window import MainWindow\n"
+    "from desktop_tl.gui.shell.main_window import MainWindow\n"
     "app = QApplication([]); w = MainWindow(); w.show(); app.processEvents()\n"
     "print(f'in-process {time.perf_counter() - t0:.2f}', flush=True)\n"
     # Exit at once: only the launch is measured (tearing the window down is not part of it).
@@ -25,8 +25,8 @@ CODE = (
 
 
 def main() -> None:
-    if not (ROOT / "desktop_tl" / "gui" / "main_window.py").is_file():
-        print("skipped: desktop_tl/gui/main_window.py does not exist")
+    if not (ROOT / "desktop_tl" / "gui" / "shell" / "main_window.py").is_file():
+        print("skipped: desktop_tl/gui/shell/main_window.py does not exist")
         return
     print(machine())
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))

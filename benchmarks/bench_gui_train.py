@@ -114,7 +114,7 @@ def child_window(args: argparse.Namespace) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from desktop_tl.core.events import BatchProgress, EpochEnd
-    from desktop_tl.gui.main_window import MainWindow
+    from desktop_tl.gui.shell.main_window import MainWindow
 
     variant = set(args.variant.split(","))
     if "all-threads" in variant:

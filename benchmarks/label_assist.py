@@ -4,7 +4,7 @@ the model more than labelling as many images chosen at random?
 On scikit-learn's 1,797 real handwritten digits (8x8, upscaled): 500 are a test set no choice sees; the rest
 are the unlabelled pool. Starting from 2 labelled digits per class, each round adds 20 labels, chosen either
 by the app's ranking (`core.deploy.label_assist.least_certain_first`) or at random, and refits the app's
-linear probe (`core.training.probe.fit_logistic` on the frozen EfficientNet-Lite0 features, as a Quick
+linear probe (`core.training.probe_fit.fit_logistic` on the frozen EfficientNet-Lite0 features, as a Quick
 retrain would). Test accuracy after each round, mean over 5 seeds, the two strategies side by side.
 
     pip install -e ".[bench]"
@@ -48,7 +48,7 @@ def digit_features() -> tuple[np.ndarray, np.ndarray]:
 
 def fit_and_score(features, labels, train, test) -> tuple[float, np.ndarray]:
     """Test accuracy of the app's probe fitted on `train`, and its probabilities for every image."""
-    from desktop_tl.core.training.probe import FeatureScaling, fit_logistic
+    from desktop_tl.core.training.probe_fit import FeatureScaling, fit_logistic
 
     x = torch.from_numpy(features)
     scaling = FeatureScaling.of(x[train])

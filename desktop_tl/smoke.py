@@ -122,7 +122,7 @@ def _step_window(ctx: dict) -> str:
                f"the SVG icon does not render at {size} px (Qt's svg image-format plugin missing?)")
     app.setWindowIcon(icon)
 
-    from desktop_tl.gui.main_window import MainWindow
+    from desktop_tl.gui.shell.main_window import MainWindow
 
     window = MainWindow()
     window.show()

@@ -46,6 +46,28 @@ def test_importing_every_core_module_loads_no_qt():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+GUI_ROOMS = {"shell", "widgets", "models", "dataset", "layers", "training", "evaluation", "labelling", "export"}
+
+
+def test_the_window_is_in_rooms_and_its_tests_follow():
+    gui = CORE.parent / "gui"
+    loose = {p.name for p in gui.glob("*.py")} - {"__init__.py", "state.py", "worker.py"}
+    assert not loose, f"modules outside a room: {loose}"
+    assert {p.name for p in gui.iterdir() if (p / "__init__.py").is_file()} == GUI_ROOMS
+    tests = Path(__file__).resolve().parent / "gui"
+    test_rooms = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert test_rooms <= GUI_ROOMS, test_rooms - GUI_ROOMS
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_over_400_lines():
+    long = {str(p.relative_to(CORE.parent)): n for p in CORE.parent.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these (a module does one job): {long}"
+
+
 def test_import_linter_contracts_hold():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(["lint-imports"], cwd=root, capture_output=True, text=True)

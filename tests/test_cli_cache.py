@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from desktop_tl.cli import main
-from desktop_tl.core.data.decode_cache import DecodeCache, decode_cache_dir, list_cache_files
+from desktop_tl.core.data.cache_folder import decode_cache_dir, list_cache_files
+from desktop_tl.core.data.decode_cache import DecodeCache
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.reporting import binary_size as human_size
 

@@ -12,7 +12,7 @@ import torch
 from desktop_tl.core.data.folds import assign_folds, usable_folds
 from desktop_tl.core.data.index import DatasetIndex, NearDuplicate, Sample
 from desktop_tl.core.evaluation.selection import Comparison, compare_candidates, log_loss_gain, lower_loss_beyond_noise
-from desktop_tl.core.training.probe import cross_validated_probe
+from desktop_tl.core.training.probe_fit import cross_validated_probe
 
 
 def _samples(per_class: int, classes: int = 3, patients_of: int = 1) -> list[Sample]:

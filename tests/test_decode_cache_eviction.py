@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop_tl.core.data import decode_cache
-from desktop_tl.core.data.decode_cache import (
-    DecodeCache,
+from desktop_tl.core.data import cache_folder, decode_cache
+from desktop_tl.core.data.cache_folder import (
     budget_bytes,
-    cache_box,
     clear_cache,
     decode_cache_dir,
     list_cache_files,
     make_room,
     remove_stale_temporaries,
 )
+from desktop_tl.core.data.decode_cache import DecodeCache, cache_box
 from desktop_tl.core.data.preprocess import Preprocessing
 
 PREP = Preprocessing((64, 64), "bicubic", 0.875, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -156,7 +155,7 @@ def test_a_cache_removed_while_in_use_falls_back_to_decoding():
 def test_default_budget_and_override(monkeypatch):
     monkeypatch.delenv(BUDGET, raising=False)
     monkeypatch.delenv("DESKTOP_TL_DECODE_CACHE_MAX_BYTES", raising=False)
-    assert budget_bytes() == decode_cache.DEFAULT_BUDGET_BYTES == 32 * 1024 ** 3
+    assert budget_bytes() == cache_folder.DEFAULT_BUDGET_BYTES == 32 * 1024 ** 3
     monkeypatch.setenv("DESKTOP_TL_DECODE_CACHE_MAX_BYTES", str(64 * 1024 ** 3))
     assert budget_bytes() == 64 * 1024 ** 3                           # any file the per-file limit allows fits
     monkeypatch.setenv(BUDGET, "1000")

@@ -33,7 +33,7 @@ from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, create_run, load_inde
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline, probe, refit
+from desktop_tl.core.training import baseline, baseline_folds, probe_fit, refit
 from desktop_tl.core.training import run as run_module
 from desktop_tl.core.training.run import train_run
 
@@ -82,12 +82,12 @@ def test_an_ensemble_is_rebuilt_from_its_description_and_a_damaged_one_is_a_clea
 @pytest.fixture
 def ensemble_chosen(monkeypatch):
     """The choice itself is a pure function tested in test_cross_validation; here it takes the ensemble."""
-    real = baseline.compare_candidates
+    real = baseline_folds.compare_candidates
 
     def ensemble(*args, **kwargs):
         return dataclasses.replace(real(*args, **kwargs), chosen="ensemble")
 
-    monkeypatch.setattr(baseline, "compare_candidates", ensemble)
+    monkeypatch.setattr(baseline_folds, "compare_candidates", ensemble)
 
 
 def _check_delivered_ensemble(run, tmp_path, int8: bool = False):
@@ -174,7 +174,7 @@ def test_an_ensemble_without_fine_tuning_is_trained_on_train_and_val(tmp_path, e
         return dataclasses.replace(plan, stages=tuple(s for s in plan.stages if s.kind != "finetune"))
 
     monkeypatch.setattr(run_module, "plan_auto", probe_only)
-    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
+    monkeypatch.setattr(probe_fit, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
     create_run(run, data, TrainConfig(budget=10.0, num_workers=0, orientation="free"), SPLIT)

@@ -8,7 +8,8 @@ import torch
 
 from desktop_tl.core.models.ensemble import view
 from desktop_tl.core.models.factory import create_model
-from desktop_tl.core.training.probe import fit_logistic, fit_probe, has_linear_head
+from desktop_tl.core.training.probe import has_linear_head
+from desktop_tl.core.training.probe_fit import fit_logistic, fit_probe
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int, shift: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:

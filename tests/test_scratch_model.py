@@ -27,7 +27,7 @@ from desktop_tl.core.runs.folder import create_run, open_run
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline, loop, probe
+from desktop_tl.core.training import baseline_folds, loop, probe_fit
 from desktop_tl.core.training.baseline import ScratchFit, scratch_wins
 from desktop_tl.core.training.run import train_run
 
@@ -72,13 +72,13 @@ def scratch_always_wins(monkeypatch):
     """The decision is tested above; here the demo images (where pretraining helps) take the other path."""
     monkeypatch.setattr(loop, "scratch_wins", lambda s, fit: s.state["transfer_check"].update(
         pretrained_balanced_accuracy=0.5, delivered_scratch=True) or True)
-    real = baseline.compare_candidates
+    real = baseline_folds.compare_candidates
 
     def scratch_chosen(*args, **kwargs):    # the cross-validated choice (a small set) takes the small network too
         return dataclasses.replace(real(*args, **kwargs), chosen="scratch")
 
-    monkeypatch.setattr(baseline, "compare_candidates", scratch_chosen)
-    monkeypatch.setattr(baseline, "MAX_SMALL_NETWORKS", 1)    # one network: the rounds are tested below
+    monkeypatch.setattr(baseline_folds, "compare_candidates", scratch_chosen)
+    monkeypatch.setattr(baseline_folds, "MAX_SMALL_NETWORKS", 1)    # one network: the rounds are tested below
 
 
 def _new_run(tmp_path, budget: float = 20.0, orientation: str = "auto"):
@@ -134,9 +134,9 @@ def test_a_run_stopped_after_the_small_network_resumes_into_its_evaluation(tmp_p
 def test_while_the_budget_allows_more_small_networks_join_the_average_if_they_help(tmp_path, scratch_always_wins,
                                                                                    monkeypatch):
     # whether one helps is a pure function of out-of-fold losses (test_cross_validation); here every one does
-    monkeypatch.setattr(baseline, "log_loss_gain", lambda *args: (1.0, 0.0))
-    monkeypatch.setattr(baseline, "MAX_SMALL_NETWORKS", 3)
-    monkeypatch.setattr(probe, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
+    monkeypatch.setattr(baseline_folds, "log_loss_gain", lambda *args: (1.0, 0.0))
+    monkeypatch.setattr(baseline_folds, "MAX_SMALL_NETWORKS", 3)
+    monkeypatch.setattr(probe_fit, "lower_loss_beyond_noise", lambda *args: True)    # and flipped copies averaged
     run, _ = _new_run(tmp_path, budget=20.0, orientation="free")
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]

@@ -64,7 +64,7 @@ def app_state(qtbot):
 @pytest.fixture
 def main_window(qtbot):
     """A MainWindow that never asks questions on close, closed (and its thread joined) after the test."""
-    from desktop_tl.gui.main_window import MainWindow
+    from desktop_tl.gui.shell.main_window import MainWindow
 
     window = MainWindow()
     window.ask_stop_running_job = lambda: True

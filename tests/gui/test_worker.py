@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import Failed
-from desktop_tl.gui.panel_support import JobClient
+from desktop_tl.gui.widgets.panel_support import JobClient
 
 
 def _refuse(_ctx) -> None:

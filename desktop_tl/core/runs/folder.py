@@ -217,6 +217,7 @@ class RunFolder:
 
     STATUSES = ("new", "created", "interrupted", "finished", "damaged", "occupied")
     RESUMABLE = ("created", "interrupted")     # training continues the run there, to its planned total
+    WITH_EPOCHS = ("interrupted", "finished")  # checkpoints and history to evaluate, export or open
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -27,7 +27,12 @@ class RunSummary:
     @property
     def resumable(self) -> bool:
         """True for a run that can be started or continued where it stopped."""
-        return self.status in ("created", "interrupted")
+        return self.status in RunFolder.RESUMABLE
+
+    @property
+    def has_epochs(self) -> bool:
+        """True for a run with saved epochs: it can be made the current run (evaluated, exported)."""
+        return self.status in RunFolder.WITH_EPOCHS
 
 
 def _best_figure(folder: RunFolder, history: list[dict]) -> str:
@@ -60,7 +65,7 @@ def summarize_run(path: Path) -> RunSummary:
         return RunSummary(path, "missing", "", None, 0, "")
     folder = RunFolder(path)
     status = folder.status()
-    history = folder.history() if status in ("interrupted", "finished") else []
+    history = folder.history() if status in RunFolder.WITH_EPOCHS else []
     try:
         config = folder.info().config
         scratch = any(isinstance(row, dict) and row.get("stage") == "scratch" for row in history)

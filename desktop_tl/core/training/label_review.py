@@ -27,7 +27,8 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs.folder import RunFolder
-from desktop_tl.core.training.probe import FeatureScaling, fit_logistic, pre_logits
+from desktop_tl.core.training.probe import pre_logits
+from desktop_tl.core.training.probe_fit import FeatureScaling, fit_logistic
 
 REVIEW_FILE = "label_review.json"
 FOLDS = 5

@@ -21,13 +21,8 @@ from desktop_tl.core.models.delivered import ENSEMBLE_ARCH
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
-from desktop_tl.core.training.baseline import (
-    CrossValidatedChoice,
-    baseline_check,
-    cross_validated_check,
-    scratch_wins,
-    test_time_views,
-)
+from desktop_tl.core.training.baseline import baseline_check, scratch_wins, test_time_views
+from desktop_tl.core.training.baseline_folds import CrossValidatedChoice, cross_validated_check
 from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label

@@ -1,0 +1,3 @@
+"""The Dataset panel (objectName `datasetImport`): import, checks, split settings, near duplicates and the
+augmentation preview.
+"""

@@ -1,0 +1,1 @@
+"""The Models panel (objectName `modelBrowser`): the backbone catalogue and the weights choice."""
