@@ -1,14 +1,16 @@
 """The main window's project actions: new, open, save and save as, recent projects, and whether quitting
-would lose unsaved work. A mixin of `MainWindow` (it uses the window's state, panels and message boxes), kept
-apart so the window module holds the layout, menus and closing."""
+would lose unsaved work. A mixin of `MainWindow`, kept apart so the window module holds the layout, menus and
+closing; what it uses of its host is declared on the class (`ProjectActions.state` and the rest)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QStatusBar
 
 from desktop_tl.core.config import SplitConfig, TrainConfig
 from desktop_tl.core.data.confirmed import SHARED_LABELS_FILE, copy_confirmed
@@ -17,9 +19,28 @@ from desktop_tl.core.project import PROJECT_SUFFIX, Project, load_project, own_l
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.shell.recent_projects import settings_list
 
+if TYPE_CHECKING:
+    from desktop_tl.gui.dataset.dataset_panel import DatasetImportPanel
+    from desktop_tl.gui.shell.recent_projects import RecentProjects
+    from desktop_tl.gui.state import AppState
+    from desktop_tl.gui.training.training_monitor import TrainingMonitor
+    from desktop_tl.gui.worker import EngineController
+
 
 class ProjectActions:
     """Project files for `MainWindow` (see the module docstring)."""
+
+    # What the host window provides (MainWindow sets each in its __init__):
+    state: AppState
+    controller: EngineController
+    dataset_panel: DatasetImportPanel
+    training_monitor: TrainingMonitor
+    recent: RecentProjects
+    _saved_project: Project | None           # the project as last saved or opened; None: never saved
+    project_file: Path | None                # a property of the window, kept in `state`
+    show_error: Callable[..., None]           # (what, hint="") in a message box
+    statusBar: Callable[[], QStatusBar]      # noqa: N815 (QMainWindow's)
+    _update_title: Callable[[], None]
 
     # -- recent projects -------------------------------------------------------------------------------
     def recent_projects(self) -> list[Path]:
