@@ -18,6 +18,7 @@ from desktop_tl.cli_options import (
     given_settings,
     split_config,
 )
+from desktop_tl.cli_trial import add_trial_commands
 from desktop_tl.core.errors import SettingError, UserError
 from desktop_tl.core.reporting import binary_size, format_metrics, throttled
 
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     add_deploy_commands(sub)
     add_evaluation_commands(sub)
+    add_trial_commands(sub)
     _add_app_commands(sub)
     return parser
 

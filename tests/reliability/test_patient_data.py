@@ -1,6 +1,7 @@
 """No patient identity leaves the DICOM files: train, evaluate, export and predict on DICOMs whose
 PatientName/PatientID carry a sentinel, inside a folder whose name carries it too, then search the
-bytes of every file written (run folder, ONNX, CSV, project file, app caches) and the CLI's output."""
+bytes of every file written (run folder, ONNX, CSV, project file, app caches, a silent trial's watch log) and
+the CLI's output (the monitor's report included)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,16 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                      ["predict", "runs/auto/model.onnx", "data", "--csv", "runs/pred.csv"],
                      ["predict", "runs/auto/model.onnx", "data", "--heatmaps", "runs/heatmaps"],
                      ["predict", "runs/auto/model.onnx", "data", "--json"],
-                     ["review-labels", "runs/auto"], ["suggest", "runs/auto", "data", "--out", "runs/suggest.csv"]):
+                     ["review-labels", "runs/auto"], ["suggest", "runs/auto", "data", "--out", "runs/suggest.csv"],
+                     ["watch", "runs/auto/model.onnx", "data", "--log", "runs/trial.jsonl", "--once",
+                      "--settle", "0.2"],
+                     ["monitor", "runs/trial.jsonl", "--truth", "runs/truth.csv"],
+                     ["monitor", "runs/trial.jsonl", "--truth", "runs/truth.csv", "--json"],
+                     ["monitor", "runs/trial.jsonl", "--verify"]):
+            if argv[0] == "monitor" and not Path("runs/truth.csv").exists():     # the true labels of a trial
+                scans = sorted(Path("data").rglob("*.dcm"))
+                Path("runs/truth.csv").write_text("path,label\\n" + "".join(
+                    f"{p.relative_to('data').as_posix()},{p.parent.name}\\n" for p in scans))
             print("$", *argv, flush=True)
             code = main(argv)
             print("exit", code, flush=True)
@@ -80,6 +90,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert len(list((study / "runs" / "heatmaps").glob("*.png"))) == 48             # heat maps, label review, assist
     assert "Epoch 1/" in (study / "runs" / "auto" / "log.txt").read_text()           # and the run's log
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain
+    trial = (study / "runs" / "trial.jsonl").read_text()                   # and a silent trial's log and report
+    assert trial.count('"kind":"image"') == 48 and b"Against the true labels: 48 cases matched" in done.stdout
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),

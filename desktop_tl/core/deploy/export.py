@@ -31,12 +31,13 @@ from desktop_tl.core.decision import (
     Referral,
 )
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
+from desktop_tl.core.deploy.promise import PROMISE_KEY, held_out_counts
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.familiarity import UnfamiliarityScore, feature_network, pooled_features
 from desktop_tl.core.runs.detector_file import load_detector
-from desktop_tl.core.runs.folder import DETECTOR_FILE, EXPORT_FILE, MODEL_FILE, RunInfo, load_index, open_run
+from desktop_tl.core.runs.folder import DETECTOR_FILE, EXPORT_FILE, MODEL_FILE, RunFolder, RunInfo, load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
 
 OPSET = 18
@@ -214,6 +215,9 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     proto = onnx.load_model_from_string(_traced_onnx(wrapped, example, output_names))
     _scrub_debug_info(proto)
     metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity, info.prediction_sets)
+    promised = held_out_counts(RunFolder(run_dir).metrics(), meta["classes"], decision) if which == "best" else None
+    if promised is not None:
+        metadata[PROMISE_KEY] = json.dumps(promised)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -1,0 +1,137 @@
+"""The watch log's hash chain (`monitor --verify` catches an edited, a deleted and a swapped line; a torn last line
+is repaired with a note) and `monitor`'s figures (counts, drift alarm, realised figures against the promise)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from desktop_tl.cli import main
+from desktop_tl.core.audit_log import AuditLog, read_entries, verify_log
+from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.trial import monitor_report, monitor_text
+
+CLASSES = ["benign", "malignant"]
+PROMISE = {"split": "test", "images": 100, "correct": 90, "positive": "malignant",
+           "per_class": {"benign": [54, 60], "malignant": [36, 40]}, "tp": 36, "fn": 4, "fp": 6, "tn": 54}
+
+
+def _trial(path: Path, cases: list[tuple[str, str, str]], flagged_share: float = 0.05) -> Path:
+    """A log as `watch` writes it: a start entry, then one image entry per (path, label, status)."""
+    with AuditLog.open(path) as log:
+        log.append({"kind": "start", "time": "2026-11-02T08:00:00.000Z", "model": "model.onnx",
+                    "model_sha256": "ab" * 32, "folder": "scans", "classes": CLASSES,
+                    "decision": {"positive": "malignant", "threshold": 0.3},
+                    "familiarity": {"threshold": 10.0, "flagged_share": flagged_share},
+                    "held_out_counts": PROMISE})
+        for number, (name, label, status) in enumerate(cases):
+            p = 0.9 if label == "malignant" else 0.1
+            log.append({"kind": "image", "time": f"2026-11-{2 + number // 50:02d}T09:00:00.000Z", "path": name,
+                        "input_sha256": f"{number:064x}", "model_sha256": "ab" * 32, "label": label,
+                        "probability": max(p, 1 - p), "probabilities": {"benign": 1 - p, "malignant": p},
+                        "status": status})
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_verify_passes_an_intact_log_and_names_the_first_bad_line_of_a_tampered_one(tmp_path, capsys):
+    log = _trial(tmp_path / "trial.jsonl", [(f"s{i}.png", "benign", "answered") for i in range(5)])
+    assert verify_log(log).ok and verify_log(log).entries == 6
+    assert main(["monitor", str(log), "--verify"]) == 0 and "intact" in capsys.readouterr().out
+    lines = _lines(log)
+
+    edited = tmp_path / "edited.jsonl"
+    entry = json.loads(lines[3])
+    entry["label"] = "malignant"                               # a changed answer
+    edited.write_text("".join(lines[:3] + [json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"]
+                              + lines[4:]))
+    deleted = tmp_path / "deleted.jsonl"
+    deleted.write_text("".join(lines[:3] + lines[4:]))
+    swapped = tmp_path / "swapped.jsonl"
+    swapped.write_text("".join(lines[:2] + [lines[3], lines[2]] + lines[4:]))
+    for tampered, line, why in ((edited, 4, "edited"), (deleted, 4, "removed"),
+                                (swapped, 3, "removed, added or moved")):
+        found = verify_log(tampered)
+        assert not found.ok and found.bad_line == line and why in found.reason, (tampered.name, found)
+        assert main(["monitor", str(tampered), "--verify"]) == 1
+        assert f"line {line} breaks the hash chain" in capsys.readouterr().out
+
+
+def test_a_torn_last_line_is_cut_off_and_recorded_never_dropped_silently(tmp_path):
+    log = _trial(tmp_path / "trial.jsonl", [("a.png", "benign", "answered")])
+    with open(log, "ab") as handle:
+        handle.write(b'{"kind":"image","pa')
+    assert not verify_log(log).ok
+    with AuditLog.open(log) as reopened:
+        assert reopened.repaired is not None and reopened.repaired["torn_bytes"] == 19
+        reopened.append({"kind": "image", "path": "b.png"})
+    assert verify_log(log).ok
+    assert [e["kind"] for e in read_entries(log)] == ["start", "image", "repair", "image"]
+
+
+def test_a_file_that_is_not_a_log_is_refused(tmp_path):
+    other = tmp_path / "notes.jsonl"
+    other.write_text("hello\nworld\n")
+    with pytest.raises(UserError, match="not a desktop_tl watch log"):
+        AuditLog.open(other)
+
+
+def test_monitor_with_the_truth_reproduces_known_figures_and_says_when_practice_falls_short(tmp_path, capsys):
+    # 40 malignant cases: 28 called malignant (sensitivity 0.70, below the promised 0.90 [0.77, 0.96]);
+    # 60 benign: 57 called benign. 5 of the benign ones were referred (uncertain).
+    cases, truth = [], ["path,label"]
+    for i in range(40):
+        cases.append((f"m{i}.png", "malignant" if i < 28 else "benign", "answered"))
+        truth.append(f"m{i}.png,malignant")
+    for i in range(60):
+        cases.append((f"b{i}.png", "benign" if i < 57 else "malignant", "uncertain" if i < 5 else "answered"))
+        truth.append(f"b{i}.png,benign")
+    truth.append("never-seen.png,benign")
+    log = _trial(tmp_path / "trial.jsonl", cases)
+    (tmp_path / "truth.csv").write_text("\n".join(truth) + "\n")
+
+    report = monitor_report(log, tmp_path / "truth.csv")
+    realised, promised = report["truth"]["realised"], report["truth"]["promised"]
+    assert report["truth"]["matched"] == 100 and report["images"] == 100 and report["chain"]["intact"]
+    assert realised["sensitivity"]["hits"] == 28 and realised["sensitivity"]["of"] == 40
+    assert realised["sensitivity"]["ci95"] == pytest.approx(list(wilson_interval(28, 40)))
+    assert realised["specificity"]["value"] == pytest.approx(57 / 60)
+    assert realised["ppv"]["value"] == pytest.approx(28 / 31) and realised["npv"]["value"] == pytest.approx(57 / 69)
+    assert realised["accuracy"]["value"] == pytest.approx(85 / 100)
+    assert promised["sensitivity"]["value"] == pytest.approx(0.9) and promised["split"] == "test"
+    assert report["truth"]["answered"]["coverage"]["hits"] == 95
+    shortfalls = report["truth"]["shortfalls"]
+    assert any(s.startswith("The sensitivity in practice, 70.0% (28 of 40), is below what the test split promised")
+               for s in shortfalls)
+    assert not any("specificity in practice" in s for s in shortfalls)      # 0.95 is within the promise
+    assert report["windows"][0]["window"] == "2026-11-02" and report["windows"][0]["images"] == 50
+
+    assert main(["monitor", str(log), "--truth", str(tmp_path / "truth.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["truth"]["realised"]["sensitivity"]["hits"] == 28
+    assert main(["monitor", str(log), "--truth", str(tmp_path / "truth.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "sensitivity\t70.0% (54.6%-81.9%, 28/40)\t90.0% (76.9%-96.0%, 36/40)" in text
+    assert "is below what the test split promised" in text
+
+
+def test_the_drift_alarm_rings_when_more_images_are_unfamiliar_than_chance_allows(tmp_path):
+    quiet = [(f"q{i}.png", "benign", "unfamiliar" if i % 25 == 0 else "answered") for i in range(50)]   # 4%
+    shifted = [(f"s{i}.png", "benign", "unfamiliar" if i % 3 == 0 else "answered") for i in range(50)]  # 34%
+    report = monitor_report(_trial(tmp_path / "trial.jsonl", quiet + shifted))
+    assert [w["drift_alarm"] for w in report["windows"]] == [False, True]
+    assert "more were flagged, beyond chance, in 2026-11-03" in monitor_text(report)
+    by_images = monitor_report(tmp_path / "trial.jsonl", window=25)["windows"]
+    assert [w["drift_alarm"] for w in by_images] == [False, False, True, True]
+
+
+def test_a_truth_file_without_the_columns_gets_a_clear_message(tmp_path):
+    log = _trial(tmp_path / "trial.jsonl", [("a.png", "benign", "answered")])
+    (tmp_path / "truth.csv").write_text("file,diagnosis\na.png,benign\n")
+    with pytest.raises(UserError, match="needs a header with a label column"):
+        monitor_report(log, tmp_path / "truth.csv")
