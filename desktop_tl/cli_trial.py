@@ -13,6 +13,7 @@ from pathlib import Path
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.watch import FolderWatch
+    from desktop_tl.core.events import TrialLogged
 
     watch = FolderWatch(Path(args.model), Path(args.folder), Path(args.log), settle_s=args.settle)
     if watch.log.repaired:
@@ -20,8 +21,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def show(entry: dict) -> None:
-        if args.quiet:
+    def show(logged: TrialLogged) -> None:
+        entry = logged.entry
+        if args.quiet or entry["kind"] not in ("image", "skipped"):
             return
         if entry["kind"] == "skipped":
             print(f"{entry['path']}\tskipped: {entry['reason']}", flush=True)

@@ -46,7 +46,8 @@ def test_importing_every_core_module_loads_no_qt():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-GUI_ROOMS = {"shell", "widgets", "models", "dataset", "layers", "training", "evaluation", "labelling", "export"}
+GUI_ROOMS = {"shell", "widgets", "models", "dataset", "layers", "training", "evaluation", "labelling", "export",
+             "monitor"}
 
 
 def test_the_window_is_in_rooms_and_its_tests_follow():

@@ -102,3 +102,12 @@ class Failed:
 
 
 TrainEvent = RunStarted | Planned | BatchProgress | EpochEnd | CheckpointSaved | Message | Finished | Failed
+
+
+@dataclass(frozen=True)
+class TrialLogged:
+    """A silent trial's watcher logged an image or a skipped file (`core.deploy.watch`): the log entry, and the
+    heat map of the class the model chose when the watcher was asked for them (a PIL image, never logged)."""
+
+    entry: dict[str, Any]
+    heatmap: Any = None

@@ -31,11 +31,13 @@ from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, is_dicom_file
 from desktop_tl.core.deploy.predict import OnnxClassifier, describe_decision
 from desktop_tl.core.deploy.promise import PROMISE_KEY
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.events import TrialLogged
 
 SETTLE_S = 2.0        # unchanged this long: the file is complete
 RESCAN_S = 30.0       # with file events: a full rescan this often, for what the events miss
 POLL_S = 1.0          # without file events: a rescan this often
 BATCH = 16            # images classified in one run of the model
+HEATMAP_SIDE = 240    # heat maps handed to a listener are kept this small
 
 
 @dataclass
@@ -180,16 +182,21 @@ class FolderWatch:
             if entry.get("kind") in ("image", "skipped") and isinstance(entry.get("path"), str):
                 self._logged.setdefault(entry["path"], set()).add(str(entry.get("input_sha256")))
         self._settled: dict[Path, tuple[int, int]] = {}   # files handled this session -> their (size, mtime)
+        self.heatmaps = False
 
     def relative(self, path: Path) -> str:
         """The path as the log names it: relative to the folder, with forward slashes."""
         return path.relative_to(self.folder).as_posix()
 
     def run(self, should_stop: Callable[[], bool], once: bool = False,
-            on_entry: Callable[[dict[str, Any]], None] | None = None) -> WatchCounts:
+            on_entry: Callable[[TrialLogged], None] | None = None, heatmaps: bool = False) -> WatchCounts:
         """Watch until `should_stop()` (checked at least twice a second); with `once`, stop when every image
-        already in the folder is logged. Returns what this session did."""
-        self._start_entry()
+        already in the folder is logged. `on_entry` hears of each entry as it is logged, with its heat map when
+        `heatmaps` (and the model has them). Returns what this session did."""
+        self.heatmaps = heatmaps and self.classifier.has_heatmaps
+        start = self._start_entry()
+        if on_entry is not None:
+            on_entry(TrialLogged(start))
         events = None if once else _Events(self.folder)
         try:
             self._loop(should_stop, once, events, on_entry)
@@ -201,7 +208,7 @@ class FolderWatch:
             self.log.close()
         return self.counts
 
-    def _start_entry(self) -> None:
+    def _start_entry(self) -> dict[str, Any]:
         c = self.classifier
         entry = {"kind": "start", "time": utc_now(), "model": self.model_path.name,
                  "model_sha256": self.model_sha256, "folder": self.folder.name, "classes": c.classes,
@@ -212,8 +219,9 @@ class FolderWatch:
                 entry[key] = json.loads(c.metadata[key])
             except (KeyError, ValueError):
                 pass
-        self.log.append(entry)
+        written = self.log.append(entry)
         self.log.flush()
+        return written
 
     def _loop(self, should_stop, once, events: _Events | None, on_entry) -> None:
         rescan_every = RESCAN_S if events is not None and events.active else POLL_S
@@ -273,7 +281,8 @@ class FolderWatch:
             todo.append((path, shown, sha))
         if not todo:
             return
-        predictions = self.classifier.predict_files([(path, shown) for path, shown, _ in todo], batch_size=BATCH)
+        predictions = self.classifier.predict_files([(path, shown) for path, shown, _ in todo], batch_size=BATCH,
+                                                    heatmaps=self.heatmaps)
         for (_path, shown, sha), p in zip(todo, predictions, strict=True):
             if p.error:
                 entry = {"kind": "skipped", "time": utc_now(), "path": shown, "input_sha256": sha,
@@ -290,5 +299,7 @@ class FolderWatch:
             written = self.log.append(entry)
             self._logged.setdefault(shown, set()).add(sha)
             if on_entry is not None:
-                on_entry(written)
+                if p.heatmap is not None:
+                    p.heatmap.thumbnail((HEATMAP_SIDE, HEATMAP_SIDE))
+                on_entry(TrialLogged(written, p.heatmap))
         self.log.flush()

@@ -35,13 +35,13 @@ def panel_dock(window: QMainWindow, title: str, panel: QWidget) -> QDockWidget:
 
 
 def arrange_docks(window: QMainWindow, dataset: QWidget, models: QWidget, layers: QWidget, training: QWidget,
-                  evaluation: QWidget, export: QWidget) -> dict[str, QDockWidget]:
-    """The default layout: dataset over training | models over tabs of layers, evaluation and export. Returns
-    the docks by their panel's objectName."""
+                  evaluation: QWidget, export: QWidget, monitor: QWidget) -> dict[str, QDockWidget]:
+    """The default layout: dataset over training | models over tabs of layers, evaluation, export and monitor.
+    Returns the docks by their panel's objectName."""
     titled = ((dataset, "Dataset"), (models, "Models"), (layers, "Layers to train"), (training, "Training"),
-              (evaluation, "Evaluation"), (export, "Export"))
+              (evaluation, "Evaluation"), (export, "Export"), (monitor, "Monitor"))
     docks = {panel.objectName(): panel_dock(window, title, panel) for panel, title in titled}
-    dataset_dock, models_dock, layers_dock, training_dock, evaluation_dock, export_dock = (
+    dataset_dock, models_dock, layers_dock, training_dock, evaluation_dock, export_dock, monitor_dock = (
         docks[panel.objectName()] for panel, _title in titled)
     window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dataset_dock)
     window.splitDockWidget(dataset_dock, models_dock, Qt.Orientation.Horizontal)
@@ -49,6 +49,7 @@ def arrange_docks(window: QMainWindow, dataset: QWidget, models: QWidget, layers
     window.splitDockWidget(models_dock, layers_dock, Qt.Orientation.Vertical)
     window.tabifyDockWidget(layers_dock, evaluation_dock)
     window.tabifyDockWidget(evaluation_dock, export_dock)
+    window.tabifyDockWidget(export_dock, monitor_dock)
     layers_dock.raise_()
     return docks
 

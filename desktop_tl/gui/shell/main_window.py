@@ -26,6 +26,8 @@ from desktop_tl.gui.export.export_panel import EXPORT_JOB, PREDICT_JOB, ExportPa
 from desktop_tl.gui.layers.freeze_tree import FreezeTree
 from desktop_tl.gui.models import model_browser
 from desktop_tl.gui.models.model_browser import ModelBrowser
+from desktop_tl.gui.monitor.monitor_jobs import WATCH_JOB
+from desktop_tl.gui.monitor.monitor_panel import MonitorPanel
 from desktop_tl.gui.shell.dock_layout import (
     MINIMUM_WINDOW_SIZE,
     arrange_docks,
@@ -45,7 +47,7 @@ from desktop_tl.gui.worker import EngineController
 ORGANISATION = "desktop_tl"
 APPLICATION = "desktop-tl"
 DATASET_FILE_SUFFIXES = (".csv", ".tsv", ".txt")
-_LAYOUT_VERSION = 1
+_LAYOUT_VERSION = 2          # 2: the Monitor dock
 
 
 def app_settings() -> QSettings:
@@ -55,10 +57,11 @@ def app_settings() -> QSettings:
 
 JOB_NAMES = {TRAIN_JOB: "Training", dataset_panel.IMPORT_JOB: "The dataset import", EXPORT_JOB: "The export",
              PREDICT_JOB: "Try it", EVALUATE_JOB: "The evaluation", model_browser.IMPORT_JOB: "The weights import",
-             PREVIEW_JOB: "The augmentation preview"}
+             PREVIEW_JOB: "The augmentation preview", WATCH_JOB: "The watch (Monitor panel)"}
 STOP_CONSEQUENCES = {TRAIN_JOB: "Training keeps its last finished epoch; you can resume it later. ",
                      dataset_panel.IMPORT_JOB: "The project keeps the dataset it had before this import. ",
-                     EXPORT_JOB: "The run keeps its checkpoints; export it again later. "}
+                     EXPORT_JOB: "The run keeps its checkpoints; export it again later. ",
+                     WATCH_JOB: "The log keeps every image logged so far; start the watch again to go on. "}
 """What stopping each kind of job on quitting keeps, in the question that asks."""
 class MainWindow(ProjectActions, QMainWindow):
     """Dockable panels: models, dataset, layers, training, evaluation, export."""
@@ -87,9 +90,10 @@ class MainWindow(ProjectActions, QMainWindow):
         self._engine_poll.timeout.connect(self._poll_engine)
         self.evaluation_panel = EvaluationPanel(self.state, self.controller)
         self.export_panel = ExportPanel(self.state, self.controller)
+        self.monitor_panel = MonitorPanel(self.state, self.controller)
         self.docks: dict[str, QDockWidget] = arrange_docks(
             self, self.dataset_panel, self.model_browser, self.freeze_tree, self.training_monitor,
-            self.evaluation_panel, self.export_panel)
+            self.evaluation_panel, self.export_panel, self.monitor_panel)
         self._default_layout = self.saveState(_LAYOUT_VERSION)
         self._layout_restored = False
         self._shown_once = False
