@@ -85,7 +85,15 @@ def cmd_review_labels(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from desktop_tl.core.evaluation.report import write_report
 
-    target = write_report(Path(args.run), Path(args.out) if args.out else None)
+    trial = None
+    if args.trial:
+        from desktop_tl.core.evaluation.trial import monitor_report
+
+        trial = monitor_report(Path(args.trial), Path(args.truth) if args.truth else None)
+    elif args.truth:
+        raise UserError("--truth goes with --trial: the true labels of a silent trial's cases.",
+                        "Give the watch log with --trial LOG.jsonl.")
+    target = write_report(Path(args.run), Path(args.out) if args.out else None, trial)
     print(f"Wrote the report: {target.name} in the {'run' if not args.out else 'chosen'} folder.")
     return 0
 
@@ -136,4 +144,6 @@ def add_evaluation_commands(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML evaluation report of a finished run")
     p.add_argument("run", help="run folder")
     p.add_argument("--out", help="HTML file to write (default RUN/report.html)")
+    p.add_argument("--trial", metavar="LOG", help="add a section on the silent trial in this watch log")
+    p.add_argument("--truth", metavar="CSV", help="with --trial: the true labels (path,label or sha256,label)")
     p.set_defaults(func=cmd_report)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from desktop_tl.core.audit_log import read_entries, verify_log
-from desktop_tl.core.deploy.watch import FolderWatch, sha256_file
+from desktop_tl.core.deploy.watch import FolderWatch
+from desktop_tl.core.hashing import file_sha256
 
 from helpers import DEMO_IMAGES
 
@@ -74,7 +75,7 @@ def test_files_dropped_into_the_folder_are_logged_once_each(model, tmp_path):
         thread.join(timeout=30)
     images = _images(log)
     assert sorted(e["path"] for e in images) == sorted([f"day1/{p.name}" for p in first] + [p.name for p in later])
-    assert all(e["input_sha256"] == sha256_file(folder / e["path"]) and e["model_sha256"] == sha256_file(model)
+    assert all(e["input_sha256"] == file_sha256(folder / e["path"]) and e["model_sha256"] == file_sha256(model)
                for e in images)
     assert all(e["status"] == "answered" and abs(sum(e["probabilities"].values()) - 1) < 1e-4 for e in images)
     kinds = [e["kind"] for e in read_entries(log)]
@@ -108,7 +109,7 @@ def test_a_half_written_file_is_not_read_early(model, tmp_path):
         thread.join(timeout=30)
     entries = [e for e in read_entries(log) if e["kind"] in ("image", "skipped")]
     assert len(entries) == 1 and entries[0]["kind"] == "image"
-    assert entries[0]["input_sha256"] == sha256_file(target)     # the whole file, read once
+    assert entries[0]["input_sha256"] == file_sha256(target)     # the whole file, read once
 
 
 def test_an_unreadable_file_is_logged_as_skipped_with_the_reason(model, tmp_path):
@@ -181,3 +182,24 @@ def test_the_log_carries_what_the_model_promised_on_its_test_split(model, traine
     assert promised["correct"] == round(test["accuracy"] * test["images"])
     assert sum(of for _found, of in promised["per_class"].values()) == test["images"]
     assert start["classes"] == metrics["classes"] and "Decision" in start["rules"]
+
+
+def test_the_run_report_gets_the_trial_section(model, trained_run, tmp_path, capsys):
+    from desktop_tl.cli import main
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    images = _demo(3)
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    FolderWatch(model, folder, tmp_path / "trial.jsonl", settle_s=0.1).run(lambda: False, once=True)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\n" + "".join(f"{p.name},{p.parent.name}\n" for p in images))
+    out = tmp_path / "report.html"
+    assert main(["report", str(trained_run), "--out", str(out), "--trial", str(tmp_path / "trial.jsonl"),
+                 "--truth", str(truth)]) == 0
+    page = out.read_text()
+    assert "<h2>Silent trial</h2>" in page and "hash chain is intact" in page and "3 cases have a true label" in page
+    assert "Promised (test split)" in page and str(tmp_path) not in page
+    assert main(["report", str(trained_run), "--out", str(out), "--truth", str(truth)]) == 2
+    assert "--truth goes with --trial" in capsys.readouterr().err

@@ -43,6 +43,8 @@ class AppState(QObject):
     """(Path | None) the project was saved as, or opened from, another file (None: a new project)."""
     sig_labels_csv_changed = Signal(object)
     """(Path | None) the confirmed-labels file changed."""
+    sig_trial_report_changed = Signal(object)
+    """(dict | None) the Monitor panel made a report of a silent trial (core.evaluation.trial.monitor_report)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +58,7 @@ class AppState(QObject):
         self._runs: list[str] = []
         self._project_file: Path | None = None
         self._labels_csv: Path | None = None
+        self.trial_report: dict[str, Any] | None = None
 
     def set_dataset(self, index: DatasetIndex | None) -> None:
         """A dataset was imported (or cleared)."""
@@ -155,6 +158,11 @@ class AppState(QObject):
         """Evaluation figures of the current run arrived."""
         self.metrics = metrics
         self.sig_metrics_changed.emit(metrics)
+
+    def set_trial_report(self, report: dict[str, Any] | None) -> None:
+        """The latest report of a silent trial (the Evaluation panel's HTML report includes it)."""
+        self.trial_report = report
+        self.sig_trial_report_changed.emit(report)
 
     def set_export(self, result) -> None:
         """The current run was exported to ONNX."""

@@ -47,7 +47,9 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                       "--settle", "0.2"],
                      ["monitor", "runs/trial.jsonl", "--truth", "runs/truth.csv"],
                      ["monitor", "runs/trial.jsonl", "--truth", "runs/truth.csv", "--json"],
-                     ["monitor", "runs/trial.jsonl", "--verify"]):
+                     ["monitor", "runs/trial.jsonl", "--verify"],
+                     ["report", "runs/auto", "--out", "runs/trial-report.html", "--trial", "runs/trial.jsonl",
+                      "--truth", "runs/truth.csv"]):
             if argv[0] == "monitor" and not Path("runs/truth.csv").exists():     # the true labels of a trial
                 scans = sorted(Path("data").rglob("*.dcm"))
                 Path("runs/truth.csv").write_text("path,label\\n" + "".join(
@@ -92,6 +94,7 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     assert "../unlabelled/ct_u.dcm" in (study / "runs" / "retrain" / "dataset.json").read_text()   # and Retrain
     trial = (study / "runs" / "trial.jsonl").read_text()                   # and a silent trial's log and report
     assert trial.count('"kind":"image"') == 48 and b"Against the true labels: 48 cases matched" in done.stdout
+    assert "<h2>Silent trial</h2>" in (study / "runs" / "trial-report.html").read_text()
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),

@@ -16,7 +16,6 @@ tamper-evident log (the engine of `desktop-tl watch`; onnxruntime only, no torch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -32,6 +31,7 @@ from desktop_tl.core.deploy.predict import OnnxClassifier, describe_decision
 from desktop_tl.core.deploy.promise import PROMISE_KEY
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import TrialLogged
+from desktop_tl.core.hashing import file_sha256
 
 SETTLE_S = 2.0        # unchanged this long: the file is complete
 RESCAN_S = 30.0       # with file events: a full rescan this often, for what the events miss
@@ -52,15 +52,6 @@ class WatchCounts:
         """The session in words."""
         return (f"{self.logged} images logged, {self.skipped} unreadable files logged as skipped, {self.known} "
                 "already in the log.")
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_files(folder: Path, leave_out: Path | None = None) -> Iterator[Path]:
@@ -172,7 +163,7 @@ class FolderWatch:
             raise UserError(f"{folder} is not a folder.", "Give the folder new images arrive in.")
         self.model_path = Path(model)
         self.classifier = OnnxClassifier(self.model_path, threads)
-        self.model_sha256 = sha256_file(self.model_path)
+        self.model_sha256 = file_sha256(self.model_path)
         self.log_path = Path(log_path).resolve()
         self.log = AuditLog.open(self.log_path)
         self.settling = _Settling(settle_s)
@@ -270,7 +261,7 @@ class FolderWatch:
         for path in paths:
             try:
                 stat = path.stat()
-                sha = sha256_file(path)
+                sha = file_sha256(path)
             except OSError:
                 continue                                   # gone before it could be read: nothing to log
             self._settled[path] = (stat.st_size, stat.st_mtime_ns)

@@ -19,6 +19,8 @@ from desktop_tl.core.data.index import near_duplicate_lines
 from desktop_tl.core.decision import rule_text
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
+from desktop_tl.core.evaluation.trial import FIGURE_WORDS, STATUSES, figure_words
+from desktop_tl.core.hashing import file_sha256
 from desktop_tl.core.models.delivered import delivered_model_words
 from desktop_tl.core.reporting import OPERATING_RATES, rate_text, status_figures, status_lines
 from desktop_tl.core.runs.folder import BEST_CHECKPOINT, RunFolder, RunInfo
@@ -219,8 +221,41 @@ def _choices_made_on(metrics: dict[str, Any]) -> str:
     return "on the validation split"
 
 
-def build_report(run_dir: Path) -> str:
-    """The report of a finished run as one HTML document."""
+def _trial_section(trial: dict[str, Any], folder: RunFolder) -> str:
+    """A silent trial's monitor report (core.evaluation.trial.monitor_report) as HTML: the chain, counts per
+    window, drift, and the realised figures beside the promised ones."""
+    chain = trial["chain"]
+    exported = folder.exported_model()
+    parts = [f"<p>{trial['images']} images classified by {_esc(trial['model'])} (SHA-256 "
+             f"{_esc(trial['model_sha256'][:16])}…), {trial['skipped']} unreadable files skipped; the log's hash chain "
+             + ("is intact." if chain["intact"] else f"is broken at line {chain['bad_line']} ({_esc(chain['reason'])}).")
+             + "</p>"]
+    if exported is not None and file_sha256(exported) != trial["model_sha256"]:
+        parts.append("<p class='caution'>The trial's model is not this run's current export.</p>")
+    parts.append(_table(["Window", "Images", *STATUSES, "Drift alarm"],
+                        [[w["window"], w["images"], *(w["statuses"][s] for s in STATUSES),
+                          "yes" if w["drift_alarm"] else ""] for w in trial["windows"]]))
+    if trial.get("expected_unfamiliar_share") is not None:
+        parts.append(f"<p>Images of the training kind are flagged unfamiliar {trial['expected_unfamiliar_share']:.0%} "
+                     "of the time; an alarm marks a window whose 95% interval lies wholly above that share.</p>")
+    truth = trial.get("truth")
+    if truth:
+        promised, realised = truth["promised"] or {}, truth["realised"]
+        rows = [[FIGURE_WORDS[n], figure_words(realised[n]), figure_words(promised.get(n))]
+                for n in ("accuracy", "sensitivity", "specificity", "ppv", "npv") if n in realised]
+        rows += [[f"sensitivity {c}", figure_words(r),
+                  figure_words((promised.get("sensitivity_per_class") or {}).get(c))]
+                 for c, r in realised["sensitivity_per_class"].items()]
+        parts.append(f"<p>{truth['matched']} cases have a true label ({truth['unmatched']} not yet).</p>")
+        parts.append(_table(["Figure", "In practice (95% interval)",
+                             f"Promised ({promised.get('split', 'test')} split)" if promised else "Promised"], rows))
+        parts += [f"<p class='caution'>{_esc(s)}</p>" for s in truth["shortfalls"]]
+    return "\n".join(parts)
+
+
+def build_report(run_dir: Path, trial: dict[str, Any] | None = None) -> str:
+    """The report of a finished run as one HTML document; with `trial` (a monitor report of a watch log), a
+    section on the silent trial."""
     folder = RunFolder(run_dir)
     info = folder.info()
     metrics = folder.metrics()
@@ -252,13 +287,14 @@ def build_report(run_dir: Path) -> str:
         "<h2>Confusion matrix (test; rows: true class, columns: predicted)</h2>",
         _table([""] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix, strict=False)]),
         "<h2>A sample of mistakes (test)</h2>", _mistakes(metrics, root),
+        *(("<h2>Silent trial</h2>", _trial_section(trial, folder)) if trial else ()),
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, trial: dict[str, Any] | None = None) -> Path:
     """Write the report (atomically) to `out`, by default RUN/report.html; the path written."""
     target = Path(out) if out else Path(run_dir) / REPORT_FILE
-    atomic_write_text(target, build_report(run_dir))
+    atomic_write_text(target, build_report(run_dir, trial))
     return target

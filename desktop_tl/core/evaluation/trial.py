@@ -207,7 +207,8 @@ def _truth_section(images: list[dict[str, Any]], start: dict[str, Any], truth_cs
     return section
 
 
-def _figure(f: dict[str, Any] | None) -> str:
+def figure_words(f: dict[str, Any] | None) -> str:
+    """A rate with its interval and counts, e.g. "70.0% (54.6%-81.9%, 28/40)"; "-" when undefined."""
     if not f or f.get("value") is None:
         return "-"
     return f"{f['value']:.1%} ({f['ci95'][0]:.1%}-{f['ci95'][1]:.1%}, {f['hits']}/{f['of']})"
@@ -245,13 +246,13 @@ def monitor_text(report: dict[str, Any]) -> str:
         lines.append(f"Figure\tin practice\t{source}")
         for name in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
             if name in realised:
-                lines.append(f"{FIGURE_WORDS[name]}\t{_figure(realised[name])}\t{_figure(promised.get(name))}")
+                lines.append(f"{FIGURE_WORDS[name]}\t{figure_words(realised[name])}\t{figure_words(promised.get(name))}")
         for c, r in realised["sensitivity_per_class"].items():
             then = (promised.get("sensitivity_per_class") or {}).get(c)
-            lines.append(f"sensitivity {c}\t{_figure(r)}\t{_figure(then)}")
+            lines.append(f"sensitivity {c}\t{figure_words(r)}\t{figure_words(then)}")
         answered = truth["answered"]
-        lines.append(f"Answered (not referred): {_figure(answered['coverage'])} of cases, accuracy among them "
-                     f"{_figure(answered['accuracy'])}.")
+        lines.append(f"Answered (not referred): {figure_words(answered['coverage'])} of cases, accuracy among them "
+                     f"{figure_words(answered['accuracy'])}.")
         cal = truth["calibration"]
         if cal:
             lines.append(f"Calibration: mean confidence {cal['mean_confidence']:.1%} against "

@@ -57,12 +57,12 @@ def evaluate_job(run_dir: Path) -> Callable[[JobContext], Evaluation]:
     return run
 
 
-def report_job(run_dir: Path, out: Path) -> Callable[[JobContext], Path]:
-    """Write the run's HTML report to `out`."""
+def report_job(run_dir: Path, out: Path, trial: dict[str, Any] | None = None) -> Callable[[JobContext], Path]:
+    """Write the run's HTML report to `out` (with a silent trial's section when `trial` is given)."""
     def run(ctx: JobContext) -> Path:
         from desktop_tl.core.evaluation.report import write_report
 
-        return write_report(run_dir, out)
+        return write_report(run_dir, out, trial)
     return run
 
 

@@ -284,7 +284,7 @@ class EvaluationPanel(QWidget):
             if not chosen:
                 return False
             path = Path(chosen)
-        return self.jobs.submit(REPORT_JOB, report_job(run_dir, path))
+        return self.jobs.submit(REPORT_JOB, report_job(run_dir, path, self.state.trial_report))
 
     def _on_heatmaps_toggled(self, on: bool) -> None:
         if on and not self.heatmaps:

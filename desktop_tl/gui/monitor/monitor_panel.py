@@ -326,7 +326,8 @@ class MonitorPanel(QWidget):
         if kind == TRIAL_REPORT_JOB:
             assert isinstance(result, dict)
             self.report.setPlainText(monitor_text(result))
-            self.message.clear_message()
+            self.state.set_trial_report(result)
+            self.message.show_note("The Evaluation panel's HTML report now includes this trial.")
             return
         self.refresh.stop()
         self._dirty = True

@@ -75,3 +75,4 @@ def test_watch_in_the_window_then_the_report_against_the_true_labels(qtbot, app_
     text = panel.report.toPlainText()
     assert "Hash chain intact." in text and "Against the true labels: 6 cases matched" in text
     assert "promised (test split)" in text
+    assert app_state.trial_report["truth"]["matched"] == 6       # the Evaluation panel's HTML report includes it
