@@ -4,8 +4,10 @@ is repaired with a note) and `monitor`'s figures (counts, drift alarm, realised 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from desktop_tl.cli import main
@@ -19,20 +21,26 @@ PROMISE = {"split": "test", "images": 100, "correct": 90, "positive": "malignant
            "per_class": {"benign": [54, 60], "malignant": [36, 40]}, "tp": 36, "fn": 4, "fp": 6, "tn": 54}
 
 
-def _trial(path: Path, cases: list[tuple[str, str, str]], flagged_share: float = 0.05) -> Path:
-    """A log as `watch` writes it: a start entry, then one image entry per (path, label, status)."""
+PERCENTILES = [float(k) for k in range(5, 100, 5)]      # held-out scores spread evenly over 0-100
+
+
+def _trial(path: Path, cases: list[tuple[str, str, str]], flagged_share: float = 0.05,
+           scores: list[float] | None = None) -> Path:
+    """A log as `watch` writes it: a start entry, then one image entry per (path, label, status), with its
+    unfamiliarity score when `scores` are given."""
     with AuditLog.open(path) as log:
         log.append({"kind": "start", "time": "2026-11-02T08:00:00.000Z", "model": "model.onnx",
                     "model_sha256": "ab" * 32, "folder": "scans", "classes": CLASSES,
                     "decision": {"positive": "malignant", "threshold": 0.3},
-                    "familiarity": {"threshold": 10.0, "flagged_share": flagged_share},
+                    "familiarity": {"threshold": 95.0, "flagged_share": flagged_share,
+                                    "score_percentiles": PERCENTILES},
                     "held_out_counts": PROMISE})
         for number, (name, label, status) in enumerate(cases):
             p = 0.9 if label == "malignant" else 0.1
             log.append({"kind": "image", "time": f"2026-11-{2 + number // 50:02d}T09:00:00.000Z", "path": name,
                         "input_sha256": f"{number:064x}", "model_sha256": "ab" * 32, "label": label,
                         "probability": max(p, 1 - p), "probabilities": {"benign": 1 - p, "malignant": p},
-                        "status": status})
+                        "status": status, **({"unfamiliarity": scores[number]} if scores else {})})
     return path
 
 
@@ -125,7 +133,7 @@ def test_the_drift_alarm_rings_when_more_images_are_unfamiliar_than_chance_allow
     shifted = [(f"s{i}.png", "benign", "unfamiliar" if i % 3 == 0 else "answered") for i in range(50)]  # 34%
     report = monitor_report(_trial(tmp_path / "trial.jsonl", quiet + shifted))
     assert [w["drift_alarm"] for w in report["windows"]] == [False, True]
-    assert "more were flagged, beyond chance, in 2026-11-03" in monitor_text(report)
+    assert "in 2026-11-03 more were flagged, or the typicality was lower, beyond chance" in monitor_text(report)
     by_images = monitor_report(tmp_path / "trial.jsonl", window=25)["windows"]
     assert [w["drift_alarm"] for w in by_images] == [False, False, True, True]
 
@@ -135,3 +143,19 @@ def test_a_truth_file_without_the_columns_gets_a_clear_message(tmp_path):
     (tmp_path / "truth.csv").write_text("file,diagnosis\na.png,benign\n")
     with pytest.raises(UserError, match="needs a header with a label column"):
         monitor_report(log, tmp_path / "truth.csv")
+
+
+def test_the_typicality_alarm_sees_a_shift_before_images_cross_the_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    usual = list(rng.uniform(0, 100, 200))                    # like the held-out scores
+    shifted = list(rng.uniform(50, 94, 200))                  # higher, yet none past the threshold (95)
+    cases = [(f"c{i}.png", "benign", "answered") for i in range(400)]
+    report = monitor_report(_trial(tmp_path / "trial.jsonl", cases, scores=usual + shifted), window=50)
+    windows = report["windows"]
+    assert [w["statuses"]["unfamiliar"] for w in windows] == [0] * 8            # nothing flagged
+    assert [w["typicality"]["alarm"] for w in windows] == [False] * 4 + [True] * 4
+    assert all(abs(w["typicality"]["mean"] - 0.5) < 0.12 for w in windows[:4])
+    assert windows[0]["typicality"]["lowest_by_chance"] == pytest.approx(
+        0.5 - 3.09 * math.sqrt((20 ** 2 - 1) / (12 * 19 ** 2) / 50))
+    assert [w["drift_alarm"] for w in windows] == [False] * 4 + [True] * 4
+    assert "Typicality" in monitor_text(report)

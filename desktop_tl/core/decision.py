@@ -7,6 +7,7 @@ run folder or from the exported model's metadata (the temperature is also folded
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -227,12 +228,14 @@ class Referral:
 class Familiarity:
     """An image is unfamiliar when its unfamiliarity score (the squared Mahalanobis distance of its features to
     the nearest class, computed inside the exported graph) exceeds `threshold`, set so that about
-    `flagged_share` of held-out images of the training kind are flagged."""
+    `flagged_share` of held-out images of the training kind are flagged. `score_percentiles` (5th to 95th, every
+    5) of those held-out scores let a silent trial see a shift before images cross the threshold (`typicality`)."""
 
     threshold: float
     flagged_share: float = 0.05
     chosen_on: str = "validation"
     method: str = "mahalanobis"
+    score_percentiles: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (run.json, metrics.json, ONNX metadata)."""
@@ -253,8 +256,20 @@ class Familiarity:
             return None
         if not (float(threshold) >= 0.0 and 0.0 < float(share) < 1.0) or threshold != threshold:
             return None
+        percentiles = data.get("score_percentiles") or ()
+        if not (isinstance(percentiles, (list, tuple)) and all(_is_number(v) for v in percentiles)):
+            percentiles = ()
         return cls(float(threshold), float(share), str(data.get("chosen_on", "validation")),
-                   str(data.get("method", "mahalanobis")))
+                   str(data.get("method", "mahalanobis")), tuple(sorted(float(v) for v in percentiles)))
+
+    def typicality(self, score: float) -> float | None:
+        """The share of the kept percentiles of held-out scores at or above `score`: for images of the training
+        kind uniform on {0, 1/m, ..., 1} (m percentiles), mean 1/2; small for images unlike them. None without
+        the percentiles (a model exported before they were kept)."""
+        if not self.score_percentiles:
+            return None
+        at_least = len(self.score_percentiles) - bisect.bisect_left(self.score_percentiles, score)
+        return at_least / len(self.score_percentiles)
 
     @classmethod
     def from_json(cls, text: str | None) -> Familiarity | None:

@@ -66,6 +66,9 @@ def unfamiliarity(statistics: dict[str, np.ndarray], features: np.ndarray) -> np
     return (weighted + rest).min(axis=1)
 
 
+TYPICALITY_PERCENTILES = np.arange(5, 100, 5)     # 19 interior percentiles of the held-out scores, kept with the rule
+
+
 def choose_familiarity(heldout_scores: np.ndarray, flagged_share: float = DEFAULT_FLAGGED_SHARE,
                        chosen_on: str = "validation") -> Familiarity:
     """The threshold that flags at most `flagged_share` of images of the training kind, on average: the
@@ -74,7 +77,8 @@ def choose_familiarity(heldout_scores: np.ndarray, flagged_share: float = DEFAUL
     animal silhouettes with 60 held-out images, benchmarks/RESULTS.md)."""
     ordered = np.sort(np.asarray(heldout_scores, dtype=np.float64))
     rank = min(len(ordered), math.ceil((len(ordered) + 1) * (1.0 - flagged_share)))
-    return Familiarity(float(ordered[rank - 1]), float(flagged_share), chosen_on)
+    percentiles = tuple(float(v) for v in np.percentile(ordered, TYPICALITY_PERCENTILES))
+    return Familiarity(float(ordered[rank - 1]), float(flagged_share), chosen_on, score_percentiles=percentiles)
 
 
 def cross_fitted_scores(features: np.ndarray, labels: Sequence[int], folds: Sequence[int], classes: int) -> np.ndarray:

@@ -232,12 +232,15 @@ def _trial_section(trial: dict[str, Any], folder: RunFolder) -> str:
              + "</p>"]
     if exported is not None and file_sha256(exported) != trial["model_sha256"]:
         parts.append("<p class='caution'>The trial's model is not this run's current export.</p>")
-    parts.append(_table(["Window", "Images", *STATUSES, "Drift alarm"],
+    parts.append(_table(["Window", "Images", *STATUSES, "Typicality", "Drift alarm"],
                         [[w["window"], w["images"], *(w["statuses"][s] for s in STATUSES),
+                          f"{w['typicality']['mean']:.2f}" if w["typicality"] else "-",
                           "yes" if w["drift_alarm"] else ""] for w in trial["windows"]]))
     if trial.get("expected_unfamiliar_share") is not None:
         parts.append(f"<p>Images of the training kind are flagged unfamiliar {trial['expected_unfamiliar_share']:.0%} "
-                     "of the time; an alarm marks a window whose 95% interval lies wholly above that share.</p>")
+                     "of the time and have a typicality of 0.50 on average; an alarm marks a window whose unfamiliar "
+                     "share is above that beyond its 95% interval, or whose typicality is lower than chance allows."
+                     "</p>")
     truth = trial.get("truth")
     if truth:
         promised, realised = truth["promised"] or {}, truth["realised"]

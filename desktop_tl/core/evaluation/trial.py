@@ -2,9 +2,13 @@
 
 - The chain: whether the log is intact (`core.audit_log.verify_log`).
 - Counts over time: per window (a UTC day, or a number of consecutive images), by label and by status.
-- Drift: the share of images flagged unfamiliar per window, against the share the model's check flags on
-  held-out images of the training kind (`Familiarity.flagged_share`, carried in the log's start entry): a
-  window whose Wilson interval lies wholly above that share raises an alarm.
+- Drift, two statistics per window, both carried by the model's check for unfamiliar images (the log's start
+  entry holds it): the share of images flagged unfamiliar, against the share the check flags on held-out
+  images of the training kind (an alarm when the window's Wilson interval lies wholly above it); and the
+  typicality, the mean over the window of each image's share of held-out scores at or above its own
+  (`Familiarity.typicality`), 1/2 for images of the training kind: an alarm when it falls more than
+  TYPICALITY_Z standard errors below 1/2. The second sees a shift (a scanner's contrast, a protocol) while most
+  images still pass the threshold.
 - With the true labels (a CSV of path or sha256, and label): the realised accuracy, per-class sensitivity,
   and for two classes sensitivity, specificity, PPV and NPV at the model's operating point, each with a 95%
   Wilson interval beside the figure the model's held-out split promised (its counts travel in the model's
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,13 @@ from typing import Any
 import numpy as np
 
 from desktop_tl.core.audit_log import Verification, read_entries, verify_log
+from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.calibration import expected_calibration_error
 from desktop_tl.core.evaluation.intervals import wilson_interval
 
 STATUSES = ("answered", "uncertain", "unfamiliar")
+TYPICALITY_Z = 3.09        # one-sided 0.1% per window for images of the training kind
 FIGURE_WORDS = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
                 "ppv": "positive predictive value", "npv": "negative predictive value"}
 
@@ -47,19 +54,37 @@ def _windows(images: list[dict[str, Any]], window: str | int) -> list[tuple[str,
     return sorted(days.items())
 
 
+def typicality(members: list[dict[str, Any]], familiarity: Familiarity | None) -> dict[str, Any] | None:
+    """The window's mean typicality with the lowest mean images of the training kind reach by chance (at
+    TYPICALITY_Z standard errors), and whether it fell below; None without scores or percentiles."""
+    if familiarity is None or not familiarity.score_percentiles:
+        return None
+    values = [familiarity.typicality(float(e["unfamiliarity"])) for e in members
+              if isinstance(e.get("unfamiliarity"), (int, float))]
+    if not values:
+        return None
+    m = len(familiarity.score_percentiles)
+    sd = math.sqrt(((m + 1) ** 2 - 1) / (12 * m * m) / len(values))    # of the mean of uniform {0, 1/m, ..., 1}
+    mean, lowest = float(np.mean(values)), 0.5 - TYPICALITY_Z * sd
+    return {"mean": mean, "images": len(values), "lowest_by_chance": lowest, "alarm": mean < lowest}
+
+
 def counts_over_time(images: list[dict[str, Any]], window: str | int = "day",
-                     flagged_share: float | None = None) -> list[dict[str, Any]]:
-    """Per window: images, by label, by status, the unfamiliar share with its interval and whether it raised
-    the drift alarm (its interval wholly above `flagged_share`)."""
+                     familiarity: Familiarity | None = None) -> list[dict[str, Any]]:
+    """Per window: images, by label, by status, the unfamiliar share with its interval and the typicality, and
+    whether either raised the drift alarm (see the module docstring)."""
+    share = familiarity.flagged_share if familiarity is not None else None
     rows = []
     for name, members in _windows(images, window):
         statuses = Counter(str(e.get("status")) for e in members)
         unfamiliar = _rate(statuses.get("unfamiliar", 0), len(members))
-        alarm = bool(flagged_share is not None and unfamiliar["ci95"] and unfamiliar["ci95"][0] > flagged_share)
+        share_alarm = bool(share is not None and unfamiliar["ci95"] and unfamiliar["ci95"][0] > share)
+        typical = typicality(members, familiarity)
         rows.append({"window": name, "images": len(members),
                      "labels": dict(sorted(Counter(str(e.get("label")) for e in members).items())),
                      "statuses": {s: statuses.get(s, 0) for s in STATUSES},
-                     "unfamiliar": unfamiliar, "drift_alarm": alarm})
+                     "unfamiliar": unfamiliar, "typicality": typical,
+                     "drift_alarm": share_alarm or bool(typical and typical["alarm"])})
     return rows
 
 
@@ -150,7 +175,7 @@ def monitor_report(log_path: Path, truth_csv: Path | None = None, window: str | 
                         "Give the --log file of `desktop-tl watch`.")
     start = starts[-1]                                  # the model watching now
     images = [e for e in entries if e.get("kind") == "image" and e.get("model_sha256") == start["model_sha256"]]
-    familiarity = _json_field(start.get("familiarity"))
+    familiarity = Familiarity.from_dict(_json_field(start.get("familiarity")))
     report: dict[str, Any] = {
         "log": log_path.name, "chain": _chain(verification), "model": start.get("model"),
         "model_sha256": start["model_sha256"], "classes": start.get("classes"), "images": len(images),
@@ -158,8 +183,8 @@ def monitor_report(log_path: Path, truth_csv: Path | None = None, window: str | 
         "skipped": sum(1 for e in entries if e.get("kind") == "skipped"),
         "repairs": sum(1 for e in entries if e.get("kind") == "repair"),
         "statuses": {s: sum(1 for e in images if e.get("status") == s) for s in STATUSES},
-        "expected_unfamiliar_share": familiarity.get("flagged_share") if familiarity else None,
-        "windows": counts_over_time(images, window, familiarity.get("flagged_share") if familiarity else None)}
+        "expected_unfamiliar_share": familiarity.flagged_share if familiarity else None,
+        "windows": counts_over_time(images, window, familiarity)}
     if truth_csv is not None:
         report["truth"] = _truth_section(images, start, Path(truth_csv))
     return report
@@ -226,17 +251,20 @@ def monitor_text(report: dict[str, Any]) -> str:
     statuses = report["statuses"]
     lines.append("Statuses: " + ", ".join(f"{statuses[s]} {s}" for s in STATUSES) + ".")
     lines.append("")
-    lines.append("Window\tImages\t" + "\t".join(STATUSES) + "\tLabels")
+    lines.append("Window\tImages\t" + "\t".join(STATUSES) + "\tTypicality\tLabels")
     for row in report["windows"]:
         labels = ", ".join(f"{k} {v}" for k, v in row["labels"].items())
+        typical = f"{row['typicality']['mean']:.2f}" if row["typicality"] else "-"
         lines.append(f"{row['window']}\t{row['images']}\t" + "\t".join(str(row["statuses"][s]) for s in STATUSES)
-                     + f"\t{labels}" + ("\tDRIFT ALARM" if row["drift_alarm"] else ""))
+                     + f"\t{typical}\t{labels}" + ("\tDRIFT ALARM" if row["drift_alarm"] else ""))
     share = report["expected_unfamiliar_share"]
     alarms = [r["window"] for r in report["windows"] if r["drift_alarm"]]
     if share is not None:
-        lines.append(f"Drift: held-out images of the training kind are flagged unfamiliar {share:.0%} of the time; "
-                     + (f"more were flagged, beyond chance, in {', '.join(alarms)}: check whether the scanner, the "
-                        "protocol or the population changed." if alarms else "no window exceeds that beyond chance."))
+        lines.append(f"Drift: held-out images of the training kind are flagged unfamiliar {share:.0%} of the time and "
+                     "have a typicality of 0.50 on average; "
+                     + (f"in {', '.join(alarms)} more were flagged, or the typicality was lower, beyond chance: check "
+                        "whether the scanner, the protocol or the population changed." if alarms
+                        else "no window departs from that beyond chance."))
     truth = report.get("truth")
     if truth:
         lines += ["", f"Against the true labels: {truth['matched']} cases matched, {truth['unmatched']} without a "

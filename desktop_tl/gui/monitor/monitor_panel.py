@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.evaluation.trial import STATUSES, counts_over_time, monitor_text
 from desktop_tl.core.events import Failed, TrialLogged
 from desktop_tl.core.runs.folder import RunFolder
@@ -73,7 +74,7 @@ class MonitorPanel(QWidget):
         self.jobs = JobClient(controller, self)
         self.cases: list[dict[str, Any]] = []         # every entry of this watch, oldest first
         self.heatmaps: dict[int, Any] = {}             # seq -> heat map of the latest cases
-        self.expected_share: float | None = None
+        self.familiarity: Familiarity | None = None     # the model's check, from the log's start entry
         self._dirty = False
 
         self.model_field = QLineEdit(self, placeholderText="an .onnx file exported by desktop_tl")
@@ -223,7 +224,7 @@ class MonitorPanel(QWidget):
             self.message.show_note(BUSY_MESSAGE)
             return False
         self.message.clear_message()
-        self.cases, self.heatmaps, self.expected_share = [], {}, None
+        self.cases, self.heatmaps, self.familiarity = [], {}, None
         self._dirty = True
         self.status.setText(f"Watching {folder.name}…")
         self.refresh.start()
@@ -242,8 +243,7 @@ class MonitorPanel(QWidget):
             return
         entry = event.entry
         if entry.get("kind") == "start":
-            share = (entry.get("familiarity") or {}).get("flagged_share")
-            self.expected_share = float(share) if share is not None else None
+            self.familiarity = Familiarity.from_dict(entry.get("familiarity"))
             return
         if entry.get("kind") not in ("image", "skipped"):
             return
@@ -273,11 +273,11 @@ class MonitorPanel(QWidget):
         where = "Watching" if self.watching else "Watched"
         self.status.setText(f"{where}: {len(images)} images logged (" + ", ".join(
             f"{n} {s}" for s, n in counts.items()) + f"), {skipped} unreadable files skipped.")
-        windows = counts_over_time(images, DRIFT_WINDOW, self.expected_share)
+        windows = counts_over_time(images, DRIFT_WINDOW, self.familiarity)
         shares = [100 * (w["unfamiliar"]["value"] or 0.0) for w in windows]
         self.drift_curve.setData([min((k + 1) * DRIFT_WINDOW, len(images)) for k in range(len(shares))], shares)
-        if self.expected_share is not None:
-            self.expected_line.setValue(100 * self.expected_share)
+        if self.familiarity is not None:
+            self.expected_line.setValue(100 * self.familiarity.flagged_share)
             self.expected_line.show()
         alarms = sum(w["drift_alarm"] for w in windows)
         self.drift.setTitle(f"Drift alarm in {alarms} of {len(windows)} windows" if alarms else None)

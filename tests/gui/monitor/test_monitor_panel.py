@@ -52,7 +52,7 @@ def test_watch_in_the_window_then_the_report_against_the_true_labels(qtbot, app_
         shutil.copy(image, folder / image.name)
     qtbot.waitUntil(lambda: panel.cases_model.rowCount() == 6, timeout=60_000)
     assert "6 images logged (6 answered, 0 uncertain, 0 unfamiliar)" in panel.status.text()
-    assert panel.expected_share is not None and panel.expected_line.isVisible()
+    assert panel.familiarity is not None and panel.expected_line.isVisible()
     assert not panel.show_report() and "Stop the watch first" in panel.message.text()
     newest = panel.cases_model.rows[0]
     assert newest["path"] in {p.name for p in images[3:]}
