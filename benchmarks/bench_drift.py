@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
