@@ -1,13 +1,13 @@
 """Training monitor: hyperparameters, run folder, Start/Pause/Stop, progress, live curves and a log.
 
-Training runs as one job on the engine worker (`desktop_tl.core.training.run.train_run`); its events
-arrive through `EngineController.sig_event`. Points are buffered in growing numpy arrays and the
-curves are redrawn by a ~15 Hz timer, never once per batch.
+The pieces, each with one job: `training_settings` (the form), `run_folder_picker` (the run-folder row),
+`run_controller` (whether a run may start, the job on the engine worker, pause, stop, the run's events and end
+as signals), `run_progress` (the progress line) and `training_curves` (points buffered in growing numpy arrays,
+redrawn by a ~15 Hz timer, never once per batch). This panel composes them, keeps the log and the runs list.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +15,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, EpochEnd, Failed, Finished, Message, Planned, RunStarted
 from desktop_tl.core.project import own_runs_folder
 from desktop_tl.core.reporting import describe
@@ -23,13 +22,14 @@ from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.core.runs.listing import RunSummary, find_runs
 from desktop_tl.core.runs.run_log import RunLog, read_log
 from desktop_tl.gui.state import AppState
+from desktop_tl.gui.training.run_controller import RunController
 from desktop_tl.gui.training.run_folder_picker import RunFolderPicker
 from desktop_tl.gui.training.run_progress import RunProgress
 from desktop_tl.gui.training.runs_dialog import RunsDialog
 from desktop_tl.gui.training.training_curves import TrainingCurves
-from desktop_tl.gui.training.training_jobs import TRAIN_JOB, new_run_dir, run_summary, train_job
+from desktop_tl.gui.training.training_jobs import run_summary
 from desktop_tl.gui.training.training_settings import TrainingSettings
-from desktop_tl.gui.widgets.panel_support import JobClient, MessageBar
+from desktop_tl.gui.widgets.panel_support import MessageBar
 from desktop_tl.gui.worker import EngineController
 
 
@@ -50,13 +50,10 @@ class TrainingMonitor(QWidget):
         super().__init__(parent)
         self.setObjectName("trainingMonitor")
         self.state, self.controller = state, controller
-        self.active_run: Path | None = None
-        self._paused = False
-        self._last_finished: Finished | None = None
         self._runs_dialog: RunsDialog | None = None
 
         self.banner = MessageBar(self)
-        self.jobs = JobClient(controller, self)
+        self.runner = RunController(state, controller, self.runs_base, self)
         self._detect = detect
         self._build_form()
         self._build_controls()
@@ -78,9 +75,9 @@ class TrainingMonitor(QWidget):
         layout.addLayout(self.controls)
         layout.addWidget(splitter, 1)
 
-        self.jobs.sig_event.connect(self._on_event)
-        self.jobs.sig_result.connect(self._on_result)
-        self.jobs.sig_failed.connect(self._on_failed)
+        self.runner.sig_started.connect(self._on_started)
+        self.runner.sig_event.connect(self._on_event)
+        self.runner.sig_ended.connect(self._on_ended)
         controller.sig_busy_changed.connect(lambda _busy: self._update_buttons())
         state.sig_dataset_changed.connect(lambda _index: self._update_buttons())
         state.sig_dataset_changed.connect(lambda _index: self._clear_stale_banner())
@@ -141,7 +138,6 @@ class TrainingMonitor(QWidget):
         self.log.clear()
         self.progress.idle()
         self.banner.clear_message()
-        self._last_finished = None
 
     def set_run_dir(self, folder: Path | None) -> None:
         """Use `folder` for the next Start (None: a new timestamped folder)."""
@@ -217,40 +213,40 @@ class TrainingMonitor(QWidget):
         self.settings_box.setEnabled(not training)
 
     # -- running ---------------------------------------------------------------------------------------
+    @property
+    def active_run(self) -> Path | None:
+        """The run folder being trained, if any."""
+        return self.runner.active_run
+
+    @property
+    def paused(self) -> bool:
+        """True while the user paused training."""
+        return self.runner.paused
+
     @Slot()
     def start(self) -> bool:
-        """Create the run (unless resuming) and train it on the worker; False when nothing started."""
+        """Create the run (unless resuming) and train it on the worker; False (and why) when nothing started."""
         if self.active_run is not None:
             return False
         self.banner.clear_message()
-        chosen = self.chosen_run_dir()
-        action, refusal = self._start_action(chosen)
+        refusal = self.runner.start(self.chosen_run_dir())
         if refusal is not None:
             self._show_failure(refusal)
             return False
-        resume = action == "resume"
-        run_dir = chosen or new_run_dir(self.runs_base())
-        job = train_job(run_dir, resume, self.state.dataset, self.state.config, self.state.split)
-        if not self.jobs.submit(TRAIN_JOB, job):
-            self._show_failure(Failed("Another task is running.", "Start training when it has finished."))
-            return False
-        self.active_run = run_dir
-        self._last_finished = None
+        return True
+
+    @Slot(object, bool)
+    def _on_started(self, run_dir: Path, resumed: bool) -> None:
         self.set_run_dir(run_dir)
-        self._paused = False
         self.pause_button.setText("Pause")
         self.charts.clear()
-        if resume:                  # the finished epochs of the run being resumed
+        if resumed:                  # the finished epochs of the run being resumed
             self.charts.show_history(RunFolder(run_dir).history())
-        # A full garbage collection over the whole heap (torch, timm, Qt wrappers) holds the GIL for
-        # a quarter of a second; freezing the heap while training keeps those passes short.
-        gc.freeze()
-        self._log(f"{'Resuming' if resume else 'Starting'} run in {run_dir}")
+        self._log(f"{'Resuming' if resumed else 'Starting'} run in {run_dir}")
         self.progress.preparing()
         self.charts.redraw_timer.start()
         self._update_buttons()
         self.sig_training_started.emit(run_dir)
-        return True
 
     def _clear_stale_banner(self) -> None:
         """A new dataset makes an earlier refusal ("No dataset imported yet", say) obsolete; a training error
@@ -258,44 +254,21 @@ class TrainingMonitor(QWidget):
         if self.active_run is None:
             self.banner.clear_message()
 
-    def _start_action(self, chosen: Path | None) -> tuple[str, Failed | None]:
-        """("start" or "resume", None) by RunFolder's rule for `chosen` (None: a new folder), or why training
-        cannot start there."""
-        try:
-            action = RunFolder(chosen).training_start(resume=True) if chosen is not None else "start"
-        except UserError as exc:
-            return "refused", Failed(exc.what, exc.hint)
-        if action == "finished":
-            return action, Failed(f"{chosen} already holds a finished run.",
-                                  "Clear the run folder field to start a new run, or choose another folder.")
-        if action == "start" and self.state.dataset is None:
-            return action, Failed("No dataset imported yet.",
-                                  "Import a dataset folder (drop it on the window) before training.")
-        return action, None
-
     @Slot()
     def toggle_pause(self) -> None:
         """Pause between batches, or continue."""
         if self.active_run is None:
             return
-        self._paused = not self._paused
-        self.jobs.pause(self._paused)
-        self.pause_button.setText("Continue" if self._paused else "Pause")
-        self.progress.set_paused(self._paused)
-        self._log("Paused (after the current batch)." if self._paused else "Continuing.", keep=True)
-
-    @property
-    def paused(self) -> bool:
-        """True while the user paused training."""
-        return self._paused
+        paused = self.runner.toggle_pause()
+        self.pause_button.setText("Continue" if paused else "Pause")
+        self.progress.set_paused(paused)
+        self._log("Paused (after the current batch)." if paused else "Continuing.", keep=True)
 
     @Slot()
     def stop(self) -> None:
         """Stop after the current batch; the last completed epoch is kept."""
-        if self.active_run is None:
+        if not self.runner.stop():
             return
-        self.jobs.cancel()
-        self._paused = False
         self.stop_button.setEnabled(False)
         self.pause_button.setEnabled(False)
         self.progress.stopping()
@@ -304,8 +277,6 @@ class TrainingMonitor(QWidget):
     # -- events ----------------------------------------------------------------------------------------
     @Slot(object)
     def _on_event(self, event: object) -> None:
-        if self.active_run is None:
-            return
         if isinstance(event, BatchProgress):
             self._show_progress(event)
             return
@@ -315,8 +286,6 @@ class TrainingMonitor(QWidget):
             self.charts.set_epoch_range(event.total_epochs)
         elif isinstance(event, Planned):
             self.settings.show_plan(event.lines)
-        elif isinstance(event, Finished):
-            self._last_finished = event
         text = describe(event)
         if isinstance(event, Message):
             self.progress.note(event.text)      # what is being prepared, until the batches come
@@ -327,41 +296,20 @@ class TrainingMonitor(QWidget):
     def _show_progress(self, event: BatchProgress) -> None:
         if event.phase == "train":
             self.charts.add_batch(event.epoch - 1 + event.batch / event.batches, event.loss, event.accuracy)
-        self.progress.batch(event, self._paused)
+        self.progress.batch(event, self.paused)
 
-    @Slot(str, object)
-    def _on_result(self, _kind: str, _result: object) -> None:
-        if self.active_run is None:
-            return
-        run_dir, finished = self.active_run, self._last_finished
-        self._end_run("Stopped" if finished is not None and finished.stopped_by_user else "Finished")
-        if finished is None:
-            return
-        self.state.set_run(run_dir)
-        metrics = finished.metrics
-        if metrics is None and not finished.stopped_by_user:
-            metrics = RunFolder(run_dir).metrics()        # the run had finished before
-        self.state.set_metrics(metrics)                    # None for a stopped run: nothing evaluated yet
-        self.sig_training_finished.emit(finished)
-
-    @Slot(str, object)
-    def _on_failed(self, _kind: str, failed: object) -> None:
-        if self.active_run is None:
-            return
-        assert isinstance(failed, Failed)
-        self._end_run("Failed")
-        self._show_failure(failed)
-        self.sig_training_failed.emit(failed)
-
-    def _end_run(self, label: str) -> None:
-        gc.unfreeze()
-        self.active_run = None
-        self._paused = False
+    @Slot(str, object, object)
+    def _on_ended(self, label: str, finished: Finished | None, failed: Failed | None) -> None:
         self.pause_button.setText("Pause")
         self.charts.flush()
         self.charts.redraw_timer.stop()
         self.progress.ended(label)
         self._update_buttons()
+        if failed is not None:
+            self._show_failure(failed)
+            self.sig_training_failed.emit(failed)
+        elif finished is not None:
+            self.sig_training_finished.emit(finished)
 
     def _show_failure(self, failed: Failed) -> None:
         self.banner.show_error(failed.what, failed.hint)
