@@ -106,3 +106,18 @@ def trained_run(tmp_path_factory, small_dataset) -> Path:
     events = list(train_run(run_dir))
     assert not any(isinstance(e, Failed) for e in events), events[-1]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_run, tmp_path_factory) -> Path:
+    """`trained_run`'s model as an ONNX file, exported from a copy beside it: the shared run itself stays
+    unexported (tests of the window expect that), and the copy keeps its relative dataset path."""
+    import shutil
+
+    from desktop_tl.core.deploy.export import export_onnx
+
+    copy = trained_run.with_name("run_exported")
+    shutil.copytree(trained_run, copy)
+    out = tmp_path_factory.mktemp("exported") / "model.onnx"
+    assert export_onnx(copy, out).parity_ok
+    return out

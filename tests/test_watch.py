@@ -24,17 +24,10 @@ from helpers import DEMO_IMAGES
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model(trained_run, tmp_path_factory) -> Path:
-    """The shared run's model exported from a copy beside it (the copy keeps its relative dataset path)."""
-    from desktop_tl.core.deploy.export import export_onnx
-
-    copy = trained_run.with_name("run_for_watch")
-    if not copy.exists():
-        shutil.copytree(trained_run, copy)
-    out = tmp_path_factory.mktemp("watch_model") / "model.onnx"
-    assert export_onnx(copy, out).parity_ok
-    return out
+@pytest.fixture
+def model(exported_model) -> Path:
+    """The shared run's model, exported (tests/conftest.py)."""
+    return exported_model
 
 
 def _demo(n: int) -> list[Path]:

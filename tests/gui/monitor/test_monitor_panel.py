@@ -17,17 +17,10 @@ from desktop_tl.gui.monitor.monitor_panel import MonitorPanel
 from helpers import DEMO_IMAGES
 
 
-@pytest.fixture(scope="module")
-def model(trained_run, tmp_path_factory) -> Path:
-    """The shared run's model, exported from a copy beside it (the shared run stays unexported)."""
-    from desktop_tl.core.deploy.export import export_onnx
-
-    copy = trained_run.with_name("run_for_monitor")
-    if not copy.exists():
-        shutil.copytree(trained_run, copy)
-    out = tmp_path_factory.mktemp("monitor_model") / "model.onnx"
-    assert export_onnx(copy, out).parity_ok
-    return out
+@pytest.fixture
+def model(exported_model) -> Path:
+    """The shared run's model, exported (tests/conftest.py)."""
+    return exported_model
 
 
 def test_watch_in_the_window_then_the_report_against_the_true_labels(qtbot, app_state, controller, model,
