@@ -14,6 +14,11 @@ from desktop_tl.core.reporting import format_metrics
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from desktop_tl.core.evaluation.splits import evaluate_run
 
+    if args.refer_target is not None:
+        from desktop_tl.core.evaluation.referral_target import choose_referral_target
+
+        _referral, words = choose_referral_target(Path(args.run), args.refer_target)
+        print(f"Saved in run.json. {words} Export the model again to carry it.")
     choice = _threshold_choice(args)
     if choice is not None:
         from desktop_tl.core.deploy.predict import describe_decision
@@ -127,6 +132,9 @@ def add_evaluation_commands(sub) -> None:
     pick.add_argument("--target-specificity", type=float, metavar="S",
                       help="the lowest threshold that clears at least S of the negatives")
     pick.add_argument("--youden", action="store_true", help="the best balanced accuracy (the default rule)")
+    p.add_argument("--refer-target", type=float, metavar="E",
+                   help="choose the referral threshold again for this error among answered images (0: off), on "
+                        "the held-out predictions the run kept, and save it")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("suggest", help="rank unlabelled images by how much labelling them would help")

@@ -159,3 +159,16 @@ def test_the_typicality_alarm_sees_a_shift_before_images_cross_the_threshold(tmp
         0.5 - 3.09 * math.sqrt((20 ** 2 - 1) / (12 * 19 ** 2) / 50))
     assert [w["drift_alarm"] for w in windows] == [False] * 4 + [True] * 4
     assert "Typicality" in monitor_text(report)
+
+
+def test_a_two_class_model_promises_its_test_counts_at_its_operating_point():
+    from desktop_tl.core.decision import Decision
+    from desktop_tl.core.deploy.promise import held_out_counts
+
+    # test split: 4 malignant (probabilities 0.9, 0.6, 0.35, 0.2), 4 benign (0.1, 0.25, 0.4, 0.7); threshold 0.3
+    metrics = {"test": {"scores": {"positive": "malignant", "is_positive": [1, 1, 1, 1, 0, 0, 0, 0],
+                                   "probability": [0.9, 0.6, 0.35, 0.2, 0.1, 0.25, 0.4, 0.7]}}}
+    counts = held_out_counts(metrics, CLASSES, Decision("malignant", 0.3))
+    assert counts == {"split": "test", "images": 8, "correct": 5, "positive": "malignant",
+                      "per_class": {"benign": [2, 4], "malignant": [3, 4]}, "tp": 3, "fn": 1, "fp": 2, "tn": 2}
+    assert held_out_counts({"test": {}}, CLASSES, None) is None

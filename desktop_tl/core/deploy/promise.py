@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from desktop_tl.core.decision import Decision, predict_labels
+from desktop_tl.core.stored_scores import split_probabilities
 
 PROMISE_KEY = "held_out_counts"
 
@@ -19,14 +18,13 @@ def held_out_counts(metrics: dict[str, Any] | None, classes: list[str],
     when a run has no test images): images, correct, per class (found, of), and for two classes the
     confusion counts of the positive class. None when the run's metrics hold no stored scores."""
     for split in ("test", "val"):
-        stored = ((metrics or {}).get(split) or {}).get("class_scores") or {}
-        labels, probs = stored.get("labels"), stored.get("probabilities")
-        if labels and probs and len(labels) == len(probs):
+        found = split_probabilities((metrics or {}).get(split), classes)
+        if found is not None:
             break
     else:
         return None
-    labels = np.asarray(labels, dtype=np.int64)
-    predicted = predict_labels(np.asarray(probs, dtype=np.float64), classes, decision)
+    labels, probs = found
+    predicted = predict_labels(probs, classes, decision)
     counts: dict[str, Any] = {
         "split": split, "images": int(len(labels)), "correct": int((predicted == labels).sum()),
         "per_class": {name: [int(((labels == k) & (predicted == k)).sum()), int((labels == k).sum())]

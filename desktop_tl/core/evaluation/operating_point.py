@@ -15,6 +15,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.intervals import wilson_interval
 from desktop_tl.core.evaluation.referral import choose_referral
 from desktop_tl.core.runs.folder import RunFolder, write_run_info
+from desktop_tl.core.stored_scores import scores_as_probabilities
 
 CRITERIA = ("youden", "sensitivity", "specificity", "fixed")
 
@@ -135,13 +136,3 @@ def _referral_under(decision: Decision, classes: list[str], is_positive: list[bo
     decision (the class each image is given, and so its confidence, may change with the threshold)."""
     labels, probs = scores_as_probabilities(is_positive, probability, classes.index(decision.positive))
     return choose_referral(labels, probs, classes, decision, referral.target, referral.confidence, referral.chosen_on)
-
-
-def scores_as_probabilities(is_positive: Sequence[bool | int], probability: Sequence[float], positive: int
-                            ) -> tuple[np.ndarray, np.ndarray]:
-    """Stored two-class scores (the positive class's probability per image, whether the image is positive) back
-    to labels and the images x 2 probabilities, `positive` being the positive class's index."""
-    p = np.asarray(probability, dtype=np.float64)
-    probs = np.zeros((len(p), 2))
-    probs[:, positive], probs[:, 1 - positive] = p, 1.0 - p
-    return np.where(np.asarray(is_positive, dtype=bool), positive, 1 - positive), probs

@@ -106,6 +106,23 @@ def choose_referral(labels: Sequence[int], probs: np.ndarray, classes: Sequence[
     return Referral(best, float(target), float(confidence), chosen_on)
 
 
+TARGETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)     # the referral targets offered (and searched)
+
+
+def lowest_target(labels: Sequence[int], probs: np.ndarray, classes: Sequence[str], decision: Decision | None = None,
+                  confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float] | None:
+    """The smallest of TARGETS at which these held-out predictions let the model answer any image, with the share
+    of them it would answer; None when even the largest answers none."""
+    labels = np.asarray(labels, dtype=np.int64)
+    for target in TARGETS:
+        if len(labels) < images_to_show(target, confidence):
+            continue
+        referral = choose_referral(labels, probs, classes, decision, target, confidence)
+        if referral.threshold < REFUSE_ALL:
+            return target, selective_figures(labels, probs, classes, decision, referral)["coverage"]
+    return None
+
+
 def selective_figures(labels: Sequence[int], probs: np.ndarray, classes: Sequence[str],
                       decision: Decision | None, referral: Referral) -> dict[str, Any]:
     """Coverage (the share answered) and the error among answered images, each with its Wilson 95% interval."""

@@ -11,10 +11,10 @@ import numpy as np
 
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.metrics import compute_metrics
-from desktop_tl.core.evaluation.operating_point import scores_as_probabilities
 from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
 from desktop_tl.core.runs.folder import RunFolder
+from desktop_tl.core.stored_scores import scores_as_probabilities
 
 
 def metrics_under_decision(run_dir: Path) -> dict[str, Any] | None:

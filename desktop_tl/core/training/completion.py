@@ -36,7 +36,13 @@ from desktop_tl.core.decision import (
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.intervals import wilson_interval
 from desktop_tl.core.evaluation.metrics import balanced_accuracy, compute_metrics
-from desktop_tl.core.evaluation.referral import choose_referral, images_to_show, referral_report, risk_coverage_curves
+from desktop_tl.core.evaluation.referral import (
+    choose_referral,
+    images_to_show,
+    lowest_target,
+    referral_report,
+    risk_coverage_curves,
+)
 from desktop_tl.core.evaluation.splits import predict_split
 from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
 from desktop_tl.core.events import Message, TrainEvent
@@ -116,6 +122,13 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     if referral is not None:
         metrics["referral"] = referral_report(referral, decision, classes, held_out)
         yield Message("info", _referral_words(metrics["referral"]))
+        lowest = lowest_target(val_labels, val_probs, classes, decision) if not metrics["referral"]["val"][
+            "answered"] else None
+        if lowest is not None:
+            metrics["referral"]["lowest_target"] = {"target": lowest[0], "coverage": lowest[1]}
+            yield Message("info", f"At {lowest[0]:.0%} it would answer {lowest[1]:.0%} of those held-out images: "
+                                  f"`desktop-tl evaluate RUN --refer-target {lowest[0]:g}` or the Referral tab of "
+                                  "the Evaluation panel chooses it without training again.")
     sets = fit_prediction_sets(val_labels, val_probs, source) if len(classes) > 2 else None
     if sets is not None:
         metrics["prediction_sets"] = prediction_set_report(sets, classes, test_labels, test_probs)

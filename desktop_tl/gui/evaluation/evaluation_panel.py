@@ -78,6 +78,7 @@ class EvaluationPanel(QWidget):
         self.metrics: dict[str, Any] | None = None
         self._roots = ImageRoots()
         self.cell: tuple[int, int] | None = None
+        self._then_say = ""                 # a note to show once the evaluation running now has finished
 
         self.split_box = QComboBox(self)
         self.split_box.setObjectName("evaluationSplit")
@@ -168,6 +169,8 @@ class EvaluationPanel(QWidget):
         self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
         self.gallery.doubleClicked.connect(self.show_large)
         self.operating_point.sig_saved.connect(self._show_under_saved_threshold)
+        self.referral.sig_saved.connect(lambda words: self.evaluate(
+            f"Saved with the run. {words} Export the run again so that predict and Try it use it."))
         self.jobs.sig_result.connect(self._on_result)
         self.jobs.sig_failed.connect(lambda _kind, failure: self.message.show_failure(failure))
         self.jobs.sig_running.connect(lambda running: self._update_button())
@@ -201,6 +204,7 @@ class EvaluationPanel(QWidget):
         self.cautions.setText("\n".join(f"⚠ {c}" for c in cautions))
         self.cautions.setVisible(bool(cautions))
         self.operating_point.show_metrics(metrics, self.state.run_dir)
+        self.referral.run_dir = self.state.run_dir
         self.subgroups.show_metrics(metrics)
         self._show_split()
 
@@ -332,8 +336,7 @@ class EvaluationPanel(QWidget):
 
     @Slot(object)
     def _show_under_saved_threshold(self, _decision: object) -> None:
-        """The figures under the threshold just saved: from the stored validation and test scores at once, else
-        (a run trained by an earlier version) by evaluating the run again on the worker."""
+        """The figures under the saved threshold: from the stored scores, else by evaluating again (older runs)."""
         from desktop_tl.core.evaluation.rethreshold import metrics_under_decision
 
         run_dir = self.state.run_dir
@@ -349,8 +352,8 @@ class EvaluationPanel(QWidget):
         self.message.show_note("The figures under the saved threshold, from the stored validation and test scores. "
                                "Export the run again so that predict and Try it use it.")
 
-    def evaluate(self) -> bool:
-        """Evaluate the current run on the worker; False when there is none or the worker is busy."""
+    def evaluate(self, then_say: str = "") -> bool:
+        """Evaluate the current run on the worker, then say `then_say`; False without a run or when busy."""
         run_dir = self.state.run_dir
         if run_dir is None:
             self.message.show_note("Open or train a run first.")
@@ -359,6 +362,7 @@ class EvaluationPanel(QWidget):
             self.message.show_note(BUSY_MESSAGE)
             return False
         self.message.show_note(f"Evaluating {Path(run_dir).name}…")
+        self._then_say = then_say
         return True
 
     @Slot(str, object)
@@ -371,11 +375,10 @@ class EvaluationPanel(QWidget):
             self._open_review(result)
             return
         if kind == REPORT_JOB:
-            self.message.show_note(f"Report written: {Path(result).name} (open it in a web browser to read or "
-                                   "print it).")
+            self.message.show_note(f"Report written: {Path(result).name} (open it in a web browser).")
             return
         assert isinstance(result, Evaluation)
-        self.message.clear_message()
+        self.message.show_note(self._then_say)          # an empty note clears the bar
         self._roots.remember(result.run_dir, result.image_root)
         if self.state.run_dir is not None and Path(self.state.run_dir) == result.run_dir:
             self.state.set_metrics(result.metrics)
@@ -387,12 +390,11 @@ class EvaluationPanel(QWidget):
 
 
 if __name__ == "__main__":      # a preview: python -m desktop_tl.gui.evaluation.evaluation_panel RUN_DIR
-    import json
     import sys
 
     def _open_run(_panel: EvaluationPanel, state: AppState, args: list[str]) -> None:
         if args:
             state.set_run(Path(args[0]))
-            state.set_metrics(json.loads((Path(args[0]) / "metrics.json").read_text()))
+            state.set_metrics(RunFolder(args[0]).metrics())
 
     sys.exit(preview_panel(EvaluationPanel, 1000, 700, _open_run))

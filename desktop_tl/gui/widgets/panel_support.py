@@ -138,8 +138,11 @@ class MessageBar(QFrame):
         self.show_error(failure.what, failure.hint)
 
     def show_note(self, text: str, until: SignalInstance | None = None) -> None:
-        """Show a neutral note; with `until`, it goes away when that signal fires (the user did what it asked:
-        exported the run, say), unless another message replaced it first."""
+        """Show a neutral note (an empty one clears the bar); with `until`, it goes away when that signal fires
+        (the user did what it asked: exported the run, say), unless another message replaced it first."""
+        if not text:
+            self.clear_message()
+            return
         self._show("note", text, until)
 
     def clear_message(self) -> None:

@@ -380,3 +380,28 @@ def test_double_clicking_a_mistake_shows_it_larger(qtbot, panel, app_state, trai
     assert viewer.isVisible() and viewer.image.pixmap() is not None and not viewer.image.pixmap().isNull()
     assert max(viewer.image.pixmap().width(), viewer.image.pixmap().height()) > panel.thumbnails.size
     viewer.close()
+
+
+def test_the_referral_tab_chooses_the_target_again_and_the_figures_follow(qtbot, panel, app_state, trained_run,
+                                                                         tmp_path):
+    import shutil
+
+    from desktop_tl.core.runs.folder import RunFolder
+
+    run = trained_run.with_name("run_referral_tab")           # beside it: the dataset's relative path holds
+    shutil.copytree(trained_run, run)
+    try:
+        app_state.set_run(run)
+        app_state.set_metrics(RunFolder(run).metrics())
+        view = panel.referral
+        assert view.run_dir == run
+        view.target_box.setCurrentIndex(view.target_box.findData(0.0))     # off: always possible
+        with qtbot.waitSignal(panel.jobs.sig_result, timeout=60_000) as done:
+            qtbot.mouseClick(view.save_button, Qt.MouseButton.LeftButton)
+        assert done.args[0] == EVALUATE_JOB and RunFolder(run).info().referral is None
+        assert panel.message.text().startswith("Saved with the run. Referral is off")
+        assert "Export the run again" in panel.message.text() and not (app_state.metrics or {}).get("referral")
+        view.target_box.setCurrentIndex(view.target_box.findData(0.01))   # 8 validation images: too few for 1%
+        assert not view.save() and view.text.text().startswith("Not saved:")
+    finally:
+        shutil.rmtree(run)
