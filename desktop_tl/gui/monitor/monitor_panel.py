@@ -117,8 +117,7 @@ class MonitorPanel(QWidget):
         self.drift.setMinimumHeight(140)
         self.drift_curve = self.drift.plot([], [], pen=pg.mkPen("#c0392b", width=2), symbol="o", symbolSize=5)
         self.expected_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#7f8c8d", style=Qt.PenStyle.DashLine),
-                                             label="expected: {value:.0f}%",
-                                             labelOpts={"position": 0.05, "color": "#555555"})
+                                             label="expected", labelOpts={"position": 0.55, "color": "#555555"})
         self.expected_line.hide()
         self.drift.addItem(self.expected_line)
         self.report = QPlainTextEdit(self, readOnly=True)
@@ -278,6 +277,7 @@ class MonitorPanel(QWidget):
         self.drift_curve.setData([min((k + 1) * DRIFT_WINDOW, len(images)) for k in range(len(shares))], shares)
         if self.familiarity is not None:
             self.expected_line.setValue(100 * self.familiarity.flagged_share)
+            self.expected_line.label.setFormat(f"expected on the training kind: {self.familiarity.flagged_share:.0%}")
             self.expected_line.show()
         alarms = sum(w["drift_alarm"] for w in windows)
         self.drift.setTitle(f"Drift alarm in {alarms} of {len(windows)} windows" if alarms else None)
