@@ -493,3 +493,26 @@ def test_from_json_rejects_hand_edited_files(tmp_path, change):
     change(data)
     with pytest.raises(UserError, match="damaged"):
         DatasetIndex.from_json(data, tmp_path)
+
+
+def test_a_table_with_several_labels_per_image_is_named_so(tmp_path):
+    pictures = [_img(tmp_path / "imgs" / f"{i}.png") for i in range(8)]
+    labels = ["brick", "grass", "brick;grass", "grass;brick", "brick", "grass", "brick;grass", "grass;brick"]
+    few = _csv(tmp_path / "few.csv", "path,labels\n" + "".join(
+        f"imgs/{p.name},\"{label}\"\n" for p, label in zip(pictures[:6], labels[:6], strict=True)))
+    with pytest.raises(UserError, match="gives several labels per image, joined with ';'"):
+        import_dataset(few)                                      # combinations of one image each
+    joined = _csv(tmp_path / "joined.csv", "path,labels\n" + "".join(
+        f"imgs/{p.name},\"{label}\"\n" for p, label in zip(pictures, labels, strict=True)))
+    index = import_dataset(joined)
+    assert len(index.classes) == 4
+    warning = next(w for w in index.warnings if "joined with ';'" in w)
+    assert "(such as 'brick;grass')" in warning and "(4 classes)" in warning
+    wide = _csv(tmp_path / "wide.csv", "path,label,brick,grass,site\n" + "".join(
+        f"imgs/{p.name},{label.split(';')[0]},{int('brick' in label)},{int('grass' in label)},A\n"
+        for p, label in zip(pictures, labels, strict=True)))
+    found = import_dataset(wide).warnings
+    assert any(w.startswith("Columns brick, grass of wide.csv hold only 0 and 1") for w in found)
+    assert not any("joined with" in w or "only 0 and 1" in w for w in import_dataset(
+        _csv(tmp_path / "plain.csv", "path,label\n" + "".join(f"imgs/{p.name},x{i % 2}\n"
+                                                              for i, p in enumerate(pictures)))).warnings)

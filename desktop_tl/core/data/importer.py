@@ -181,6 +181,12 @@ def _check_usable(source: Path, classes: list[str], scan: Scan, usable: list[tup
                         "A classifier needs at least two classes: add a folder (or labels) for another class.")
     per_class = Counter(found.label for found, _ in usable)
     small = [name for name in classes if per_class[name] < 2]
+    joined = [name for name in small if ";" in name]
+    if joined:
+        raise UserError(f"{source.name} gives several labels per image, joined with ';' (such as {joined[0]!r}): "
+                        f"each combination would be a class of its own, and {len(joined)} of them have fewer than "
+                        "2 images.", "desktop_tl trains one label per image: give each image the one label that "
+                        "matters, or split the table by finding.")
     if small:
         listed = ", ".join(f"'{name}' ({per_class[name]})" for name in small)
         raise UserError(f"Some classes have fewer than 2 usable images: {listed}.",

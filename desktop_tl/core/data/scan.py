@@ -293,7 +293,29 @@ def scan_csv(csv_path: Path) -> Scan:
                              f"(first: {', '.join(rel for _, rel in missing[:SHOW])}).")
     if repeated:
         scan.warnings.append(f"{repeated} repeated lines in {csv_path.name} were counted once.")
+    scan.warnings += _several_labels_per_image(csv_path.name, scan.found, extra, rows)
     return scan
+
+
+def _several_labels_per_image(name: str, found: list[Found], extra: list[tuple[int, str]],
+                              rows: list[tuple[int, list[str]]]) -> list[str]:
+    """Warnings for a table that gives several labels per image, which the app reads as one label each: labels
+    joined with ';' (each combination becomes a class of its own), or columns of only 0 and 1 (one per label)."""
+    warnings = []
+    joined = sorted({f.label for f in found if ";" in f.label})
+    if joined:
+        classes = len({f.label for f in found})
+        warnings.append(f"{len(joined)} labels in {name} name several findings joined with ';' (such as "
+                        f"{joined[0]!r}): each combination is read as a class of its own ({classes} classes). "
+                        "desktop_tl trains one label per image; give each image the one label that matters, or "
+                        "split the table by finding.")
+    flags = [column for col, column in extra
+             if rows and all((row[col].strip() if col < len(row) else "") in ("0", "1") for _, row in rows)]
+    if len(flags) >= 2:
+        warnings.append(f"Columns {', '.join(flags)} of {name} hold only 0 and 1, like one column per label of a "
+                        "multi-label table: the label is read from one column only, and those are kept as "
+                        "attributes for subgroup figures.")
+    return warnings
 
 
 def no_images_error(source: Path, scan: Scan) -> UserError:
