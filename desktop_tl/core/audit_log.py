@@ -77,9 +77,10 @@ def verify_log(path: Path) -> Verification:
     except OSError as exc:
         raise UserError(f"Cannot read {path.name}: {exc.strerror or exc}.", "Check the log's path.") from exc
     prev, count = GENESIS, 0
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line and number == data.count(b"\n") + 1:
-            break                                            # after the last newline
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()                                          # what follows the last newline
+    for number, line in enumerate(lines, start=1):
         entry = _parse(line)
         if entry is None:
             return Verification(False, count, number, "not a JSON entry: edited, or torn by a crash")
