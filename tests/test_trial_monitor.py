@@ -172,3 +172,13 @@ def test_a_two_class_model_promises_its_test_counts_at_its_operating_point():
     assert counts == {"split": "test", "images": 8, "correct": 5, "positive": "malignant",
                       "per_class": {"benign": [2, 4], "malignant": [3, 4]}, "tp": 3, "fn": 1, "fp": 2, "tn": 2}
     assert held_out_counts({"test": {}}, CLASSES, None) is None
+
+
+def test_a_log_that_cannot_be_written_gets_a_clear_message(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file where the log's folder should be")
+    with pytest.raises(UserError, match="Cannot write the log trial.jsonl"):
+        AuditLog.open(tmp_path / "taken" / "trial.jsonl")
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    assert main(["watch", str(tmp_path / "missing.onnx"), str(folder), "--log", str(tmp_path / "t.jsonl")]) == 2
+    assert "No model file" in capsys.readouterr().err

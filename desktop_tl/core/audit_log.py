@@ -106,6 +106,12 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
     return [e for e in (_parse(line) for line in data.split(b"\n") if line) if e is not None]
 
 
+def _unwritable(path: Path, exc: OSError) -> UserError:
+    return UserError(f"Cannot write the log {path.name}: {exc.strerror or exc}.",
+                     "Free some disk space or choose another log file; a restart with the same log goes on where "
+                     "it stopped (the entries written so far are whole).")
+
+
 class AuditLog:
     """An open log, appended to by one process. Use `AuditLog.open(path)`; `append` then `flush`."""
 
@@ -121,11 +127,11 @@ class AuditLog:
         """Open (or create) the log for appending: a torn last line is cut off and recorded in a `repair`
         entry; an entry before it that does not parse means the file is not a log this class wrote, refused."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             data = path.read_bytes() if path.exists() else b""
         except OSError as exc:
-            raise UserError(f"Cannot read {path.name}: {exc.strerror or exc}.", "Check the log's path.") from exc
+            raise _unwritable(path, exc) from exc
         whole_end = data.rfind(b"\n") + 1             # bytes up to the last newline: whole lines
         torn = data[whole_end:]
         entries = [_parse(line) for line in data[:whole_end].split(b"\n") if line]
@@ -137,7 +143,10 @@ class AuditLog:
             if last is not None and last.get("hash") == entry_hash(last):
                 whole_end, torn = len(data), b""          # a whole entry that only lost its newline
                 entries.append(last)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise _unwritable(path, exc) from exc
         try:
             if torn:
                 os.ftruncate(fd, whole_end)
@@ -160,13 +169,19 @@ class AuditLog:
         """Write one entry (the fields plus seq, prev and hash) as one whole line; `flush` makes it durable."""
         entry = dict(fields, seq=self._next_seq, prev=self._last_hash)
         entry["hash"] = entry_hash(entry)
-        os.write(self._fd, (_canonical(entry) + "\n").encode("utf-8"))
+        try:
+            os.write(self._fd, (_canonical(entry) + "\n").encode("utf-8"))
+        except OSError as exc:       # a full disk: the entries before this one are whole
+            raise _unwritable(self.path, exc) from exc
         self._last_hash, self._next_seq = entry["hash"], self._next_seq + 1
         return entry
 
     def flush(self) -> None:
         """fsync: the entries appended so far survive a crash or power loss."""
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from exc
 
     def close(self) -> None:
         """fsync and close."""
