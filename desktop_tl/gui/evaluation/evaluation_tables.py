@@ -69,7 +69,7 @@ def mistake_item(root: Path | None, mistake: dict[str, Any], heatmap: Any = None
     path = (root / mistake["path"]) if root is not None else Path(mistake["path"])
     top = sorted(mistake.get("probabilities", {}).items(), key=lambda kv: kv[1], reverse=True)[:3]
     odds = ", ".join(f"{c} {p:.0%}" for c, p in top)
-    return ImageItem(path, f"{mistake['true']} → {mistake['predicted']}\n{mistake['probability']:.0%}",
+    return ImageItem(path, f"{mistake['true']} → {mistake['predicted']} {mistake['probability']:.0%}\n{path.name}",
                      f"{mistake['path']}\ntrue: {mistake['true']}, predicted: {mistake['predicted']} "
                      f"({mistake['probability']:.1%})\n{odds}"
                      + ("\nColours: where the exported model looked (red: most)." if heatmap is not None else ""),

@@ -90,6 +90,7 @@ def test_clicking_a_cell_filters_the_gallery(qtbot, panel, app_state, trained_ru
     for r in range(gallery.rowCount()):
         assert gallery.data(gallery.index(r)).startswith(f"{true} → {predicted}")
         path = gallery.data(gallery.index(r), PATH_ROLE)
+        assert gallery.data(gallery.index(r)).endswith(f"\n{path.name}")      # the file's name under the tile
         assert path.is_file() and path.as_posix().endswith(expected[r]["path"])
     assert f"predicted as {predicted!r}" in panel.gallery_note.text()
     # The thumbnail of a mistake really loads from the run's dataset.
