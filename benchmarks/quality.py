@@ -244,7 +244,8 @@ def heldout_figures(run: Path, heldout: Path) -> dict:
     return _heldout_figures([p.label for p in predictions], [Path(p.path).parent.name for p in predictions])
 
 
-def run_system(name: str, system: str, folders: dict[str, Path], work: Path, done: dict) -> dict:
+def run_system(name: str, system: str, folders: dict[str, Path], work: Path, done: dict,
+               model: str | None = None) -> dict:
     from desktop_tl.core.config import TrainConfig, parse_budget
 
     data = folders[name]
@@ -262,10 +263,12 @@ def run_system(name: str, system: str, folders: dict[str, Path], work: Path, don
         result = run_engine(data, work, full_fine_tune(data, seconds), f"{name}-fullft")
         result["given_seconds"] = round(seconds, 1)
         return result
-    result = run_engine(data, work, TrainConfig(recipe="auto", budget=parse_budget(system)), f"{name}-{system}")
+    config = TrainConfig(recipe="auto", budget=parse_budget(system), **({"model": model} if model else {}))
+    label = f"{name}-{system}" + (f"-{model}" if model else "")
+    result = run_engine(data, work, config, label)
     heldout = folders.get(f"{name}_heldout")
     if heldout is not None and heldout.is_dir():
-        result.update(heldout_figures(work / f"{name}-{system}", heldout))
+        result.update(heldout_figures(work / label, heldout))
     return result
 
 
@@ -276,7 +279,7 @@ def table(results: dict) -> str:
     for name, systems in results.items():
         if name.startswith("_"):
             continue
-        for system in SYSTEMS:
+        for system in [*SYSTEMS, *sorted(k for k in systems if k not in SYSTEMS)]:
             r = systems.get(system)
             if r is None:
                 continue
@@ -306,6 +309,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(quality_data.SETS))
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--table", action="store_true", help="print the table of the results so far and exit")
+    parser.add_argument("--model", help="another backbone for the automatic recipes (results kept as SYSTEM@MODEL)")
     args = parser.parse_args()
     results_file = args.data / RESULTS
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -324,9 +328,10 @@ def main() -> None:
         for system in args.systems.split(","):
             print(f"== {name} / {system} ({time.strftime('%H:%M:%S')})", flush=True)
             done = results.setdefault(name, {})
-            done[system] = run_system(name, system, folders, work, done)
-            done[system]["load_after"] = round(os.getloadavg()[0], 2)
-            print(json.dumps({k: v for k, v in done[system].items() if k != "plan"}), flush=True)
+            key = f"{system}@{args.model}" if args.model else system
+            done[key] = run_system(name, system, folders, work, done, args.model)
+            done[key]["load_after"] = round(os.getloadavg()[0], 2)
+            print(json.dumps({k: v for k, v in done[key].items() if k != "plan"}), flush=True)
             results_file.write_text(json.dumps(results, indent=1))
     print(table(results))
 
