@@ -10,6 +10,8 @@ import signal
 import threading
 from pathlib import Path
 
+from desktop_tl.core.errors import UserError
+
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from desktop_tl.core.deploy.watch import FolderWatch
@@ -50,6 +52,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         verification = verify_log(Path(args.log))
         print(verification.sentence(Path(args.log).name))
         return 0 if verification.ok else 1
+    if args.window != "day" and not (args.window.isdigit() and int(args.window) > 0):
+        raise UserError(f"--window takes 'day' or a number of images, not {args.window!r}.", "For example --window 50.")
     window = int(args.window) if args.window.isdigit() else args.window
     report = monitor_report(Path(args.log), Path(args.truth) if args.truth else None, window)
     print(json.dumps(report, indent=2) if args.json else monitor_text(report))

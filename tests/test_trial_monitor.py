@@ -101,12 +101,15 @@ def test_monitor_with_the_truth_reproduces_known_figures_and_says_when_practice_
         cases.append((f"b{i}.png", "benign" if i < 57 else "malignant", "uncertain" if i < 5 else "answered"))
         truth.append(f"b{i}.png,benign")
     truth.append("never-seen.png,benign")
+    cases.append(("x0.png", "benign", "answered"))
+    truth.append("x0.png,cyst")                                # a label the model does not know
     log = _trial(tmp_path / "trial.jsonl", cases)
     (tmp_path / "truth.csv").write_text("\n".join(truth) + "\n")
 
     report = monitor_report(log, tmp_path / "truth.csv")
     realised, promised = report["truth"]["realised"], report["truth"]["promised"]
-    assert report["truth"]["matched"] == 100 and report["images"] == 100 and report["chain"]["intact"]
+    assert report["truth"]["matched"] == 100 and report["images"] == 101 and report["chain"]["intact"]
+    assert report["truth"]["labels_not_of_the_model"] == {"cyst": 1}
     assert realised["sensitivity"]["hits"] == 28 and realised["sensitivity"]["of"] == 40
     assert realised["sensitivity"]["ci95"] == pytest.approx(list(wilson_interval(28, 40)))
     assert realised["specificity"]["value"] == pytest.approx(57 / 60)
@@ -120,12 +123,14 @@ def test_monitor_with_the_truth_reproduces_known_figures_and_says_when_practice_
     assert not any("specificity in practice" in s for s in shortfalls)      # 0.95 is within the promise
     assert report["windows"][0]["window"] == "2026-11-02" and report["windows"][0]["images"] == 50
 
+    assert main(["monitor", str(log), "--window", "0"]) == 2 and "--window takes" in capsys.readouterr().err
     assert main(["monitor", str(log), "--truth", str(tmp_path / "truth.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["truth"]["realised"]["sensitivity"]["hits"] == 28
     assert main(["monitor", str(log), "--truth", str(tmp_path / "truth.csv")]) == 0
     text = capsys.readouterr().out
     assert "sensitivity\t70.0% (54.6%-81.9%, 28/40)\t90.0% (76.9%-96.0%, 36/40)" in text
     assert "is below what the test split promised" in text
+    assert "1 case with a true label the model does not know (cyst): left out of the figures." in text
 
 
 def test_the_drift_alarm_rings_when_more_images_are_unfamiliar_than_chance_allows(tmp_path):

@@ -159,7 +159,7 @@ def test_sigterm_stops_the_watch_cleanly(model, tmp_path):
     _wait_for(lambda: len(_images(log)) == 1, timeout=120)
     watcher.send_signal(signal.SIGTERM)
     out, _ = watcher.communicate(timeout=30)
-    assert watcher.returncode == 0 and "Stopped: 1 images logged" in out
+    assert watcher.returncode == 0 and "Stopped: 1 image logged" in out
     assert read_entries(log)[-1]["kind"] == "stop" and json.loads(log.read_text().splitlines()[-1])["logged"] == 1
 
 

@@ -32,6 +32,7 @@ from desktop_tl.core.deploy.promise import PROMISE_KEY
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import TrialLogged
 from desktop_tl.core.hashing import file_sha256
+from desktop_tl.core.reporting import counted
 
 SETTLE_S = 2.0        # unchanged this long: the file is complete
 RESCAN_S = 30.0       # with file events: a full rescan this often, for what the events miss
@@ -50,8 +51,8 @@ class WatchCounts:
 
     def sentence(self) -> str:
         """The session in words."""
-        return (f"{self.logged} images logged, {self.skipped} unreadable files logged as skipped, {self.known} "
-                "already in the log.")
+        return (f"{counted(self.logged, 'image')} logged, {counted(self.skipped, 'unreadable file')} logged as "
+                f"skipped, {self.known} already in the log.")
 
 
 def image_files(folder: Path, leave_out: Path | None = None) -> Iterator[Path]:

@@ -32,6 +32,7 @@ from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.calibration import expected_calibration_error
 from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.reporting import counted
 
 STATUSES = ("answered", "uncertain", "unfamiliar")
 TYPICALITY_Z = 3.09        # one-sided 0.1% per window for images of the training kind
@@ -242,8 +243,8 @@ def figure_words(f: dict[str, Any] | None) -> str:
 def monitor_text(report: dict[str, Any]) -> str:
     """The report in lines a person reads."""
     chain = report["chain"]
-    lines = [f"{report['log']}: {report['images']} images classified by {report['model']} "
-             f"(sha256 {report['model_sha256'][:12]}…), {report['skipped']} unreadable files skipped.",
+    lines = [f"{report['log']}: {counted(report['images'], 'image')} classified by {report['model']} "
+             f"(sha256 {report['model_sha256'][:12]}…), {counted(report['skipped'], 'unreadable file')} skipped.",
              "Hash chain intact." if chain["intact"] else
              f"HASH CHAIN BROKEN at line {chain['bad_line']}: {chain['reason']}."]
     if report["repairs"]:
@@ -269,6 +270,10 @@ def monitor_text(report: dict[str, Any]) -> str:
     if truth:
         lines += ["", f"Against the true labels: {truth['matched']} cases matched, {truth['unmatched']} without a "
                       "true label yet."]
+        unknown = truth["labels_not_of_the_model"]
+        if unknown:
+            lines.append(f"{counted(sum(unknown.values()), 'case')} with a true label the model does not know "
+                         f"({', '.join(sorted(unknown))}): left out of the figures.")
         promised, realised = truth["promised"] or {}, truth["realised"]
         source = f"promised ({promised.get('split', 'test')} split)" if promised else "promised (not in the model)"
         lines.append(f"Figure\tin practice\t{source}")

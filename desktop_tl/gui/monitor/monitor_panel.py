@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.evaluation.trial import STATUSES, counts_over_time, monitor_text
 from desktop_tl.core.events import Failed, TrialLogged
+from desktop_tl.core.reporting import counted
 from desktop_tl.core.runs.folder import RunFolder
 from desktop_tl.gui.monitor.monitor_jobs import TRIAL_REPORT_JOB, WATCH_JOB, trial_report_job, watch_job
 from desktop_tl.gui.state import AppState
@@ -270,8 +271,8 @@ class MonitorPanel(QWidget):
         counts = {s: sum(1 for e in images if e.get("status") == s) for s in STATUSES}
         skipped = len(self.cases) - len(images)
         where = "Watching" if self.watching else "Watched"
-        self.status.setText(f"{where}: {len(images)} images logged (" + ", ".join(
-            f"{n} {s}" for s, n in counts.items()) + f"), {skipped} unreadable files skipped.")
+        self.status.setText(f"{where}: {counted(len(images), 'image')} logged (" + ", ".join(
+            f"{n} {s}" for s, n in counts.items()) + f"), {counted(skipped, 'unreadable file')} skipped.")
         windows = counts_over_time(images, DRIFT_WINDOW, self.familiarity)
         shares = [100 * (w["unfamiliar"]["value"] or 0.0) for w in windows]
         self.drift_curve.setData([min((k + 1) * DRIFT_WINDOW, len(images)) for k in range(len(shares))], shares)
