@@ -12,7 +12,7 @@ import numpy as np
 
 from desktop_tl.core.decision import Decision, Referral, choose_threshold
 from desktop_tl.core.errors import UserError
-from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.intervals import confusion_rates
 from desktop_tl.core.evaluation.referral import choose_referral
 from desktop_tl.core.runs.folder import RunFolder, write_run_info
 from desktop_tl.core.stored_scores import scores_as_probabilities
@@ -34,12 +34,6 @@ def candidate_thresholds(scores: Sequence[float]) -> np.ndarray:
     return np.concatenate([[np.nextafter(distinct[-1], np.inf)], middle[::-1], [distinct[0]]])
 
 
-def _rate(hits: int, total: int) -> dict[str, Any]:
-    low, high = wilson_interval(hits, total) if total else (None, None)
-    return {"value": hits / total if total else None, "ci95": [low, high] if total else None,
-            "hits": hits, "of": total}
-
-
 def operating_point(is_positive: Sequence[bool], scores: Sequence[float], threshold: float) -> dict[str, Any]:
     """Counts and rates when "positive" means score >= threshold; each rate with its Wilson 95% interval."""
     pos, s = _split(is_positive, scores)
@@ -47,8 +41,7 @@ def operating_point(is_positive: Sequence[bool], scores: Sequence[float], thresh
     tp, fn = int((called & pos).sum()), int((~called & pos).sum())
     fp, tn = int((called & ~pos).sum()), int((~called & ~pos).sum())
     return {"threshold": float(threshold), "tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            "sensitivity": _rate(tp, tp + fn), "specificity": _rate(tn, tn + fp),
-            "ppv": _rate(tp, tp + fp), "npv": _rate(tn, tn + fn)}
+            **confusion_rates(tp, fn, fp, tn)}
 
 
 def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> dict[str, list[float]]:

@@ -31,18 +31,13 @@ from desktop_tl.core.audit_log import Verification, read_entries, verify_log
 from desktop_tl.core.decision import Familiarity
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.calibration import expected_calibration_error
-from desktop_tl.core.evaluation.intervals import wilson_interval
+from desktop_tl.core.evaluation.intervals import confusion_rates, rate
 from desktop_tl.core.reporting import counted
 
 STATUSES = ("answered", "uncertain", "unfamiliar")
 TYPICALITY_Z = 3.09        # one-sided 0.1% per window for images of the training kind
 FIGURE_WORDS = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
                 "ppv": "positive predictive value", "npv": "negative predictive value"}
-
-
-def _rate(hits: int, of: int) -> dict[str, Any]:
-    low, high = wilson_interval(hits, of) if of else (None, None)
-    return {"value": hits / of if of else None, "ci95": [low, high] if of else None, "hits": hits, "of": of}
 
 
 def _windows(images: list[dict[str, Any]], window: str | int) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -78,7 +73,7 @@ def counts_over_time(images: list[dict[str, Any]], window: str | int = "day",
     rows = []
     for name, members in _windows(images, window):
         statuses = Counter(str(e.get("status")) for e in members)
-        unfamiliar = _rate(statuses.get("unfamiliar", 0), len(members))
+        unfamiliar = rate(statuses.get("unfamiliar", 0), len(members))
         share_alarm = bool(share is not None and unfamiliar["ci95"] and unfamiliar["ci95"][0] > share)
         typical = typicality(members, familiarity)
         rows.append({"window": name, "images": len(members),
@@ -109,12 +104,11 @@ def read_truth(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 def figures_from_counts(counts: dict[str, Any]) -> dict[str, Any]:
     """Rates with intervals from counts: images, correct, per class (found, of), and tp/fn/fp/tn for two
     classes (the form `core.deploy.promise.held_out_counts` writes)."""
-    figures: dict[str, Any] = {"images": counts["images"], "accuracy": _rate(counts["correct"], counts["images"]),
-                               "sensitivity_per_class": {c: _rate(*found) for c, found in counts["per_class"].items()}}
+    figures: dict[str, Any] = {"images": counts["images"], "accuracy": rate(counts["correct"], counts["images"]),
+                               "sensitivity_per_class": {c: rate(*found) for c, found in counts["per_class"].items()}}
     if "tp" in counts:
         tp, fn, fp, tn = (counts[k] for k in ("tp", "fn", "fp", "tn"))
-        figures.update(positive=counts["positive"], sensitivity=_rate(tp, tp + fn), specificity=_rate(tn, tn + fp),
-                       ppv=_rate(tp, tp + fp), npv=_rate(tn, tn + fn))
+        figures.update(positive=counts["positive"], **confusion_rates(tp, fn, fp, tn))
     return figures
 
 
@@ -222,8 +216,8 @@ def _truth_section(images: list[dict[str, Any]], start: dict[str, Any], truth_cs
     section: dict[str, Any] = {
         "matched": len(cases), "unmatched": len(images) - len(cases) - sum(unknown_labels.values()),
         "labels_not_of_the_model": dict(unknown_labels), "realised": realised,
-        "answered": {"coverage": _rate(len(answered), len(cases)),
-                     "accuracy": _rate(sum(e["label"] == t for e, t in answered), len(answered))},
+        "answered": {"coverage": rate(len(answered), len(cases)),
+                     "accuracy": rate(sum(e["label"] == t for e, t in answered), len(answered))},
         "calibration": _calibration(cases, classes), "promised": None, "shortfalls": []}
     promised_counts = _json_field(start.get("held_out_counts"))
     if promised_counts:
