@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from desktop_tl.core.decision import Decision, predict_labels
-from desktop_tl.core.stored_scores import split_probabilities
+from desktop_tl.core.stored_scores import outcome_counts, split_probabilities
 
 PROMISE_KEY = "held_out_counts"
 
@@ -25,14 +25,4 @@ def held_out_counts(metrics: dict[str, Any] | None, classes: list[str],
         return None
     labels, probs = found
     predicted = predict_labels(probs, classes, decision)
-    counts: dict[str, Any] = {
-        "split": split, "images": int(len(labels)), "correct": int((predicted == labels).sum()),
-        "per_class": {name: [int(((labels == k) & (predicted == k)).sum()), int((labels == k).sum())]
-                      for k, name in enumerate(classes)}}
-    if len(classes) == 2:
-        positive = classes.index(decision.positive) if decision is not None else 1
-        is_pos, called = labels == positive, predicted == positive
-        counts["positive"] = classes[positive]
-        counts.update(tp=int((is_pos & called).sum()), fn=int((is_pos & ~called).sum()),
-                      fp=int((~is_pos & called).sum()), tn=int((~is_pos & ~called).sum()))
-    return counts
+    return {"split": split, **outcome_counts(labels, predicted, classes, decision.positive if decision else None)}

@@ -33,6 +33,7 @@ from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.calibration import expected_calibration_error
 from desktop_tl.core.evaluation.intervals import confusion_rates, rate
 from desktop_tl.core.reporting import counted
+from desktop_tl.core.stored_scores import outcome_counts
 
 STATUSES = ("answered", "uncertain", "unfamiliar")
 TYPICALITY_Z = 3.09        # one-sided 0.1% per window for images of the training kind
@@ -116,16 +117,8 @@ def realised_counts(cases: list[tuple[dict[str, Any], str]], classes: list[str],
                     positive: str | None) -> dict[str, Any]:
     """Counts in the form of `held_out_counts` from (entry, true label) pairs: every case with its logged label,
     whatever its status (the model's answer, as the promise counted it)."""
-    correct = sum(entry["label"] == truth for entry, truth in cases)
-    per_class = {c: [sum(1 for e, t in cases if t == c and e["label"] == c), sum(1 for _, t in cases if t == c)]
-                 for c in classes}
-    counts: dict[str, Any] = {"images": len(cases), "correct": correct, "per_class": per_class}
-    if len(classes) == 2:
-        positive = positive if positive in classes else classes[1]
-        called = [(e["label"] == positive, t == positive) for e, t in cases]
-        counts.update(positive=positive, tp=sum(c and p for c, p in called), fn=sum(not c and p for c, p in called),
-                      fp=sum(c and not p for c, p in called), tn=sum(not c and not p for c, p in called))
-    return counts
+    return outcome_counts([classes.index(t) for _, t in cases], [classes.index(e["label"]) for e, _ in cases],
+                          classes, positive)
 
 
 def _shortfalls(realised: dict[str, Any], promised: dict[str, Any], split: str) -> list[str]:
