@@ -195,6 +195,22 @@ def _refuse_external_data(payload: bytes, name: str) -> None:
                             "Use the model.onnx written by `desktop-tl export`.")
 
 
+def is_input_file(path: Path) -> bool:
+    """True for a file `predict` and `watch` read: an image by its suffix, or DICOM (suffix or preamble)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)
+
+
+def image_files(folder: Path, leave_out: Path | None = None) -> Iterator[Path]:
+    """Image and DICOM files under `folder`, recursively, hidden files and folders (and `leave_out`) left out,
+    sorted."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if not name.startswith(".") and path != leave_out and is_input_file(path):
+                yield path
+
+
 def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     """Image and DICOM files from files and folders (recursively), with the path to show.
 
@@ -204,12 +220,7 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     for given in paths:
         given = Path(given)
         if given.is_dir():
-            for root, dirs, files in os.walk(given):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    path = Path(root) / name
-                    if not name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)):
-                        found.append((path, str(path)))
+            found += [(path, str(path)) for path in image_files(given)]
         elif given.exists():
             found.append((given, str(given)))
         else:

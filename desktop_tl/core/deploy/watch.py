@@ -20,14 +20,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from desktop_tl.core.audit_log import AuditLog, utc_now
-from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, is_dicom_file
-from desktop_tl.core.deploy.predict import OnnxClassifier, describe_decision
+from desktop_tl.core.deploy.predict import OnnxClassifier, describe_decision, image_files, is_input_file
 from desktop_tl.core.deploy.promise import PROMISE_KEY
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import TrialLogged
@@ -53,18 +52,6 @@ class WatchCounts:
         """The session in words."""
         return (f"{counted(self.logged, 'image')} logged, {counted(self.skipped, 'unreadable file')} logged as "
                 f"skipped, {self.known} already in the log.")
-
-
-def image_files(folder: Path, leave_out: Path | None = None) -> Iterator[Path]:
-    """Image and DICOM files under `folder`, recursively, hidden files and folders left out, sorted."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root) / name
-            if name.startswith(".") or (leave_out is not None and path == leave_out):
-                continue
-            if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path):
-                yield path
 
 
 class _Settling:
@@ -247,7 +234,7 @@ class FolderWatch:
         name = path.name
         return (inside and path != self.log_path and not name.startswith(".") and path.is_file()
                 and not any(part.startswith(".") for part in path.relative_to(self.folder).parts)
-                and (path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)))
+                and is_input_file(path))
 
     def _is_new(self, path: Path) -> bool:
         """False for a file this session already handled, unchanged since."""
