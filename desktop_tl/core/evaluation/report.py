@@ -19,7 +19,7 @@ from desktop_tl.core.data.index import near_duplicate_lines
 from desktop_tl.core.decision import rule_text
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.evaluation.operating_point import roc_curve
-from desktop_tl.core.evaluation.trial import FIGURE_WORDS, STATUSES, figure_words
+from desktop_tl.core.evaluation.trial import FIGURE_WORDS, STATUSES, figure_pairs, figure_words
 from desktop_tl.core.hashing import file_sha256
 from desktop_tl.core.models.delivered import delivered_model_words
 from desktop_tl.core.reporting import OPERATING_RATES, rate_text, status_figures, status_lines
@@ -244,11 +244,8 @@ def _trial_section(trial: dict[str, Any], folder: RunFolder) -> str:
     truth = trial.get("truth")
     if truth:
         promised, realised = truth["promised"] or {}, truth["realised"]
-        rows = [[FIGURE_WORDS[n], figure_words(realised[n]), figure_words(promised.get(n))]
-                for n in ("accuracy", "sensitivity", "specificity", "ppv", "npv") if n in realised]
-        rows += [[f"sensitivity {c}", figure_words(r),
-                  figure_words((promised.get("sensitivity_per_class") or {}).get(c))]
-                 for c, r in realised["sensitivity_per_class"].items()]
+        rows = [[FIGURE_WORDS[name] if cls is None else f"sensitivity {cls}", figure_words(now), figure_words(then)]
+                for name, cls, now, then in figure_pairs(realised, promised)]
         parts.append(f"<p>{truth['matched']} cases have a true label ({truth['unmatched']} not yet).</p>")
         parts.append(_table(["Figure", "In practice (95% interval)",
                              f"Promised ({promised.get('split', 'test')} split)" if promised else "Promised"], rows))

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -121,14 +120,21 @@ def realised_counts(cases: list[tuple[dict[str, Any], str]], classes: list[str],
                           classes, positive)
 
 
+def figure_pairs(realised: dict[str, Any], promised: dict[str, Any] | None
+                 ) -> list[tuple[str, str | None, dict[str, Any], dict[str, Any] | None]]:
+    """(figure, class for a per-class sensitivity else None, realised, promised or None) for every realised
+    figure: overall ones first, then each class's sensitivity."""
+    promised = promised or {}
+    pairs = [(n, None, realised[n], promised.get(n)) for n in FIGURE_WORDS if n in realised]
+    return pairs + [("sensitivity", c, r, (promised.get("sensitivity_per_class") or {}).get(c))
+                    for c, r in realised["sensitivity_per_class"].items()]
+
+
 def _shortfalls(realised: dict[str, Any], promised: dict[str, Any], split: str) -> list[str]:
     """A sentence for each realised figure below the interval the promise gave."""
     lines = []
-    names = [n for n in ("accuracy", "sensitivity", "specificity", "ppv", "npv") if n in realised and n in promised]
-    pairs = [(FIGURE_WORDS[n], realised[n], promised[n]) for n in names]
-    pairs += [(f"sensitivity for {c!r}", r, promised["sensitivity_per_class"].get(c))
-              for c, r in realised["sensitivity_per_class"].items()]
-    for words, now, then in pairs:
+    for name, cls, now, then in figure_pairs(realised, promised):
+        words = FIGURE_WORDS[name] if cls is None else f"sensitivity for {cls!r}"
         if not now or not then or now["value"] is None or not then["ci95"] or now["of"] == 0:
             continue
         if now["value"] < then["ci95"][0]:
@@ -163,7 +169,7 @@ def monitor_report(log_path: Path, truth_csv: Path | None = None, window: str | 
                         "Give the --log file of `desktop-tl watch`.")
     start = starts[-1]                                  # the model watching now
     images = [e for e in entries if e.get("kind") == "image" and e.get("model_sha256") == start["model_sha256"]]
-    familiarity = Familiarity.from_dict(_json_field(start.get("familiarity")))
+    familiarity = Familiarity.from_dict(start.get("familiarity"))
     report: dict[str, Any] = {
         "log": log_path.name, "chain": _chain(verification), "model": start.get("model"),
         "model_sha256": start["model_sha256"], "classes": start.get("classes"), "images": len(images),
@@ -182,12 +188,9 @@ def _chain(v: Verification) -> dict[str, Any]:
     return {"intact": v.ok, "entries": v.entries, "bad_line": v.bad_line, "reason": v.reason}
 
 
-def _json_field(value: Any) -> dict[str, Any] | None:
-    try:
-        found = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+def _dict_field(value: Any) -> dict[str, Any] | None:
+    """A start entry's rule (the watcher writes the model's metadata parsed), or None when absent or not one."""
+    return value if isinstance(value, dict) else None
 
 
 def _truth_section(images: list[dict[str, Any]], start: dict[str, Any], truth_csv: Path) -> dict[str, Any]:
@@ -202,7 +205,7 @@ def _truth_section(images: list[dict[str, Any]], start: dict[str, Any], truth_cs
             cases.append((entry, truth))
         else:
             unknown_labels[truth] += 1
-    decision = _json_field(start.get("decision"))
+    decision = _dict_field(start.get("decision"))
     counts = realised_counts(cases, classes, decision.get("positive") if decision else None)
     realised = figures_from_counts(counts)
     answered = [(e, t) for e, t in cases if e.get("status") == "answered"]
@@ -212,7 +215,7 @@ def _truth_section(images: list[dict[str, Any]], start: dict[str, Any], truth_cs
         "answered": {"coverage": rate(len(answered), len(cases)),
                      "accuracy": rate(sum(e["label"] == t for e, t in answered), len(answered))},
         "calibration": _calibration(cases, classes), "promised": None, "shortfalls": []}
-    promised_counts = _json_field(start.get("held_out_counts"))
+    promised_counts = _dict_field(start.get("held_out_counts"))
     if promised_counts:
         promised = figures_from_counts(promised_counts)
         section["promised"] = promised | {"split": promised_counts.get("split", "test")}
@@ -264,12 +267,9 @@ def monitor_text(report: dict[str, Any]) -> str:
         promised, realised = truth["promised"] or {}, truth["realised"]
         source = f"promised ({promised.get('split', 'test')} split)" if promised else "promised (not in the model)"
         lines.append(f"Figure\tin practice\t{source}")
-        for name in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
-            if name in realised:
-                lines.append(f"{FIGURE_WORDS[name]}\t{figure_words(realised[name])}\t{figure_words(promised.get(name))}")
-        for c, r in realised["sensitivity_per_class"].items():
-            then = (promised.get("sensitivity_per_class") or {}).get(c)
-            lines.append(f"sensitivity {c}\t{figure_words(r)}\t{figure_words(then)}")
+        for name, cls, now, then in figure_pairs(realised, promised):
+            words = FIGURE_WORDS[name] if cls is None else f"sensitivity {cls}"
+            lines.append(f"{words}\t{figure_words(now)}\t{figure_words(then)}")
         answered = truth["answered"]
         lines.append(f"Answered (not referred): {figure_words(answered['coverage'])} of cases, accuracy among them "
                      f"{figure_words(answered['accuracy'])}.")
