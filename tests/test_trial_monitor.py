@@ -88,6 +88,9 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path):
     other.write_text("hello\nworld\n")
     with pytest.raises(UserError, match="not a desktop_tl watch log"):
         AuditLog.open(other)
+    other.write_text('{"path": "a.png", "label": "x"}\n')         # JSON lines, but not a chain
+    with pytest.raises(UserError, match="not a desktop_tl watch log"):
+        AuditLog.open(other)
 
 
 def test_monitor_with_the_truth_reproduces_known_figures_and_says_when_practice_falls_short(tmp_path, capsys):

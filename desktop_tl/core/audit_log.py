@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,11 +114,12 @@ def _unwritable(path: Path, exc: OSError) -> UserError:
 class AuditLog:
     """An open log, appended to by one process. Use `AuditLog.open(path)`; `append` then `flush`."""
 
-    def __init__(self, path: Path, fd: int, last_hash: str, next_seq: int) -> None:
+    def __init__(self, path: Path, fd: int, found: list[dict[str, Any]]) -> None:
         self.path = path
         self._fd = fd
-        self._last_hash = last_hash
-        self._next_seq = next_seq
+        self.found = found                                  # the whole entries the file held when opened
+        self._last_hash = found[-1]["hash"] if found else GENESIS
+        self._next_seq = len(found)
         self.repaired: dict[str, Any] | None = None      # the repair entry written on opening, if any
 
     @classmethod
@@ -135,8 +135,8 @@ class AuditLog:
         whole_end = data.rfind(b"\n") + 1             # bytes up to the last newline: whole lines
         torn = data[whole_end:]
         entries = [_parse(line) for line in data[:whole_end].split(b"\n") if line]
-        if any(e is None for e in entries):
-            raise UserError(f"{path.name} is not a desktop_tl watch log (a line is not a JSON entry).",
+        if any(e is None or not isinstance(e.get("hash"), str) for e in entries):
+            raise UserError(f"{path.name} is not a desktop_tl watch log (a line is not one of its hash-chained entries).",
                             "Give a new file for --log, or the log this watch wrote.")
         if torn:
             last = _parse(torn)
@@ -155,8 +155,7 @@ class AuditLog:
         except OSError:
             os.close(fd)
             raise
-        last_hash = entries[-1]["hash"] if entries else GENESIS
-        log = cls(path, fd, last_hash, len(entries))
+        log = cls(path, fd, entries)
         if torn:
             log.repaired = log.append({"kind": "repair", "time": utc_now(), "torn_bytes": len(torn),
                                        "torn_sha256": hashlib.sha256(torn).hexdigest(),
@@ -196,6 +195,3 @@ class AuditLog:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """The entries written so far (read back from the file)."""
-        yield from read_entries(self.path)

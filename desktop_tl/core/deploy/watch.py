@@ -156,10 +156,11 @@ class FolderWatch:
         self.log = AuditLog.open(self.log_path)
         self.settling = _Settling(settle_s)
         self.counts = WatchCounts()
+        self.earlier = [e for e in self.log.found                   # the cases of earlier sessions
+                        if e.get("kind") in ("image", "skipped") and isinstance(e.get("path"), str)]
         self._logged: dict[str, set[str]] = {}        # relative path -> contents already logged
-        for entry in self.log.entries():
-            if entry.get("kind") in ("image", "skipped") and isinstance(entry.get("path"), str):
-                self._logged.setdefault(entry["path"], set()).add(str(entry.get("input_sha256")))
+        for entry in self.earlier:
+            self._logged.setdefault(entry["path"], set()).add(str(entry.get("input_sha256")))
         self._settled: dict[Path, tuple[int, int]] = {}   # files handled this session -> their (size, mtime)
         self.heatmaps = False
 

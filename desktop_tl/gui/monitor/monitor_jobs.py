@@ -22,8 +22,7 @@ def watch_job(model: Path, folder: Path, log: Path) -> Callable[[JobContext], An
         from desktop_tl.core.events import TrialLogged
 
         watch = FolderWatch(model, folder, log)
-        earlier = [e for e in watch.log.entries() if e.get("kind") in ("image", "skipped")]
-        for entry in earlier[-EARLIER_SHOWN:]:
+        for entry in watch.earlier[-EARLIER_SHOWN:]:
             ctx.event(TrialLogged(entry))
         return watch.run(ctx.should_stop, on_entry=ctx.event, heatmaps=True)
     return run
