@@ -13,9 +13,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.evaluation.referral import TARGETS
 from desktop_tl.core.reporting import status_lines
-
-TARGETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)    # core.evaluation.referral.TARGETS, without its numpy
 
 
 def referral_text(metrics: dict[str, Any] | None, split: str) -> str:
