@@ -33,7 +33,7 @@ from desktop_tl.core.runs.folder import MEMBER_CHECKPOINT, create_run, load_inde
 from desktop_tl.core.runs.listing import summarize_run
 from desktop_tl.core.runs.retrain import retrain_config
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training import baseline, baseline_folds, probe_fit, refit
+from desktop_tl.core.training import baseline, baseline_folds, probe_fit, refit, side_session
 from desktop_tl.core.training import run as run_module
 from desktop_tl.core.training.run import train_run
 
@@ -124,13 +124,13 @@ def test_an_ensemble_chosen_before_fine_tuning_averages_the_fine_tuned_model_wit
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
     create_run(run, data, TrainConfig(budget=60.0, num_workers=0), SPLIT)     # room for the refit
-    refit_sessions, real_session = [], refit.TrainingSession
+    refit_sessions, real_session = [], side_session.TrainingSession
 
     def watched(info, index, *args):     # the refit's own session: what it trains on
         refit_sessions.append(real_session(info, index, *args))
         return refit_sessions[-1]
 
-    monkeypatch.setattr(refit, "TrainingSession", watched)
+    monkeypatch.setattr(side_session, "TrainingSession", watched)
     retrained = []
     monkeypatch.setattr(refit, "small_network_on_all", lambda s, *a: retrained.append(len(s.train_samples))
                         or baseline.small_network_on_all(s, *a))

@@ -43,7 +43,8 @@ class BatchProgress:
     images_per_sec: float
     eta_seconds: float    # for the whole run
     phase: str = "train"  # "train" | "features" (the linear probe's feature pass) | "refit" (core.training.refit:
-                          # a batch of the refit on train+val, its epoch counted within the refit)
+                          # a batch of the refit on train+val, its epoch counted within the refit) | "member"
+                          # (core.training.members: a further fine-tuned network, counted within its own epochs)
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,9 @@ def describe(event: TrainEvent) -> str | None:
     if isinstance(event, Planned):
         return ("Continuing the plan:\n" if event.resumed else "Plan:\n") + "\n".join(event.lines)
     if isinstance(event, BatchProgress):
-        figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase in ("train", "refit")
+        figures = (f"loss {event.loss:.3f} acc {event.accuracy:.1%}" if event.phase in ("train", "refit", "member")
                    else "linear probe: computing features")
-        refit = "refit on train+val: " if event.phase == "refit" else ""
+        refit = {"refit": "refit on train+val: ", "member": "another fine-tuned network: "}.get(event.phase, "")
         return (f"{refit}epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches} {figures} "
                 f"{event.images_per_sec:.1f} img/s ETA about {duration(event.eta_seconds)}")
     if isinstance(event, EpochEnd):

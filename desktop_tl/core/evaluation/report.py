@@ -221,6 +221,17 @@ def _choices_made_on(metrics: dict[str, Any]) -> str:
     return "on the validation split"
 
 
+def _networks_words(metrics: dict[str, Any]) -> str:
+    """How many fine-tuned networks the anytime budget averaged, and why it stopped adding them ("" when it did
+    not run: no time to spare)."""
+    networks = metrics.get("finetuned_networks") or {}
+    if not networks.get("rounds"):
+        return ""
+    return (f" The time left after fine-tuning trained further networks with other seeds, each kept while it "
+            f"lowered the validation loss of the average: {networks['averaged']} averaged. "
+            f"{networks.get('ended') or ''}")
+
+
 def _trial_section(trial: dict[str, Any], folder: RunFolder) -> str:
     """A silent trial's monitor report (core.evaluation.trial.monitor_report) as HTML: the chain, counts per
     window, drift, and the realised figures beside the promised ones."""
@@ -277,7 +288,7 @@ def build_report(run_dir: Path, trial: dict[str, Any] | None = None) -> str:
         "<h2>Dataset</h2>", dataset,
         "<h2>Model and recipe</h2>",
         f"<p>{_esc(_model_words(folder, info))}; best epoch "
-        f"{_esc(metrics.get('best_epoch', metrics.get('epoch')))}.</p>",
+        f"{_esc(metrics.get('best_epoch', metrics.get('epoch')))}.{_esc(_networks_words(metrics))}</p>",
         "<ul>" + "".join(f"<li>{_esc(line.strip())}</li>" for line in plan_lines) + "</ul>",
         "<h2>Figures</h2>", _figures_section(metrics),
         "<h2>Referred images</h2>", _referral_section(metrics),

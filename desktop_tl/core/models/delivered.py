@@ -19,13 +19,15 @@ def delivered_model_words(meta: dict[str, Any], configured: str) -> str:
         return configured
     members = [m.get("arch") for m in meta.get("members") or [] if isinstance(m, dict)]
     small = members.count(SCRATCH_ARCH)
-    others = [configured if arch is None else arch for arch in members if arch != SCRATCH_ARCH]
+    named = [configured if arch is None else arch for arch in members if arch != SCRATCH_ARCH]
+    others = [name if named.count(name) == 1 else f"{named.count(name)} fine-tuned {name} networks (other seeds)"
+              for name in dict.fromkeys(named)]
     if small:
         others.append("a small network trained from scratch" if small == 1 else
                       f"{small} small networks trained from scratch")
     if len(members) == 1:
         text = "small network trained from scratch" if small else others[0]
-    elif len(others) == 1:     # several small networks alone
+    elif len(others) == 1:     # several small networks, or several fine-tuned networks, alone
         text = f"average of {others[0]}"
     else:
         text = f"average of {', '.join(others[:-1])} and {others[-1]}"

@@ -106,6 +106,11 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
                                        "refit": {k: v for k, v in refit.items() if k != "held_out"} if refit else None,
                                        "small_networks": cv.get("small_networks"),
                                        "delivered": delivered or s.arch}
+    if s.state.get("members"):
+        record = s.state["members"]
+        metrics["finetuned_networks"] = {"source": "validation", "rounds": record["rounds"],
+                                         "averaged": 1 + sum(r["kept"] for r in record["rounds"]),
+                                         "ended": record.get("ended")}
     smaller = _smaller_training_class(s) if len(classes) == 2 else None
     metrics["val"] = compute_metrics(val_labels, val_probs, classes, val_paths, decision=decision, positive=smaller)
     test_raw, test_labels, test_paths = predict_split(s.model, s.index, "test", s.prep, classes, s.device, batch,

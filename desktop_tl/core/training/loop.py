@@ -3,7 +3,9 @@
 Each epoch is a function of the session: `probe_epoch` (features once, then the logistic regression),
 `FineTuning.epoch` (the optimizer over the training split, then `validate`). Between the probe and
 fine-tuning comes the from-scratch check (`baseline`): when the small network does clearly better than the
-probe it becomes the run's model in an epoch of its own and fine-tuning is skipped. Then `complete` (the
+probe it becomes the run's model in an epoch of its own and fine-tuning is skipped. When fine-tuning ends
+with time to spare, `members` trains further fine-tuned networks to average while each still lowers the
+validation loss; on a small dataset `refit` then trains the model again on train+val. Then `complete` (the
 calibration and decision threshold on validation, then the test split, evaluated once). Before every epoch
 the training threads follow the cores other programs leave (`cpu_share`). The stop flag is checked every
 batch; best.safetensors then last.safetensors are written after every epoch, so a run interrupted anywhere
@@ -27,6 +29,7 @@ from desktop_tl.core.training.completion import complete
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
 from desktop_tl.core.training.finetune import FineTuning
+from desktop_tl.core.training.members import more_finetuned_networks
 from desktop_tl.core.training.plan import BaselineStage, FineTuneStage, ProbeStage
 from desktop_tl.core.training.probe import probe_epoch
 from desktop_tl.core.training.refit import refit_on_all
@@ -86,7 +89,10 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
         if s.control.stop_requested:
             yield s.finished(completed=False, stopped_by_user=True)
             return
-    if not (yield from refit_on_all(s, lambda session, start, state: train_epochs(session, start, state, threads))):
+    def epochs_of(session, start, state):
+        return train_epochs(session, start, state, threads)
+
+    if not (yield from more_finetuned_networks(s, epochs_of)) or not (yield from refit_on_all(s, epochs_of)):
         yield s.finished(completed=False, stopped_by_user=True)
         return
     yield from complete(s)

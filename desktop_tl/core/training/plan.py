@@ -213,6 +213,10 @@ class Plan:
                          f"the settings chosen and the epochs validation found (about "
                          f"{duration(self.estimated_seconds['refit'])}), so that it learns from every label but the "
                          "test split's.")
+        if self.recipe == "auto" and self.budget_seconds and self.stage("finetune") is not None:
+            lines.append("  When fine-tuning ends with time to spare, the rest of the budget fine-tunes further networks "
+                         "(other seeds, the same settings) to average, while each still lowers the validation loss; "
+                         "the log says why the rounds end.")
         if self.cross_validation:
             lines.append(f"  Choices (probe penalty and views; the probe, the small network or their average) by "
                          f"{self.cross_validation}-fold "

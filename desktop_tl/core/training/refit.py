@@ -26,15 +26,15 @@ from dataclasses import replace
 import numpy as np
 
 from desktop_tl.core.evaluation.splits import predict_split
-from desktop_tl.core.events import BatchProgress, EpochEnd, Message, TrainEvent
+from desktop_tl.core.events import Message, TrainEvent
 from desktop_tl.core.models.ensemble import Ensemble
-from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.reporting import duration
 from desktop_tl.core.runs import checkpoint
 from desktop_tl.core.training.baseline import small_network_on_all
 from desktop_tl.core.training.completion import deliver_best
-from desktop_tl.core.training.plan import VIEW_SETS, Plan
+from desktop_tl.core.training.plan import Plan
 from desktop_tl.core.training.session import TrainingSession
+from desktop_tl.core.training.side_session import chosen_settings_plan, train_side_session
 
 REFIT_FOLDER = "refit"
 
@@ -48,14 +48,7 @@ def finetune_epochs_found(s: TrainingSession) -> int:
 def refit_plan(s: TrainingSession) -> Plan:
     """The run's plan for the refit: the probe with the views and penalty chosen, then the fine-tuning stage for
     the epochs validation found (no early stopping: there is nothing left to validate on), nothing to choose."""
-    chosen = s.state["probe"]
-    stages = [replace(s.plan.stage("probe"), views=VIEW_SETS[chosen["view_set"]], view_sets=(chosen["view_set"],),
-                      l2_grid=(chosen["l2"],))]
-    epochs = finetune_epochs_found(s)
-    if epochs:
-        stages.append(replace(s.plan.stage("finetune"), epochs=epochs, patience=0))
-    return replace(s.plan, stages=tuple(stages), batch_size=s.batch_size, budget_seconds=None,
-                   estimated_seconds={}, reasons=(), cross_validation=0)
+    return chosen_settings_plan(s, finetune_epochs_found(s), patience=0)
 
 
 def refit_seconds(s: TrainingSession) -> float:
@@ -131,33 +124,11 @@ def refit_on_all(s: TrainingSession, train_epochs: Callable[..., Iterator[TrainE
 
 
 def _train_on_all(s: TrainingSession, plan: Plan, train_epochs):
-    """The refit session's epochs (resumed from `refit/` when it was stopped); its model, or None when stopped.
-    Its epochs are reported as messages and its batches as progress of phase "refit": the run's curves and
-    epoch count stay those of the run itself."""
+    """The refit session's epochs (resumed from `refit/` when it was stopped); its model, or None when stopped."""
     index = replace(s.index, samples=[replace(x, split="train") if x.split == "val" else x
                                       for x in s.index.samples])
-    folder = s.info.run_dir / REFIT_FOLDER
-    folder.mkdir(exist_ok=True)
-    info = replace(s.info, run_dir=folder, plan=plan.to_dict(), status="running")
-    built = create_model(s.cfg.model, s.cfg.weights, len(s.info.classes), s.info.kept_weights)   # pretrained again
-    session = TrainingSession(info, index, s.control, plan, built)
-    optimizer_state = session.restore() if info.has_checkpoint else None
-    try:
-        for event in train_epochs(session, session.state["epoch"] + 1, optimizer_state):
-            if isinstance(event, EpochEnd):
-                what = " (linear probe)" if event.stage == "probe" else ""
-                yield Message("info", f"Refit epoch {event.epoch}/{event.epochs}{what}: train loss "
-                                      f"{event.train_loss:.3f}, accuracy {event.train_accuracy:.1%} "
-                                      f"({event.seconds:.0f} s).")
-            elif isinstance(event, Message) and event.level != "info":    # its own notes would repeat the run's
-                yield event
-            elif isinstance(event, BatchProgress) and event.phase == "train":
-                yield replace(event, phase="refit")
-    finally:
-        session.close()
-    if session.state["epoch"] < plan.total_epochs:
-        return None
-    return checkpoint.load_checkpoint(folder / checkpoint.LAST).model
+    folder = yield from train_side_session(s, REFIT_FOLDER, index, plan, s.cfg, "refit", "Refit epoch", train_epochs)
+    return None if folder is None else checkpoint.load_checkpoint(folder / checkpoint.LAST).model
 
 
 def _install(model, refitted: dict, member) -> None:

@@ -86,6 +86,7 @@ class TrainingSession:
                                       "bad_epochs": 0, "history": [], "skipped_images": 0, "seconds": 0.0,
                                       "ended_early": None, "probe": None, "transfer_check": None,
                                       "cross_validation": None,
+                                      "members": None,     # the anytime rounds of core.training.members
                                       "ensemble": None}    # "pending": the small network joins at the end
 
     # -- setup -------------------------------------------------------------------------------------

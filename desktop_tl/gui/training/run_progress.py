@@ -11,6 +11,8 @@ from desktop_tl.core.reporting import duration
 PAUSED = "Paused — "
 
 
+SIDE_PHASES = {"refit": "Training again on train+val, epoch", "member": "Another fine-tuned network, epoch"}
+
 class RunProgress(QProgressBar):
     """The progress bar of a run (0-1000 over the run's batches) with its words."""
 
@@ -35,11 +37,11 @@ class RunProgress(QProgressBar):
             self.setFormat(f"Preparing… {text[:90]}")
 
     def batch(self, event: BatchProgress, paused: bool) -> None:
-        """A batch of the run (or of its refit) finished."""
+        """A batch of the run (or of its refit, or of a further fine-tuned network) finished."""
         done = (event.epoch - 1) * event.batches + event.batch
         self.setValue(round(1000 * done / (event.epochs * event.batches)))
         what = "linear probe: features" if event.phase == "features" else f"batch {event.batch}/{event.batches}"
-        epoch = "Training again on train+val, epoch" if event.phase == "refit" else "Epoch"
+        epoch = SIDE_PHASES.get(event.phase, "Epoch")
         text = (f"{epoch} {event.epoch}/{event.epochs} · {what} · {event.images_per_sec:.1f} img/s · "
                 f"ETA about {duration(event.eta_seconds)}")
         self.setFormat((PAUSED if paused else "") + text)
