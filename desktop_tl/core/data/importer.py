@@ -25,6 +25,7 @@ from desktop_tl.core.data.index import (
     find_duplicates,
     near_duplicates_of,
 )
+from desktop_tl.core.data.multilabel_split import assign_multilabel_splits
 from desktop_tl.core.data.near_duplicates import (
     MAX_IMAGES,
     image_hashes,
@@ -74,8 +75,12 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
     hashes: dict[str, np.ndarray | None] = {}
     signatures: dict[str, np.ndarray] = {}
     usable = _validate(scan, progress, should_stop, hashes, signatures)
-    classes = sorted({f.label for f in scan.found})
-    _check_usable(source, classes, scan, usable)
+    if scan.multi_label:
+        classes = sorted({name for f in scan.found for name in f.labels})
+        _check_label_sets(source, classes, scan, usable)
+    else:
+        classes = sorted({f.label for f in scan.found})
+        _check_usable(source, classes, scan, usable)
     label_of = {name: i for i, name in enumerate(classes)}
     attributes = {f.rel: f.attributes for f, _ in usable}
     pairs = near_duplicate_pairs(hashes, signatures=signatures) if len(hashes) <= MAX_IMAGES else []
@@ -83,10 +88,9 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
         scan.warnings.append(f"Near duplicates were not looked for: with more than {MAX_IMAGES:,} images the "
                              "comparison would take too long.")
     cluster = near_duplicate_clusters(pairs)
-    items = sorted(
-        (Item(f.rel, label_of[f.label], f.split, digest, f.group, cluster.get(f.rel)) for f, digest in usable),
-        key=lambda item: item.rel,
-    )
+    items = sorted((Item(f.rel, -1 if scan.multi_label else label_of[f.label], f.split, digest, f.group,
+                         cluster.get(f.rel), tuple(label_of[x] for x in f.labels) if scan.multi_label else ())
+                    for f, digest in usable), key=lambda item: item.rel)
     warnings = list(scan.warnings)
     if scan.presplit:
         _check_presplit(classes, items)
@@ -96,11 +100,13 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
             splits = _held_out_from_train(items, splits, len(classes), config, missing)
             warnings.append(_taken_from_train_words(missing, config))
         warnings.extend(group_leak_warnings(items, splits))
+    elif scan.multi_label:
+        splits = assign_multilabel_splits(items, len(classes), config)
     else:
         splits, kept_in_train = assign_splits(items, len(classes), config)
         warnings.extend(single_group_warning(classes[c], items, c) for c in kept_in_train)
-    samples = [Sample(item.rel, item.label, s, item.sha256, item.group, attributes[item.rel])
-               for item, s in zip(items, splits, strict=True)]
+    samples = [Sample(item.rel, item.label, s, item.sha256, item.group, attributes[item.rel],
+                      item.labels if scan.multi_label else None) for item, s in zip(items, splits, strict=True)]
     duplicates = find_duplicates(samples)
     warnings.extend(count_warnings(classes, samples, duplicates))
     near = near_duplicates_of(samples, pairs)
@@ -112,16 +118,17 @@ def import_dataset(source: Path, split: SplitConfig | None = None,
                         "images that look almost alike) sit in different splits: the validation and test scores may "
                         f"be too optimistic. {remedy}")
     before = 0 if scan.presplit or not pairs or not config.group_near_duplicates else _twins_in_test(
-        [replace(item, near=None) for item in items], pairs, len(classes), config)
+        [replace(item, near=None) for item in items], pairs, len(classes), config, scan.multi_label)
     return DatasetIndex(root=scan.root, source=source, source_kind=scan.kind, classes=classes, samples=samples,
                         skipped=scan.skipped, duplicates=duplicates, warnings=warnings, near_duplicates=near,
                         near_twins_before_fix=before)
 
 
 def _twins_in_test(items: list[Item], pairs: list[tuple[str, str, int]], n_classes: int,
-                   config: SplitConfig) -> int:
+                   config: SplitConfig, multi_label: bool = False) -> int:
     """How many test images a split that ignores near duplicates would give a near twin in training."""
-    splits, _ = assign_splits(items, n_classes, config)
+    splits = (assign_multilabel_splits(items, n_classes, config) if multi_label
+              else assign_splits(items, n_classes, config)[0])
     split_of = {item.rel: s for item, s in zip(items, splits, strict=True)}
     in_test = set()
     for a, b, _ in pairs:
@@ -164,7 +171,7 @@ def _validate(scan: Scan, progress: Callable[[int, int], None] | None,
         else:
             group = found.group or hash_group(read_group_id(path))
             attributes = found.attributes or read_dicom_attributes(path)
-            usable.append((Found(found.rel, found.label, found.split, group, attributes), digest))
+            usable.append((Found(found.rel, found.label, found.split, group, attributes, found.labels), digest))
         if progress:
             progress(done, total)
     return usable
@@ -191,6 +198,24 @@ def _check_usable(source: Path, classes: list[str], scan: Scan, usable: list[tup
         listed = ", ".join(f"'{name}' ({per_class[name]})" for name in small)
         raise UserError(f"Some classes have fewer than 2 usable images: {listed}.",
                         "Add more images to those classes, remove them, or fix the skipped files "
+                        "(run import-check to see why files were skipped).")
+
+
+def _check_label_sets(source: Path, labels: list[str], scan: Scan, usable: list[tuple[Found, str]]) -> None:
+    """A multi-label table needs usable images, two labels or more, and two images or more of each label."""
+    if not usable:
+        _check_usable(source, labels, scan, usable)
+    if len(labels) < 2:
+        raise UserError(f"{source.name} gives several labels per image but names only "
+                        f"{'one label' if labels else 'no label'}{f': {labels[0]!r}' if labels else ''}.",
+                        "A multi-label table needs two labels or more; for one finding, use a 'label' column with "
+                        "the finding and its absence as two classes.")
+    per_label = Counter(name for found, _ in usable for name in found.labels)
+    small = [name for name in labels if per_label[name] < 2]
+    if small:
+        listed = ", ".join(f"'{name}' ({per_label[name]})" for name in small)
+        raise UserError(f"Some labels are on fewer than 2 usable images: {listed}.",
+                        "Add images that show those labels, remove the labels, or fix the skipped files "
                         "(run import-check to see why files were skipped).")
 
 

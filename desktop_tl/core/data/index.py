@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from desktop_tl.core.data import label_sets
+from desktop_tl.core.data.label_sets import label_set_warnings
 from desktop_tl.core.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -23,11 +25,12 @@ class Sample:
     """One usable image."""
 
     path: str  # POSIX path relative to the dataset root
-    label: int  # index into DatasetIndex.classes
+    label: int  # index into DatasetIndex.classes; -1 in a multi-label dataset, whose samples carry `labels`
     split: str  # "train" | "val" | "test"
     sha256: str
     group: str | None = None  # salted hash of patient/group id (in memory), or "unit:N" read from dataset.json
     attributes: tuple[tuple[str, str], ...] = ()   # subgroups: extra CSV columns, non-identifying DICOM tags
+    labels: tuple[int, ...] | None = None   # multi-label: the indices of the labels it shows (() for none)
 
     def attribute(self, name: str) -> str | None:
         """The value of one subgroup attribute ("site", "Modality", ...), or None."""
@@ -76,6 +79,11 @@ class DatasetIndex:
     near_twins_before_fix: int = 0   # test images a split ignoring near duplicates would give a twin in training
     confirmed: int = 0   # images joined to training from label assist's confirmed labels (data.confirmed)
 
+    @property
+    def multi_label(self) -> bool:
+        """True when each image has a set of labels (core.data.label_sets) rather than one class."""
+        return any(s.labels is not None for s in self.samples)
+
     def split(self, name: str) -> list[Sample]:
         """The samples of split `name` ("train", "val" or "test")."""
         if name not in SPLITS:
@@ -86,7 +94,8 @@ class DatasetIndex:
         """Images per class and split: {class: {"train": n, "val": n, "test": n}}."""
         table = {name: dict.fromkeys(SPLITS, 0) for name in self.classes}
         for sample in self.samples:
-            table[self.classes[sample.label]][sample.split] += 1
+            for label in (sample.label,) if sample.labels is None else sample.labels:
+                table[self.classes[label]][sample.split] += 1
         return table
 
     def abs_path(self, sample: Sample) -> Path:
@@ -111,7 +120,7 @@ class DatasetIndex:
             "near_duplicates": [{"paths": list(n.paths), "distance": n.distance, "cross_split": n.cross_split}
                                 for n in self.near_duplicates],
             "near_twins_before_fix": self.near_twins_before_fix,
-        }
+        } | ({"label_sets": label_sets.summary(self.classes, self.samples)} if self.multi_label else {})
 
     def to_json(self, relative_source: str) -> dict[str, Any]:
         """The index for a run folder; `relative_source` is the source relative to that folder."""
@@ -126,6 +135,7 @@ class DatasetIndex:
             "source_kind": self.source_kind,
             "classes": list(self.classes),
             "samples": [{"path": s.path, "label": s.label, "split": s.split, "sha256": s.sha256}
+                        | ({"labels": list(s.labels)} if s.labels is not None else {})
                         | ({"unit": units[s.group]} if s.group is not None else {})
                         | ({"attributes": dict(s.attributes)} if s.attributes else {}) for s in self.samples],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
@@ -161,6 +171,8 @@ class DatasetIndex:
         duplicates = find_duplicates(samples)
         near = near_duplicates_of(samples, [_near_from_json(item) for item in data.get("near_duplicates") or []])
         before = data.get("near_twins_before_fix", 0)
+        if len({s.labels is None for s in samples}) > 1:
+            raise _damaged("some samples have label sets and others do not")
         return cls(root=root, source=source, source_kind=kind, classes=list(classes), samples=samples,
                    skipped=skipped, duplicates=duplicates, warnings=count_warnings(classes, samples, duplicates),
                    near_duplicates=near, near_twins_before_fix=before if isinstance(before, int) else 0)
@@ -171,16 +183,22 @@ def format_report(index: DatasetIndex) -> str:
     counts = index.counts()
     width = max([len("class")] + [len(name) for name in index.classes])
     kind = "class folders" if index.source_kind == "folder" else "CSV file"
+    what = "labels" if index.multi_label else "classes"
     lines = [
         f"Dataset: {index.source.name} ({kind})",
-        f"{len(index.classes)} classes, {len(index.samples)} usable images, "
+        f"{len(index.classes)} {what}, {len(index.samples)} usable images, "
         f"{len(index.skipped)} skipped, {len(index.duplicates)} sets of identical files",
         "",
-        f"  {'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}  {'total':>6}",
     ]
-    for name in index.classes:
-        row = counts[name]
-        lines.append(f"  {name:<{width}}  {row['train']:>6}  {row['val']:>6}  {row['test']:>6}  {sum(row.values()):>6}")
+    if index.multi_label:
+        lines += label_sets.summary_lines(index.classes, index.samples)
+        lines += ["", f"  {'images':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}  {'total':>6}"]
+    else:
+        lines.append(f"  {'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}  {'total':>6}")
+        for name in index.classes:
+            row = counts[name]
+            lines.append(f"  {name:<{width}}  {row['train']:>6}  {row['val']:>6}  {row['test']:>6}  "
+                         f"{sum(row.values()):>6}")
     totals = {s: len(index.split(s)) for s in SPLITS}
     lines.append(f"  {'all':<{width}}  {totals['train']:>6}  {totals['val']:>6}  {totals['test']:>6}  {len(index.samples):>6}")
     if index.skipped:
@@ -237,7 +255,10 @@ def find_duplicates(samples: list[Sample]) -> list[DuplicateSet]:
 
 
 def count_warnings(classes: list[str], samples: list[Sample], duplicates: list[DuplicateSet]) -> list[str]:
-    """Warnings that follow from the samples alone: imbalance, small classes, leaks."""
+    """Warnings that follow from the samples alone: imbalance, small classes, leaks (for a multi-label dataset,
+    those of its label sets: core.data.label_sets)."""
+    if any(s.labels is not None for s in samples):
+        return label_set_warnings(classes, samples, duplicates)
     warnings = []
     totals = Counter(s.label for s in samples)
     sizes = sorted(((totals[i], name) for i, name in enumerate(classes)), key=lambda t: t[0])
@@ -289,7 +310,11 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
     if (not isinstance(path, str) or not path or "\0" in path or PurePosixPath(path).is_absolute()
             or PureWindowsPath(path).is_absolute()):
         raise _damaged(f"sample path {path!r} must be a relative path")
-    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
+    labels = item.get("labels")
+    if labels is not None and (not isinstance(labels, list) or label != -1 or len(set(labels)) != len(labels) or any(
+            not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < n_classes for k in labels)):
+        raise _damaged(f"sample {path!r} has labels {labels!r}, expected different numbers 0..{n_classes - 1}")
+    if labels is None and (not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes):
         raise _damaged(f"sample {path!r} has label {label!r}, expected 0..{n_classes - 1}")
     if split not in SPLITS:
         raise _damaged(f"sample {path!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
@@ -303,7 +328,7 @@ def _sample_from_json(item: Any, n_classes: int) -> Sample:
     if unit is not None and (not isinstance(unit, int) or isinstance(unit, bool) or unit < 0):
         raise _damaged(f"sample {path!r} has a patient unit {unit!r} that is not a whole number")
     return Sample(path, label, split, sha, None if unit is None else f"unit:{unit}",
-                  tuple(sorted(attributes.items())))
+                  tuple(sorted(attributes.items())), None if labels is None else tuple(sorted(labels)))
 
 
 def near_duplicates_of(samples: list[Sample], pairs: list[tuple[str, str, int]]) -> list[NearDuplicate]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop_tl.core.data import label_sets
 from desktop_tl.core.data.imageio import IMAGE_SUFFIXES, is_dicom_file
 from desktop_tl.core.data.index import Skipped
 from desktop_tl.core.errors import UserError
@@ -41,6 +42,7 @@ class Found:
     split: str | None  # fixed by a train/val/test folder layout
     group: str | None  # salted hash
     attributes: tuple[tuple[str, str], ...] = ()   # extra CSV columns (site, scanner, ...) for subgroups
+    labels: tuple[str, ...] | None = None   # a multi-label CSV's label set (core.data.label_sets); label is ""
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Scan:
     root: Path
     kind: str
     presplit: bool = False
+    multi_label: bool = False   # a CSV that gives several labels per image (core.data.label_sets)
     split_folders: tuple[str, ...] = ()   # the splits a train/val/test layout gives folders for ("train", ...)
     found: list[Found] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -235,10 +238,13 @@ def scan_csv(csv_path: Path) -> Scan:
     rows = _csv_rows(csv_path)
     has_header, path_col, label_col, group_col = _csv_columns(rows, root)
     extra: list[tuple[int, str]] = []
-    excluded_col = None
+    excluded_col, flags = None, []
     if has_header:
         excluded_col = next((i for i, name in enumerate(rows[0][1]) if name.lower() == EXCLUDED_COLUMN), None)
-        extra, refused = _attribute_columns(rows[0][1], {path_col, label_col, group_col, excluded_col})
+        label_col, flags = _label_set_columns(rows, path_col, label_col, group_col, excluded_col)
+        scan.multi_label = label_col is None or rows[0][1][label_col].lower() in label_sets.LABELS_HEADERS
+        extra, refused = _attribute_columns(rows[0][1], {path_col, label_col, group_col, excluded_col,
+                                                         *(col for col, _ in flags)})
         if refused:
             scan.warnings.append(f"Column(s) {', '.join(refused)} of {csv_path.name} look like they identify people; "
                                  "they are not read (rename a column if it only names a site or scanner).")
@@ -252,6 +258,10 @@ def scan_csv(csv_path: Path) -> Scan:
     repeated = 0
     for line, row in rows:
         listed, label = cell(row, path_col), cell(row, label_col)
+        labels = None
+        if scan.multi_label:
+            labels = label_sets.labels_from_flags(row, flags) if flags else label_sets.parse_label_cell(label)
+            label = label_sets.SEPARATOR.join(labels) or "(none)"     # how the checks below name the set
         if not listed:
             scan.skipped.append(Skipped(f"(line {line})", f"line {line}: no file path"))
             continue
@@ -261,7 +271,7 @@ def scan_csv(csv_path: Path) -> Scan:
         except ValueError:  # another drive on Windows
             scan.skipped.append(Skipped(f"(line {line})", f"line {line}: on another drive than the CSV file"))
             continue
-        if not label:
+        if not label and labels is None:
             scan.skipped.append(Skipped(rel, f"line {line}: empty label"))
             continue
         if rel in seen:
@@ -282,7 +292,8 @@ def scan_csv(csv_path: Path) -> Scan:
             scan.skipped.append(Skipped(rel, "not an image file type"))
         else:
             attributes = tuple((name, cell(row, col).strip()) for col, name in extra if cell(row, col).strip())
-            scan.found.append(Found(rel, label, None, hash_group(cell(row, group_col)), attributes))
+            scan.found.append(Found(rel, "" if labels is not None else label, None, hash_group(cell(row, group_col)),
+                                    attributes, labels))
     if missing and not scan.found:
         shown = ", ".join(listed for listed, _ in missing[:SHOW])
         raise UserError(f"None of the {len(missing)} files listed in {csv_path.name} exist (first: {shown}).",
@@ -293,8 +304,24 @@ def scan_csv(csv_path: Path) -> Scan:
                              f"(first: {', '.join(rel for _, rel in missing[:SHOW])}).")
     if repeated:
         scan.warnings.append(f"{repeated} repeated lines in {csv_path.name} were counted once.")
-    scan.warnings += _several_labels_per_image(csv_path.name, scan.found, extra, rows)
+    if not scan.multi_label:
+        scan.warnings += _several_labels_per_image(csv_path.name, scan.found, extra, rows)
     return scan
+
+
+def _label_set_columns(rows: list[tuple[int, list[str]]], path_col: int, label_col: int, group_col: int | None,
+                       excluded_col: int | None) -> tuple[int | None, list[tuple[int, str]]]:
+    """The label column, and for a table of one 0/1 column per label (no label column) those columns: a header
+    naming a `labels` column gives label sets joined with ';'; a header naming neither it nor a label column,
+    with two or more columns of only 0 and 1, gives one column per label (label column None)."""
+    header = [cell.lower() for cell in rows[0][1]]
+    sets = next((i for i, name in enumerate(header) if name in label_sets.LABELS_HEADERS), None)
+    if any(name in _LABEL_HEADERS for name in header):
+        return label_col, []
+    if sets is not None:
+        return sets, []
+    flags = label_sets.flag_columns(rows[0][1], rows[1:], {path_col, group_col, excluded_col})
+    return (None, flags) if len(flags) >= 2 else (label_col, [])
 
 
 def _several_labels_per_image(name: str, found: list[Found], extra: list[tuple[int, str]],
@@ -307,14 +334,14 @@ def _several_labels_per_image(name: str, found: list[Found], extra: list[tuple[i
         classes = len({f.label for f in found})
         warnings.append(f"{len(joined)} labels in {name} name several findings joined with ';' (such as "
                         f"{joined[0]!r}): each combination is read as a class of its own ({classes} classes). "
-                        "desktop_tl trains one label per image; give each image the one label that matters, or "
-                        "split the table by finding.")
+                        "For several labels per image, name the column 'labels' (labels joined with ';'); "
+                        "otherwise give each image the one label that matters.")
     flags = [column for col, column in extra
              if rows and all((row[col].strip() if col < len(row) else "") in ("0", "1") for _, row in rows)]
     if len(flags) >= 2:
         warnings.append(f"Columns {', '.join(flags)} of {name} hold only 0 and 1, like one column per label of a "
-                        "multi-label table: the label is read from one column only, and those are kept as "
-                        "attributes for subgroup figures.")
+                        "multi-label table: with a label column, the label is read from it alone, and those are kept "
+                        "as attributes for subgroup figures. Remove the label column to read one label per column.")
     return warnings
 
 

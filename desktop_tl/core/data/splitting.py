@@ -25,6 +25,7 @@ class Item:
     sha256: str
     group: str | None
     near: str | None = None     # near-duplicate cluster (data.near_duplicates): kept in one split, like copies
+    labels: tuple[int, ...] = ()   # a multi-label dataset's label set (core.data.multilabel_split); label is -1
 
 
 def split_units(items: list[Item], by_group: bool, by_near: bool = False) -> list[list[int]]:

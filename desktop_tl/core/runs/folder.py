@@ -78,6 +78,13 @@ def relative_to_run(run_dir: Path, target: Path) -> str:
     return Path(os.path.relpath(Path(target).resolve(), Path(run_dir).resolve())).as_posix()
 
 
+MULTI_LABEL_NOT_TRAINED = UserError(
+    "This dataset gives several labels per image: desktop_tl imports such tables and shows their labels, but does "
+    "not train multi-label models yet.",
+    "To train now, give each image one label in a 'label' column (the finding that matters, or one table per "
+    "finding with the finding and its absence as two classes).")
+
+
 def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, split: SplitConfig,
                progress: Callable[[int, int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> tuple[RunInfo, DatasetIndex]:
@@ -86,6 +93,8 @@ def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, sp
     split.validate()
     run_dir = Path(run_dir)
     index = data if isinstance(data, DatasetIndex) else import_dataset(Path(data), split, progress, should_stop)
+    if index.multi_label:
+        raise MULTI_LABEL_NOT_TRAINED
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / DATASET_FILE, index.to_json(relative_to_run(run_dir, index.source)))
     info = RunInfo(run_dir, config, split, list(index.classes), "created")

@@ -314,8 +314,10 @@ class DatasetImportPanel(QWidget):
         kind = "class folders" if index.source_kind == "folder" else "CSV/TSV file"
         totals = {s: len(index.split(s)) for s in ("train", "val", "test")}
         self.summary.setText(
-            f"{index.source.name} ({kind}): {counted(len(index.classes), 'class', 'classes')}, "
-            f"{counted(len(index.samples), 'usable image')} "
+            f"{index.source.name} ({kind}): "
+            + (f"{counted(len(index.classes), 'label')} (several per image; training them is not built yet), "
+               if index.multi_label else f"{counted(len(index.classes), 'class', 'classes')}, ")
+            + f"{counted(len(index.samples), 'usable image')} "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "
             f"{len(index.skipped)} skipped, {counted(len(index.warnings), 'warning')}, "
             f"{counted(len(index.duplicates), 'set of identical files', 'sets of identical files')}, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from desktop_tl.core.data.index import DatasetIndex, near_duplicate_lines
+from desktop_tl.core.data.label_sets import findings_lines
 from desktop_tl.gui.widgets.item_models import Column, RecordTableModel
 
 
@@ -55,6 +56,9 @@ def class_table_model(parent=None) -> RecordTableModel[ClassRow]:
 def findings_text(index: DatasetIndex) -> str:
     """Duplicates and warnings in plain language, one paragraph each."""
     lines = []
+    if index.multi_label:
+        first, *rest = findings_lines(index.classes, index.samples)
+        lines += [f"• {first}", *(line for line in rest if line)]
     for dup in index.duplicates:
         where = "in different splits (a leak between training and evaluation)" if dup.cross_split else "in one split"
         lines.append(f"• {len(dup.paths)} identical files {where}: {', '.join(dup.paths)}")

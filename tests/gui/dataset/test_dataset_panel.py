@@ -299,3 +299,21 @@ def test_typed_split_fractions_are_taken_as_typed_and_an_out_of_range_one_says_s
     assert app_state.split.seed == 42 and settings.test.complaint      # shown until the user types there again
     _type(qtbot, settings.test, "0.2")
     assert app_state.split.test_fraction == 0.2 and settings.test.complaint == ""
+
+
+def test_a_multi_label_table_shows_its_labels_and_what_occurs_together(qtbot, panel, app_state, tmp_path):
+    from helpers import DEMO_IMAGES
+
+    rows = []
+    for i, (first, second) in enumerate([("brick", "grass"), ("grass", ""), ("brick", ""), ("grass", "")] * 3):
+        image = sorted((DEMO_IMAGES / first).glob("*.jpg"))[i]
+        (tmp_path / image.name).write_bytes(image.read_bytes())
+        rows.append(f"{image.name},{first}{';' + second if second else ''}")
+    table = tmp_path / "findings.csv"
+    table.write_text("path,labels\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    _import(qtbot, panel, table)
+    assert app_state.dataset.multi_label
+    assert [_cell(panel.class_model, r, 0) for r in range(panel.class_model.rowCount())] == ["brick", "grass"]
+    assert _cell(panel.class_model, 1, 4, SORT_ROLE) == 9          # 'grass' is on 9 of the 12 images
+    assert "2 labels (several per image; training them is not built yet)" in panel.summary.text()
+    assert "Several labels per image" in panel.findings.text() and "brick + grass: 3" in panel.findings.text()
