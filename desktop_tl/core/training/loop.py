@@ -228,9 +228,9 @@ def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str,
     """Why the epochs end after this one, before the plan's last: (reason, message), or None."""
     if not isinstance(stage, FineTuneStage) or epoch >= s.plan.total_epochs:
         return None
-    if stage.patience and s.state["bad_epochs"] >= stage.patience:
+    if stage.patience and s.state["bad_epochs"] >= stage.patience and not _still_falling(s):
         return "early stopping", (f"Early stopping: validation loss has not improved for "
-                                  f"{s.state['bad_epochs']} epochs.")
+                                  f"{s.state['bad_epochs']} epochs and no longer falls.")
     budget = s.plan.budget_seconds
     still = ("refit", "evaluation") if s.state["transfer_check"] else ("baseline", "refit", "evaluation")
     after = sum(v for k, v in s.plan.estimated_seconds.items() if k in still)
@@ -239,6 +239,14 @@ def _ending(s: TrainingSession, stage, epoch: int, seconds: float) -> tuple[str,
                                f"another epoch (about {seconds:.0f} s) would not fit with the final checks, so "
                                "fine-tuning ends here; the best epoch so far is kept.")
     return None
+
+
+def _still_falling(s) -> bool:
+    """True when the last epoch lowered the validation loss of the one before: the learning curve still falls
+    (as it does in the last epochs of a cosine schedule), so early stopping waits even when the best epoch is
+    older than the patience."""
+    losses = [row["val_loss"] for row in s.state["history"][-2:] if row.get("stage") == "finetune"]
+    return len(losses) == 2 and losses[1] < losses[0]
 
 
 class _Clock:
