@@ -66,8 +66,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         "Export the model again with `desktop-tl export`, or leave out --sets.")
     predictions = list(classifier.predict_files(collect_inputs([Path(p) for p in args.paths]),
                                                 heatmaps=bool(args.heatmaps)))
-    rules = describe_decision(classifier.decision, classifier.calibration, classifier.referral,
-                              classifier.familiarity, classifier.has_status_rule)
+    rules = (classifier.label_rules.words(classifier.classes) if classifier.multi_label else
+             describe_decision(classifier.decision, classifier.calibration, classifier.referral,
+                               classifier.familiarity, classifier.has_status_rule))
     if args.json:
         print(json.dumps({"rules": rules, "classes": classifier.classes,
                           "predictions": [prediction_record(p) for p in predictions]}, indent=2))
@@ -79,17 +80,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tskipped: {p.error}")
+            elif p.labels is not None:
+                print(f"{p.path}\t{';'.join(p.labels) or '(none of the labels)'}\t"
+                      + " ".join(f"{c}={p.probabilities[c]:.3f}" for c in classifier.classes))
             else:
                 named = f"\tset {';'.join(p.sets[f'{coverage:g}'])}" if coverage is not None else ""
                 print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t{STATUS_WORDS[p.status]}{named}")
     notes = sys.stderr if args.json else sys.stdout      # with --json, standard output is the document alone
     if args.csv:
-        write_predictions_csv(Path(args.csv), predictions, classifier.classes, coverage)
+        write_predictions_csv(Path(args.csv), predictions, classifier.classes, coverage, classifier.multi_label)
         print(f"Wrote {len(predictions)} rows to {args.csv}", file=notes)
     if args.heatmaps:
         written = write_heatmaps(Path(args.heatmaps), predictions)
-        print(f"Wrote {written} heat maps (where the model looked for the class it chose) to {args.heatmaps}",
-              file=notes)
+        what = "for each label it found" if classifier.multi_label else "for the class it chose"
+        print(f"Wrote {written} heat maps (where the model looked {what}) to {args.heatmaps}", file=notes)
     return 0
 
 

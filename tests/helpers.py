@@ -44,3 +44,33 @@ def planted_inspection_result() -> dict:
     probs = np.where(found[:, None], [[0.2, 0.8]], [[0.8, 0.2]])
     return compute_metrics(labels, probs, ["good", "defective"])
 
+
+
+MATERIALS = ("brick", "coins", "grass", "gravel")
+
+
+def write_mosaics(folder: Path, count: int, tile: int = 32, seed: int = 0) -> Path:
+    """A real multi-label set: `count` 2x2 mosaics of the demo photographs, each showing 1 to 3 of the four
+    materials (a material's tiles are crops of its own photos), listed in `folder/labels.csv` as path,labels."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    photos = {m: sorted((DEMO_IMAGES / m).glob("*.jpg")) for m in MATERIALS}
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["path,labels"]
+    for i in range(count):
+        shown = sorted(rng.sample(MATERIALS, rng.choice((1, 2, 3))))
+        tiles = shown + [rng.choice(shown) for _ in range(4 - len(shown))]
+        rng.shuffle(tiles)
+        mosaic = Image.new("RGB", (2 * tile, 2 * tile))
+        for k, material in enumerate(tiles):
+            with Image.open(rng.choice(photos[material])) as photo:
+                photo = photo.convert("RGB")
+                left, top = rng.randrange(photo.width - tile), rng.randrange(photo.height - tile)
+                mosaic.paste(photo.crop((left, top, left + tile, top + tile)), ((k % 2) * tile, (k // 2) * tile))
+        mosaic.save(folder / f"mosaic_{i:03d}.png")
+        rows.append(f"mosaic_{i:03d}.png,{';'.join(shown)}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder / "labels.csv"

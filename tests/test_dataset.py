@@ -498,14 +498,17 @@ def test_from_json_rejects_hand_edited_files(tmp_path, change):
 def test_a_table_with_several_labels_per_image_is_named_so(tmp_path):
     pictures = [_img(tmp_path / "imgs" / f"{i}.png") for i in range(8)]
     labels = ["brick", "grass", "brick;grass", "grass;brick", "brick", "grass", "brick;grass", "grass;brick"]
-    few = _csv(tmp_path / "few.csv", "path,labels\n" + "".join(
+    few = _csv(tmp_path / "few.csv", "path,label\n" + "".join(
         f"imgs/{p.name},\"{label}\"\n" for p, label in zip(pictures[:6], labels[:6], strict=True)))
     with pytest.raises(UserError, match="gives several labels per image, joined with ';'"):
         import_dataset(few)                                      # combinations of one image each
-    joined = _csv(tmp_path / "joined.csv", "path,labels\n" + "".join(
+    joined = _csv(tmp_path / "joined.csv", "path,label\n" + "".join(
         f"imgs/{p.name},\"{label}\"\n" for p, label in zip(pictures, labels, strict=True)))
     index = import_dataset(joined)
-    assert len(index.classes) == 4
+    assert len(index.classes) == 4 and not index.multi_label
+    sets = _csv(tmp_path / "sets.csv", "path,labels\n" + "".join(     # the multi-label form of the same table
+        f"imgs/{p.name},\"{label}\"\n" for p, label in zip(pictures, labels, strict=True)))
+    assert import_dataset(sets).classes == ["brick", "grass"] and import_dataset(sets).multi_label
     warning = next(w for w in index.warnings if "joined with ';'" in w)
     assert "(such as 'brick;grass')" in warning and "(4 classes)" in warning
     wide = _csv(tmp_path / "wide.csv", "path,label,brick,grass,site\n" + "".join(

@@ -180,11 +180,8 @@ def test_every_label_keeps_an_image_in_training():
             assert any(k in item.labels and s == "train" for item, s in zip(items, splits)), (seed, k)
 
 
-def test_import_check_shows_the_label_sets_and_training_says_clearly_that_it_is_not_built_yet(
-        both_forms, tmp_path, capsys):
+def test_import_check_shows_the_label_sets(both_forms, capsys):
     from desktop_tl.cli import main
-    from desktop_tl.core.config import TrainConfig
-    from desktop_tl.core.runs.folder import create_run
 
     joined, _, _ = both_forms
     assert main(["import-check", str(joined)]) == 0
@@ -192,9 +189,3 @@ def test_import_check_shows_the_label_sets_and_training_says_clearly_that_it_is_
     assert "Several labels per image: 4 labels" in out and "brick + coins:" in out
     assert main(["import-check", str(joined), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label_sets"]["no_label"] == 4
-    with pytest.raises(UserError, match="does not train multi-label models yet"):
-        create_run(tmp_path / "run", joined, TrainConfig(), SplitConfig())
-    assert not (tmp_path / "run").exists()
-    assert main(["train", str(joined), "--out", str(tmp_path / "run2")]) != 0
-    err = capsys.readouterr().err
-    assert "does not train multi-label models yet" in err and "Traceback" not in err

@@ -91,7 +91,9 @@ def describe(event: TrainEvent) -> str | None:
         if event.metrics is None:
             return f"This run had already finished ({event.epochs_done} epochs)."
         test = event.metrics.get("test") or {}
-        accuracy = f", test accuracy {test['accuracy']:.1%}" if test.get("images") else ""
+        accuracy = "" if not test.get("images") else (
+            f", exact set of labels right on {test['exact_set_accuracy']['value']:.1%} of the test images"
+            if "exact_set_accuracy" in test else f", test accuracy {test['accuracy']:.1%}")
         return f"Finished: best epoch {event.best_epoch}{accuracy}."
     if isinstance(event, Failed):
         return f"Error: {event.what}" + (f" What to do: {event.hint}" if event.hint else "")
@@ -100,6 +102,8 @@ def describe(event: TrainEvent) -> str | None:
 
 def format_metrics(metrics: dict) -> str:
     """The metrics table printed at the end of a run and by `evaluate`."""
+    if metrics.get("task") == "multi_label":
+        return format_multilabel_metrics(metrics)
     lines = []
     for split in ("val", "test"):
         m = metrics.get(split) or {}
@@ -131,6 +135,33 @@ def format_metrics(metrics: dict) -> str:
             recall = "n/a" if v["recall"] is None else f"{v['recall']:.2f}"
             f1 = "n/a" if v["f1"] is None else f"{v['f1']:.2f}"
             lines.append(f"{name[:23]:<24}{v['precision']:>10.2f}{recall:>10}{f1:>8}{v['support']:>9}")
+    for note in metrics.get("cautions", []):
+        lines.append(f"Caution: {note}")
+    return "\n".join(lines)
+
+
+def format_multilabel_metrics(metrics: dict) -> str:
+    """A multi-label run's figures: per split the exact-set accuracy, macro and micro F1, then per label of the
+    test split its AUC and, at its threshold, sensitivity, specificity, PPV and NPV with 95% intervals."""
+    lines = []
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        if not m.get("images"):
+            lines.append(f"{split}: no images")
+            continue
+        exact = m["exact_set_accuracy"]
+        low, high = exact["ci95"]
+        figure = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"{split} ({m['images']} images): exact set of labels right {exact['value']:.1%} (95% CI "
+                     f"{low:.0%}-{high:.0%}), macro F1 {figure(m['macro_f1'])}, micro F1 {figure(m['micro_f1'])}, "
+                     f"mean ROC AUC {figure(m['macro_auc'])}")
+    test = metrics.get("test") or {}
+    if test.get("images"):
+        lines.append(f"{'label (test)':<20}{'images':>7}{'AUC':>7}{'threshold':>10}  sensitivity / specificity / PPV / NPV")
+        for name, v in test["per_label"].items():
+            auc = "n/a" if v["auc"] is None else f"{v['auc']:.3f}"
+            rates = " / ".join(rate_text(v[key], 0) for key in ("sensitivity", "specificity", "ppv", "npv"))
+            lines.append(f"{name[:19]:<20}{v['images']:>7}{auc:>7}{v['threshold']:>10.3f}  {rates}")
     for note in metrics.get("cautions", []):
         lines.append(f"Caution: {note}")
     return "\n".join(lines)

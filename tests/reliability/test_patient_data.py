@@ -29,6 +29,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
         dicom_copy(data / "mr" / f"mr_{i}.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-456-{i % 6}", i + 1)
     dicom_copy(study / "unlabelled" / "ct_u.dcm", "CT_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 20)
     dicom_copy(study / "unlabelled" / "mr_u.dcm", "MR_small.dcm", PATIENT_NAME, f"{SENTINEL}-789", 21)
+    (study / "multi.csv").write_text("path,labels\n" + "".join(     # a multi-label table of the same scans
+        f"data/{kind}/{kind}_{i}.dcm,{kind}{';early' if i < 12 else ''}\n" for kind in ("ct", "mr") for i in range(24)))
     user = tmp_path / "user"
     script = textwrap.dedent("""
         import sys
@@ -49,7 +51,13 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
                      ["monitor", "runs/trial.jsonl", "--truth", "runs/truth.csv", "--json"],
                      ["monitor", "runs/trial.jsonl", "--verify"],
                      ["report", "runs/auto", "--out", "runs/trial-report.html", "--trial", "runs/trial.jsonl",
-                      "--truth", "runs/truth.csv"]):
+                      "--truth", "runs/truth.csv"],
+                     ["import-check", "multi.csv", "--json"],       # several labels per image
+                     ["train", "multi.csv", "--out", "runs/multi", "--budget", "10s", "--workers", "0",
+                      "--image-size", "64"],
+                     ["evaluate", "runs/multi", "--json"], ["export", "runs/multi"],
+                     ["predict", "runs/multi/model.onnx", "data", "--csv", "runs/multi-pred.csv", "--heatmaps",
+                      "runs/multi-heatmaps"], ["predict", "runs/multi/model.onnx", "data", "--json"]):
             if argv[0] == "monitor" and not Path("runs/truth.csv").exists():     # the true labels of a trial
                 scans = sorted(Path("data").rglob("*.dcm"))
                 Path("runs/truth.csv").write_text("path,label\\n" + "".join(
@@ -95,6 +103,8 @@ def test_no_patient_identity_or_absolute_path_is_written_or_printed(tmp_path):
     trial = (study / "runs" / "trial.jsonl").read_text()                   # and a silent trial's log and report
     assert trial.count('"kind":"image"') == 48 and b"Against the true labels: 48 cases matched" in done.stdout
     assert "<h2>Silent trial</h2>" in (study / "runs" / "trial-report.html").read_text()
+    assert '"task": "multi_label"' in (study / "runs" / "multi" / "metrics.json").read_text()   # and a multi-label
+    assert (study / "runs" / "multi-pred.csv").read_text().startswith("path,labels,status,")    # run's outputs
 
     assert SENTINEL.encode() in (data / "ct" / "ct_0.dcm").read_bytes()  # the search below can find it
     needles = {SENTINEL.encode(), str(study).encode(), str(data).encode(), str(tmp_path).encode(),

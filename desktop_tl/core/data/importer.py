@@ -192,8 +192,8 @@ def _check_usable(source: Path, classes: list[str], scan: Scan, usable: list[tup
     if joined:
         raise UserError(f"{source.name} gives several labels per image, joined with ';' (such as {joined[0]!r}): "
                         f"each combination would be a class of its own, and {len(joined)} of them have fewer than "
-                        "2 images.", "desktop_tl trains one label per image: give each image the one label that "
-                        "matters, or split the table by finding.")
+                        "2 images.", "For several labels per image, name the column 'labels' (each image's labels "
+                        "joined with ';'); otherwise give each image the one label that matters.")
     if small:
         listed = ", ".join(f"'{name}' ({per_class[name]})" for name in small)
         raise UserError(f"Some classes have fewer than 2 usable images: {listed}.",

@@ -23,6 +23,15 @@ from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import LIGHT, CachedCropFlipAugment, CropFlip, train_transform
 
 
+def sample_target(index: DatasetIndex, sample: Sample) -> int | torch.Tensor:
+    """What the model learns of a sample: its class, or for a multi-label dataset a 0/1 vector over the labels."""
+    if sample.labels is None:
+        return sample.label
+    target = torch.zeros(len(index.classes))
+    target[list(sample.labels)] = 1.0
+    return target
+
+
 class ImageDataset(Dataset):
     """Images of one split; a file that vanished or broke since import yields None (skipped).
 
@@ -59,12 +68,12 @@ class ImageDataset(Dataset):
                 except (ImageLoadError, OSError):
                     return None
                 self.cache.put(sample.sha256, entry)
-            return _seeded(self.cached_transform, entry, seed), sample.label, item
+            return _seeded(self.cached_transform, entry, seed), sample_target(self.index, sample), item
         try:
             image = load_image(path)
         except (ImageLoadError, OSError):
             return None
-        return _seeded(self.transform, image, seed), sample.label, item
+        return _seeded(self.transform, image, seed), sample_target(self.index, sample), item
 
     def commit_cache(self, items: Sequence[int]) -> int:
         """Make the cache entries of these (successfully loaded) items valid for later epochs and runs."""
@@ -144,7 +153,8 @@ def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), skipped
     images, labels, items = zip(*good)
-    return torch.stack(images), torch.tensor(labels), torch.tensor(items), skipped
+    targets = torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.tensor(labels)
+    return torch.stack(images), targets, torch.tensor(items), skipped
 
 
 def default_num_workers() -> int:

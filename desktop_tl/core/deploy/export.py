@@ -33,6 +33,7 @@ from desktop_tl.core.decision import (
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT
 from desktop_tl.core.deploy.promise import PROMISE_KEY, held_out_counts
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.label_rules import MULTI_LABEL, LabelRules
 from desktop_tl.core.models.ensemble import Ensemble
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.familiarity import UnfamiliarityScore, feature_network, pooled_features
@@ -64,10 +65,14 @@ class _WithSoftmax(nn.Module):
     image's unfamiliarity from the pooled features of `features_from` (core.models.familiarity)."""
 
     def __init__(self, model: nn.Module, temperature: float = 1.0, cam: bool = False,
-                 score: UnfamiliarityScore | None = None, features_from: nn.Module | None = None) -> None:
+                 score: UnfamiliarityScore | None = None, features_from: nn.Module | None = None,
+                 label_rules: LabelRules | None = None) -> None:
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        # a multi-label model: one sigmoid per label, each with its own temperature
+        self.label_temperatures = (None if label_rules is None else
+                                   torch.tensor(label_rules.temperatures, dtype=torch.float32))
         self.cam = cam
         self.score = score
         # decided here, not in forward: under torch.export `features_from is model` does not hold, and the
@@ -97,6 +102,8 @@ class _WithSoftmax(nn.Module):
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.label_temperatures is not None:
+            return torch.sigmoid(logits.float() / self.label_temperatures)
         return torch.softmax(logits.float() / self.temperature, dim=1)
 
 
@@ -126,7 +133,8 @@ def supports_cam(model: nn.Module) -> bool:
 def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
                   calibration: Calibration | None = None, referral: Referral | None = None,
                   familiarity: Familiarity | None = None,
-                  prediction_sets: PredictionSets | None = None) -> dict[str, str]:
+                  prediction_sets: PredictionSets | None = None, label_rules: LabelRules | None = None
+                  ) -> dict[str, str]:
     """metadata_props of an exported model: preprocessing, classes, the decision rule (a two-class threshold
     chosen on validation; absent: the most probable class), the calibration (already folded into the
     graph's softmax; recorded to say so), the referral rule and the threshold of the graph's unfamiliarity
@@ -148,6 +156,8 @@ def onnx_metadata(meta: dict[str, Any], decision: Decision | None = None,
         extra["familiarity"] = json.dumps(familiarity.to_dict())
     if prediction_sets is not None:
         extra["prediction_sets"] = json.dumps(prediction_sets.to_dict())
+    if label_rules is not None:       # several labels per image: sigmoid outputs, each label's threshold
+        extra.update(task=MULTI_LABEL, label_rules=json.dumps(label_rules.to_dict()))
     # the statuses this model can give: present even when it answers every image, so that `predict` can tell a
     # run without the rules (referral off, too few images) from a model exported before they existed
     extra[STATUS_RULES_KEY] = json.dumps([ANSWERED] + ([UNCERTAIN] if referral else []) +
@@ -208,14 +218,17 @@ def export_onnx(run_dir: Path, out: Path | None = None, which: str = "best",
     ensure_writable(target.parent, target.name)
     cam = supports_cam(model)
     score, features_from, familiarity = _unfamiliarity_check(info, model, meta)
-    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam, score, features_from).eval()
+    wrapped = _WithSoftmax(model, calibration.temperature if calibration else 1.0, cam, score, features_from,
+                           info.label_rules).eval()
     output_names = ["probabilities"] + ([CAM_OUTPUT] if cam else []) + ([UNFAMILIARITY_OUTPUT] if score else [])
     height, width = prep.input_size
     example = torch.zeros(2, 3, height, width)
     proto = onnx.load_model_from_string(_traced_onnx(wrapped, example, output_names))
     _scrub_debug_info(proto)
-    metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity, info.prediction_sets)
-    promised = held_out_counts(RunFolder(run_dir).metrics(), meta["classes"], decision) if which == "best" else None
+    metadata = onnx_metadata(meta, decision, calibration, info.referral, familiarity, info.prediction_sets,
+                             info.label_rules)
+    promised = held_out_counts(RunFolder(run_dir).metrics(), meta["classes"], decision) \
+        if which == "best" and info.label_rules is None else None
     if promised is not None:
         metadata[PROMISE_KEY] = json.dumps(promised)
     for key, value in metadata.items():

@@ -33,6 +33,7 @@ from desktop_tl.core.decision import (
 )
 from desktop_tl.core.deploy.heatmaps import CAM_OUTPUT, overlay
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.label_rules import MULTI_LABEL, LabelRules
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Prediction:
     status: str | None = None              # answered | uncertain | unfamiliar (None: not read)
     unfamiliarity: float | None = None     # the score behind "unfamiliar", when the model has the check
     sets: dict[str, tuple[str, ...]] = field(default_factory=dict)   # coverage ("0.9") -> its prediction set
+    labels: tuple[str, ...] | None = None   # multi-label: the labels the image shows (() for none of them)
+    label_heatmaps: dict[str, Image.Image] = field(default_factory=dict)   # multi-label: one per label shown
 
 
 class OnnxClassifier:
@@ -94,6 +97,12 @@ class OnnxClassifier:
         self.calibration: Calibration | None = Calibration.from_json(props.get("calibration"))   # in the graph
         self.referral: Referral | None = Referral.from_json(props.get("referral"))
         self.prediction_sets: PredictionSets | None = PredictionSets.from_json(props.get("prediction_sets"))
+        self.label_rules: LabelRules | None = None     # a multi-label model's thresholds (core.label_rules)
+        if props.get("task") == MULTI_LABEL:
+            self.label_rules = LabelRules.from_metadata(props.get("label_rules"), len(self.classes))
+            if self.label_rules is None:
+                raise UserError(f"{model_path.name} gives several labels per image but its thresholds are "
+                                "missing or damaged.", "Export the model again with `desktop-tl export`.")
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         self.has_heatmaps = CAM_OUTPUT in outputs
@@ -124,8 +133,15 @@ class OnnxClassifier:
                          strict=True))
         return found["probabilities"], found.get(CAM_OUTPUT), found.get(UNFAMILIARITY_OUTPUT)
 
+    @property
+    def multi_label(self) -> bool:
+        """True for a model that gives each image a set of labels (sigmoid outputs and per-label thresholds)."""
+        return self.label_rules is not None
+
     def statuses(self, probs: np.ndarray, scores: np.ndarray | None) -> list[str]:
         """Each image's status under the model's rules (answered, uncertain or unfamiliar)."""
+        if self.multi_label:
+            return ["answered"] * len(probs)
         return statuses(probs, self.classes, self.decision, self.referral, scores, self.familiarity)
 
     def predict_files(self, files: Iterable[tuple[Path, str]], batch_size: int = 16,
@@ -161,12 +177,28 @@ class OnnxClassifier:
                     yield Prediction(shown, None, None, {}, error=errors[offset])
                     continue
                 row = probs[offset]
+                if self.multi_label:
+                    yield self._label_set(shown, row, crops[offset], cams.get(offset))
+                    continue
                 k = int(predict_labels(row[None], self.classes, self.decision)[0])
                 heat = overlay(crops[offset], cams[offset][k]) if offset in cams else None
                 yield Prediction(shown, self.classes[k], float(row[k]),
                                  {c: float(v) for c, v in zip(self.classes, row, strict=True)}, heatmap=heat,
                                  status=status[offset], unfamiliarity=scores.get(offset),
                                  sets={c: found[offset] for c, found in named.items()})
+
+
+    def _label_set(self, shown: str, row: np.ndarray, crop: Image.Image, cams: np.ndarray | None) -> Prediction:
+        """A multi-label prediction: the labels whose probability reaches their threshold (most probable first),
+        with a heat map for each when the model has them."""
+        passed = self.label_rules.shown(row[None])[0]
+        order = [k for k in np.argsort(-row) if passed[k]]
+        labels = tuple(self.classes[k] for k in order)
+        maps = {self.classes[k]: overlay(crop, cams[k]) for k in order} if cams is not None else {}
+        top = order[0] if order else int(np.argmax(row))
+        return Prediction(shown, ";".join(labels), float(row[top]),
+                          {c: float(v) for c, v in zip(self.classes, row, strict=True)},
+                          heatmap=maps.get(self.classes[top]), status="answered", labels=labels, label_heatmaps=maps)
 
 
 def _refuse_external_data(payload: bytes, name: str) -> None:
@@ -262,14 +294,25 @@ STATUS_WORDS = {"answered": "answered", "uncertain": "uncertain: refer to a pers
 
 def prediction_record(p: Prediction) -> dict[str, Any]:
     """One prediction as JSON (predict --json): what the CSV row says, the probabilities as an object."""
+    if p.labels is not None:
+        return {"path": p.path, "labels": list(p.labels), "probabilities": p.probabilities, "status": p.status,
+                "error": p.error}
     return {"path": p.path, "label": p.label, "probability": p.probability, "status": p.status,
             "probabilities": p.probabilities, "unfamiliarity": p.unfamiliarity,
             "sets": {c: list(named) for c, named in p.sets.items()}, "error": p.error}
 
 
-def predictions_csv(predictions: list[Prediction], classes: list[str], coverage: float | None = None) -> str:
+def predictions_csv(predictions: list[Prediction], classes: list[str], coverage: float | None = None,
+                    multi_label: bool = False) -> str:
     """CSV text: path,label,probability,status, then one column per class (with `coverage`, a `set` column of the
-    classes of its prediction set, ";"-joined), an `error` column last."""
+    classes of its prediction set, ";"-joined), an `error` column last. A multi-label model's: path, a `labels`
+    column of the labels shown (";"-joined, empty for none of them), status, one probability column per label,
+    error."""
+    if multi_label:
+        return csv_text([["path", "labels", "status", *classes, "error"],
+                         *([p.path, ";".join(p.labels or ()), p.status or "",
+                            *[f"{p.probabilities[c]:.6f}" if c in p.probabilities else "" for c in classes],
+                            p.error or ""] for p in predictions)])
     key = f"{coverage:g}" if coverage is not None else None
     return csv_text([["path", "label", "probability", "status", *classes, *(["set"] if key else []), "error"],
                      *([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.6f}",
@@ -280,26 +323,29 @@ def predictions_csv(predictions: list[Prediction], classes: list[str], coverage:
 
 
 def write_predictions_csv(path: Path, predictions: list[Prediction], classes: list[str],
-                          coverage: float | None = None) -> None:
+                          coverage: float | None = None, multi_label: bool = False) -> None:
     """Write the predictions CSV atomically (see `predictions_csv`)."""
-    atomic_write_text(Path(path), predictions_csv(predictions, classes, coverage))
+    atomic_write_text(Path(path), predictions_csv(predictions, classes, coverage, multi_label))
 
 
-def heatmap_name(number: int, shown_path: str) -> str:
+def heatmap_name(number: int, shown_path: str, label: str | None = None) -> str:
     """The heat map's file name for the `number`-th image (1-based, in the order printed and in the CSV):
-    the number and the image's own file name, never the folders above it."""
-    return f"{number:05d}_{Path(shown_path).name}.heatmap.png"
+    the number and the image's own file name, never the folders above it (and a multi-label model's label)."""
+    named = "" if label is None else "." + "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+    return f"{number:05d}_{Path(shown_path).name}{named}.heatmap.png"
 
 
 def write_heatmaps(folder: Path, predictions: Iterable[Prediction]) -> int:
-    """Write each prediction's heat map as a PNG in `folder` (atomically); the number written."""
+    """Write each prediction's heat map as a PNG in `folder` (atomically; a multi-label prediction's one per label
+    shown, the label in the name); the number written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = 0
     for number, p in enumerate(predictions, start=1):
-        if p.heatmap is None:
-            continue
-        buffer = io.BytesIO()
-        p.heatmap.save(buffer, format="PNG")
-        atomic_write_bytes(folder / heatmap_name(number, p.path), buffer.getvalue())
-        written += 1
+        maps = ({heatmap_name(number, p.path, label): image for label, image in p.label_heatmaps.items()}
+                if p.labels is not None else {heatmap_name(number, p.path): p.heatmap} if p.heatmap else {})
+        for name, image in maps.items():
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            atomic_write_bytes(folder / name, buffer.getvalue())
+            written += 1
     return written

@@ -222,11 +222,11 @@ def _choices_made_on(metrics: dict[str, Any]) -> str:
 
 
 def _networks_words(metrics: dict[str, Any]) -> str:
-    """How many fine-tuned networks the anytime budget averaged, and why it stopped adding them ("" when it did
-    not run: no time to spare)."""
+    """How many fine-tuned networks the anytime budget averaged, and why it stopped adding them (or why it trained
+    none: the budget held no more)."""
     networks = metrics.get("finetuned_networks") or {}
     if not networks.get("rounds"):
-        return ""
+        return f" {networks['ended']}" if networks.get("ended") else ""
     return (f" The time left after fine-tuning trained further networks with other seeds, each kept while it "
             f"lowered the validation loss of the average: {networks['averaged']} averaged. "
             f"{networks.get('ended') or ''}")

@@ -19,6 +19,7 @@ from desktop_tl.core.decision import Calibration, Decision, Referral, positive_c
 from desktop_tl.core.evaluation.metrics import compute_metrics
 from desktop_tl.core.evaluation.referral import referral_report, risk_coverage_curves
 from desktop_tl.core.evaluation.subgroups import run_cautions, test_subgroups
+from desktop_tl.core.label_rules import MULTI_LABEL, LabelRules
 from desktop_tl.core.models.precision import autocast
 
 
@@ -44,8 +45,12 @@ def dataset_outputs(compute: Callable[[torch.Tensor], torch.Tensor], dataset: Im
 def predict_dataset(model: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int = 32,
                     num_workers: int = -1, amp_dtype: torch.dtype | None = None
                     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Probabilities, labels and item indices for every readable image of `dataset`."""
+    """Probabilities (softmax; for a multi-label dataset one sigmoid per label), labels (or 0/1 rows of labels)
+    and item indices for every readable image of `dataset`."""
     model.eval()
+    if dataset.index.multi_label:
+        return dataset_outputs(lambda images: torch.sigmoid(model(images).float()), dataset, device, batch_size,
+                               num_workers, amp_dtype)
     return dataset_outputs(lambda images: torch.softmax(model(images).float(), 1), dataset, device, batch_size,
                            num_workers, amp_dtype)
 
@@ -96,6 +101,8 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
     index = load_index(run_dir, data_root)
     prep = Preprocessing.from_dict(meta["preprocessing"])
     info = open_run(run_dir)
+    if index.multi_label:
+        return _evaluate_label_sets(model, index, prep, meta, which, info.label_rules)
     metrics: dict[str, Any] = {"classes": meta["classes"], "checkpoint": which, "epoch": meta["epoch"],
                                "decision": info.decision.to_dict() if info.decision else None,
                                "calibration": info.calibration.to_dict() if info.calibration else None}
@@ -116,6 +123,21 @@ def evaluate_run(run_dir: Path, data_root: Path | None = None, which: str = "bes
         metrics["prediction_sets"] = stored["prediction_sets"]     # calibrated once, when the run completed
     metrics["cautions"] = run_cautions(meta.get("history") or [], index, meta["classes"], metrics["test"],
                                        metrics["subgroups"]["test"])
+    return metrics
+
+
+def _evaluate_label_sets(model: nn.Module, index: DatasetIndex, prep: Preprocessing, meta: dict[str, Any], which: str,
+                         rules: LabelRules | None) -> dict[str, Any]:
+    """`evaluate_run` for a multi-label run: its figures under the rules chosen when it completed."""
+    from desktop_tl.core.evaluation.multilabel import label_cautions, multilabel_metrics
+
+    classes = meta["classes"]
+    metrics: dict[str, Any] = {"task": MULTI_LABEL, "classes": classes, "checkpoint": which, "epoch": meta["epoch"],
+                               "label_rules": rules.to_dict() if rules else None, "val_source": "validation"}
+    for split in ("val", "test"):
+        probs, targets, paths = predict_split(model, index, split, prep, classes, torch.device("cpu"))
+        metrics[split] = multilabel_metrics(targets, rules.calibrate(probs) if rules else probs, classes, rules, paths)
+    metrics["cautions"] = label_cautions(metrics["test"])
     return metrics
 
 

@@ -28,6 +28,7 @@ from desktop_tl.core.data.importer import import_dataset
 from desktop_tl.core.data.index import DatasetIndex
 from desktop_tl.core.decision import Calibration, Decision, Familiarity, PredictionSets, Referral
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.label_rules import LabelRules
 
 RUN_FILE = "run.json"
 DATASET_FILE = "dataset.json"
@@ -56,6 +57,7 @@ class RunInfo:
     referral: Referral | None = None     # below this confidence an image is referred to a person
     familiarity: Familiarity | None = None   # above this unfamiliarity score an image is flagged (DETECTOR_FILE)
     prediction_sets: PredictionSets | None = None   # conformal sets of likely classes (more than two classes)
+    label_rules: LabelRules | None = None   # multi-label: each label's threshold and temperature (core.label_rules)
 
     @property
     def finished(self) -> bool:
@@ -78,13 +80,6 @@ def relative_to_run(run_dir: Path, target: Path) -> str:
     return Path(os.path.relpath(Path(target).resolve(), Path(run_dir).resolve())).as_posix()
 
 
-MULTI_LABEL_NOT_TRAINED = UserError(
-    "This dataset gives several labels per image: desktop_tl imports such tables and shows their labels, but does "
-    "not train multi-label models yet.",
-    "To train now, give each image one label in a 'label' column (the finding that matters, or one table per "
-    "finding with the finding and its absence as two classes).")
-
-
 def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, split: SplitConfig,
                progress: Callable[[int, int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> tuple[RunInfo, DatasetIndex]:
@@ -93,8 +88,6 @@ def create_run(run_dir: Path, data: Path | DatasetIndex, config: TrainConfig, sp
     split.validate()
     run_dir = Path(run_dir)
     index = data if isinstance(data, DatasetIndex) else import_dataset(Path(data), split, progress, should_stop)
-    if index.multi_label:
-        raise MULTI_LABEL_NOT_TRAINED
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / DATASET_FILE, index.to_json(relative_to_run(run_dir, index.source)))
     info = RunInfo(run_dir, config, split, list(index.classes), "created")
@@ -133,6 +126,8 @@ def write_run_info(info: RunInfo, extra: dict[str, Any] | None = None) -> None:
         payload["familiarity"] = info.familiarity.to_dict()
     if info.prediction_sets is not None:
         payload["prediction_sets"] = info.prediction_sets.to_dict()
+    if info.label_rules is not None:
+        payload["label_rules"] = info.label_rules.to_dict()
     payload.update(extra or {})
     atomic_write_json(info.run_dir / RUN_FILE, payload)
 
@@ -156,7 +151,8 @@ def open_run(run_dir: Path) -> RunInfo:
                        classes, status, plan, Decision.from_dict(data.get("decision"), classes),
                        Calibration.from_dict(data.get("calibration")), Referral.from_dict(data.get("referral")),
                        Familiarity.from_dict(data.get("familiarity")),
-                       PredictionSets.from_dict(data.get("prediction_sets")))
+                       PredictionSets.from_dict(data.get("prediction_sets")),
+                       LabelRules.from_dict(data.get("label_rules"), len(classes)))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir / RUN_FILE} is incomplete or was edited by hand.",
                         "Train the run again into a new folder.") from exc

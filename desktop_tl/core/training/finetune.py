@@ -14,7 +14,7 @@ import time
 import torch
 from torch import nn
 
-from desktop_tl.core.data.loaders import ImageDataset
+from desktop_tl.core.data.loaders import ImageDataset, sample_target
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import BatchProgress, Message
 from desktop_tl.core.models.freeze import apply_freeze, freeze_batchnorm_stats, optimizer_param_groups
@@ -23,7 +23,7 @@ from desktop_tl.core.training import distributed
 from desktop_tl.core.training.plan import FineTuneStage
 from desktop_tl.core.training.probe import pre_logits, splits_cleanly
 from desktop_tl.core.training.session import TrainingSession
-from desktop_tl.core.training.step import Stepper
+from desktop_tl.core.training.step import Stepper, count_correct
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -59,7 +59,8 @@ class FineTuning:
                                            lr=stage.lr)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=stage.label_smoothing, weight=s.class_weights)
+        loss_fn = (nn.BCEWithLogitsLoss(pos_weight=s.positive_weights) if s.plan.multi_label else
+                   nn.CrossEntropyLoss(label_smoothing=stage.label_smoothing, weight=s.class_weights))
         self.stepper = Stepper(s.model, self.optimizer, loss_fn, s.device, s.batch_size, s.micro_batch,
                                s.layout.channels_last, s.amp_dtype, s.scaler, s.world, cfg.compile)
         self.first_epoch = s.plan.first_epoch_of(stage)
@@ -170,7 +171,7 @@ class FineTuning:
             features = torch.stack([self.features["val"][i] for i in items]).to(s.device)
             with autocast(s.device, s.amp_dtype):
                 logits_all.append(head(features).float())
-            labels.append(torch.tensor([s.val_set.samples[i].label for i in items]))
+            labels.append(collate_targets([sample_target(s.index, s.val_set.samples[i]) for i in items]))
         else:
             loaded: list[int] = []
             try:
@@ -194,10 +195,18 @@ class FineTuning:
                 s.val_set.commit_cache(loaded)
         if not labels:
             return math.nan, math.nan
-        probs = torch.softmax(torch.cat(logits_all).cpu(), 1)
-        all_labels = torch.cat(labels)
+        logits, all_labels = torch.cat(logits_all).cpu(), torch.cat(labels)
+        if s.plan.multi_label:
+            loss = float(s.eval_loss_fn(logits.to(s.device), all_labels.to(s.device)))
+            return loss, count_correct(logits, all_labels) / len(all_labels)
+        probs = torch.softmax(logits, 1)
         loss = float(s.eval_loss_fn(torch.log(probs.clamp_min(1e-12)).to(s.device), all_labels.to(s.device)))
         return loss, float((probs.argmax(1) == all_labels).float().mean())
+
+
+def collate_targets(targets: list) -> torch.Tensor:
+    """Targets of several samples as one tensor: class indices, or rows of 0/1 labels."""
+    return torch.stack(targets) if targets and isinstance(targets[0], torch.Tensor) else torch.tensor(targets)
 
 
 class _FeatureSet(torch.utils.data.Dataset):
@@ -212,4 +221,4 @@ class _FeatureSet(torch.utils.data.Dataset):
     def __getitem__(self, item):
         item = item[0] if isinstance(item, tuple) else item
         feature = self.features.get(item)
-        return None if feature is None else (feature, self.images.samples[item].label, item)
+        return None if feature is None else (feature, sample_target(self.images.index, self.images.samples[item]), item)

@@ -70,7 +70,7 @@ def members_due(s: TrainingSession) -> bool:
     """Whether the run may train more fine-tuned networks: an automatic single-process run with a budget whose
     model is the fine-tuned network (it beat the probe), with validation images to judge by, not yet done."""
     record = s.state.get("members") or {}
-    return bool(s.plan.recipe == "auto" and s.plan.budget_seconds and s.main and s.world == 1
+    return bool(s.plan.recipe == "auto" and s.plan.budget_seconds and s.main and s.world == 1 and not s.plan.multi_label
                 and s.plan.stage("finetune") is not None and finetune_epochs_found(s) > 0
                 and s.arch in (s.cfg.model, ENSEMBLE_ARCH) and not s.state.get("ensemble")
                 and not (s.state.get("cross_validation") or {}).get("trained_on_all")

@@ -28,11 +28,12 @@ class DataSummary:
     test_images: int
     median_side: int                  # median shorter side of the images, in pixels
     grayscale: bool                   # every image looked at has equal colour channels
+    multi_label_images: int = 0       # multi-label: training images (train_counts are then images per label)
 
     @property
     def train_images(self) -> int:
         """Training images in all."""
-        return sum(self.train_counts)
+        return self.multi_label_images or sum(self.train_counts)
 
     @property
     def imbalance(self) -> float:
@@ -143,6 +144,7 @@ class Plan:
     estimated_seconds: dict[str, float] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
     cross_validation: int = 0         # folds over train+val for the recipe's choices (0: the validation split)
+    multi_label: bool = False         # several labels per image: sigmoid outputs, binary cross-entropy
 
     @property
     def total_epochs(self) -> int:
@@ -213,7 +215,11 @@ class Plan:
                          f"the settings chosen and the epochs validation found (about "
                          f"{duration(self.estimated_seconds['refit'])}), so that it learns from every label but the "
                          "test split's.")
-        if self.recipe == "auto" and self.budget_seconds and self.stage("finetune") is not None:
+        if self.multi_label:
+            lines.append("  Several labels per image: one sigmoid output per label, trained with binary "
+                         "cross-entropy; each label's threshold is chosen on validation.")
+        if self.recipe == "auto" and self.budget_seconds and self.stage("finetune") is not None and \
+                not self.multi_label:
             lines.append("  When fine-tuning ends with time to spare, the rest of the budget fine-tunes further networks "
                          "(other seeds, the same settings) to average, while each still lowers the validation loss; "
                          "the log says why the rounds end.")

@@ -24,7 +24,7 @@ practice for small-data transfer learning:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from desktop_tl.core.config import BUDGET_PRESETS, ORIENTATIONS, TrainConfig
 from desktop_tl.core.errors import UserError
@@ -124,9 +124,13 @@ def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_se
         raise UserError(f"Unknown orientation setting {orientation!r}.", f"Choose one of {', '.join(ORIENTATIONS)}.")
     batch = batch_size if batch_size is not None else (0 if speed.device == "cuda" else
                                                        16 if data.train_images < 512 else 32)
+    multi = bool(data.multi_label_images)
+    if multi:      # the linear probe, the small-network check and cross-validation are single-label (softmax)
+        model = replace(model, probe_ok=False)
     folds = cross_validation_folds(data) if model.probe_ok else 0
     share, cap = (CV_BASELINE_SHARE, CV_BASELINE_MAX_SECONDS) if folds else (BASELINE_SHARE, BASELINE_MAX_SECONDS)
-    costs = _CostModel(data, speed, min(share * budget_seconds, cap) if model.pretrained else 0.0, folds)
+    costs = _CostModel(data, speed, min(share * budget_seconds, cap) if model.pretrained and not multi else 0.0,
+                       folds)
     view_sets = _affordable_view_sets(orientation, costs, budget_seconds, model.native_size)
     target = _target_epochs(data.train_images, batch or 64, budget_seconds)
     size, epochs, reasons = _size_and_epochs(costs, view_sets, target, budget_seconds, model)
@@ -136,20 +140,27 @@ def plan_auto(data: DataSummary, model: ModelFacts, speed: Throughput, budget_se
     elif size < model.native_size:
         fits = "fine-tuning fits" if epochs else "the linear probe fits"
         reasons.append(f"{size} px instead of the model's {model.native_size} px, so that {fits} the budget.")
-    class_weighted = data.imbalance > IMBALANCE_FOR_WEIGHTING
-    if class_weighted:
+    class_weighted = data.imbalance > IMBALANCE_FOR_WEIGHTING and not multi
+    if multi:
+        reasons.append("Several labels per image: the whole network is fine-tuned with one sigmoid output per label "
+                       "(the linear probe, the check against a small network trained from scratch and "
+                       "cross-validation are not available for multi-label runs yet); a rare label's images weigh "
+                       "more in the loss.")
+    elif class_weighted:
         reasons.append(f"The largest class has {data.imbalance:.1f}x as many training images as the smallest: "
                        "the loss weighs classes equally.")
-    if not model.probe_ok:
+    if not model.probe_ok and not multi:
         reasons.append(f"{model.arch}'s classifier is not a single linear layer, so there is no linear probe: "
                        "the whole network is fine-tuned from a new classifier.")
+    if not model.probe_ok:
         epochs = max(epochs, MIN_FINETUNE_EPOCHS)
-    stages, estimate = _stages(data, model, costs.at(size, view_sets), view_sets, orientation, epochs, budget_seconds)
+    stages, estimate = _stages(data, model, costs.at(size, view_sets), view_sets, orientation, epochs, budget_seconds,
+                               baseline=not multi)
     if folds:
         reasons.append(f"{data.train_images + data.val_images} training and validation images: the choices are made "
                        f"by {folds}-fold cross-validation, not on {data.val_images} validation images alone.")
-    return Plan("auto", size, 1.0, batch, class_weighted, len(data.train_counts) == 2, stages,
-                budget_seconds, estimate, tuple(reasons), folds)
+    return Plan("auto", size, 1.0, batch, class_weighted, len(data.train_counts) == 2 and not multi, stages,
+                budget_seconds, estimate, tuple(reasons), folds, multi)
 
 
 def cross_validation_folds(data: DataSummary) -> int:
@@ -214,7 +225,7 @@ def _size_and_epochs(costs: _CostModel, view_sets: tuple[str, ...], target: int,
 
 
 def _stages(data: DataSummary, model: ModelFacts, c: _Costs, view_sets: tuple[str, ...], orientation: str,
-            epochs: int, budget: float) -> tuple[tuple[Stage, ...], dict[str, float]]:
+            epochs: int, budget: float, baseline: bool = True) -> tuple[tuple[Stage, ...], dict[str, float]]:
     """The stages of an automatic plan and the estimated seconds of each (with the refit's when the budget
     leaves time for it after them: the size and epochs validation will judge come first)."""
     stages: list[Stage] = []
@@ -236,7 +247,7 @@ def _stages(data: DataSummary, model: ModelFacts, c: _Costs, view_sets: tuple[st
                                     patience=max(4, math.ceil(epochs / 3)),
                                     batchnorm="frozen" if model.probe_ok else "train"))
         estimate["finetune"] = epochs * c.epoch
-    if model.pretrained and not model.probe_ok:
+    if model.pretrained and not model.probe_ok and baseline:
         stages.append(BaselineStage(BASELINE_SIZE, BASELINE_EPOCHS, round(c.baseline, 1)))
         estimate["baseline"] = c.baseline
     estimate["evaluation"] = c.evaluation

@@ -36,7 +36,7 @@ def make_plan(info: RunInfo, index: DatasetIndex) -> tuple[Plan, tuple | None]:
     """
     cfg = info.config
     if cfg.recipe == "custom":
-        return plan_custom(cfg), None
+        return replace(plan_custom(cfg), multi_label=index.multi_label), None
     import torch
 
     from desktop_tl.core.data.preprocess import Preprocessing

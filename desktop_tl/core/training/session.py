@@ -39,6 +39,8 @@ from desktop_tl.core.training.tuning import (
     choose_layout,
 )
 
+RARE_SHARE, MAX_POSITIVE_WEIGHT = 0.2, 5.0    # multi-label: when a label's images weigh more, and at most how much
+
 
 class TrainingSession:
     """Everything one run trains with; `core.training.loop` drives it through the plan's stages."""
@@ -80,7 +82,9 @@ class TrainingSession:
         self.micro_batch = self.batch_size   # halves on out-of-memory; the optimizer still sees batch_size
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.class_weights = self._class_weights()
-        self.eval_loss_fn = nn.CrossEntropyLoss(weight=self.class_weights)
+        self.positive_weights = self._positive_weights()
+        self.eval_loss_fn = (nn.BCEWithLogitsLoss() if plan.multi_label else
+                             nn.CrossEntropyLoss(weight=self.class_weights))
         self.loaders: dict[str, torch.utils.data.DataLoader] = {}
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                       "bad_epochs": 0, "history": [], "skipped_images": 0, "seconds": 0.0,
@@ -148,6 +152,22 @@ class TrainingSession:
         counts = np.bincount([s.label for s in self.train_samples], minlength=len(self.info.classes))
         weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
         return torch.tensor(weights, dtype=torch.float32, device=self.device)
+
+    def _positive_weights(self) -> torch.Tensor | None:
+        """Multi-label: each label's images weigh more in the loss when the label is rare (under RARE_SHARE of
+        the training images), by the square root of its negatives over its positives, at most MAX_POSITIVE_WEIGHT;
+        None for a single-label run or when no label is rare."""
+        if not self.plan.multi_label:
+            return None
+        positives = np.zeros(len(self.info.classes))
+        for sample in self.train_samples:
+            positives[list(sample.labels)] += 1
+        images = len(self.train_samples)
+        rare = positives < RARE_SHARE * images
+        if not rare.any():
+            return None
+        weights = np.where(rare, np.sqrt((images - positives) / np.maximum(positives, 1)), 1.0)
+        return torch.tensor(np.clip(weights, 1.0, MAX_POSITIVE_WEIGHT), dtype=torch.float32, device=self.device)
 
     # -- data --------------------------------------------------------------------------------------
     def fold_of(self) -> dict[str, int]:

@@ -15,6 +15,13 @@ from desktop_tl.core.training import distributed
 from desktop_tl.core.training.tuning import COMPILE_PROBE_STEPS, compile_pays_off
 
 
+def count_correct(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    """Images predicted right: the most probable class, or with several labels per image (0/1 targets) the exact
+    set of labels whose sigmoid passes 0.5."""
+    if targets.ndim == 2:
+        return int(((logits > 0) == (targets > 0.5)).all(1).sum())
+    return int((logits.argmax(1) == targets).sum())
+
 class Stepper:
     """The optimizer step of a run: model, classifier, optimizer, loss and the micro-batch size.
 
@@ -89,7 +96,7 @@ class Stepper:
                 loss = self.loss_fn(logits.float(), chunk_labels)
             self.scaler.scale(loss * (len(chunk_labels) / global_count)).backward()
             total_loss += float(loss.detach()) * len(chunk_labels) / max(len(labels), 1)
-            correct += int((logits.argmax(1) == chunk_labels).sum())
+            correct += count_correct(logits, chunk_labels)
         if self.world > 1:
             self._all_reduce_gradients()
         self.scaler.step(self.optimizer)

@@ -17,7 +17,8 @@ def summarize_data(index: DatasetIndex, sample: int = SAMPLED_IMAGES) -> DataSum
     train = index.split("train")
     counts = [0] * len(index.classes)
     for s in train:
-        counts[s.label] += 1
+        for label in (s.label,) if s.labels is None else s.labels:
+            counts[label] += 1
     step = max(1, len(train) // sample)
     sides, gray = [], True
     for s in train[::step][:sample]:
@@ -30,4 +31,5 @@ def summarize_data(index: DatasetIndex, sample: int = SAMPLED_IMAGES) -> DataSum
             pixels = np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.int16)
             gray = int(np.abs(pixels - pixels[..., :1]).max()) <= GRAY_TOLERANCE
     median = int(np.median(sides)) if sides else 224
-    return DataSummary(tuple(counts), len(index.split("val")), len(index.split("test")), median, gray and bool(sides))
+    return DataSummary(tuple(counts), len(index.split("val")), len(index.split("test")), median, gray and bool(sides),
+                       len(train) if index.multi_label else 0)

@@ -1,0 +1,130 @@
+"""Several labels per image (issue 22), a short run end to end on real photographs: 2x2 mosaics showing 1-3 of
+four materials. Sigmoid outputs and binary cross-entropy; each label's temperature and threshold chosen on
+validation; per-label figures and exact-set accuracy on the test split; evaluate agrees; the exported model gives
+sigmoid probabilities that onnxruntime and PyTorch agree on, with the thresholds in its metadata, which
+`predict` applies without torch; a single-label run is unchanged (the rest of the suite)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from desktop_tl.core.config import SplitConfig, TrainConfig
+from desktop_tl.core.data.preprocess import Preprocessing
+from desktop_tl.core.deploy.export import export_onnx, parity_images
+from desktop_tl.core.deploy.predict import OnnxClassifier, prediction_record
+from desktop_tl.core.evaluation.splits import evaluate_run
+from desktop_tl.core.events import Finished, Planned
+from desktop_tl.core.label_rules import LabelRules
+from desktop_tl.core.runs.folder import create_run, load_index, open_run
+from desktop_tl.core.runs.trained import model_from_checkpoint
+from desktop_tl.core.training.run import train_run
+
+from helpers import MATERIALS, write_mosaics
+
+
+@pytest.fixture(scope="module")
+def multilabel_run(tmp_path_factory):
+    """A finished multi-label run on 48 mosaics (the automatic recipe, a 20-second budget at 64 px)."""
+    root = tmp_path_factory.mktemp("multilabel")
+    table = write_mosaics(root / "mosaics", 48)
+    run = root / "run"
+    create_run(run, table, TrainConfig(budget=20.0, image_size=64, num_workers=0),
+               SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0))
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    return run, events, table
+
+
+def test_a_multi_label_run_trains_sigmoid_outputs_and_chooses_each_labels_rule_on_validation(multilabel_run):
+    run, events, _ = multilabel_run
+    [planned] = [e for e in events if isinstance(e, Planned)]
+    assert any("Several labels per image: one sigmoid output per label" in line for line in planned.lines)
+    assert [s["kind"] for s in planned.plan["stages"]] == ["finetune"]       # no softmax probe, no softmax check
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "multi_label" and metrics["classes"] == list(MATERIALS)
+    rules = open_run(run).label_rules
+    assert isinstance(rules, LabelRules) and rules.to_dict() == metrics["label_rules"]
+    index = load_index(run)
+    test = metrics["test"]
+    assert test["images"] == len(index.split("test"))
+    for k, name in enumerate(MATERIALS):
+        row = test["per_label"][name]
+        assert row["images"] == sum(k in s.labels for s in index.split("test"))
+        assert row["tp"] + row["fn"] == row["images"] and row["threshold"] == rules.thresholds[k]
+        assert set(row["sensitivity"]) == {"value", "ci95", "hits", "of"} and row["auc"] is not None
+    exact = sum(set(p["labels"]) == set(p["predicted"]) for p in test["predictions"])
+    assert test["exact_set_accuracy"]["hits"] == exact
+    assert 0.0 <= test["micro_f1"] <= 1.0 and 0.0 <= test["macro_f1"] <= 1.0
+    again = evaluate_run(run)                       # evaluate applies the rules chosen when the run completed
+    for name, row in again["test"]["per_label"].items():       # the same counts (the ECE to float noise)
+        assert {k: row[k] for k in ("tp", "fn", "fp", "tn", "threshold")} == \
+            {k: test["per_label"][name][k] for k in ("tp", "fn", "fp", "tn", "threshold")}
+        assert row["ece"] == pytest.approx(test["per_label"][name]["ece"], abs=1e-4)
+
+
+def test_the_exported_model_gives_calibrated_sigmoids_that_onnxruntime_and_pytorch_agree_on(multilabel_run, tmp_path):
+    run, _, _ = multilabel_run
+    out = tmp_path / "labels.onnx"
+    result = export_onnx(run, out)
+    assert result.parity_ok and result.metadata["task"] == "multi_label"
+    rules = open_run(run).label_rules
+    assert LabelRules.from_metadata(result.metadata["label_rules"], 4) == rules
+    model, meta = model_from_checkpoint(run)
+    images = parity_images(load_index(run), Preprocessing.from_dict(meta["preprocessing"]))
+    with torch.no_grad():
+        expected = torch.sigmoid(model(torch.from_numpy(images)) / torch.tensor(rules.temperatures)).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": images})[0]
+    assert got.shape == (len(images), 4) and np.abs(got - expected).max() < 1e-4
+    assert not np.allclose(got.sum(1), 1.0)           # one probability per label, not a distribution
+    classifier = OnnxClassifier(out)
+    assert classifier.multi_label and classifier.has_heatmaps
+
+
+def test_predict_applies_each_labels_threshold_without_torch(multilabel_run, tmp_path):
+    run, _, table = multilabel_run
+    model = tmp_path / "labels.onnx"
+    export_onnx(run, model)
+    out_csv, maps = tmp_path / "out.csv", tmp_path / "maps"
+    code = (
+        "import sys, json; sys.modules['torch'] = None; sys.modules['torchvision'] = None; sys.modules['timm'] = None\n"
+        "from desktop_tl.cli import main\n"
+        f"rc = main(['predict', {str(model)!r}, {str(table.parent)!r}, '--csv', {str(out_csv)!r}, "
+        f"'--heatmaps', {str(maps)!r}])\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert list(rows[0]) == ["path", "labels", "status", *MATERIALS, "error"] and len(rows) == 48
+    rules = open_run(run).label_rules
+    for row in rows:
+        probabilities = [float(row[m]) for m in MATERIALS]
+        passed = {m for m, p, t in zip(MATERIALS, probabilities, rules.thresholds) if p >= t}
+        assert set(filter(None, row["labels"].split(";"))) == passed
+    assert any(";" in row["labels"] for row in rows)             # several labels found on one image
+    shown = sum(len(list(filter(None, row["labels"].split(";")))) for row in rows)
+    assert len(list(maps.glob("*.heatmap.png"))) == shown       # a heat map per label found
+    [first] = OnnxClassifier(model).predict_files([(table.parent / "mosaic_000.png", "mosaic_000.png")])
+    record = prediction_record(first)
+    assert set(record) == {"path", "labels", "probabilities", "status", "error"}
+    assert record["labels"] == list(first.labels) and set(record["probabilities"]) == set(MATERIALS)
+
+
+def test_the_window_says_where_multi_label_runs_are_trained(multilabel_run, tmp_path):
+    from desktop_tl.core.errors import UserError
+    from desktop_tl.gui.training.training_jobs import train_job
+
+    run, _, _ = multilabel_run
+    job = train_job(tmp_path / "window_run", False, load_index(run), TrainConfig(), SplitConfig())
+    with pytest.raises(UserError, match="trained from the command line for now"):
+        job(None)
+    assert not (tmp_path / "window_run").exists()
