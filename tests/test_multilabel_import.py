@@ -10,6 +10,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from desktop_tl.core.config import SplitConfig
@@ -189,3 +190,17 @@ def test_import_check_shows_the_label_sets(both_forms, capsys):
     assert "Several labels per image: 4 labels" in out and "brick + coins:" in out
     assert main(["import-check", str(joined), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label_sets"]["no_label"] == 4
+
+
+def test_each_labels_rule_is_chosen_on_validation_and_a_perfectly_separated_label_is_not_sharpened():
+    from desktop_tl.core.evaluation.multilabel import choose_label_rules
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((200, 2)) < [0.3, 0.5]).astype(float)
+    separated = np.where(targets[:, 0] > 0, 0.7, 0.3)                        # label 0: every image right at 0.5
+    noisy = np.clip(0.5 + 0.3 * (targets[:, 1] - 0.5) + rng.normal(0, 0.2, 200), 0.01, 0.99)   # label 1: overlap
+    rules = choose_label_rules(targets, np.stack([separated, noisy], axis=1))
+    assert rules.temperatures[0] == 1.0 and rules.temperatures[1] != 1.0
+    assert 0.3 < rules.thresholds[0] <= 0.7
+    calibrated = rules.calibrate(np.stack([separated, noisy], axis=1))
+    assert (rules.shown(calibrated)[:, 0] == (targets[:, 0] > 0)).all()

@@ -119,6 +119,19 @@ def test_predict_applies_each_labels_threshold_without_torch(multilabel_run, tmp
     assert record["labels"] == list(first.labels) and set(record["probabilities"]) == set(MATERIALS)
 
 
+def test_the_report_and_the_evaluation_panel_give_every_labels_figures(multilabel_run):
+    from desktop_tl.core.evaluation.report import build_report
+    from desktop_tl.gui.evaluation.evaluation_tables import summary_text
+
+    run, _, _ = multilabel_run
+    report = build_report(run)
+    assert "exact set of labels right" in report and "<h3>Per label (test)</h3>" in report
+    assert all(f"<td>{name}</td>" in report for name in MATERIALS) and "Confusion matrix" not in report
+    metrics = json.loads((run / "metrics.json").read_text())
+    text = summary_text("Test", metrics["test"])
+    assert "several labels per image. Exact set of labels right" in text and "gravel" in text
+
+
 def test_the_window_says_where_multi_label_runs_are_trained(multilabel_run, tmp_path):
     from desktop_tl.core.errors import UserError
     from desktop_tl.gui.training.training_jobs import train_job

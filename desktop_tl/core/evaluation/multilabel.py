@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from desktop_tl.core.decision import MIN_TEMPERATURE
 from desktop_tl.core.evaluation.calibration import MIN_IMAGES_TO_FIT, expected_calibration_error, fit_temperature
 from desktop_tl.core.evaluation.intervals import rate
 from desktop_tl.core.evaluation.metrics import roc_auc
@@ -39,6 +40,8 @@ def choose_label_rules(targets: np.ndarray, probabilities: np.ndarray, criterion
         both = 0 < present.sum() < len(present)
         temperature = fit_temperature(_two_columns(p), present.astype(np.int64)) \
             if both and len(present) >= MIN_IMAGES_TO_FIT else 1.0
+        if temperature <= MIN_TEMPERATURE * 1.01:     # validation perfectly separated: any sharpening "fits", and
+            temperature = 1.0                         # would make the label overconfident on new images
         temperatures.append(float(temperature))
         calibrated = LabelRules((0.5,), (temperature,)).calibrate(p[:, None])[:, 0]
         thresholds.append(float(choose_operating_threshold(present, calibrated, criterion, target)) if both else 0.5)

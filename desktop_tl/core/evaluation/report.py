@@ -114,6 +114,8 @@ def _dataset_section(folder: RunFolder) -> tuple[str, Path | None]:
 
 
 def _figures_section(metrics: dict[str, Any]) -> str:
+    if metrics.get("task") == "multi_label":
+        return _label_figures(metrics)
     rows = []
     for split, name in (("val", "validation"), ("test", "test")):
         m = metrics.get(split) or {}
@@ -135,6 +137,30 @@ def _figures_section(metrics: dict[str, Any]) -> str:
             if point:
                 point_rows.append([name] + [rate_text(point[k]) for k, _ in OPERATING_RATES])
         text += _table(["split", "sensitivity", "specificity", "PPV", "NPV"], point_rows)
+    return text
+
+
+def _label_figures(metrics: dict[str, Any]) -> str:
+    """A multi-label run's figures: per split the exact-set accuracy and F1, then every label's AUC and, at its
+    threshold, sensitivity, specificity, PPV and NPV with 95% intervals, and its calibration error."""
+    figure = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    rows = [[name, m["images"], rate_text(m["exact_set_accuracy"]), figure(m["macro_f1"]), figure(m["micro_f1"]),
+             figure(m["macro_auc"])] for split, name in (("val", "validation"), ("test", "test"))
+            if (m := metrics.get(split) or {}).get("images")]
+    text = _table(["split", "images", "exact set of labels right", "macro F1", "micro F1", "mean ROC AUC"], rows)
+    rules = metrics.get("label_rules") or {}
+    text += (f"<p>Each label has its own threshold, chosen on {_esc(rules.get('chosen_on', 'validation'))} for the "
+             f"{_esc(rules.get('criterion', 'balanced accuracy'))} of that label; an image shows every label whose "
+             "probability reaches it, and none when no label does.</p>")
+    for split, name in (("val", "validation"), ("test", "test")):
+        m = metrics.get(split) or {}
+        if m.get("images"):
+            text += f"<h3>Per label ({name})</h3>" + _table(
+                ["label", "images", "ROC AUC", "threshold", "sensitivity", "specificity", "PPV", "NPV",
+                 "calibration error"],
+                [[label, row["images"], figure(row["auc"]), f"{row['threshold']:.3f}",
+                  *(rate_text(row[k]) for k, _ in OPERATING_RATES), figure(row["ece"])]
+                 for label, row in m["per_label"].items()])
     return text
 
 
@@ -188,14 +214,20 @@ def _referral_section(metrics: dict[str, Any]) -> str:
 
 def _mistakes(metrics: dict[str, Any], root: Path | None) -> str:
     mistakes = ((metrics.get("test") or {}).get("misclassified") or [])[:MISTAKES_SHOWN]
+    if metrics.get("task") == "multi_label":     # an image whose set of labels is not exactly right
+        mistakes = [{"path": p["path"], "true": ";".join(p["labels"]) or "none",
+                     "predicted": ";".join(p["predicted"]) or "none", "probability": None}
+                    for p in (metrics.get("test") or {}).get("predictions") or []
+                    if set(p["labels"]) != set(p["predicted"])][:MISTAKES_SHOWN]
     if not mistakes:
         return "<p>No mistakes on the test split.</p>"
     figures = []
     for m in mistakes:
         uri = _thumbnail_data_uri(root / m["path"]) if root is not None else None
         image = f"<img src='{uri}' alt='' width='{THUMBNAIL}'>" if uri else "<p>(image not found)</p>"
+        sure = "" if m["probability"] is None else f" ({m['probability']:.0%})"
         figures.append(f"<figure>{image}<figcaption>{_esc(m['path'])}<br>true {_esc(m['true'])}, predicted "
-                       f"{_esc(m['predicted'])} ({m['probability']:.0%})</figcaption></figure>")
+                       f"{_esc(m['predicted'])}{sure}</figcaption></figure>")
     return f"<div class='mistakes'>{''.join(figures)}</div>"
 
 
@@ -295,8 +327,9 @@ def build_report(run_dir: Path, trial: dict[str, Any] | None = None) -> str:
         "<h2>Cautions</h2>",
         "".join(f"<p class='caution'>{_esc(c)}</p>" for c in cautions) or "<p>None.</p>",
         "<h2>Curves</h2>", _curves(metrics),
-        "<h2>Confusion matrix (test; rows: true class, columns: predicted)</h2>",
-        _table([""] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix, strict=False)]),
+        *(() if metrics.get("task") == "multi_label" else (
+            "<h2>Confusion matrix (test; rows: true class, columns: predicted)</h2>",
+            _table([""] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix, strict=False)]))),
         "<h2>A sample of mistakes (test)</h2>", _mistakes(metrics, root),
         *(("<h2>Silent trial</h2>", _trial_section(trial, folder)) if trial else ()),
         "</body></html>",

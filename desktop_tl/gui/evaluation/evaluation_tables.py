@@ -18,6 +18,15 @@ def summary_text(split_name: str, m: dict[str, Any] | None) -> str:
     when the run chose a threshold."""
     if not m or not m.get("images"):
         return f"No {split_name.lower()} images were evaluated."
+    if "exact_set_accuracy" in m:        # a multi-label run (core.evaluation.multilabel)
+        exact = m["exact_set_accuracy"]
+        low, high = exact["ci95"]
+        aucs = ", ".join(f"{name} {fmt_number(row['auc'], 3)}" for name, row in m["per_label"].items())
+        return (f"{split_name}: {counted(m['images'], 'image')}, several labels per image. Exact set of labels right "
+                f"{fmt_percent(exact['value'])} (95% interval {fmt_percent(low)}–{fmt_percent(high)}); macro F1 "
+                f"{fmt_number(m.get('macro_f1'), 3)}; micro F1 {fmt_number(m.get('micro_f1'), 3)}; ROC AUC per label: "
+                f"{aucs}. Every label's sensitivity, specificity, PPV and NPV at its threshold: Report…, or "
+                "`desktop-tl evaluate RUN`.")
     low, high = m.get("accuracy_95ci") or (None, None)
     interval = f" (95% interval {fmt_percent(low)}–{fmt_percent(high)})" if low is not None else ""
     if m.get("majority_baseline") is not None:
