@@ -140,3 +140,31 @@ def test_a_network_that_would_not_help_is_not_kept_and_the_log_says_more_time_wo
     assert networks["averaged"] == 1 and [r["kept"] for r in networks["rounds"]] == [False]
     _, meta = model_from_checkpoint(validated_small_run)
     assert meta["arch"] == "efficientnet_lite0" or len(meta["members"]) == 1
+
+
+def test_on_a_small_set_the_first_network_is_trained_again_on_train_and_val_and_the_others_keep_theirs(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    from desktop_tl.core.runs import checkpoint
+    from desktop_tl.core.training import baseline_folds
+
+    real = baseline_folds.compare_candidates
+    monkeypatch.setattr(baseline_folds, "compare_candidates",       # the pretrained path, whatever the folds say
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), chosen="probe"))
+    monkeypatch.setattr(planner, "MIN_TARGET_EPOCHS", 3)
+    monkeypatch.setattr(planner, "MAX_TARGET_EPOCHS", 3)
+    monkeypatch.setattr(members, "MIN_VALIDATION_IMAGES", 1)
+    monkeypatch.setattr(members, "MAX_FINETUNED_NETWORKS", 2)
+    monkeypatch.setattr(members, "MIN_LOSS_GAIN", -math.inf)
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=90.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
+    events = list(train_run(run))
+    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    metrics = events[-1].metrics
+    assert metrics["finetuned_networks"]["averaged"] == 2 and metrics["cross_validation"]["refit"]["images"] == 18
+    best = checkpoint.load_checkpoint(run / "best.safetensors").model
+    refitted = checkpoint.load_checkpoint(run / "refit" / "last.safetensors").model
+    assert all(torch.equal(best[f"members.0.{name}"], value) for name, value in refitted.items())
+    assert any(not torch.equal(best[f"members.1.{name}"], value) for name, value in refitted.items())

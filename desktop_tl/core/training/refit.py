@@ -106,7 +106,7 @@ def refit_on_all(s: TrainingSession, train_epochs: Callable[..., Iterator[TrainE
     if refitted is None:
         return False
     member = None
-    if isinstance(s.model, Ensemble) and len(s.model.members) > 1:
+    if s.state.get("ensemble") == "joined":      # the average of the fine-tuned model and a small network
         scratch = s.model.members[1]
         member = small_network_on_all(s, scratch.size, s.state["transfer_check"]["baseline_epochs"])
         if member is None:
