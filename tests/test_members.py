@@ -159,7 +159,7 @@ def test_on_a_small_set_the_first_network_is_trained_again_on_train_and_val_and_
     monkeypatch.setattr(members, "MIN_LOSS_GAIN", -math.inf)
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=90.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
+    create_run(run, data, TrainConfig(budget=45.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
     events = list(train_run(run))
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     metrics = events[-1].metrics

@@ -141,3 +141,21 @@ def test_the_window_says_where_multi_label_runs_are_trained(multilabel_run, tmp_
     with pytest.raises(UserError, match="trained from the command line for now"):
         job(None)
     assert not (tmp_path / "window_run").exists()
+
+
+def test_the_single_label_tools_refuse_a_multi_label_run_with_a_clear_message(multilabel_run, tmp_path):
+    from desktop_tl.core.deploy.label_assist import rank_unlabelled
+    from desktop_tl.core.deploy.quantize import quantize_int8
+    from desktop_tl.core.deploy.watch import FolderWatch
+    from desktop_tl.core.errors import UserError
+    from desktop_tl.core.training.label_review import review_labels
+
+    run, _, table = multilabel_run
+    model = tmp_path / "labels.onnx"
+    export_onnx(run, model)
+    for what, call in (("Review labels", lambda: review_labels(run)),
+                       ("Label assist", lambda: rank_unlabelled(model, table.parent, tmp_path)),
+                       ("The int8 export", lambda: quantize_int8(model, load_index(run))),
+                       ("A silent trial", lambda: FolderWatch(model, table.parent, tmp_path / "trial.jsonl"))):
+        with pytest.raises(UserError, match=f"{what}.* works with one label per image"):
+            call()

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from desktop_tl.core.errors import UserError
+
 MULTI_LABEL = "multi_label"      # the task an exported model's metadata names ("task")
 
 
@@ -69,6 +71,13 @@ class LabelRules:
         listed = ", ".join(f"'{name}' at {t:.3f}" for name, t in zip(classes, self.thresholds, strict=True))
         return (f"An image shows each label whose probability reaches its threshold ({listed}; chosen on "
                 f"{self.chosen_on} for the {self.criterion} of each label), and none of them when no label does.")
+
+
+def not_for_multi_label(what: str) -> UserError:
+    """The message of a single-label tool given a multi-label run or model: it says what works instead."""
+    return UserError(f"{what} works with one label per image; this run gives several labels per image.",
+                     "Check a multi-label run's labels by its per-label figures and mistakes (`desktop-tl evaluate "
+                     "RUN`, the report); label new images in a CSV's 'labels' column and train again.")
 
 
 def _number(value: Any) -> bool:

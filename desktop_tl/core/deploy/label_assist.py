@@ -18,6 +18,7 @@ from PIL import Image
 from desktop_tl.core.atomic import atomic_write_csv
 from desktop_tl.core.deploy.predict import OnnxClassifier, collect_inputs
 from desktop_tl.core.errors import Cancelled, UserError
+from desktop_tl.core.label_rules import not_for_multi_label
 
 
 def least_certain_first(probabilities: np.ndarray) -> np.ndarray:
@@ -55,6 +56,8 @@ def rank_unlabelled(model: Path, folder: Path, csv_dir: Path, heatmaps: bool = F
     `csv_dir` (where the labels CSV will live); with `heatmaps` (and a model that has them) each carries the
     heat map of its suggested class. `progress(done, total)` per image; `should_stop()` raises Cancelled."""
     classifier = OnnxClassifier(model)
+    if classifier.multi_label:
+        raise not_for_multi_label("Label assist")
     inputs = collect_inputs([folder])
     predictions = []
     for done, prediction in enumerate(classifier.predict_files(inputs, heatmaps=heatmaps), start=1):

@@ -24,6 +24,7 @@ from desktop_tl.core.data.index import DatasetIndex, Sample
 from desktop_tl.core.data.preprocess import Preprocessing, preprocess
 from desktop_tl.core.decision import UNFAMILIARITY_OUTPUT
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.label_rules import not_for_multi_label
 
 INT8_SUFFIX = ".int8.onnx"
 CALIBRATION_IMAGES = 32
@@ -70,6 +71,8 @@ def calibration_arrays(index: DatasetIndex, prep: Preprocessing, count: int = CA
 def quantize_int8(fp32: Path, index: DatasetIndex, out: Path | None = None,
                   count: int = CALIBRATION_IMAGES) -> Path:
     """Write an int8 (QDQ, per-channel weights) copy of the exported model `fp32`; returns its path."""
+    if index.multi_label:
+        raise not_for_multi_label("The int8 export")
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,

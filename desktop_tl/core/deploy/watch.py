@@ -31,6 +31,7 @@ from desktop_tl.core.deploy.promise import PROMISE_KEY
 from desktop_tl.core.errors import UserError
 from desktop_tl.core.events import TrialLogged
 from desktop_tl.core.hashing import file_sha256
+from desktop_tl.core.label_rules import not_for_multi_label
 from desktop_tl.core.reporting import counted
 
 SETTLE_S = 2.0        # unchanged this long: the file is complete
@@ -151,6 +152,8 @@ class FolderWatch:
             raise UserError(f"{folder} is not a folder.", "Give the folder new images arrive in.")
         self.model_path = Path(model)
         self.classifier = OnnxClassifier(self.model_path, threads)
+        if self.classifier.multi_label:
+            raise not_for_multi_label("A silent trial (watch)")
         self.model_sha256 = file_sha256(self.model_path)
         self.log_path = Path(log_path).resolve()
         self.log = AuditLog.open(self.log_path)

@@ -24,6 +24,7 @@ from desktop_tl.core.data.loaders import ImageDataset, make_loader
 from desktop_tl.core.data.preprocess import Preprocessing
 from desktop_tl.core.data.transforms import eval_transform
 from desktop_tl.core.errors import UserError
+from desktop_tl.core.label_rules import not_for_multi_label
 from desktop_tl.core.models.factory import create_model
 from desktop_tl.core.models.structure import data_config
 from desktop_tl.core.runs.folder import RunFolder
@@ -84,6 +85,8 @@ def confident_suspects(probs: np.ndarray, labels: np.ndarray) -> list[tuple[int,
 def _backbone_features(run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[Any], list[str]]:
     folder = RunFolder(run_dir)
     info, index = folder.info(), folder.index()
+    if index.multi_label:
+        raise not_for_multi_label("Review labels")
     model, _ = create_model(info.config.model, info.config.weights, len(info.classes), info.kept_weights)
     model.eval()
     prep = Preprocessing.from_data_config(data_config(model))
