@@ -10,6 +10,7 @@ import csv
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -23,23 +24,29 @@ from desktop_tl.core.deploy.predict import OnnxClassifier, prediction_record
 from desktop_tl.core.evaluation.splits import evaluate_run
 from desktop_tl.core.events import Finished, Planned
 from desktop_tl.core.label_rules import LabelRules
-from desktop_tl.core.runs.folder import create_run, load_index, open_run
+from desktop_tl.core.runs.folder import load_index, open_run
 from desktop_tl.core.runs.trained import model_from_checkpoint
-from desktop_tl.core.training.run import train_run
 
 from helpers import MATERIALS, write_mosaics
 
 
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
-    """A finished multi-label run on 48 mosaics (the automatic recipe, a 20-second budget at 64 px)."""
+    """A finished multi-label run on 48 mosaics (the automatic recipe, a 20-second budget at 64 px), trained by
+    the window's own job (what Start runs on the worker thread)."""
+    from desktop_tl.core.control import RunControl
+    from desktop_tl.core.data.importer import import_dataset
+    from desktop_tl.gui.training.training_jobs import train_job
+
     root = tmp_path_factory.mktemp("multilabel")
     table = write_mosaics(root / "mosaics", 48)
-    run = root / "run"
-    create_run(run, table, TrainConfig(budget=20.0, image_size=64, num_workers=0),
-               SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0))
-    events = list(train_run(run))
+    run, split = root / "run", SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0)
+    events: list = []
+    context = SimpleNamespace(control=RunControl(), should_stop=lambda: False, event=events.append)
+    assert train_job(run, False, import_dataset(table, split), TrainConfig(budget=20.0, image_size=64, num_workers=0),
+                     split)(context) == run
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
+    assert "Several labels per image" in (run / "log.txt").read_text()
     return run, events, table
 
 
@@ -132,15 +139,25 @@ def test_the_report_and_the_evaluation_panel_give_every_labels_figures(multilabe
     assert "several labels per image. Exact set of labels right" in text and "gravel" in text
 
 
-def test_the_window_says_where_multi_label_runs_are_trained(multilabel_run, tmp_path):
-    from desktop_tl.core.errors import UserError
-    from desktop_tl.gui.training.training_jobs import train_job
+def test_the_evaluation_panel_lists_every_label_and_the_images_whose_set_is_wrong(multilabel_run, qtbot):
+    from desktop_tl.gui.evaluation.evaluation_panel import EvaluationPanel
+    from desktop_tl.gui.state import AppState
+    from desktop_tl.gui.worker import EngineController
 
     run, _, _ = multilabel_run
-    job = train_job(tmp_path / "window_run", False, load_index(run), TrainConfig(), SplitConfig())
-    with pytest.raises(UserError, match="trained from the command line for now"):
-        job(None)
-    assert not (tmp_path / "window_run").exists()
+    state, controller = AppState(), EngineController()
+    panel = EvaluationPanel(state, controller)
+    qtbot.addWidget(panel)
+    state.set_run(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    state.set_metrics(metrics)
+    model = panel.class_model
+    assert [model.data(model.index(r, 0)) for r in range(model.rowCount())] == list(MATERIALS)
+    test = metrics["test"]
+    assert panel.gallery_model.rowCount() == len(test["misclassified"]) == test["wrong_sets"]
+    assert ("whose set of labels is not exactly right" in panel.gallery_note.text() if test["wrong_sets"]
+            else panel.gallery_note.text() == "No mistakes in this split.")
+    controller.shutdown()
 
 
 def test_the_single_label_tools_refuse_a_multi_label_run_with_a_clear_message(multilabel_run, tmp_path):

@@ -22,6 +22,7 @@ from desktop_tl.core.label_rules import LabelRules
 
 MISSES_WORTH_SAYING = 0.2     # a label whose test sensitivity falls below 1 - this gets a caution
 FEW_TEST_IMAGES = 10
+MAX_MISTAKES = 200            # images whose set of labels is wrong, kept for the gallery and the report
 
 
 def _two_columns(p: np.ndarray) -> np.ndarray:
@@ -69,15 +70,26 @@ def multilabel_metrics(targets: np.ndarray, probabilities: np.ndarray, classes: 
         per_label[name] = {"images": int(truth[:, k].sum()), "auc": roc_auc(p[:, k], truth[:, k]), "f1": f1,
                            "ece": expected_calibration_error(_two_columns(p[:, k]), truth[:, k].astype(np.int64))
                            if n else None, **point}
-    exact = int((shown == truth).all(axis=1).sum())
+    right = (shown == truth).all(axis=1)
+    exact = int(right.sum())
     aucs = [v["auc"] for v in per_label.values() if v["auc"] is not None]
+    mistakes = [{"path": paths[i] if i < len(paths) else str(i), "true": _set_words(classes, truth[i]),
+                 "predicted": _set_words(classes, shown[i]), "probability": float(p[i].max()),
+                 "probabilities": {c: float(p[i, k]) for k, c in enumerate(classes)}}
+                for i in np.flatnonzero(~right)[:MAX_MISTAKES]]
     return {"images": n, "exact_set_accuracy": rate(exact, n),
             "macro_f1": float(np.mean(f1s)) if f1s else None, "micro_f1": _f1(tp_all, fp_all, fn_all),
             "macro_auc": float(np.mean(aucs)) if aucs else None, "per_label": per_label,
+            "misclassified": mistakes, "wrong_sets": n - exact,
             "predictions": [{"path": path, "labels": [c for c, t in zip(classes, row, strict=True) if t],
                              "predicted": [c for c, s in zip(classes, called, strict=True) if s],
                              "probabilities": [round(float(v), 5) for v in probs]}
                             for path, row, called, probs in zip(paths, truth, shown, p)]}
+
+
+def _set_words(classes: Sequence[str], present: np.ndarray) -> str:
+    """A set of labels as the mistakes list names it: ';'-joined, "none" for none of them."""
+    return ";".join(c for c, x in zip(classes, present, strict=True) if x) or "none"
 
 
 def _f1(tp: int, fp: int, fn: int) -> float | None:

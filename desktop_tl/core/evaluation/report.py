@@ -214,20 +214,14 @@ def _referral_section(metrics: dict[str, Any]) -> str:
 
 def _mistakes(metrics: dict[str, Any], root: Path | None) -> str:
     mistakes = ((metrics.get("test") or {}).get("misclassified") or [])[:MISTAKES_SHOWN]
-    if metrics.get("task") == "multi_label":     # an image whose set of labels is not exactly right
-        mistakes = [{"path": p["path"], "true": ";".join(p["labels"]) or "none",
-                     "predicted": ";".join(p["predicted"]) or "none", "probability": None}
-                    for p in (metrics.get("test") or {}).get("predictions") or []
-                    if set(p["labels"]) != set(p["predicted"])][:MISTAKES_SHOWN]
     if not mistakes:
         return "<p>No mistakes on the test split.</p>"
     figures = []
     for m in mistakes:
         uri = _thumbnail_data_uri(root / m["path"]) if root is not None else None
         image = f"<img src='{uri}' alt='' width='{THUMBNAIL}'>" if uri else "<p>(image not found)</p>"
-        sure = "" if m["probability"] is None else f" ({m['probability']:.0%})"
         figures.append(f"<figure>{image}<figcaption>{_esc(m['path'])}<br>true {_esc(m['true'])}, predicted "
-                       f"{_esc(m['predicted'])}{sure}</figcaption></figure>")
+                       f"{_esc(m['predicted'])} ({m['probability']:.0%})</figcaption></figure>")
     return f"<div class='mistakes'>{''.join(figures)}</div>"
 
 

@@ -315,7 +315,7 @@ class DatasetImportPanel(QWidget):
         totals = {s: len(index.split(s)) for s in ("train", "val", "test")}
         self.summary.setText(
             f"{index.source.name} ({kind}): "
-            + (f"{counted(len(index.classes), 'label')} (several per image; trained from the command line for now), "
+            + (f"{counted(len(index.classes), 'label')} (several per image), "
                if index.multi_label else f"{counted(len(index.classes), 'class', 'classes')}, ")
             + f"{counted(len(index.samples), 'usable image')} "
             f"(train {totals['train']}, validation {totals['val']}, test {totals['test']}), "

@@ -51,7 +51,11 @@ class ClassMetrics:
 
 
 def per_class_rows(m: dict[str, Any], classes: list[str]) -> list[ClassMetrics]:
-    """Per-class figures in class order."""
+    """Per-class figures in class order (for a multi-label run, per label: PPV as precision, sensitivity as recall,
+    at the label's threshold)."""
+    if "per_label" in m:
+        return [ClassMetrics(c, row["ppv"]["value"], row["sensitivity"]["value"], row["f1"], row["images"], row["auc"])
+                for c, row in m["per_label"].items()]
     table = m.get("per_class") or {}
     return [ClassMetrics(c, table[c].get("precision"), table[c].get("recall"), table[c].get("f1"),
                          int(table[c].get("support") or 0), table[c].get("roc_auc"))
@@ -89,13 +93,16 @@ def all_mistakes_note(m: dict[str, Any]) -> str:
     """The gallery's note over every stored mistake of a split's metrics: how many there are and how many are
     stored; empty before any figures."""
     stored = len(m.get("misclassified") or [])
-    total = sum(row[c] for row_index, row in enumerate(m.get("confusion_matrix") or [])
-                for c in range(len(row)) if c != row_index)
+    total = m["wrong_sets"] if "wrong_sets" in m else sum(
+        row[c] for row_index, row in enumerate(m.get("confusion_matrix") or []) for c in range(len(row)) if c != row_index)
     if not m.get("images"):
         return ""
     if not total:
         return "No mistakes in this split."
     shown = f" (the first {stored} are stored)" if stored < total else ""
+    if "wrong_sets" in m:
+        every = "The 1 image" if total == 1 else f"All {total} images"
+        return f"{every} whose set of labels is not exactly right{shown}."
     every = "The 1 misclassified image" if total == 1 else f"All {total} misclassified images"
     return f"{every}{shown}. Click a matrix cell to see one pair."
 

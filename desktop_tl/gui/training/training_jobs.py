@@ -28,12 +28,6 @@ def new_run_dir(base: Path) -> Path:
     return candidate
 
 
-MULTI_LABEL_IN_THE_WINDOW = UserError(
-    "This dataset gives several labels per image: the window shows its labels, but multi-label runs are trained "
-    "from the command line for now.",
-    "Run `desktop-tl train TABLE.csv --out RUN`, then `desktop-tl evaluate RUN`, `export RUN` and `predict`.")
-
-
 def train_job(run_dir: Path, resume: bool, index: DatasetIndex | None, config: TrainConfig,
               split: SplitConfig) -> Callable[[JobContext], Path]:
     """The worker job: create the run (unless resuming) with these settings, then train it, relaying each event;
@@ -46,8 +40,6 @@ def train_job(run_dir: Path, resume: bool, index: DatasetIndex | None, config: T
         from desktop_tl.core.training.run import train_run
 
         torch.set_num_threads(compute_threads())
-        if index is not None and index.multi_label:
-            raise MULTI_LABEL_IN_THE_WINDOW
         if not resume:
             create_run(run_dir, index, config, split, should_stop=ctx.should_stop)
         for event in logged(run_dir, train_run(run_dir, ctx.control)):

@@ -315,5 +315,5 @@ def test_a_multi_label_table_shows_its_labels_and_what_occurs_together(qtbot, pa
     assert app_state.dataset.multi_label
     assert [_cell(panel.class_model, r, 0) for r in range(panel.class_model.rowCount())] == ["brick", "grass"]
     assert _cell(panel.class_model, 1, 4, SORT_ROLE) == 9          # 'grass' is on 9 of the 12 images
-    assert "2 labels (several per image; trained from the command line for now)" in panel.summary.text()
+    assert "2 labels (several per image)" in panel.summary.text()
     assert "Several labels per image" in panel.findings.text() and "brick + grass: 3" in panel.findings.text()
