@@ -176,3 +176,20 @@ def test_the_single_label_tools_refuse_a_multi_label_run_with_a_clear_message(mu
                        ("A silent trial", lambda: FolderWatch(model, table.parent, tmp_path / "trial.jsonl"))):
         with pytest.raises(UserError, match=f"{what}.* works with one label per image"):
             call()
+
+
+def test_the_operating_point_view_shows_one_label_at_a_time_at_its_threshold(multilabel_run, qtbot):
+    from desktop_tl.gui.evaluation.operating_point_view import OperatingPointView
+
+    run, _, _ = multilabel_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    view = OperatingPointView()
+    qtbot.addWidget(view)
+    view.show_metrics(metrics, run)
+    assert [view.class_box.itemText(i) for i in range(view.class_box.count())] == list(MATERIALS)
+    assert view.class_label.text() == "Label" and not view.save_button.isEnabled()
+    view.class_box.setCurrentIndex(2)                                    # 'grass'
+    assert view.positive == "grass"
+    assert view.threshold == pytest.approx(metrics["label_rules"]["thresholds"][2], abs=1e-3)
+    row = metrics["test"]["per_label"]["grass"]
+    assert f"{row['tp']}/{row['tp'] + row['fn']}" in view.figures.text()       # the test split's sensitivity

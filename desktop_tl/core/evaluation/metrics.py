@@ -134,7 +134,13 @@ MAX_CLASSES_WITH_SCORES = 50        # one-vs-rest curves in the window; beyond t
 
 
 def one_vs_rest_scores(m: dict[str, Any], classes: Sequence[str], name: str) -> dict[str, Any] | None:
-    """The `scores` of one class against the rest, from a split's `class_scores` (for the ROC view)."""
+    """The `scores` of one class against the rest, from a split's `class_scores` (for the ROC view); for a
+    multi-label split, of one label (its images against those without it, from the split's predictions)."""
+    if "per_label" in m and name in classes:
+        k = list(classes).index(name)
+        rows = m.get("predictions") or []
+        return {"positive": name, "is_positive": [int(name in row["labels"]) for row in rows],
+                "probability": [float(row["probabilities"][k]) for row in rows]}
     stored = m.get("class_scores")
     if not isinstance(stored, dict) or name not in classes:
         return None

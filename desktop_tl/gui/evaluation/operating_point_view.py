@@ -44,6 +44,7 @@ class OperatingPointView(QWidget):
         super().__init__(parent)
         self.setObjectName("operatingPoint")
         self.run_dir: Path | None = None
+        self.label_sets = False
         self.scores: dict[str, dict[str, Any]] = {}
         self.curves: dict[str, dict[str, list[float]]] = {}
         self.threshold = 0.5
@@ -113,11 +114,14 @@ class OperatingPointView(QWidget):
         two-class run, or one class against the rest for more classes (chosen in the Class box)."""
         self.run_dir, self.metrics = run_dir, metrics
         classes = list((metrics or {}).get("classes") or [])
-        multi = len(classes) > 2 and any("class_scores" in ((metrics or {}).get(k) or {}) for k, _ in SPLIT_NAMES)
+        self.label_sets = (metrics or {}).get("task") == "multi_label"      # a label at a time, at its threshold
+        multi = self.label_sets or (len(classes) > 2 and any("class_scores" in ((metrics or {}).get(k) or {})
+                                                             for k, _ in SPLIT_NAMES))
         self.class_box.blockSignals(True)
         self.class_box.clear()
         self.class_box.addItems(classes if multi else [])
         self.class_box.blockSignals(False)
+        self.class_label.setText("Label" if self.label_sets else "Class")
         for widget in (self.class_box, self.class_label):
             widget.setVisible(multi)
         self._show_class()
@@ -135,6 +139,9 @@ class OperatingPointView(QWidget):
         self.save_button.setEnabled(usable and run_dir is not None and not name)
         self.save_button.setToolTip("Store this threshold with the run: evaluate, export, predict and Try it use "
                                     "it (export again to carry it)" if not name else
+                                    "Each label's threshold was chosen on validation when the run finished; these "
+                                    "curves show how one label fares (saving another is not available yet)."
+                                    if self.label_sets else
                                     "A threshold is stored for two-class models; with more classes the most "
                                     "probable class is predicted, and these curves show how one class fares.")
         self.note.setVisible(not usable)
@@ -143,6 +150,8 @@ class OperatingPointView(QWidget):
             curve = self.curves.get(key)
             line.setData(curve["fpr"] if curve else [], curve["tpr"] if curve else [])
         decision = (metrics or {}).get("decision") if not name else None
+        if self.label_sets and name:         # the label's own threshold
+            decision = {"threshold": metrics["label_rules"]["thresholds"][classes.index(name)]}
         if usable:
             start = decision["threshold"] if isinstance(decision, dict) and "threshold" in decision else 0.5
             self.choice.blockSignals(True)
