@@ -59,12 +59,7 @@ from desktop_tl.core.training.session import TrainingSession
 
 def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     """Evaluate the best checkpoint on validation (choosing the decision rule) and test; write metrics.json
-    and mark the run finished. Under torchrun rank 0 evaluates alone; the others wait for it."""
-    if not s.main:
-        distributed.barrier()
-        s.info.status = "finished"
-        yield s.finished(completed=True, stopped_by_user=False)
-        return
+    and mark the run finished (rank 0's part under torchrun: the others `wait_for_rank_zero`)."""
     yield from deliver_best(s)
     classes = s.info.classes
     n_val, n_test = len(s.val_set), len(s.index.split("test"))
@@ -177,6 +172,13 @@ def complete(s: TrainingSession) -> Iterator[TrainEvent]:
     write_run_info(s.info)
     distributed.barrier()
     yield s.finished(completed=True, stopped_by_user=False, metrics=metrics)
+
+
+def wait_for_rank_zero(s: TrainingSession) -> Iterator[TrainEvent]:
+    """The end of a run on the other ranks under torchrun: rank 0 evaluates alone, they wait for it."""
+    distributed.barrier()
+    s.info.status = "finished"
+    yield s.finished(completed=True, stopped_by_user=False)
 
 
 def deliver_best(s: TrainingSession) -> Iterator[TrainEvent]:

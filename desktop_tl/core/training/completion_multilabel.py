@@ -26,12 +26,7 @@ from desktop_tl.core.training.session import TrainingSession
 
 def complete_multilabel(s: TrainingSession) -> Iterator[TrainEvent]:
     """Evaluate the best checkpoint of a multi-label run on validation (choosing each label's rule) and test;
-    write metrics.json and mark the run finished (under torchrun rank 0 alone; the others wait)."""
-    if not s.main:
-        distributed.barrier()
-        s.info.status = "finished"
-        yield s.finished(completed=True, stopped_by_user=False)
-        return
+    write metrics.json and mark the run finished (rank 0's part under torchrun)."""
     yield from deliver_best(s)
     classes = s.info.classes
     yield Message("info", f"Evaluating the best checkpoint (epoch {s.state['best_epoch']}) on {len(s.val_set)} "

@@ -25,7 +25,7 @@ from desktop_tl.core.runs.folder import write_run_info
 from desktop_tl.core.training import distributed
 from desktop_tl.core.training.baseline import baseline_check, scratch_wins, test_time_views
 from desktop_tl.core.training.baseline_folds import CrossValidatedChoice, cross_validated_check
-from desktop_tl.core.training.completion import complete
+from desktop_tl.core.training.completion import complete, wait_for_rank_zero
 from desktop_tl.core.training.completion_multilabel import complete_multilabel
 from desktop_tl.core.training.cpu_share import ThreadShare
 from desktop_tl.core.training.devices import device_label
@@ -96,7 +96,10 @@ def _epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
     if not (yield from more_finetuned_networks(s, epochs_of)) or not (yield from refit_on_all(s, epochs_of)):
         yield s.finished(completed=False, stopped_by_user=True)
         return
-    yield from (complete_multilabel(s) if s.plan.multi_label else complete(s))
+    if not s.main:
+        yield from wait_for_rank_zero(s)
+    else:
+        yield from (complete_multilabel(s) if s.plan.multi_label else complete(s))
 
 
 def train_epochs(s: TrainingSession, start_epoch: int, optimizer_state: dict | None,
