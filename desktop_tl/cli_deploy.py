@@ -111,10 +111,12 @@ def add_deploy_commands(sub) -> None:
     p = sub.add_parser("predict", help="classify images with an exported ONNX model (no PyTorch needed)")
     p.add_argument("model", help="the .onnx file from `desktop-tl export`")
     p.add_argument("paths", nargs="+", help="images, DICOM files or folders (searched recursively)")
-    p.add_argument("--csv", help="also write path,label,probability,status and per-class columns to this CSV")
+    p.add_argument("--csv", help="also write path,label,probability,status and per-class columns to this CSV (a "
+                                 "multi-label model: path,labels,status and one probability column per label)")
     p.add_argument("--json", action="store_true", help="print the predictions as one JSON document")
     p.add_argument("--heatmaps", metavar="DIR",
-                   help="also write, per image, a PNG of where the model looked for the class it chose")
+                   help="also write, per image, a PNG of where the model looked for the class it chose (a "
+                        "multi-label model: one per label found)")
     p.add_argument("--sets", nargs="?", const=90, type=int, choices=(90, 95), metavar="90|95",
                    help="also give each image's prediction set: the classes that together hold the true one in 90%% "
                         "(default) or 95%% of cases, calibrated on held-out images (models of more than two classes)")
