@@ -77,13 +77,13 @@ def validated_small_run(tmp_path, monkeypatch):
     """A run on 24 real images that is validated on its split (as a set above the cross-validation cut-off is),
     with short fine-tuning, and whose 6 validation images may judge further networks."""
     monkeypatch.setattr(planner, "CV_MAX_IMAGES", 0)
-    monkeypatch.setattr(planner, "MIN_TARGET_EPOCHS", 3)
-    monkeypatch.setattr(planner, "MAX_TARGET_EPOCHS", 3)
+    monkeypatch.setattr(planner, "MIN_TARGET_EPOCHS", 2)
+    monkeypatch.setattr(planner, "MAX_TARGET_EPOCHS", 2)
     monkeypatch.setattr(members, "MIN_VALIDATION_IMAGES", 1)
     monkeypatch.setattr(members, "MAX_FINETUNED_NETWORKS", 2)
     data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
     run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=60.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
+    create_run(run, data, TrainConfig(budget=40.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
     return run
 
 

@@ -204,3 +204,15 @@ def test_each_labels_rule_is_chosen_on_validation_and_a_perfectly_separated_labe
     assert 0.3 < rules.thresholds[0] <= 0.7
     calibrated = rules.calibrate(np.stack([separated, noisy], axis=1))
     assert (rules.shown(calibrated)[:, 0] == (targets[:, 0] > 0)).all()
+
+
+def test_labels_confirmed_with_label_assist_are_not_mixed_into_label_sets(both_forms, tmp_path):
+    from desktop_tl.core.data.confirmed import save_confirmed, with_confirmed
+
+    joined, _, _ = both_forms
+    index = import_dataset(joined)
+    confirmed = tmp_path / "confirmed.csv"
+    save_confirmed(confirmed, {"images/img_000.jpg": "brick"})
+    kept = with_confirmed(index, confirmed)
+    assert kept.samples == index.samples and kept.multi_label
+    assert any("are not joined to this dataset" in w for w in kept.warnings)

@@ -32,18 +32,18 @@ from helpers import MATERIALS, write_mosaics
 
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
-    """A finished multi-label run on 48 mosaics (the automatic recipe, a 20-second budget at 64 px), trained by
+    """A finished multi-label run on 36 mosaics (the automatic recipe, a 12-second budget at 64 px), trained by
     the window's own job (what Start runs on the worker thread)."""
     from desktop_tl.core.control import RunControl
     from desktop_tl.core.data.importer import import_dataset
     from desktop_tl.gui.training.training_jobs import train_job
 
     root = tmp_path_factory.mktemp("multilabel")
-    table = write_mosaics(root / "mosaics", 48)
+    table = write_mosaics(root / "mosaics", 36)
     run, split = root / "run", SplitConfig(val_fraction=0.25, test_fraction=0.25, seed=0)
     events: list = []
     context = SimpleNamespace(control=RunControl(), should_stop=lambda: False, event=events.append)
-    assert train_job(run, False, import_dataset(table, split), TrainConfig(budget=20.0, image_size=64, num_workers=0),
+    assert train_job(run, False, import_dataset(table, split), TrainConfig(budget=12.0, image_size=64, num_workers=0),
                      split)(context) == run
     assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
     assert "Several labels per image" in (run / "log.txt").read_text()
@@ -111,7 +111,7 @@ def test_predict_applies_each_labels_threshold_without_torch(multilabel_run, tmp
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(out_csv.open()))
-    assert list(rows[0]) == ["path", "labels", "status", *MATERIALS, "error"] and len(rows) == 48
+    assert list(rows[0]) == ["path", "labels", "status", *MATERIALS, "error"] and len(rows) == 36
     rules = open_run(run).label_rules
     for row in rows:
         probabilities = [float(row[m]) for m in MATERIALS]

@@ -71,6 +71,10 @@ def with_confirmed(index: DatasetIndex, labels_csv: Path, progress: Callable[[in
     dataset are not added twice; a copy of a dataset image and a label that is no class of the dataset are
     left out and listed with the skipped files."""
     labels_csv = Path(labels_csv).absolute()
+    if index.multi_label:       # label assist gives one label per image: nothing to join to label sets
+        return replace(index, warnings=index.warnings + [
+            f"The labels confirmed with label assist ({labels_csv.name}) give one label per image; they are not "
+            "joined to this dataset, which gives several labels per image."])
     scan = scan_csv(labels_csv)
     usable = check_scanned(scan, progress, should_stop)
     label_of = {name: i for i, name in enumerate(index.classes)}
