@@ -87,10 +87,28 @@ def validated_small_run(tmp_path, monkeypatch):
     return run
 
 
-def test_a_network_that_lowers_the_validation_loss_joins_the_average_and_a_stopped_round_resumes(
-        validated_small_run, monkeypatch, tmp_path):
+def test_a_network_that_lowers_the_validation_loss_joins_the_average_a_stopped_round_resumes_and_the_refit_trains_the_first(
+        tmp_path, monkeypatch):
+    """On a small set (choices by cross-validation, here forced to the pretrained path): network 2 is kept, a
+    Stop during its round resumes it, then the refit on train+val trains the first network again and the second
+    keeps its weights; the average exports with heat maps, onnxruntime agreeing with PyTorch."""
+    import dataclasses
+
+    from desktop_tl.core.runs import checkpoint
+    from desktop_tl.core.training import baseline_folds
+
+    real = baseline_folds.compare_candidates
+    monkeypatch.setattr(baseline_folds, "compare_candidates",       # the pretrained path, whatever the folds say
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), chosen="probe"))
+    monkeypatch.setattr(planner, "MIN_TARGET_EPOCHS", 2)
+    monkeypatch.setattr(planner, "MAX_TARGET_EPOCHS", 2)
+    monkeypatch.setattr(members, "MIN_VALIDATION_IMAGES", 1)
+    monkeypatch.setattr(members, "MAX_FINETUNED_NETWORKS", 2)
     monkeypatch.setattr(members, "MIN_LOSS_GAIN", -math.inf)     # on 6 easy images every gain is ~0: keep it
-    run, control, events = validated_small_run, RunControl(), []
+    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
+    run = tmp_path / "run"
+    create_run(run, data, TrainConfig(budget=45.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
+    control, events = RunControl(), []
     for event in train_run(run, control):
         events.append(event)
         if isinstance(event, BatchProgress) and event.phase == "member" and event.epoch == 2:
@@ -127,6 +145,11 @@ def test_a_network_that_lowers_the_validation_loss_joins_the_average_and_a_stopp
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": images})[0]
     assert np.abs(got - expected).max() < 1e-4
     assert OnnxClassifier(out).has_heatmaps                     # one backbone twice: their maps add up
+    assert metrics["cross_validation"]["refit"]["images"] == 18
+    best = checkpoint.load_checkpoint(run / "best.safetensors").model
+    refitted = checkpoint.load_checkpoint(run / "refit" / "last.safetensors").model
+    assert all(torch.equal(best[f"members.0.{name}"], value) for name, value in refitted.items())
+    assert any(not torch.equal(best[f"members.1.{name}"], value) for name, value in refitted.items())
 
 
 def test_a_network_that_would_not_help_is_not_kept_and_the_log_says_more_time_would_not_help(
@@ -141,30 +164,3 @@ def test_a_network_that_would_not_help_is_not_kept_and_the_log_says_more_time_wo
     _, meta = model_from_checkpoint(validated_small_run)
     assert meta["arch"] == "efficientnet_lite0" or len(meta["members"]) == 1
 
-
-def test_on_a_small_set_the_first_network_is_trained_again_on_train_and_val_and_the_others_keep_theirs(
-        tmp_path, monkeypatch):
-    import dataclasses
-
-    from desktop_tl.core.runs import checkpoint
-    from desktop_tl.core.training import baseline_folds
-
-    real = baseline_folds.compare_candidates
-    monkeypatch.setattr(baseline_folds, "compare_candidates",       # the pretrained path, whatever the folds say
-                        lambda *a, **k: dataclasses.replace(real(*a, **k), chosen="probe"))
-    monkeypatch.setattr(planner, "MIN_TARGET_EPOCHS", 3)
-    monkeypatch.setattr(planner, "MAX_TARGET_EPOCHS", 3)
-    monkeypatch.setattr(members, "MIN_VALIDATION_IMAGES", 1)
-    monkeypatch.setattr(members, "MAX_FINETUNED_NETWORKS", 2)
-    monkeypatch.setattr(members, "MIN_LOSS_GAIN", -math.inf)
-    data = copy_demo_subset(tmp_path / "images", 12, ("grass", "gravel"))
-    run = tmp_path / "run"
-    create_run(run, data, TrainConfig(budget=45.0, num_workers=0), SplitConfig(0.25, 0.25, seed=0))
-    events = list(train_run(run))
-    assert isinstance(events[-1], Finished) and events[-1].completed, events[-1]
-    metrics = events[-1].metrics
-    assert metrics["finetuned_networks"]["averaged"] == 2 and metrics["cross_validation"]["refit"]["images"] == 18
-    best = checkpoint.load_checkpoint(run / "best.safetensors").model
-    refitted = checkpoint.load_checkpoint(run / "refit" / "last.safetensors").model
-    assert all(torch.equal(best[f"members.0.{name}"], value) for name, value in refitted.items())
-    assert any(not torch.equal(best[f"members.1.{name}"], value) for name, value in refitted.items())
