@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,11 @@ def fast_config():
     """`fast_config(state, **overrides)`: quick training settings on `state.config`
     (bundled EfficientNet-Lite0, head only, 64 px, batch 4, 1 epoch, no loader processes)."""
     return _fast_config
+
+
+@pytest.fixture(autouse=True)
+def collect_qt_garbage_on_the_main_thread():
+    """After each window test, collect its garbage here, on the main thread: a Qt object in a reference cycle
+    collected later by another thread's allocation (the engine thread) is destroyed there and can deadlock."""
+    yield
+    gc.collect()
