@@ -12,7 +12,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from desktop_tl.core.data import label_sets
-from desktop_tl.core.data.label_sets import label_set_warnings
 from desktop_tl.core.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -258,7 +257,7 @@ def count_warnings(classes: list[str], samples: list[Sample], duplicates: list[D
     """Warnings that follow from the samples alone: imbalance, small classes, leaks (for a multi-label dataset,
     those of its label sets: core.data.label_sets)."""
     if any(s.labels is not None for s in samples):
-        return label_set_warnings(classes, samples, duplicates)
+        return label_sets.label_set_warnings(classes, samples, duplicates)
     warnings = []
     totals = Counter(s.label for s in samples)
     sizes = sorted(((totals[i], name) for i, name in enumerate(classes)), key=lambda t: t[0])

@@ -25,17 +25,11 @@ def parse_label_cell(text: str) -> tuple[str, ...]:
     return tuple(sorted({part.strip() for part in text.split(SEPARATOR) if part.strip()}))
 
 
-def flag_columns(header: Sequence[str], rows: Sequence[tuple[int, Sequence[str]]],
-                 used: set[int | None]) -> list[tuple[int, str]]:
-    """The columns (index, name) outside `used` whose every value is 0 or 1: one column per label."""
-    found = []
-    for col, name in enumerate(cell.strip() for cell in header):
-        if col in used or not name:
-            continue
-        values = {(row[col].strip() if col < len(row) else "") for _, row in rows}
-        if rows and values <= FLAG_VALUES:
-            found.append((col, name))
-    return found
+def flag_columns(candidates: Sequence[tuple[int, str]],
+                 rows: Sequence[tuple[int, Sequence[str]]]) -> list[tuple[int, str]]:
+    """The candidate columns (index, name) whose every value is 0 or 1: one column per label."""
+    return [(col, name) for col, name in candidates
+            if rows and {(row[col].strip() if col < len(row) else "") for _, row in rows} <= FLAG_VALUES]
 
 
 def labels_from_flags(row: Sequence[str], flags: Sequence[tuple[int, str]]) -> tuple[str, ...]:
@@ -77,14 +71,14 @@ def summary_lines(classes: Sequence[str], samples: Sequence[Any]) -> list[str]:
     lines = [f"  {'label':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}  {'total':>6}"]
     lines += [f"  {row['name']:<{width}}  {row['train']:>6}  {row['val']:>6}  {row['test']:>6}  {row['total']:>6}"
               for row in report["labels"]]
-    first, *rest = findings_lines(classes, samples)
+    first, *rest = findings_lines(classes, samples, report)
     return [first, "", *lines, *rest]
 
 
-def findings_lines(classes: Sequence[str], samples: Sequence[Any]) -> list[str]:
+def findings_lines(classes: Sequence[str], samples: Sequence[Any], report: dict[str, Any] | None = None) -> list[str]:
     """What the label sets show beyond the counts per label (the window's class table has those): labels per
-    image, images with none, and the labels that occur together."""
-    report = summary(classes, samples)
+    image, images with none, and the labels that occur together (from `report`, their `summary`, when given)."""
+    report = report or summary(classes, samples)
     none = report["no_label"]
     lines = [f"Several labels per image: {len(classes)} labels, {report['mean_labels_per_image']:.2f} per image on "
              "average; " + (f"{none} image{'s' * (none != 1)} with none of the labels." if none else

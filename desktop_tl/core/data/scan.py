@@ -320,7 +320,9 @@ def _label_set_columns(rows: list[tuple[int, list[str]]], path_col: int, label_c
         return label_col, []
     if sets is not None:
         return sets, []
-    flags = label_sets.flag_columns(rows[0][1], rows[1:], {path_col, group_col, excluded_col})
+    candidates = [(col, name.strip()) for col, name in enumerate(rows[0][1])
+                  if col not in {path_col, group_col, excluded_col} and name.strip()]
+    flags = label_sets.flag_columns(candidates, rows[1:])
     return (None, flags) if len(flags) >= 2 else (label_col, [])
 
 
@@ -336,8 +338,7 @@ def _several_labels_per_image(name: str, found: list[Found], extra: list[tuple[i
                         f"{joined[0]!r}): each combination is read as a class of its own ({classes} classes). "
                         "For several labels per image, name the column 'labels' (labels joined with ';'); "
                         "otherwise give each image the one label that matters.")
-    flags = [column for col, column in extra
-             if rows and all((row[col].strip() if col < len(row) else "") in ("0", "1") for _, row in rows)]
+    flags = [column for _, column in label_sets.flag_columns(extra, rows)]
     if len(flags) >= 2:
         warnings.append(f"Columns {', '.join(flags)} of {name} hold only 0 and 1, like one column per label of a "
                         "multi-label table: with a label column, the label is read from it alone, and those are kept "
